@@ -1,0 +1,113 @@
+"""A least-recently-used store of records, bounded by bytes.
+
+Keys combine the image's content with the model's parameter version, so browsing layers,
+units and methods on one image never repeats its forward pass, while a changed weight (an
+optimiser step, ``load_state_dict``) can never serve a stale record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["CacheInfo", "RecordCache", "image_key", "parameter_version"]
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """Counters of a :class:`RecordCache`.
+
+    Attributes:
+        hits: lookups served from memory.
+        misses: lookups that needed a forward pass.
+        forwards: forward passes run (a miss, or a refresh that adds a layer to a record).
+        bytes: bytes held now.
+        entries: records held now.
+        budget: the byte budget.
+    """
+
+    hits: int
+    misses: int
+    forwards: int
+    bytes: int
+    entries: int
+    budget: int
+
+
+def image_key(x: Tensor) -> str:
+    """A digest of an image's dtype, shape and values."""
+    data = x.detach().to("cpu", torch.float32).contiguous()
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(tuple(data.shape)).encode())
+    h.update(data.numpy().tobytes())
+    return h.hexdigest()
+
+
+def parameter_version(model: nn.Module) -> tuple:
+    """Changes whenever any parameter or buffer is replaced or modified in place.
+
+    Uses each tensor's storage address and autograd version counter: in-place updates by
+    optimisers and ``load_state_dict`` bump the counter, so this costs no pass over the data.
+    """
+    tensors = list(model.parameters()) + list(model.buffers())
+    return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+
+
+class RecordCache:
+    """LRU mapping from a key to a record with an ``nbytes`` attribute, bounded by bytes."""
+
+    def __init__(self, budget: int) -> None:
+        if budget < 0:
+            raise ValueError(f"cache_bytes must be >= 0, got {budget}")
+        self.budget = budget
+        self._items: OrderedDict = OrderedDict()
+        self._bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self.forwards = 0
+
+    def get(self, key):
+        """The record for ``key`` (now most recently used) or None; counts a hit or a miss."""
+        item = self._items.get(key)
+        if item is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._items.move_to_end(key)
+        return item
+
+    def put(self, key, record) -> None:
+        """Stores ``record``, evicting the least recently used until within budget.
+
+        A record larger than the whole budget is not kept.
+        """
+        self.forwards += 1
+        self.discard(key)
+        if record.nbytes > self.budget:
+            return
+        self._items[key] = record
+        self._bytes += record.nbytes
+        while self._bytes > self.budget:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= old.nbytes
+
+    def discard(self, key) -> None:
+        """Forgets ``key`` if present."""
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._bytes -= old.nbytes
+
+    def clear(self) -> None:
+        """Forgets every record (the counters stay)."""
+        self._items.clear()
+        self._bytes = 0
+
+    def info(self) -> CacheInfo:
+        """The current counters."""
+        return CacheInfo(
+            self.hits, self.misses, self.forwards, self._bytes, len(self._items), self.budget
+        )

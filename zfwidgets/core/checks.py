@@ -1,0 +1,105 @@
+"""Checks on what users pass in, with messages that say what was given and what is allowed."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["as_image", "closest_names", "check_channel", "check_position", "resolve_device"]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` means CUDA when available, else CPU; anything else must name a device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"device {device!r} is not a device; use 'auto', 'cpu' or 'cuda'"
+        ) from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available; use 'auto'")
+    return resolved
+
+
+def as_image(x, in_channels: int | None) -> Tensor:
+    """One image as a float32 (1, C, H, W) tensor, or a clear error.
+
+    Accepts a torch tensor or numpy array shaped (C, H, W) or (1, C, H, W) with a floating
+    dtype and finite values.
+    """
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, Tensor):
+        raise TypeError(
+            f"image must be a torch.Tensor or numpy array shaped (C, H, W); got {type(x).__name__}"
+        )
+    if x.ndim == 4 and x.shape[0] != 1:
+        raise ValueError(
+            f"expected one image shaped (C, H, W) or (1, C, H, W); got a batch of {x.shape[0]} "
+            f"(shape {tuple(x.shape)}). Pass the images one at a time."
+        )
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"image must have 3 dimensions (C, H, W) or 4 (1, C, H, W); got shape {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(
+            f"image dtype is {x.dtype}; a floating dtype is needed (e.g. x.float() / 255, "
+            "normalised as the model was trained)"
+        )
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"image has {bad} NaN or infinite values; all pixels must be finite")
+    x = x.reshape(1, *x.shape[-3:]).float()
+    if in_channels is not None and x.shape[1] != in_channels:
+        raise ValueError(
+            f"image has {x.shape[1]} channels (shape {tuple(x.shape[1:])}) but the model's "
+            f"first layer takes {in_channels}"
+        )
+    return x
+
+
+def closest_names(name: str, names: Sequence[str]) -> str:
+    """A 'did you mean' suffix listing the names closest to ``name``."""
+    close = difflib.get_close_matches(str(name), list(names), n=3, cutoff=0.4)
+    if close:
+        return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return ""
+
+
+def check_channel(channel, count: int, layer: str) -> int:
+    """``channel`` as an int in [0, count)."""
+    if isinstance(channel, bool) or not isinstance(channel, int | np.integer):
+        raise TypeError(f"channel must be an int; got {type(channel).__name__} {channel!r}")
+    if not 0 <= channel < count:
+        raise ValueError(f"channel {channel} is out of range for layer '{layer}': 0..{count - 1}")
+    return int(channel)
+
+
+def check_position(position, hw: tuple[int, ...] | None, layer: str):
+    """None, "max" or an in-range (y, x) pair; ``hw`` is None for a fully connected layer."""
+    if position is None or position == "max":
+        return position
+    if hw is None:
+        raise ValueError(
+            f"layer '{layer}' is fully connected: position must be None or 'max'; got {position!r}"
+        )
+    if (
+        not isinstance(position, tuple | list)
+        or len(position) != 2
+        or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in position)
+    ):
+        raise TypeError(f"position must be None, 'max' or a (y, x) pair of ints; got {position!r}")
+    y, x = (int(v) for v in position)
+    if not (0 <= y < hw[0] and 0 <= x < hw[1]):
+        raise ValueError(
+            f"position {(y, x)} is outside layer '{layer}' of size {hw[0]}x{hw[1]}: "
+            f"y in 0..{hw[0] - 1}, x in 0..{hw[1] - 1}"
+        )
+    return (y, x)

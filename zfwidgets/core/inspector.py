@@ -1,0 +1,260 @@
+"""The engine behind every widget: activations and projections, one forward pass per image.
+
+Example:
+    >>> from zfwidgets import Inspector, demo
+    >>> d = demo.load()
+    >>> insp = Inspector(d.model)
+    >>> x, label = d.dataset[0]
+    >>> insp.activations(x, "conv2").shape          # doctest: +SKIP
+    torch.Size([64, 13, 13])
+    >>> insp.project(x, "conv2", channel=5).shape   # same shape as x
+    torch.Size([1, 28, 28])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from zfwidgets.core.backward import METHODS, backward
+from zfwidgets.core.cache import CacheInfo, RecordCache, image_key, parameter_version
+from zfwidgets.core.chain import Step, build_chain, friendly_aliases
+from zfwidgets.core.checks import (
+    as_image,
+    check_channel,
+    check_position,
+    closest_names,
+    resolve_device,
+)
+from zfwidgets.core.layers import step_forward, step_weights
+from zfwidgets.core.record import Record, record_forward
+
+__all__ = ["Inspector", "Position"]
+
+Position = None | str | tuple[int, int]
+
+
+class Inspector:
+    """Runs a convnet and its deconvnet lazily, caching each image's switches.
+
+    Args:
+        model: any ``nn.Module`` whose image path is a chain of Conv2d, ReLU, MaxPool2d,
+            LocalResponseNorm, BatchNorm2d, Dropout, AvgPool2d/AdaptiveAvgPool2d, Flatten and
+            Linear. It is never modified: no hooks, no mode change, no weight change.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
+        cache_bytes: budget of the per-image record cache (least recently used goes first).
+        keep: layers whose activations every record keeps; default the rectified output of
+            every conv and linear layer (the paper's feature maps) plus the class scores.
+            Other layers are added to an image's record when first asked for.
+
+    Raises:
+        UnsupportedModelError: the model is not a chain the deconvnet can invert.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: str | torch.device = "auto",
+        cache_bytes: int = 256 * 2**20,
+        keep: Sequence[str] | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        self.model = model
+        self.device = resolve_device(device)
+        self.chain: list[Step] = build_chain(model)
+        self.aliases: dict[str, str] = friendly_aliases(self.chain)
+        self._by_name = {s.name: s for s in self.chain}
+        default_keep = self.aliases.values() if keep is None else keep
+        self._keep = {self.layer_index(name) for name in default_keep}
+        self._cache = RecordCache(cache_bytes)
+        self._weights: list[dict[str, Tensor]] = []
+        self._version: tuple | None = None
+        first = next(s for s in self.chain if s.kind in ("conv", "linear"))
+        self.in_channels: int | None = first.module.in_channels if first.kind == "conv" else None
+        self._shape_memo: dict[tuple, list[torch.Size]] = {}
+
+    # ----- layers -------------------------------------------------------------------------
+    @property
+    def layers(self) -> list[str]:
+        """Addressable layer names (``named_modules()`` names), input to output."""
+        return [s.name for s in self.chain]
+
+    def layer_index(self, layer: str) -> int:
+        """Position of ``layer`` (a name or a friendly alias such as ``conv2``) in the chain."""
+        if not isinstance(layer, str):
+            raise TypeError(f"layer must be a str; got {type(layer).__name__} {layer!r}")
+        name = self.aliases.get(layer, layer)
+        if name not in self._by_name:
+            known = self.layers + list(self.aliases)
+            raise ValueError(
+                f"unknown layer {layer!r}{closest_names(layer, known)} Layers: "
+                f"{', '.join(self.layers)}; aliases: {', '.join(self.aliases)}"
+            )
+        return self._by_name[name].index
+
+    def layer_name(self, layer: str) -> str:
+        """The module name behind ``layer`` (resolves aliases)."""
+        return self.chain[self.layer_index(layer)].name
+
+    def shapes(self, input_shape: Sequence[int]) -> list[torch.Size]:
+        """Output shape (batch 1) of every step for an input of ``input_shape`` (C, H, W).
+
+        Raises:
+            ValueError: the input does not fit, naming the layer where it stops fitting.
+        """
+        key = tuple(input_shape)
+        if key not in self._shape_memo:
+            self._shape_memo[key] = self._trace_shapes(key)
+        return self._shape_memo[key]
+
+    def _trace_shapes(self, input_shape: tuple) -> list[torch.Size]:
+        x = torch.empty(1, *input_shape, device="meta")
+        shapes = []
+        for step in self.chain:
+            if step.kind == "linear" and x.shape[-1] != step.module.in_features:
+                raise ValueError(
+                    f"an input of shape {input_shape} gives {x.shape[-1]} features at layer "
+                    f"'{step.name}', which expects {step.module.in_features}; the image size "
+                    "does not match what the model was built for"
+                )
+            try:
+                x = step_forward(step, step_weights(step, torch.device("meta")), x)
+            except RuntimeError as err:
+                raise ValueError(
+                    f"an input of shape {input_shape} does not fit layer '{step.name}' "
+                    f"({step.kind}, input {tuple(x.shape[1:])}): {err}"
+                ) from err
+            shapes.append(x.shape)
+        return shapes
+
+    # ----- records ------------------------------------------------------------------------
+    def _current_weights(self) -> list[dict[str, Tensor]]:
+        version = parameter_version(self.model)
+        if version != self._version:
+            self._weights = [step_weights(s, self.device) for s in self.chain]
+            self._version = version
+            self._cache.clear()  # records of the old weights can never be asked for again
+        return self._weights
+
+    def image(self, x) -> Tensor:
+        """``x`` checked and shaped (1, C, H, W), float32, on the inspector's device."""
+        img = as_image(x, self.in_channels)
+        self.shapes(tuple(img.shape[1:]))
+        return img.to(self.device)
+
+    def record(self, x, layers: Sequence[str] = ()) -> Record:
+        """The record of image ``x``, from the cache or from one forward pass.
+
+        ``layers`` are layers whose activations must be in the record.
+        """
+        img = self.image(x)
+        need = {self.layer_index(name) for name in layers}
+        weights = self._current_weights()
+        key = (image_key(img), self._version)
+        rec = self._cache.get(key)
+        if rec is None or not need <= rec.outputs.keys():
+            keep = self._keep | need | (set(rec.outputs) if rec is not None else set())
+            rec = record_forward(self.chain, weights, img, keep)
+            self._cache.put(key, rec)
+        return rec
+
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses, forward passes and bytes of the record cache."""
+        return self._cache.info()
+
+    def clear_cache(self) -> None:
+        """Drops every cached record."""
+        self._cache.clear()
+
+    # ----- what users ask for -------------------------------------------------------------
+    def activations(self, x, layer: str) -> Tensor:
+        """The activations of ``layer`` for one image: (C, H, W), or (F,) for a linear layer."""
+        index = self.layer_index(layer)
+        rec = self.record(x, [self.chain[index].name])
+        return rec.outputs[index][0].clone()
+
+    def predict(self, x) -> Tensor:
+        """Class probabilities (softmax of the model's output) for one image."""
+        rec = self.record(x)
+        return torch.softmax(rec.outputs[len(self.chain) - 1][0], dim=-1)
+
+    def project(
+        self,
+        x,
+        layer: str,
+        channel: int,
+        position: Position = "max",
+        method: str = "deconvnet",
+    ) -> Tensor:
+        """Projects one feature map (or one unit of it) of ``layer`` down to pixel space.
+
+        Args:
+            x: one image, (C, H, W) or (1, C, H, W).
+            layer: a layer name or alias.
+            channel: the feature map (or, for a linear layer, the unit).
+            position: ``"max"`` the map's strongest activation only, ``None`` the whole map,
+                or ``(y, x)`` one unit. The top signal is the activation itself with every
+                other activation of the layer set to zero.
+            method: ``"deconvnet"``, ``"guided"`` (guided backprop) or ``"saliency"``.
+
+        Returns:
+            A tensor shaped like ``x`` on the inspector's device.
+        """
+        out = self.project_many(x, layer, [channel], [position], method)[0]
+        return out.reshape(x.shape) if hasattr(x, "shape") else out
+
+    def project_many(
+        self,
+        x,
+        layer: str,
+        channels: Sequence[int],
+        positions: Sequence[Position] | None = None,
+        method: str = "deconvnet",
+    ) -> Tensor:
+        """Several projections of one image in one batched pass: (K, C, H, W).
+
+        ``positions`` defaults to ``"max"`` for every channel; otherwise one per channel.
+        """
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        index = self.layer_index(layer)
+        positions = ["max"] * len(channels) if positions is None else list(positions)
+        if len(positions) != len(channels):
+            raise ValueError(
+                f"got {len(channels)} channels but {len(positions)} positions; give one each"
+            )
+        rec = self.record(x, [self.chain[index].name])
+        top = self.top_signals(rec.outputs[index], channels, positions, self.chain[index].name)
+        return backward(self.chain, self._current_weights(), rec, top, index, method)
+
+    @staticmethod
+    def top_signals(
+        act: Tensor, channels: Sequence[int], positions: Sequence[Position], layer: str
+    ) -> Tensor:
+        """The top signals for a batch of projections from activations ``act`` (1, C, ...).
+
+        Each is ``act`` with every activation zeroed except the chosen map (``None``), its
+        strongest unit (``"max"``) or one unit (``(y, x)``).
+        """
+        hw = tuple(act.shape[2:]) if act.ndim == 4 else None
+        top = act.new_zeros(len(channels), *act.shape[1:])
+        for k, (channel, position) in enumerate(zip(channels, positions, strict=True)):
+            c = check_channel(channel, act.shape[1], layer)
+            position = check_position(position, hw, layer)
+            fmap = act[0, c]
+            if position is None or hw is None:
+                top[k, c] = fmap
+                continue
+            if position == "max":
+                position = divmod(int(torch.argmax(fmap)), hw[1])
+            top[k, c][position] = fmap[position]
+        return top
+
+    def __repr__(self) -> str:
+        return (
+            f"Inspector({type(self.model).__name__}, {len(self.chain)} layers, "
+            f"device={self.device}, cache={self._cache.budget} bytes)"
+        )

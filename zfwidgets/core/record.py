@@ -1,0 +1,128 @@
+"""One forward pass that records everything later projections need.
+
+For each image we keep, per layer kind:
+
+* max pool: the switches, one byte per pooled unit: the offset of the max inside its window
+  (0..8 for a 3x3 window). This is all the deconvnet's unpooling needs.
+* ReLU: the sign of its input, bit-packed (8 units per byte), for guided backprop and saliency.
+* local response norm: its input, because the exact gradient of LRN (saliency, guided) depends
+  on it. The deconvnet itself skips contrast normalisation on the way down.
+* the activations of the requested layers, and always the final output (the class scores).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from zfwidgets.core.chain import Step
+from zfwidgets.core.layers import PoolGeometry, pool_geometry, step_forward
+
+__all__ = ["Record", "record_forward", "pack_bits", "unpack_bits", "encode_switches"]
+
+_BIT_WEIGHTS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
+
+
+def pack_bits(mask: Tensor) -> Tensor:
+    """Packs a bool tensor into uint8, eight values per byte (flattened, zero padded)."""
+    flat = mask.reshape(-1).to(torch.uint8)
+    flat = torch.nn.functional.pad(flat, (0, (-flat.numel()) % 8))
+    return (flat.view(-1, 8) * _BIT_WEIGHTS.to(flat.device)).sum(1, dtype=torch.uint8)
+
+
+def unpack_bits(packed: Tensor, shape: torch.Size) -> Tensor:
+    """Inverse of :func:`pack_bits`: a bool tensor of ``shape``."""
+    bits = packed.unsqueeze(1) & _BIT_WEIGHTS.to(packed.device)
+    n = 1
+    for d in shape:
+        n *= d
+    return (bits != 0).reshape(-1)[:n].reshape(shape)
+
+
+def _window_origins(g: PoolGeometry, out_hw: tuple[int, int], device) -> tuple[Tensor, Tensor]:
+    """Input coordinates of the top-left corner of every pooling window."""
+    oy = torch.arange(out_hw[0], device=device) * g.stride[0] - g.padding[0]
+    ox = torch.arange(out_hw[1], device=device) * g.stride[1] - g.padding[1]
+    return oy.view(-1, 1), ox.view(1, -1)
+
+
+def encode_switches(indices: Tensor, g: PoolGeometry, in_width: int) -> Tensor:
+    """Flat max-pool indices into offsets inside each window (uint8 when the window allows)."""
+    oy, ox = _window_origins(g, indices.shape[-2:], indices.device)
+    dy = torch.div(indices // in_width - oy, g.dilation[0], rounding_mode="floor")
+    dx = torch.div(indices % in_width - ox, g.dilation[1], rounding_mode="floor")
+    offsets = dy * g.kernel[1] + dx
+    small = g.kernel[0] * g.kernel[1] <= 256
+    return offsets.to(torch.uint8 if small else torch.int32)
+
+
+def decode_switches(offsets: Tensor, g: PoolGeometry, in_width: int) -> Tensor:
+    """Offsets back to flat input indices (int64), as ``max_pool2d`` would return them."""
+    oy, ox = _window_origins(g, offsets.shape[-2:], offsets.device)
+    off = offsets.long()
+    iy = oy + (off // g.kernel[1]) * g.dilation[0]
+    ix = ox + (off % g.kernel[1]) * g.dilation[1]
+    return iy * in_width + ix
+
+
+@dataclass
+class Record:
+    """What one forward pass left behind for later projections (batch of N images).
+
+    Attributes:
+        input_shapes: the input shape of every step (batch included).
+        outputs: the kept activations, by step index (the output of that step).
+        switches: max-pool switches by step index (offsets inside the window).
+        masks: bit-packed ``input > 0`` of every ReLU, by step index.
+        lrn_inputs: inputs of local response norm layers, by step index.
+    """
+
+    input_shapes: list[torch.Size]
+    outputs: dict[int, Tensor] = field(default_factory=dict)
+    switches: dict[int, Tensor] = field(default_factory=dict)
+    masks: dict[int, Tensor] = field(default_factory=dict)
+    lrn_inputs: dict[int, Tensor] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the recorded tensors."""
+        groups = (self.outputs, self.switches, self.masks, self.lrn_inputs)
+        return sum(t.numel() * t.element_size() for g in groups for t in g.values())
+
+    def relu_mask(self, index: int) -> Tensor:
+        """``input > 0`` of the ReLU at ``index`` as a bool tensor."""
+        return unpack_bits(self.masks[index], self.input_shapes[index])
+
+    def pool_indices(self, step: Step) -> Tensor:
+        """Flat input indices of every pooled unit's max, shape (N, C, Ho, Wo)."""
+        width = self.input_shapes[step.index][-1]
+        return decode_switches(self.switches[step.index], pool_geometry(step.module), width)
+
+
+def record_forward(
+    chain: list[Step], weights: list[dict[str, Tensor]], x: Tensor, keep: set[int]
+) -> Record:
+    """Runs ``x`` (N, C, H, W) through ``chain`` and records switches, masks and ``keep``."""
+    rec = Record(input_shapes=[])
+    last = len(chain) - 1
+    with torch.no_grad():
+        for step in chain:
+            rec.input_shapes.append(x.shape)
+            if step.kind == "maxpool":
+                g = pool_geometry(step.module)
+                y, idx = torch.nn.functional.max_pool2d(
+                    x, g.kernel, g.stride, g.padding, g.dilation, g.ceil_mode, return_indices=True
+                )
+                rec.switches[step.index] = encode_switches(idx, g, x.shape[-1])
+            else:
+                if step.kind == "relu":
+                    rec.masks[step.index] = pack_bits(x > 0)
+                elif step.kind == "lrn":
+                    rec.lrn_inputs[step.index] = x
+                y = step_forward(step, weights[step.index], x)
+            if step.index in keep or step.index == last:
+                rec.outputs[step.index] = y
+            x = y
+    return rec
