@@ -19,9 +19,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise ValueError(
-            f"device {device!r} is not a device; use 'auto', 'cpu' or 'cuda'"
-        ) from err
+        raise ValueError(f"device {device!r} is not a device; use 'auto', 'cpu' or 'cuda'") from err
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was asked for but CUDA is not available; use 'auto'")
     return resolved

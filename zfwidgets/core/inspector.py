@@ -29,6 +29,7 @@ from zfwidgets.core.checks import (
     resolve_device,
 )
 from zfwidgets.core.layers import step_forward, step_weights
+from zfwidgets.core.receptive import Box, unit_box
 from zfwidgets.core.record import Record, record_forward
 
 __all__ = ["Inspector", "Position"]
@@ -109,6 +110,17 @@ class Inspector:
         if key not in self._shape_memo:
             self._shape_memo[key] = self._trace_shapes(key)
         return self._shape_memo[key]
+
+    def receptive_field(self, layer: str, y: int, x: int, input_shape: Sequence[int]) -> Box:
+        """The input box that unit ``(y, x)`` of ``layer`` sees, for inputs of ``input_shape``.
+
+        Example: ``img[..., box.slices[0], box.slices[1]]`` is the unit's image patch.
+        """
+        index = self.layer_index(layer)
+        shapes = [torch.Size(input_shape)] + [s[1:] for s in self.shapes(input_shape)]
+        if len(shapes[index + 1]) == 3:
+            check_position((y, x), tuple(shapes[index + 1][-2:]), self.chain[index].name)
+        return unit_box(self.chain, shapes, index, y, x)
 
     def _trace_shapes(self, input_shape: tuple) -> list[torch.Size]:
         x = torch.empty(1, *input_shape, device="meta")

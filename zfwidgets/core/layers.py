@@ -67,7 +67,14 @@ def step_forward(step: Step, w: dict[str, Tensor], x: Tensor) -> Tensor:
         return F.local_response_norm(x, m.size, m.alpha, m.beta, m.k)
     if kind == "bn":
         return F.batch_norm(
-            x, w["running_mean"], w["running_var"], w.get("weight"), w.get("bias"), False, 0.0, m.eps
+            x,
+            w["running_mean"],
+            w["running_var"],
+            w.get("weight"),
+            w.get("bias"),
+            False,
+            0.0,
+            m.eps,
         )
     if kind in ("dropout", "identity"):
         return x

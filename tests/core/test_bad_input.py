@@ -1,0 +1,111 @@
+"""Bad input gets a ValueError/TypeError that says what was given and what is allowed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from models import zf_like
+
+from zfwidgets import Inspector
+
+
+@pytest.fixture(scope="module")
+def insp():
+    return Inspector(zf_like(), device="cpu")
+
+
+X = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize(
+    "image, error, words",
+    [
+        (X[0], ValueError, ["3 dimensions", "(32, 32)"]),
+        (X[None, None], ValueError, ["3 dimensions", "(1, 1, 3, 32, 32)"]),
+        (torch.stack([X, X]), ValueError, ["batch of 2"]),
+        (X[:1], ValueError, ["1 channels", "takes 3"]),
+        ((X * 255).to(torch.uint8), TypeError, ["torch.uint8", "floating"]),
+        (X.masked_fill(X > 2, float("nan")), ValueError, ["NaN", "finite"]),
+        (X.masked_fill(X > 2, float("inf")), ValueError, ["NaN or infinite"]),
+        (X[:, :8, :8], ValueError, ["(3, 8, 8)", "'"]),
+        (X.tolist(), TypeError, ["list", "torch.Tensor"]),
+    ],
+)
+def test_bad_images(insp, image, error, words):
+    with pytest.raises(error) as info:
+        insp.project(image, "conv1", 0)
+    for word in words:
+        assert word in str(info.value), str(info.value)
+
+
+def test_image_too_large_for_the_classifier_names_the_layer(insp):
+    with pytest.raises(ValueError, match=r"'11', which expects 48"):
+        insp.predict(torch.randn(3, 64, 64))
+
+
+def test_numpy_and_batched_images_are_accepted(insp):
+    a = insp.project(X, "conv1", 0)
+    b = insp.project(X.numpy(), "conv1", 0)
+    c = insp.project(X[None], "conv1", 0)
+    assert torch.equal(a, b) and torch.equal(a, c[0]) and c.shape == (1, 3, 32, 32)
+    assert insp.project(X.double(), "conv1", 0).dtype == torch.float32
+
+
+def test_unknown_layer_suggests_close_names(insp):
+    with pytest.raises(ValueError) as info:
+        insp.project(X, "conv7", 0)
+    msg = str(info.value)
+    assert "'conv7'" in msg and "did you mean" in msg and "'conv1'" in msg
+    with pytest.raises(TypeError, match="layer must be a str; got int 3"):
+        insp.project(X, 3, 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, text",
+    [
+        ({"channel": 8}, ValueError, "channel 8 is out of range for layer '1': 0..7"),
+        ({"channel": -1}, ValueError, "0..7"),
+        ({"channel": 1.5}, TypeError, "channel must be an int; got float"),
+        ({"channel": True}, TypeError, "got bool"),
+        ({"channel": 0, "position": (16, 0)}, ValueError, "outside layer '1' of size 16x16"),
+        ({"channel": 0, "position": (0,)}, TypeError, "(y, x) pair"),
+        ({"channel": 0, "position": "min"}, TypeError, "None, 'max'"),
+        ({"channel": 0, "method": "gradcam++"}, ValueError, "deconvnet, guided, saliency"),
+    ],
+)
+def test_bad_arguments(insp, kwargs, error, text):
+    with pytest.raises(error) as info:
+        insp.project(X, "conv1", **kwargs)
+    assert text in str(info.value)
+
+
+def test_fully_connected_layers_take_no_spatial_position(insp):
+    with pytest.raises(ValueError, match="fully connected"):
+        insp.project(X, "fc3", 0, position=(0, 0))
+
+
+def test_mismatched_positions(insp):
+    with pytest.raises(ValueError, match="3 channels but 2 positions"):
+        insp.project_many(X, "conv1", [0, 1, 2], ["max", None])
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(TypeError, match="torch.nn.Module; got str"):
+        Inspector("alexnet")
+    with pytest.raises(ValueError, match="cache_bytes must be >= 0"):
+        Inspector(zf_like(), cache_bytes=-1)
+    with pytest.raises(ValueError, match="device 'gpu0'"):
+        Inspector(zf_like(), device="gpu0")
+    with pytest.raises(ValueError, match="unknown layer 'conv99'"):
+        Inspector(zf_like(), keep=["conv99"])
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            Inspector(zf_like(), device="cuda")
+
+
+def test_the_cache_is_not_corrupted_by_users_editing_results(insp):
+    a = insp.activations(X, "conv2")
+    a.zero_()
+    assert insp.activations(X, "conv2").abs().sum() > 0
+    np.testing.assert_array_equal(insp.project(X, "conv2", 0), insp.project(X, "conv2", 0))

@@ -1,0 +1,104 @@
+"""The per-image record cache: hits skip the forward pass, eviction keeps to the budget,
+and changed weights never serve a stale record."""
+
+from __future__ import annotations
+
+import torch
+from models import zf_like
+
+from zfwidgets import Inspector
+
+
+class _CountingConv:
+    """Counts 2-D convolutions on real data run in the process (forward passes)."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        original = torch.nn.functional.conv2d
+
+        def counted(x, *args, **kwargs):
+            self.calls += x.device.type != "meta"  # shape checks run on meta tensors
+            return original(x, *args, **kwargs)
+
+        monkeypatch.setattr(torch.nn.functional, "conv2d", counted)
+
+
+def _image(seed):
+    return torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def test_second_projection_on_same_image_runs_no_forward(monkeypatch):
+    insp = Inspector(zf_like(), device="cpu")
+    x = _image(0)
+    counter = _CountingConv(monkeypatch)
+    insp.project(x, "conv2", 1)
+    after_first = counter.calls
+    assert after_first == 2  # one forward pass through both convs
+    for method in ("deconvnet", "guided", "saliency"):
+        for channel in range(3):
+            insp.project(x, "conv2", channel, method=method)
+            insp.project(x, "conv1", channel, position=None, method=method)
+    insp.activations(x.clone(), "fc3")  # same content, different tensor object
+    assert counter.calls == after_first
+    info = insp.cache_info()
+    assert info.misses == 1 and info.forwards == 1 and info.hits == 19
+
+
+def test_eviction_keeps_bytes_under_budget():
+    insp = Inspector(zf_like(), device="cpu")
+    one = insp.record(_image(0)).nbytes
+    insp = Inspector(zf_like(), device="cpu", cache_bytes=3 * one + one // 2)
+    for seed in range(10):
+        insp.project(_image(seed), "conv2", 0)
+        assert insp.cache_info().bytes <= 3 * one + one // 2
+    info = insp.cache_info()
+    assert info.entries == 3 and info.misses == 10
+    insp.project(_image(9), "conv2", 0)  # most recent: still there
+    assert insp.cache_info().misses == 10
+    insp.project(_image(0), "conv2", 0)  # least recent: evicted long ago
+    assert insp.cache_info().misses == 11
+
+
+def test_zero_budget_keeps_nothing_but_still_works():
+    insp = Inspector(zf_like(), device="cpu", cache_bytes=0)
+    a = insp.project(_image(0), "conv2", 0)
+    b = insp.project(_image(0), "conv2", 0)
+    assert torch.equal(a, b)
+    assert insp.cache_info().bytes == 0 and insp.cache_info().misses == 2
+
+
+def test_changed_weight_invalidates():
+    model = zf_like()
+    insp = Inspector(model, device="cpu")
+    x = _image(1)
+    before = insp.project(x, "conv2", 2)
+    act_before = insp.activations(x, "conv2")
+    with torch.no_grad():
+        model[0].weight.mul_(1.5)  # in place, as an optimiser step would
+    after = insp.project(x, "conv2", 2)
+    assert insp.cache_info().misses == 2
+    assert not torch.equal(before, after)
+    assert not torch.equal(act_before, insp.activations(x, "conv2"))
+    fresh = Inspector(model, device="cpu").project(x, "conv2", 2)
+    assert torch.equal(after, fresh)
+
+
+def test_load_state_dict_invalidates():
+    model = zf_like(seed=0)
+    insp = Inspector(model, device="cpu")
+    x = _image(2)
+    first = insp.activations(x, "conv1")
+    model.load_state_dict(zf_like(seed=5).state_dict())
+    second = insp.activations(x, "conv1")
+    assert not torch.equal(first, second)
+    assert torch.equal(second, Inspector(zf_like(seed=5), device="cpu").activations(x, "conv1"))
+
+
+def test_layer_outside_the_kept_set_is_added_once():
+    insp = Inspector(zf_like(), device="cpu")
+    x = _image(3)
+    insp.project(x, "conv2", 0)
+    insp.activations(x, "2")  # a max-pool output, not kept by default
+    insp.activations(x, "2")
+    info = insp.cache_info()
+    assert info.forwards == 2 and info.misses == 1

@@ -1,0 +1,179 @@
+"""Tensors to pictures: uint8 arrays and PNG bytes, as the paper's figures show them.
+
+Projections have no natural range, so we follow the paper: zero is mid grey and the contrast
+is stretched symmetrically, so the strongest positive or negative value reaches the end of
+the scale and the sign stays readable.
+
+Example:
+    >>> import torch
+    >>> projection_image(torch.tensor([[[-1.0, 0.0, 2.0]]]))[0].tolist()
+    [64, 128, 255]
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+__all__ = [
+    "as_numpy",
+    "colormap",
+    "grid",
+    "heatmap",
+    "input_image",
+    "overlay",
+    "projection_image",
+    "saliency_image",
+    "to_png",
+    "upscale",
+]
+
+# A perceptually ordered dark-to-bright map (after matplotlib's "inferno"): anchors are
+# interpolated to 256 entries, so no plotting library is needed.
+_ANCHORS = np.array(
+    [
+        [0, 0, 4],
+        [40, 11, 84],
+        [101, 21, 110],
+        [159, 42, 99],
+        [212, 72, 66],
+        [245, 125, 21],
+        [250, 193, 39],
+        [252, 255, 164],
+    ],
+    dtype=np.float64,
+)
+
+
+def colormap() -> np.ndarray:
+    """The 256x3 uint8 lookup table used for heat maps."""
+    pos = np.linspace(0, len(_ANCHORS) - 1, 256)
+    lo = np.floor(pos).astype(int).clip(0, len(_ANCHORS) - 2)
+    frac = (pos - lo)[:, None]
+    return np.round(_ANCHORS[lo] * (1 - frac) + _ANCHORS[lo + 1] * frac).astype(np.uint8)
+
+
+_LUT = colormap()
+
+
+def as_numpy(x) -> np.ndarray:
+    """A CPU float64 numpy copy of a tensor or array."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _hwc(a: np.ndarray) -> np.ndarray:
+    """(C, H, W) -> (H, W) for one channel, (H, W, 3) otherwise."""
+    if a.ndim == 4:
+        a = a[0]
+    if a.ndim == 2:
+        return a
+    if a.shape[0] == 1:
+        return a[0]
+    if a.shape[0] == 3:
+        return a.transpose(1, 2, 0)
+    return a.mean(0)  # any other channel count: show the mean plane
+
+
+def projection_image(p, per_channel: bool = False) -> np.ndarray:
+    """A projection as uint8, zero at mid grey, symmetric contrast stretch.
+
+    ``p`` is (C, H, W) or (1, C, H, W). With ``per_channel`` every colour channel is
+    stretched on its own (brighter colours, less faithful relative strengths).
+    """
+    a = _hwc(as_numpy(p))
+    axes = (0, 1) if per_channel and a.ndim == 3 else None
+    scale = np.abs(a).max(axis=axes, keepdims=True)
+    scale = np.where(scale > 0, scale, 1.0)
+    return np.clip(np.round(127.5 + 127.5 * a / scale + 0.25), 0, 255).astype(np.uint8)
+
+
+def saliency_image(p) -> np.ndarray:
+    """The lecture's saliency picture: absolute value, max over colour channels, 0..255."""
+    a = np.abs(as_numpy(p))
+    if a.ndim == 4:
+        a = a[0]
+    a = a.max(axis=0) if a.ndim == 3 else a
+    top = a.max()
+    return np.round(255 * a / top if top > 0 else a).astype(np.uint8)
+
+
+def heatmap(a, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    """A 2-D map as an RGB heat map (dark = low); range from the data unless given."""
+    m = as_numpy(a)
+    lo = float(m.min()) if lo is None else lo
+    hi = float(m.max()) if hi is None else hi
+    span = hi - lo if hi > lo else 1.0
+    idx = np.clip(np.round(255 * (m - lo) / span), 0, 255).astype(np.uint8)
+    return _LUT[idx]
+
+
+def input_image(x, mean=None) -> np.ndarray:
+    """A model input back as a picture: adds ``mean`` if given, else stretches min..max."""
+    a = as_numpy(x)
+    if mean is not None:
+        a = a.reshape(as_numpy(mean).shape) + as_numpy(mean)
+        a = np.clip(a, 0, 1)
+    else:
+        span = a.max() - a.min()
+        a = (a - a.min()) / (span if span > 0 else 1.0)
+    return np.round(255 * _hwc(a)).astype(np.uint8)
+
+
+def upscale(img: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement, so small digits stay crisp in the browser."""
+    if factor < 1:
+        raise ValueError(f"upscale factor must be >= 1; got {factor}")
+    return img.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blends an RGB heat map over an image (grey images are promoted to RGB)."""
+    base = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
+    if heat.shape[:2] != base.shape[:2]:
+        heat = np.asarray(Image.fromarray(heat).resize(base.shape[1::-1], Image.BILINEAR))
+    mixed = (1 - alpha) * base.astype(np.float64) + alpha * heat.astype(np.float64)
+    return np.round(mixed).astype(np.uint8)
+
+
+def grid(
+    images: Sequence[np.ndarray],
+    cols: int,
+    pad: int = 2,
+    background: int = 40,
+    labels: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Tiles equally sized uint8 images (grey or RGB) into one RGB picture, row by row.
+
+    ``labels``, if given, are written in the top-left corner of each tile.
+    """
+    if not images:
+        raise ValueError("grid needs at least one image")
+    tiles = [np.repeat(t[..., None], 3, axis=2) if t.ndim == 2 else t for t in images]
+    h, w = tiles[0].shape[:2]
+    rows = -(-len(tiles) // cols)
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), background, np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        out[y : y + h, x : x + w] = tile
+    if labels:
+        pic = Image.fromarray(out)
+        draw = ImageDraw.Draw(pic)
+        for i, text in enumerate(labels):
+            r, c = divmod(i, cols)
+            draw.text((pad + c * (w + pad) + 2, pad + r * (h + pad) + 1), text, fill=(255, 255, 0))
+        out = np.asarray(pic)
+    return out
+
+
+def to_png(img: np.ndarray) -> bytes:
+    """PNG bytes of a uint8 grey or RGB array (what ``ipywidgets.Image.value`` takes)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img)).save(buf, format="PNG")
+    return buf.getvalue()
