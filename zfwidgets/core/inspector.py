@@ -29,7 +29,7 @@ from zfwidgets.core.checks import (
     resolve_device,
 )
 from zfwidgets.core.layers import step_forward, step_weights
-from zfwidgets.core.receptive import Box, unit_box
+from zfwidgets.core.receptive import Box, nominal_fields, unit_box
 from zfwidgets.core.record import Record, record_forward
 
 __all__ = ["Inspector", "Position"]
@@ -121,6 +121,25 @@ class Inspector:
         if len(shapes[index + 1]) == 3:
             check_position((y, x), tuple(shapes[index + 1][-2:]), self.chain[index].name)
         return unit_box(self.chain, shapes, index, y, x)
+
+    def describe(self, input_shape: Sequence[int]) -> list[dict]:
+        """One row per layer: name, alias, kind, output shape, receptive-field size and stride.
+
+        A receptive-field size of 0 means the unit sees the whole image (after a flatten).
+        """
+        names = {target: alias for alias, target in self.aliases.items()}
+        fields = nominal_fields(self.chain)
+        return [
+            {
+                "name": step.name,
+                "alias": names.get(step.name, ""),
+                "kind": step.kind,
+                "shape": tuple(shape[1:]),
+                "rf_size": field.size,
+                "rf_stride": field.stride,
+            }
+            for step, shape, field in zip(self.chain, self.shapes(input_shape), fields, strict=True)
+        ]
 
     def _trace_shapes(self, input_shape: tuple) -> list[torch.Size]:
         x = torch.empty(1, *input_shape, device="meta")

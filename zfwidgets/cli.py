@@ -1,0 +1,66 @@
+"""The ``zfwidgets`` command line. Thin: each subcommand calls the library and prints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main"]
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected C,H,W such as 3,224,224; got {text!r}") from err
+    if len(shape) != 3 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected three positive numbers C,H,W; got {text!r}")
+    return shape
+
+
+def _info(args: argparse.Namespace) -> int:
+    from zfwidgets import Inspector
+    from zfwidgets.zoo.registry import get_model
+
+    model, input_shape = get_model(args.model, pretrained=args.pretrained)
+    input_shape = args.input or input_shape
+    insp = Inspector(model, device="cpu", cache_bytes=0)
+    rows = insp.describe(input_shape)  # raises before printing anything if the shape is wrong
+    print(f"{args.model}: {type(model).__name__}, input {input_shape}, {len(insp.layers)} layers")
+    header = f"{'layer':<16}{'alias':<8}{'kind':<10}{'output':<18}{'rf size':>8}{'rf stride':>10}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        size = "image" if row["rf_size"] == 0 else str(row["rf_size"])
+        shape = "x".join(str(v) for v in row["shape"])
+        print(
+            f"{row['name']:<16}{row['alias']:<8}{row['kind']:<10}{shape:<18}"
+            f"{size:>8}{row['rf_stride']:>10}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``zfwidgets`` command."""
+    parser = argparse.ArgumentParser(prog="zfwidgets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="print a model's layers, shapes and receptive fields")
+    info.add_argument("--model", default="demo", help="demo (default), alexnet, vgg16, ...")
+    info.add_argument("--input", type=_shape, help="input shape C,H,W (default: the model's)")
+    info.add_argument("--pretrained", action="store_true", help="load ImageNet weights")
+    info.set_defaults(run=_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, TypeError) as err:
+        print(f"zfwidgets: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
