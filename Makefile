@@ -1,0 +1,103 @@
+# zfwidgets: two commands for everything.
+#   make test   creates .venv if missing, installs .[test], lints, runs the tests (browser tests too)
+#   make demo   creates .venv if missing, installs the package + JupyterLab, opens the quickstart
+# Other targets: venv install install-test lint format bench clean distclean help
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+
+STAMP_INSTALL      := $(VENV)/.stamp-install
+STAMP_INSTALL_TEST := $(VENV)/.stamp-install-test
+STAMP_INSTALL_BENCH := $(VENV)/.stamp-install-bench
+
+LINT_PATHS   ?= zfwidgets tests
+NOTEBOOKS    := $(wildcard notebooks/*.ipynb)
+QUICKSTART   ?= notebooks/01_quickstart.ipynb
+JUPYTER_ARGS ?=
+# JupyterLab refuses to start as root without --allow-root (CI and the dev machines run as root).
+ALLOW_ROOT   := $(if $(filter 0,$(shell id -u)),--allow-root)
+PYTEST_ARGS  ?=
+
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+export ZFW_SCREENSHOTS ?= $(CURDIR)/tests/ui/screenshots
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help venv install install-test install-bench test demo lint format bench clean distclean
+
+help:
+	@echo "make test    - create .venv if missing, install .[test], ruff check, pytest (incl. browser tests), nbval"
+	@echo "make demo    - create .venv if missing, install, open $(QUICKSTART) in JupyterLab (JUPYTER_ARGS=...)"
+	@echo "make lint | format | bench | clean | distclean | venv | install | install-test"
+
+# ---- environment -------------------------------------------------------------------------------
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+venv: $(PY)
+
+# Stamps live inside .venv: deleting the venv forgets them; editing pyproject.toml re-installs.
+$(STAMP_INSTALL): pyproject.toml | $(PY)
+	$(PIP) install -e .
+	@touch $@
+
+$(STAMP_INSTALL_TEST): pyproject.toml | $(PY)
+	$(PIP) install -e '.[test]'
+	@touch $@ $(STAMP_INSTALL)
+
+$(STAMP_INSTALL_BENCH): pyproject.toml | $(PY)
+	$(PIP) install -e '.[test,bench]'
+	@touch $@ $(STAMP_INSTALL_TEST) $(STAMP_INSTALL)
+
+install: $(STAMP_INSTALL)
+install-test: $(STAMP_INSTALL_TEST)
+install-bench: $(STAMP_INSTALL_BENCH)
+
+# ---- the two commands --------------------------------------------------------------------------
+
+test: $(STAMP_INSTALL_TEST)
+	@echo "== ruff check $(LINT_PATHS)"
+	$(PY) -m ruff check $(LINT_PATHS)
+	@echo "== pytest tests (unit, state and real-browser tests; screenshots in $(ZFW_SCREENSHOTS))"
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+ifneq ($(NOTEBOOKS),)
+	@echo "== pytest --nbval-lax notebooks/"
+	$(PY) -m pytest -q --nbval-lax $(PYTEST_ARGS) notebooks/
+else
+	@echo "== no notebooks/*.ipynb yet: nbval step skipped"
+endif
+
+demo: $(STAMP_INSTALL_TEST)
+	@test -f $(QUICKSTART) || { echo "$(QUICKSTART) does not exist yet"; exit 1; }
+	$(PY) -m jupyter lab $(ALLOW_ROOT) $(JUPYTER_ARGS) $(QUICKSTART)
+
+# ---- housekeeping ------------------------------------------------------------------------------
+
+lint: $(STAMP_INSTALL_TEST)
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m ruff format --check $(LINT_PATHS)
+
+format: $(STAMP_INSTALL_TEST)
+	$(PY) -m ruff check --fix $(LINT_PATHS)
+	$(PY) -m ruff format $(LINT_PATHS)
+
+ifneq ($(wildcard benchmarks/run.py),)
+bench: $(STAMP_INSTALL_BENCH)
+	$(PY) benchmarks/run.py
+else
+bench:
+	@echo "no benchmarks yet (benchmarks/run.py does not exist)"
+endif
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache tests/ui/screenshots
+	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) \
+		-type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
