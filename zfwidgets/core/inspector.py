@@ -261,6 +261,81 @@ class Inspector:
         top = self.top_signals(rec.outputs[index], channels, positions, self.chain[index].name)
         return backward(self.chain, self._current_weights(), rec, top, index, method)
 
+    def project_units(
+        self,
+        images: Sequence,
+        layer: str,
+        channels: Sequence[int],
+        positions: Sequence[Position],
+        method: str = "deconvnet",
+    ) -> Tensor:
+        """One projection per image, all in one batched pass: (K, C, H, W).
+
+        ``images[k]`` is projected from ``channels[k]`` at ``positions[k]`` of ``layer``; the
+        images must share one shape. Each image's record comes from the cache when it can.
+        """
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        if not len(images) == len(channels) == len(positions):
+            raise ValueError(
+                f"got {len(images)} images, {len(channels)} channels and {len(positions)} "
+                "positions; give one of each per projection"
+            )
+        index = self.layer_index(layer)
+        name = self.chain[index].name
+        records = [self.record(img, [name]) for img in images]
+        shapes = {r.input_shapes[0] for r in records}
+        if len(shapes) > 1:
+            raise ValueError(f"images must share one shape to be projected together; got {shapes}")
+        rec = Record.cat(records)
+        top = torch.cat(
+            [
+                self.top_signals(r.outputs[index], [c], [p], name)
+                for r, c, p in zip(records, channels, positions, strict=True)
+            ]
+        )
+        return backward(self.chain, self._current_weights(), rec, top, index, method)
+
+    def run_batch(self, x: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
+        """Plain batched inference (N, C, H, W) -> activations of ``layers``; nothing cached.
+
+        Stops after the last requested layer. Used for streaming over data sets.
+        """
+        wanted = {self.layer_index(name): name for name in layers}
+        weights = self._current_weights()
+        out = {}
+        with torch.inference_mode():
+            x = x.to(self.device, torch.float32)
+            for step in self.chain[: max(wanted) + 1]:
+                x = step_forward(step, weights[step.index], x)
+                if step.index in wanted:
+                    out[wanted[step.index]] = x
+        return out
+
+    def trace_projection(
+        self,
+        x,
+        layer: str,
+        channel: int,
+        position: Position = "max",
+        method: str = "deconvnet",
+    ) -> list[tuple[Step, Tensor]]:
+        """The projection one layer at a time, for teaching: ``[(step, signal), ...]``.
+
+        The first entry is the top signal at ``layer`` (with step = that layer); each further
+        entry is the signal after passing down through ``step`` (so at that step's input).
+        The last signal equals ``project(...)``.
+        """
+        index = self.layer_index(layer)
+        rec = self.record(x, [self.chain[index].name])
+        signal = self.top_signals(rec.outputs[index], [channel], [position], self.chain[index].name)
+        trace = [(self.chain[index], signal[0])]
+        weights = self._current_weights()
+        for step in reversed(self.chain[: index + 1]):
+            signal = backward(self.chain, weights, rec, signal, step.index, method, step.index - 1)
+            trace.append((step, signal[0]))
+        return trace
+
     @staticmethod
     def top_signals(
         act: Tensor, channels: Sequence[int], positions: Sequence[Position], layer: str

@@ -26,19 +26,24 @@ _BIT_WEIGHTS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
 
 
 def pack_bits(mask: Tensor) -> Tensor:
-    """Packs a bool tensor into uint8, eight values per byte (flattened, zero padded)."""
-    flat = mask.reshape(-1).to(torch.uint8)
-    flat = torch.nn.functional.pad(flat, (0, (-flat.numel()) % 8))
-    return (flat.view(-1, 8) * _BIT_WEIGHTS.to(flat.device)).sum(1, dtype=torch.uint8)
+    """Packs a bool tensor (N, ...) into uint8 (N, bytes), eight values per byte.
+
+    Each sample is packed (and zero padded) on its own, so records of several images can be
+    concatenated along the batch.
+    """
+    flat = mask.reshape(mask.shape[0], -1).to(torch.uint8)
+    flat = torch.nn.functional.pad(flat, (0, (-flat.shape[1]) % 8))
+    weights = _BIT_WEIGHTS.to(flat.device)
+    return (flat.view(flat.shape[0], -1, 8) * weights).sum(2, dtype=torch.uint8)
 
 
 def unpack_bits(packed: Tensor, shape: torch.Size) -> Tensor:
-    """Inverse of :func:`pack_bits`: a bool tensor of ``shape``."""
-    bits = packed.unsqueeze(1) & _BIT_WEIGHTS.to(packed.device)
-    n = 1
-    for d in shape:
-        n *= d
-    return (bits != 0).reshape(-1)[:n].reshape(shape)
+    """Inverse of :func:`pack_bits`: a bool tensor of ``shape`` (N, ...)."""
+    bits = (packed.unsqueeze(2) & _BIT_WEIGHTS.to(packed.device)) != 0
+    per_sample = 1
+    for d in shape[1:]:
+        per_sample *= d
+    return bits.reshape(shape[0], -1)[:, :per_sample].reshape(shape)
 
 
 def _window_origins(g: PoolGeometry, out_hw: tuple[int, int], device) -> tuple[Tensor, Tensor]:
@@ -90,6 +95,23 @@ class Record:
         """Bytes held by the recorded tensors."""
         groups = (self.outputs, self.switches, self.masks, self.lrn_inputs)
         return sum(t.numel() * t.element_size() for g in groups for t in g.values())
+
+    @classmethod
+    def cat(cls, records: list[Record]) -> Record:
+        """One record holding several images' records along the batch (for batched projections).
+
+        Only activations that every record kept are carried over.
+        """
+        first = records[0]
+        n = sum(r.input_shapes[0][0] for r in records)
+        common = set.intersection(*(set(r.outputs) for r in records))
+        return cls(
+            input_shapes=[torch.Size((n, *s[1:])) for s in first.input_shapes],
+            outputs={i: torch.cat([r.outputs[i] for r in records]) for i in common},
+            switches={i: torch.cat([r.switches[i] for r in records]) for i in first.switches},
+            masks={i: torch.cat([r.masks[i] for r in records]) for i in first.masks},
+            lrn_inputs={i: torch.cat([r.lrn_inputs[i] for r in records]) for i in first.lrn_inputs},
+        )
 
     def relu_mask(self, index: int) -> Tensor:
         """``input > 0`` of the ReLU at ``index`` as a bool tensor."""

@@ -80,15 +80,17 @@ def _hwc(a: np.ndarray) -> np.ndarray:
     return a.mean(0)  # any other channel count: show the mean plane
 
 
-def projection_image(p, per_channel: bool = False) -> np.ndarray:
+def projection_image(p, per_channel: bool = False, scale: float | None = None) -> np.ndarray:
     """A projection as uint8, zero at mid grey, symmetric contrast stretch.
 
     ``p`` is (C, H, W) or (1, C, H, W). With ``per_channel`` every colour channel is
-    stretched on its own (brighter colours, less faithful relative strengths).
+    stretched on its own (brighter colours, less faithful relative strengths). ``scale``
+    fixes the value shown at full contrast (to compare several pictures on one scale).
     """
     a = _hwc(as_numpy(p))
     axes = (0, 1) if per_channel and a.ndim == 3 else None
-    scale = np.abs(a).max(axis=axes, keepdims=True)
+    if scale is None:
+        scale = np.abs(a).max(axis=axes, keepdims=True)
     scale = np.where(scale > 0, scale, 1.0)
     return np.clip(np.round(127.5 + 127.5 * a / scale + 0.25), 0, 255).astype(np.uint8)
 

@@ -1,0 +1,110 @@
+"""Class-driven methods on the same recorded forward pass: Grad-CAM and guided Grad-CAM.
+
+From the lecture (Selvaraju et al.): for class c and a conv layer with maps A_k,
+``alpha_k = mean over positions of dS_c/dA_k`` and ``M = ReLU(sum_k alpha_k A_k)``.
+Guided Grad-CAM multiplies guided backprop of ``S_c`` by ``M`` upsampled to the image.
+Both reuse the inspector's cached record: no extra forward pass.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from zfwidgets.core.backward import backward
+from zfwidgets.core.inspector import Inspector, Position
+
+__all__ = ["class_gradient", "compare", "gradcam", "guided_gradcam", "COMPARE_METHODS"]
+
+COMPARE_METHODS = ("deconvnet", "guided", "saliency", "gradcam", "guided_gradcam")
+
+
+def _target(insp: Inspector, x, target: int | None) -> int:
+    scores = insp.predict(x)
+    if target is None:
+        return int(scores.argmax())
+    if isinstance(target, bool) or not isinstance(target, int):
+        raise TypeError(f"target class must be an int or None; got {type(target).__name__}")
+    if not 0 <= target < scores.numel():
+        raise ValueError(f"target class {target} is out of range: 0..{scores.numel() - 1}")
+    return target
+
+
+def class_gradient(
+    insp: Inspector, x, target: int | None, layer: str | None = None, method: str = "saliency"
+) -> Tensor:
+    """d(score of ``target``)/d(output of ``layer``) for one image (pixels when ``layer`` is None).
+
+    ``target=None`` takes the predicted class. ``method="guided"`` gives guided backprop.
+    """
+    target = _target(insp, x, target)
+    stop = -1 if layer is None else insp.layer_index(layer)
+    rec = insp.record(x, [] if layer is None else [insp.layer_name(layer)])
+    last = len(insp.chain) - 1
+    top = torch.zeros_like(rec.outputs[last])
+    top[0, target] = 1.0
+    weights = insp._current_weights()
+    return backward(insp.chain, weights, rec, top, last, method, stop)[0]
+
+
+def gradcam(insp: Inspector, x, layer: str, target: int | None = None) -> Tensor:
+    """Grad-CAM map (H, W) at ``layer``'s resolution (non-negative)."""
+    index = insp.layer_index(layer)
+    if insp.chain[index].kind in ("flatten", "linear") or any(
+        s.kind in ("flatten", "linear") for s in insp.chain[:index]
+    ):
+        raise ValueError(f"Grad-CAM needs a convolutional layer; '{layer}' is fully connected")
+    grads = class_gradient(insp, x, target, layer)
+    acts = insp.activations(x, layer)
+    alpha = grads.mean(dim=(1, 2))
+    return torch.relu((alpha[:, None, None] * acts).sum(0))
+
+
+def upsample(cam: Tensor, size: tuple[int, int]) -> Tensor:
+    """A (h, w) map bilinearly resized to ``size``."""
+    return F.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+
+
+def guided_gradcam(insp: Inspector, x, layer: str, target: int | None = None) -> Tensor:
+    """Guided backprop of the class score times the upsampled Grad-CAM map: (C, H, W)."""
+    img = insp.image(x)
+    cam = upsample(gradcam(insp, x, layer, target), tuple(img.shape[-2:]))
+    return class_gradient(insp, x, target, None, method="guided") * cam
+
+
+def compare(
+    insp: Inspector,
+    x,
+    layer: str,
+    channel: int,
+    position: Position = "max",
+    target: int | None = None,
+    cam_layer: str | None = None,
+) -> dict[str, Tensor]:
+    """Every method for one image: the unit's deconvnet / guided / saliency projections, and
+    the class's Grad-CAM (upsampled to the image) and guided Grad-CAM.
+
+    ``cam_layer`` defaults to ``layer`` when it is convolutional, else the last conv layer.
+    """
+    out = {
+        m: insp.project(x, layer, channel, position, method=m).reshape(insp.image(x).shape[1:])
+        for m in ("deconvnet", "guided", "saliency")
+    }
+    cam_layer = cam_layer or _conv_layer_at_or_before(insp, layer)
+    img = insp.image(x)
+    out["gradcam"] = upsample(gradcam(insp, x, cam_layer, target), tuple(img.shape[-2:]))
+    out["guided_gradcam"] = guided_gradcam(insp, x, cam_layer, target)
+    return out
+
+
+def _conv_layer_at_or_before(insp: Inspector, layer: str) -> str:
+    index = insp.layer_index(layer)
+    spatial = [
+        s
+        for s in insp.chain[: index + 1]
+        if not any(t.kind == "flatten" for t in insp.chain[: s.index + 1])
+    ]
+    if not spatial:
+        raise ValueError(f"no convolutional layer at or before '{layer}' for Grad-CAM")
+    return spatial[-1].name

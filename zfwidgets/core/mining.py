@@ -1,0 +1,269 @@
+"""Top-k mining across a data set (paper Fig. 2), in one streaming pass.
+
+For every feature map of the chosen layers we keep the k images that excite it most. Each
+image contributes one entry per map: its strongest unit (value and position), so the k
+entries show k different images, as in the paper's figures. The running top-k is merged
+batch by batch with a stable sort, so the result equals sorting the full table of per-image
+maxima by value (ties broken by the lower image index).
+
+Example:
+    >>> from zfwidgets import Inspector, demo
+    >>> d = demo.load()
+    >>> insp = Inspector(d.model)
+    >>> top = mine(insp, d.dataset, layers=["conv2"], k=9, progress=False)  # doctest: +SKIP
+    >>> top.layers["conv2"].images[5]        # the 9 images that excite map 5 most
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from zfwidgets.core.inspector import Inspector
+
+__all__ = ["LayerTopK", "MiningCancelled", "TopK", "data_fingerprint", "mine", "model_fingerprint"]
+
+
+class MiningCancelled(RuntimeError):
+    """Raised when ``should_stop()`` asked a mining pass to stop."""
+
+
+@dataclass
+class LayerTopK:
+    """The k strongest images of every feature map of one layer.
+
+    Attributes:
+        values: (C, k) activations, strongest first (-inf where fewer than k images were seen).
+        images: (C, k) image indices into the data set (-1 where empty).
+        positions: (C, k, 2) (y, x) of the strongest unit; (0, 0) for fully connected layers.
+    """
+
+    values: Tensor
+    images: Tensor
+    positions: Tensor
+
+
+@dataclass
+class TopK:
+    """Mining results for several layers, with what they were computed from."""
+
+    k: int
+    count: int
+    layers: dict[str, LayerTopK]
+    model_fingerprint: str
+    data_fingerprint: str
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the results to one file, atomically (a temporary file, then a rename)."""
+        payload = {
+            "format": "zfwidgets.topk/1",
+            "k": self.k,
+            "count": self.count,
+            "model": self.model_fingerprint,
+            "data": self.data_fingerprint,
+            "layers": {
+                name: {"values": t.values, "images": t.images, "positions": t.positions}
+                for name, t in self.layers.items()
+            },
+        }
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(payload, f)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, insp: Inspector | None = None, data=None) -> TopK:
+        """Reads results saved by :meth:`save` (tensors only: no code runs while loading).
+
+        With ``insp`` and/or ``data`` given, checks that they are what the results were mined
+        from, and raises ValueError naming the file otherwise.
+        """
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ValueError(f"{path} is not a readable top-k results file: {err}") from err
+        if not isinstance(payload, dict) or payload.get("format") != "zfwidgets.topk/1":
+            raise ValueError(f"{path} is not a zfwidgets top-k results file")
+        result = cls(
+            k=payload["k"],
+            count=payload["count"],
+            layers={n: LayerTopK(**t) for n, t in payload["layers"].items()},
+            model_fingerprint=payload["model"],
+            data_fingerprint=payload["data"],
+        )
+        if insp is not None and model_fingerprint(insp) != result.model_fingerprint:
+            raise ValueError(f"{path} was mined with a different model (or different weights)")
+        if data is not None and data_fingerprint(data) != result.data_fingerprint:
+            raise ValueError(f"{path} was mined on a different data set")
+        return result
+
+
+def model_fingerprint(insp: Inspector) -> str:
+    """A digest of the model's layers and weights."""
+    h = hashlib.blake2b(digest_size=16)
+    for step in insp.chain:
+        h.update(f"{step.name}:{step.kind};".encode())
+    for name, tensor in insp.model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def data_fingerprint(data, samples: int = 32) -> str:
+    """A digest of the data set's length and of up to ``samples`` evenly spaced images."""
+    images = _indexable(data)
+    n = len(images)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(n).encode())
+    for i in sorted({int(j * (n - 1) / max(samples - 1, 1)) for j in range(min(samples, n))}):
+        h.update(_as_tensor(images[i]).to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _as_tensor(item) -> Tensor:
+    image = item[0] if isinstance(item, tuple | list) else item
+    if not isinstance(image, Tensor):
+        raise TypeError(f"data items must be image tensors or (image, label); got {type(image)}")
+    return image
+
+
+def _indexable(data):
+    """Something with len() and [] giving items, from a tensor, Dataset or DataLoader."""
+    if isinstance(data, DataLoader):
+        if isinstance(data.sampler, RandomSampler):
+            raise ValueError("mining needs a fixed order: pass a DataLoader with shuffle=False")
+        return data.dataset
+    if isinstance(data, Tensor):
+        if data.ndim != 4:
+            raise ValueError(
+                f"a tensor of images must be (N, C, H, W); got shape {tuple(data.shape)}"
+            )
+        return data
+    if isinstance(data, Dataset) or hasattr(data, "__getitem__"):
+        return data
+    raise TypeError(f"data must be a tensor, Dataset or DataLoader; got {type(data).__name__}")
+
+
+def _batches(data, batch_size: int) -> Iterator[Tensor]:
+    images = _indexable(data)
+    if isinstance(images, Tensor):
+        for start in range(0, len(images), batch_size):
+            yield images[start : start + batch_size]
+        return
+    if isinstance(data, DataLoader):
+        source = data
+    else:
+        source = DataLoader(images, batch_size=batch_size, shuffle=False)
+    seen = None
+    for batch in source:
+        batch = batch[0] if isinstance(batch, tuple | list) else batch
+        if seen is not None and batch.shape[1:] != seen:
+            raise ValueError(
+                f"data images changed shape from {tuple(seen)} to {tuple(batch.shape[1:])}"
+            )
+        seen = batch.shape[1:]
+        yield batch
+
+
+def _batch_maxima(act: Tensor) -> tuple[Tensor, Tensor]:
+    """Per image and map: the strongest value and its (y, x). act: (B, C, H, W) or (B, F)."""
+    if act.ndim == 2:
+        return act, torch.zeros(*act.shape, 2, dtype=torch.long, device=act.device)
+    flat = act.flatten(2)
+    values, where = flat.max(dim=2)
+    return values, torch.stack([where // act.shape[3], where % act.shape[3]], dim=-1)
+
+
+def _merge(best: LayerTopK, values: Tensor, images: Tensor, positions: Tensor, k: int) -> LayerTopK:
+    """Keeps the k largest of the current best and a new batch (values (C, B))."""
+    all_values = torch.cat([best.values, values], dim=1)
+    all_images = torch.cat([best.images, images.expand_as(values)], dim=1)
+    all_positions = torch.cat([best.positions, positions], dim=1)
+    order = torch.sort(all_values, dim=1, descending=True, stable=True).indices[:, :k]
+    return LayerTopK(
+        all_values.gather(1, order),
+        all_images.gather(1, order),
+        all_positions.gather(1, order[..., None].expand(-1, -1, 2)),
+    )
+
+
+def mine(
+    insp: Inspector,
+    data,
+    layers: Sequence[str] | None = None,
+    k: int = 9,
+    batch_size: int = 64,
+    progress: bool = True,
+    callback: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TopK:
+    """The k strongest images of every feature map of ``layers`` over ``data``.
+
+    Args:
+        insp: the inspector of the model.
+        data: a tensor (N, C, H, W), a Dataset yielding images or (image, label), or a
+            DataLoader with a fixed order.
+        layers: layer names or aliases; default every conv layer's rectified output.
+        k: entries kept per map.
+        batch_size: images per forward pass (ignored for a DataLoader).
+        progress: show a tqdm progress bar.
+        callback: called as ``callback(images_done, total)`` after every batch.
+        should_stop: polled after every batch; returning True raises MiningCancelled.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int; got {k!r}")
+    total = len(_indexable(data))
+    if total == 0:
+        raise ValueError("the data set is empty: nothing to mine")
+    if layers is None:
+        layers = [a for a in insp.aliases if a.startswith("conv")]
+    names = [insp.layer_name(layer) for layer in layers]
+    best: dict[str, LayerTopK] = {}
+    done = 0
+    from tqdm.auto import tqdm  # imported here: only mining needs it
+
+    bar = tqdm(total=total, desc="mining", unit="img", disable=not progress)
+    try:
+        for batch in _batches(data, batch_size):
+            acts = insp.run_batch(batch, names)
+            ids = torch.arange(done, done + len(batch), device=insp.device)
+            for name, act in acts.items():
+                values, positions = _batch_maxima(act)
+                if name not in best:
+                    channels = values.shape[1]
+                    best[name] = LayerTopK(
+                        torch.full((channels, 0), float("-inf"), device=insp.device),
+                        torch.full((channels, 0), -1, dtype=torch.long, device=insp.device),
+                        torch.zeros((channels, 0, 2), dtype=torch.long, device=insp.device),
+                    )
+                best[name] = _merge(best[name], values.T, ids[None], positions.transpose(0, 1), k)
+            done += len(batch)
+            bar.update(len(batch))
+            if callback is not None:
+                callback(done, total)
+            if should_stop is not None and should_stop():
+                raise MiningCancelled(f"mining stopped after {done} of {total} images")
+    finally:
+        bar.close()
+    layers_out = {}
+    for name, t in best.items():
+        pad = k - t.values.shape[1]  # fewer images than k: pad with empty entries
+        layers_out[name] = LayerTopK(
+            torch.nn.functional.pad(t.values, (0, pad), value=float("-inf")).cpu(),
+            torch.nn.functional.pad(t.images, (0, pad), value=-1).cpu(),
+            torch.nn.functional.pad(t.positions, (0, 0, 0, pad)).cpu(),
+        )
+    return TopK(k, done, layers_out, model_fingerprint(insp), data_fingerprint(data))
