@@ -99,3 +99,30 @@ def test_vgg11_bn_matches_autograd():
     x = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(4))
     for layer in ("conv1", "conv4", "conv8"):
         _check(insp, refs, x, layer, channel=None)
+
+
+@pytest.fixture(scope="module")
+def demo_model():
+    from zfwidgets import demo
+
+    d = demo.load()
+    refs = {m: Reference(d.model, m) for m in METHODS}
+    return d, Inspector(d.model, device="cpu"), refs
+
+
+@pytest.mark.parametrize("layer", ["features.0", "conv1", "conv2", "conv3", "fc4"])
+def test_demo_model_matches_autograd(demo_model, layer):
+    d, insp, refs = demo_model
+    x, _ = d.dataset[11]
+    _check(insp, refs, x, layer, channel=None)
+
+
+def test_trace_projection_ends_at_the_projection(demo_model):
+    d, insp, _ = demo_model
+    x, _ = d.dataset[4]
+    for method in METHODS:
+        trace = insp.trace_projection(x, "conv3", 2, method=method)
+        kinds = [step.kind for step, _ in trace[1:]]
+        assert kinds == [s.kind for s in reversed(insp.chain[: insp.layer_index("conv3") + 1])]
+        assert torch.allclose(trace[-1][1], insp.project(x, "conv3", 2, method=method))
+        assert trace[0][1].shape == insp.activations(x, "conv3").shape
