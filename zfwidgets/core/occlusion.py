@@ -1,0 +1,223 @@
+"""Occlusion sensitivity (paper Fig. 7): slide a grey square over the image and watch.
+
+For each position of the square we record (b) the total activation of the strongest feature
+map of a layer (the map is chosen once, on the unoccluded image), (d) the probability of the
+target class and (e) the most probable class; (c) is that map's projection with no occluder.
+All positions run as batched forward passes on the inspector's device.
+
+Example:
+    >>> maps = occlusion_sweep(insp, x, size=8, stride=2)        # doctest: +SKIP
+    >>> maps.target_prob.shape     # one value per occluder position
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from zfwidgets.core.inspector import Inspector
+
+__all__ = [
+    "OcclusionCancelled",
+    "OcclusionMaps",
+    "OcclusionReading",
+    "occlude",
+    "occlusion_at",
+    "occlusion_sweep",
+]
+
+
+class OcclusionCancelled(RuntimeError):
+    """Raised when ``should_stop()`` asked a sweep to stop."""
+
+
+@dataclass(frozen=True)
+class OcclusionMaps:
+    """The maps of one sweep; entry ``[i, j]`` is the occluder at ``(ys[i], xs[j])``.
+
+    Attributes:
+        ys, xs: top-left corners of the occluder positions (rows, columns).
+        size, stride: occluder side and step in pixels.
+        layer, channel: the feature map watched (strongest on the unoccluded image).
+        target: the class whose probability is mapped.
+        activity: (b) total activation of the map.
+        target_prob: (d) probability of ``target``.
+        top_class, top_prob: (e) most probable class and its probability.
+        projection: (c) the map's strongest unit projected to pixels, occluder absent.
+        base_activity, base_prob: the same readings on the unoccluded image.
+    """
+
+    ys: list[int]
+    xs: list[int]
+    size: int
+    stride: int
+    layer: str
+    channel: int
+    target: int
+    activity: Tensor
+    target_prob: Tensor
+    top_class: Tensor
+    top_prob: Tensor
+    projection: Tensor
+    base_activity: float
+    base_prob: float
+
+
+@dataclass(frozen=True)
+class OcclusionReading:
+    """What one occluder position gives: target probability, top-5, map activity."""
+
+    target_prob: float
+    top_classes: list[int]
+    top_probs: list[float]
+    activity: float
+
+
+def _positions(length: int, size: int, stride: int) -> list[int]:
+    return list(range(0, length - size + 1, stride))
+
+
+def _check_square(shape: torch.Size, size: int, stride: int) -> None:
+    for name, value in (("size", size), ("stride", stride)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"occluder {name} must be a positive int; got {value!r}")
+    if size > min(shape[-2:]):
+        raise ValueError(f"occluder size {size} is larger than the image ({shape[-2]}x{shape[-1]})")
+
+
+def occlude(x: Tensor, y: int, x0: int, size: int, fill: float | Tensor = 0.0) -> Tensor:
+    """A copy of ``x`` (..., C, H, W) with the ``size`` square at ``(y, x0)`` set to ``fill``.
+
+    ``fill`` is in model-input units: 0 is the data mean for mean-subtracted inputs (grey).
+    """
+    out = x.clone()
+    patch = out[..., y : y + size, x0 : x0 + size]
+    fill = torch.as_tensor(fill, dtype=out.dtype, device=out.device)
+    if fill.ndim == 3:  # a per-pixel fill image: take the same square from it
+        fill = fill[..., y : y + size, x0 : x0 + size]
+    elif fill.ndim == 1:  # one value per channel
+        fill = fill.view(-1, 1, 1)
+    patch.copy_(fill.expand_as(patch))
+    return out
+
+
+def _strongest_channel(insp: Inspector, x, layer: str) -> int:
+    act = insp.activations(x, layer)
+    return int(act.flatten(1).amax(1).argmax()) if act.ndim == 3 else int(act.argmax())
+
+
+def _default_layer(insp: Inspector) -> str:
+    convs = [a for a in insp.aliases if a.startswith("conv")]
+    if not convs:
+        raise ValueError("the model has no conv layer; pass layer= explicitly")
+    return convs[-1]
+
+
+def _target(insp: Inspector, img: Tensor, target: int | None) -> int:
+    probs = insp.predict(img)
+    if target is None:
+        return int(probs.argmax())
+    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < len(probs):
+        raise ValueError(f"target class {target!r} is out of range: 0..{len(probs) - 1}")
+    return target
+
+
+def _readings(insp: Inspector, batch: Tensor, name: str, channel: int) -> tuple[Tensor, Tensor]:
+    """Map activity (B,) and class probabilities (B, classes) for a batch of images."""
+    last = insp.layers[-1]
+    out = insp.run_batch(batch, [name, last])
+    act = out[name][:, channel]
+    activity = act.flatten(1).sum(1) if act.ndim == 3 else act
+    return activity, torch.softmax(out[last], dim=1)
+
+
+def occlusion_sweep(
+    insp: Inspector,
+    x,
+    size: int,
+    stride: int,
+    fill: float | Tensor = 0.0,
+    target: int | None = None,
+    layer: str | None = None,
+    batch_size: int = 64,
+    callback: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> OcclusionMaps:
+    """Slides a ``size`` square with step ``stride`` over image ``x``; see the module doc.
+
+    ``target`` defaults to the predicted class, ``layer`` to the last conv layer.
+    ``callback(done, total)`` reports progress; ``should_stop()`` returning True cancels.
+    """
+    img = insp.image(x)
+    _check_square(img.shape, size, stride)
+    layer = layer or _default_layer(insp)
+    name = insp.layer_name(layer)
+    channel = _strongest_channel(insp, img, name)
+    target = _target(insp, img, target)
+    ys, xs = _positions(img.shape[-2], size, stride), _positions(img.shape[-1], size, stride)
+    corners = [(y, x0) for y in ys for x0 in xs]
+    activity, probs = [], []
+    for start in range(0, len(corners), batch_size):
+        chunk = corners[start : start + batch_size]
+        batch = torch.cat([occlude(img, y, x0, size, fill) for y, x0 in chunk])
+        a, p = _readings(insp, batch, name, channel)
+        activity.append(a)
+        probs.append(p)
+        if callback is not None:
+            callback(start + len(chunk), len(corners))
+        if should_stop is not None and should_stop():
+            raise OcclusionCancelled(f"sweep stopped after {start + len(chunk)} positions")
+    probs = torch.cat(probs).view(len(ys), len(xs), -1).cpu()
+    base_activity, base_probs = _readings(insp, img, name, channel)
+    top_prob, top_class = probs.max(dim=2)
+    return OcclusionMaps(
+        ys=ys,
+        xs=xs,
+        size=size,
+        stride=stride,
+        layer=name,
+        channel=channel,
+        target=target,
+        activity=torch.cat(activity).view(len(ys), len(xs)).cpu(),
+        target_prob=probs[..., target],
+        top_class=top_class,
+        top_prob=top_prob,
+        projection=insp.project(img, name, channel)[0],
+        base_activity=float(base_activity[0]),
+        base_prob=float(base_probs[0, target]),
+    )
+
+
+def occlusion_at(
+    insp: Inspector,
+    x,
+    y: int,
+    x0: int,
+    size: int,
+    fill: float | Tensor = 0.0,
+    target: int | None = None,
+    layer: str | None = None,
+    channel: int | None = None,
+) -> OcclusionReading:
+    """The readings for one occluder position (for live interaction)."""
+    img = insp.image(x)
+    _check_square(img.shape, size, 1)
+    if not (0 <= y <= img.shape[-2] - size and 0 <= x0 <= img.shape[-1] - size):
+        raise ValueError(
+            f"occluder at ({y}, {x0}) of size {size} leaves the {img.shape[-2]}x{img.shape[-1]} "
+            f"image: y in 0..{img.shape[-2] - size}, x in 0..{img.shape[-1] - size}"
+        )
+    name = insp.layer_name(layer or _default_layer(insp))
+    channel = _strongest_channel(insp, img, name) if channel is None else channel
+    target = _target(insp, img, target)
+    activity, probs = _readings(insp, occlude(img, y, x0, size, fill), name, channel)
+    top = torch.topk(probs[0], min(5, probs.shape[1]))
+    return OcclusionReading(
+        target_prob=float(probs[0, target]),
+        top_classes=[int(c) for c in top.indices],
+        top_probs=[float(p) for p in top.values],
+        activity=float(activity[0]),
+    )
