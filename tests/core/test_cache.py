@@ -102,3 +102,30 @@ def test_layer_outside_the_kept_set_is_added_once():
     insp.activations(x, "2")
     info = insp.cache_info()
     assert info.forwards == 2 and info.misses == 1
+
+
+def test_concurrent_use_from_threads_gives_the_same_pictures():
+    """Widgets mine in a background thread while the kernel thread browses."""
+    import threading
+
+    insp = Inspector(zf_like(), device="cpu", cache_bytes=3 * 2**20)
+    images = [_image(s) for s in range(12)]
+    expected = [Inspector(zf_like(), device="cpu").project(x, "conv2", 1) for x in images]
+    errors, results = [], {}
+
+    def work(offset):
+        try:
+            for k in range(24):
+                i = (k + offset) % len(images)
+                results[(offset, k)] = (i, insp.project(images[i], "conv2", 1))
+        except Exception as err:  # surfaced by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(o,)) for o in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i, picture in results.values():
+        assert torch.equal(picture, expected[i])

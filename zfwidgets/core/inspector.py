@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import torch
@@ -76,6 +77,9 @@ class Inspector:
         first = next(s for s in self.chain if s.kind in ("conv", "linear"))
         self.in_channels: int | None = first.module.in_channels if first.kind == "conv" else None
         self._shape_memo: dict[tuple, list[torch.Size]] = {}
+        # Widgets mine and sweep in background threads while the kernel thread browses:
+        # the cache and the weight copies are shared, so their updates are serialised.
+        self._lock = threading.RLock()
 
     # ----- layers -------------------------------------------------------------------------
     @property
@@ -163,12 +167,13 @@ class Inspector:
 
     # ----- records ------------------------------------------------------------------------
     def _current_weights(self) -> list[dict[str, Tensor]]:
-        version = parameter_version(self.model)
-        if version != self._version:
-            self._weights = [step_weights(s, self.device) for s in self.chain]
-            self._version = version
-            self._cache.clear()  # records of the old weights can never be asked for again
-        return self._weights
+        with self._lock:
+            version = parameter_version(self.model)
+            if version != self._version:
+                self._weights = [step_weights(s, self.device) for s in self.chain]
+                self._version = version
+                self._cache.clear()  # records of the old weights can never be asked for again
+            return self._weights
 
     def image(self, x) -> Tensor:
         """``x`` checked and shaped (1, C, H, W), float32, on the inspector's device."""
@@ -183,22 +188,25 @@ class Inspector:
         """
         img = self.image(x)
         need = {self.layer_index(name) for name in layers}
-        weights = self._current_weights()
-        key = (image_key(img), self._version)
-        rec = self._cache.get(key)
-        if rec is None or not need <= rec.outputs.keys():
-            keep = self._keep | need | (set(rec.outputs) if rec is not None else set())
-            rec = record_forward(self.chain, weights, img, keep)
-            self._cache.put(key, rec)
-        return rec
+        with self._lock:
+            weights = self._current_weights()
+            key = (image_key(img), self._version)
+            rec = self._cache.get(key)
+            if rec is None or not need <= rec.outputs.keys():
+                keep = self._keep | need | (set(rec.outputs) if rec is not None else set())
+                rec = record_forward(self.chain, weights, img, keep)
+                self._cache.put(key, rec)
+            return rec
 
     def cache_info(self) -> CacheInfo:
         """Hits, misses, forward passes and bytes of the record cache."""
-        return self._cache.info()
+        with self._lock:
+            return self._cache.info()
 
     def clear_cache(self) -> None:
         """Drops every cached record."""
-        self._cache.clear()
+        with self._lock:
+            self._cache.clear()
 
     # ----- what users ask for -------------------------------------------------------------
     def activations(self, x, layer: str) -> Tensor:
