@@ -1,0 +1,681 @@
+"""Occlusion sensitivity (paper Fig. 7) as a live widget: drag a grey square over an image.
+
+The square's position drives live readouts (probability of the target class, the top 5
+classes, the total activity of the watched feature map); the full maps of a sweep over every
+position, (b) activity, (d) target probability and (e) most probable class, plus (c) the
+projection of the watched map, are computed in a background thread and drawn beside the image.
+
+Example:
+    >>> from zfwidgets import demo
+    >>> from zfwidgets.widgets.occlusion_slider import OcclusionSlider
+    >>> d = demo.load()
+    >>> image, label = d.dataset[0]
+    >>> w = OcclusionSlider(d.model, image, classes=d.classes, mean=d.mean)   # doctest: +SKIP
+    >>> w.x, w.y = 10, 4        # move the square: readouts follow at once   # doctest: +SKIP
+    >>> w.wait()                # the maps of the full sweep are ready       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import colorsys
+import html
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import traitlets
+from bqplot import Axis, Bars, Figure, LinearScale, OrdinalScale
+from ipycanvas import Canvas
+from torch import Tensor, nn
+
+from zfwidgets.core import render
+from zfwidgets.core.inspector import Inspector
+from zfwidgets.core.occlusion import (
+    OcclusionMaps,
+    OcclusionReading,
+    occlude,
+    occlusion_at,
+    occlusion_sweep,
+)
+from zfwidgets.widgets.parts import (
+    COLOURS,
+    FONT,
+    BackgroundTask,
+    StatusLine,
+    caption,
+    errors_to,
+    full_width,
+    png_image,
+    rgba,
+    text_html,
+    zoom_for,
+)
+
+__all__ = ["OcclusionSlider", "class_colours"]
+
+CANVAS_SIDE = 224  # about how big the draggable image is on screen, in pixels
+MAP_SIDE = 168  # about how big each map is on screen
+SQUARE_EDGE = (255, 196, 0)  # the occluder's outline: amber reads on black digits and on grey
+MARK_EDGE = (255, 255, 255)  # the current position on the maps
+MARK_SHADOW = (0, 0, 0)
+BAR_COLOUR = "#1976d2"  # SVG fill: a fixed blue that reads on both themes
+# matplotlib's tab10: distinct, colour-blind friendlier than a rainbow, readable on dark and light
+TAB10 = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+]
+
+
+def class_colours(count: int) -> np.ndarray:
+    """``count`` x 3 uint8 colours, one per class: tab10, then evenly spaced hues."""
+    extra = [
+        tuple(round(255 * c) for c in colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.65, 0.9))
+        for i in range(max(0, count - len(TAB10)))
+    ]
+    return np.array((TAB10 + extra)[:count], dtype=np.uint8).reshape(count, 3)
+
+
+def _outline(picture: np.ndarray, box: tuple[int, int, int, int], colour, width: int = 2):
+    """Draws the border of ``box`` (top, left, height, width) on an RGB picture, in place."""
+    top, left, h, w = box
+    bottom, right = top + h, left + w
+    rows, cols = picture.shape[:2]
+    top, left = max(top, 0), max(left, 0)
+    bottom, right = min(bottom, rows), min(right, cols)
+    picture[top : top + width, left:right] = colour
+    picture[max(bottom - width, top) : bottom, left:right] = colour
+    picture[top:bottom, left : left + width] = colour
+    picture[top:bottom, max(right - width, left) : right] = colour
+    return picture
+
+
+def _rgb(picture: np.ndarray) -> np.ndarray:
+    return np.repeat(picture[..., None], 3, axis=2) if picture.ndim == 2 else picture.copy()
+
+
+def _nearest(positions: Sequence[int], value: int) -> int:
+    """Index of the sweep position closest to ``value`` (ties go to the earlier one)."""
+    return min(range(len(positions)), key=lambda i: abs(positions[i] - value))
+
+
+class OcclusionSlider(widgets.VBox):
+    """Zeiler & Fergus's occlusion experiment (Fig. 7) on one image, live.
+
+    Args:
+        model_or_inspector: a convnet (wrapped in an :class:`Inspector`, never modified) or an
+            Inspector.
+        image: one model input (C, H, W) or (1, C, H, W), as the model takes it.
+        target: the class whose probability is watched; default the predicted class.
+        classes: class names (index = class); default the class numbers.
+        mean: the mean image that was subtracted from ``image``, to show it in true grey
+            levels; without it the picture is stretched min..max.
+        layer: the layer whose strongest map (on the unoccluded image) is watched; default
+            the last conv layer.
+        size, stride: the occluder's side and the sweep's step in pixels; default a quarter of
+            the image and a third of that.
+        fill: the occluder's value in model-input units (0 is the mean: grey).
+
+    Traits ``x``, ``y`` (top-left corner of the square), ``size``, ``stride``, ``target`` and
+    ``layer`` drive everything; a bad value shows in ``status`` (and the status line) and the
+    trait keeps its previous value. ``reading`` is the current
+    :class:`~zfwidgets.core.occlusion.OcclusionReading`, ``maps`` the last finished
+    :class:`~zfwidgets.core.occlusion.OcclusionMaps` (None while the first sweep runs).
+
+    Raises:
+        ValueError, TypeError: the image is not one the model takes (the core's message); an
+            existing widget shows the same errors from :meth:`set_image` in its status line.
+    """
+
+    x = traitlets.Int(0)
+    y = traitlets.Int(0)
+    size = traitlets.Int(1)
+    stride = traitlets.Int(1)
+    target = traitlets.Int(0)
+    layer = traitlets.Unicode("")
+    status = traitlets.Unicode("", read_only=True)
+
+    def __init__(
+        self,
+        model_or_inspector: nn.Module | Inspector,
+        image: Any,
+        target: int | None = None,
+        classes: Sequence[str] | None = None,
+        mean: Any = None,
+        layer: str | None = None,
+        size: int | None = None,
+        stride: int | None = None,
+        fill: float | Tensor = 0.0,
+    ) -> None:
+        super().__init__(layout=full_width())
+        self.add_class("zfw-occlusion-slider")
+        self._ready = False
+        self._insp = _inspector(model_or_inspector)
+        # The sweep runs in a thread: it gets its own Inspector (own cache) on the same model,
+        # so that it never races the live readouts over one cache.
+        self._sweep_insp = Inspector(self._insp.model, device=self._insp.device)
+        self._image = self._insp.image(image)  # raises the core's message for a bad image
+        self._mean = mean
+        self._fill = fill
+        self._dragging = False
+        self.reading: OcclusionReading | None = None
+        self.maps: OcclusionMaps | None = None
+        self._map_pictures: dict[str, np.ndarray] = {}
+        self._classes = self._class_names(classes)
+        self._build()
+        self._set_defaults(target, layer, size, stride)
+        self._ready = True
+        self._show_position()
+        self._start_sweep()
+
+    # ----- public -------------------------------------------------------------------------
+    @property
+    def inspector(self) -> Inspector:
+        """The Inspector that computes the live readouts."""
+        return self._insp
+
+    @property
+    def image(self) -> Tensor:
+        """The image under the occluder, (1, C, H, W) on the inspector's device."""
+        return self._image
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks until the background sweep has finished; False if ``timeout`` s passed first."""
+        return self._task.wait(timeout)
+
+    def set_image(self, image: Any, target: int | None = None) -> None:
+        """Shows a new image (target: the given class, else its predicted class).
+
+        A bad image shows in the status line and the widget keeps the previous one.
+        """
+        with errors_to(self._status, "image"):
+            img = self._insp.image(image)
+            if tuple(img.shape[-2:]) != tuple(self._image.shape[-2:]):
+                raise ValueError(
+                    f"the new image is {tuple(img.shape[-2:])}; this widget shows "
+                    f"{tuple(self._image.shape[-2:])} images"
+                )
+            new_target = self._predicted(img) if target is None else target
+            occlusion_at(self._insp, img, 0, 0, self.size, self._fill, new_target, self.layer)
+            self._ready = False
+            self._image = img
+            self.target = new_target
+            self._base_picture = render.input_image(img[0], self._mean)
+            self._ready = True
+            self._status.clear()
+            self._show_position()
+            self._start_sweep(force=True)
+
+    # ----- building -----------------------------------------------------------------------
+    def _class_names(self, classes: Sequence[str] | None) -> list[str]:
+        count = int(self._insp.predict(self._image).numel())
+        if classes is None:
+            return [str(i) for i in range(count)]
+        if len(classes) != count:
+            raise ValueError(f"got {len(classes)} class names but the model has {count} classes")
+        return [str(c) for c in classes]
+
+    def _build(self) -> None:
+        height, width = self._image.shape[-2:]
+        self._zoom = zoom_for(max(height, width), CANVAS_SIDE)
+        self._base_picture = render.input_image(self._image[0], self._mean)
+        self._canvas = Canvas(
+            width=width * self._zoom,
+            height=height * self._zoom,
+            layout=widgets.Layout(
+                width=f"{width * self._zoom}px", height=f"{height * self._zoom}px"
+            ),
+        )
+        self._canvas.add_class("zfw-occlusion-canvas")
+        self._canvas.on_mouse_down(self._mouse_down)
+        self._canvas.on_mouse_move(self._mouse_move)
+        self._canvas.on_mouse_up(self._mouse_up)
+        self._canvas.on_mouse_out(self._mouse_up)
+        self._build_controls()
+        self._build_readouts()
+        self._build_maps()
+        self._status = StatusLine(hint="drag the square on the image, or use the x / y sliders")
+        self._status.observe(self._mirror_status, names="message")
+        self._progress = widgets.IntProgress(
+            value=0, min=0, max=1, description="sweep", layout=widgets.Layout(width="320px")
+        )
+        self._task = BackgroundTask(self._progress, self._status)
+        left = widgets.VBox(
+            [
+                caption("(a) the image; drag the square", margin="0 0 2px 0"),
+                self._canvas,
+                self._x_slider,
+                self._y_slider,
+            ],
+            layout=widgets.Layout(flex="0 0 auto", margin="0 24px 0 0"),
+        )
+        right = widgets.VBox(
+            [self._readout, self._bars_figure, self._size_slider, self._stride_slider]
+            + [self._target_menu, self._layer_menu],
+            layout=widgets.Layout(flex="1 1 320px", min_width="300px"),
+        )
+        self.children = [
+            widgets.HBox([left, right], layout=full_width(flex_flow="row wrap")),
+            self._maps_box,
+            widgets.HBox([self._progress], layout=full_width()),
+            self._status,
+        ]
+
+    def _build_controls(self) -> None:
+        height, width = (int(s) for s in self._image.shape[-2:])
+        self._x_slider = widgets.IntSlider(
+            description="x",
+            min=0,
+            max=width - 1,
+            tooltip="left edge of the occluder, in image pixels (arrow keys move it)",
+            layout=widgets.Layout(width=f"{max(width * self._zoom, 220)}px"),
+        )
+        self._y_slider = widgets.IntSlider(
+            description="y",
+            min=0,
+            max=height - 1,
+            tooltip="top edge of the occluder, in image pixels (arrow keys move it)",
+            layout=widgets.Layout(width=f"{max(width * self._zoom, 220)}px"),
+        )
+        side = min(height, width)
+        self._size_slider = widgets.IntSlider(
+            description="size",
+            min=1,
+            max=side,
+            continuous_update=False,
+            tooltip="side of the grey occluder square, in image pixels (recomputes the maps)",
+            layout=widgets.Layout(width="320px"),
+        )
+        self._stride_slider = widgets.IntSlider(
+            description="stride",
+            min=1,
+            max=side,
+            continuous_update=False,
+            tooltip="step between occluder positions in the maps (recomputes the maps)",
+            layout=widgets.Layout(width="320px"),
+        )
+        self._target_menu = widgets.Dropdown(
+            description="target",
+            options=[(f"{i}: {name}", i) for i, name in enumerate(self._classes)],
+            tooltip="the class whose probability is watched in (d) and the readout",
+            layout=widgets.Layout(width="320px"),
+        )
+        layers = list(self._insp.aliases)[:-1] or list(self._insp.aliases)
+        self._layer_menu = widgets.Dropdown(
+            description="layer",
+            options=layers,
+            tooltip="the layer whose strongest feature map (on the unoccluded image) is watched",
+            layout=widgets.Layout(width="320px"),
+        )
+        for name, control in (
+            ("x", self._x_slider),
+            ("y", self._y_slider),
+            ("size", self._size_slider),
+            ("stride", self._stride_slider),
+            ("target", self._target_menu),
+            ("layer", self._layer_menu),
+        ):
+            control.observe(self._control_changed(name), names="value")
+
+    def _control_changed(self, name: str) -> Callable[[dict], None]:
+        def handler(change: dict) -> None:
+            setattr(self, name, change["new"])
+            if getattr(self, name) != change["new"]:  # refused: the control goes back too
+                change["owner"].value = getattr(self, name)
+
+        return handler
+
+    def _build_readouts(self) -> None:
+        self._readout = widgets.HTML(layout=full_width(min_height="3.2em"))
+        self._readout.add_class("zfw-occlusion-readout")
+        x_scale, y_scale = OrdinalScale(), LinearScale(min=0.0, max=1.0)
+        self._bars = Bars(
+            x=[],
+            y=[],
+            scales={"x": x_scale, "y": y_scale},
+            colors=[BAR_COLOUR],
+            padding=0.25,
+            tooltip=None,
+        )
+        text = {"fill": COLOURS["body"], "font-family": FONT}
+        axes = [
+            Axis(
+                scale=x_scale,
+                side="bottom",
+                label="top 5 classes",
+                tick_style=text,
+                label_color="#888",
+            ),
+            Axis(
+                scale=y_scale,
+                side="left",
+                tick_format=".1f",
+                num_ticks=3,
+                tick_style=text,
+            ),
+        ]
+        self._bars_figure = Figure(
+            marks=[self._bars],
+            axes=axes,
+            fig_margin={"top": 10, "bottom": 40, "left": 45, "right": 10},
+            background_style={"fill": "transparent"},
+            layout=widgets.Layout(width="320px", height="180px"),
+        )
+
+    def _build_maps(self) -> None:
+        self._map_images = {
+            "activity": png_image("(b) total activity of the watched map, per occluder position"),
+            "projection": png_image("(c) the watched map projected to pixels, no occluder"),
+            "target_prob": png_image("(d) probability of the target class, per occluder position"),
+            "top_class": png_image("(e) most probable class, per occluder position"),
+        }
+        self._map_captions = {name: caption("") for name in self._map_images}
+        self._legend = widgets.HTML(layout=widgets.Layout(max_width="200px"))
+        boxes = []
+        for name, image in self._map_images.items():
+            image.add_class(f"zfw-occlusion-{name.replace('_', '-')}")
+            parts = [self._map_captions[name], image]
+            if name == "top_class":
+                parts.append(self._legend)
+            boxes.append(widgets.VBox(parts, layout=widgets.Layout(margin="0 12px 8px 0")))
+        self._maps_box = widgets.HBox(boxes, layout=full_width(flex_flow="row wrap"))
+
+    def _set_defaults(self, target, layer, size, stride) -> None:
+        height, width = (int(s) for s in self._image.shape[-2:])
+        side = min(height, width)
+        size = max(1, round(side / 4)) if size is None else size
+        stride = max(1, size // 3) if stride is None else stride
+        layer = layer or _last_conv(self._insp)
+        target = self._predicted(self._image) if target is None else target
+        # Checked here, where a bad argument can still raise (the widget does not exist yet).
+        occlusion_at(self._insp, self._image, 0, 0, size, self._fill, target, layer)
+        _check_stride(stride)
+        self.layer, self.target, self.size, self.stride = layer, target, size, stride
+        self.x, self.y = (width - size) // 2, (height - size) // 2
+        for name, control in self._controls().items():
+            control.value = getattr(self, name)
+        self._x_slider.max, self._y_slider.max = width - size, height - size
+
+    def _controls(self) -> dict[str, widgets.ValueWidget]:
+        return {
+            "x": self._x_slider,
+            "y": self._y_slider,
+            "size": self._size_slider,
+            "stride": self._stride_slider,
+            "target": self._target_menu,
+            "layer": self._layer_menu,
+        }
+
+    # ----- validation: a refused value keeps the previous one -----------------------------
+    def _refuse(self, name: str, proposal: dict, check: Callable[[Any], None]) -> Any:
+        if not self._ready:
+            return proposal["value"]
+        try:
+            check(proposal["value"])
+        except (ValueError, TypeError) as err:
+            self._status.error(f"{name}: {err}")
+            return getattr(self, name)
+        return proposal["value"]
+
+    @traitlets.validate("size")
+    def _valid_size(self, proposal: dict) -> int:
+        return self._refuse(
+            "size",
+            proposal,
+            lambda v: occlusion_at(self._insp, self._image, 0, 0, v, self._fill, self.target),
+        )
+
+    @traitlets.validate("stride")
+    def _valid_stride(self, proposal: dict) -> int:
+        return self._refuse("stride", proposal, _check_stride)
+
+    @traitlets.validate("target")
+    def _valid_target(self, proposal: dict) -> int:
+        return self._refuse(
+            "target",
+            proposal,
+            lambda v: occlusion_at(self._insp, self._image, 0, 0, 1, self._fill, v, self.layer),
+        )
+
+    @traitlets.validate("layer")
+    def _valid_layer(self, proposal: dict) -> str:
+        return self._refuse(
+            "layer",
+            proposal,
+            lambda v: occlusion_at(self._insp, self._image, 0, 0, 1, self._fill, self.target, v),
+        )
+
+    @traitlets.validate("x", "y")
+    def _clamp_position(self, proposal: dict) -> int:
+        # Positions clamp (a drag past the edge keeps the square at the edge) rather than fail.
+        axis = -1 if proposal["trait"].name == "x" else -2
+        limit = int(self._image.shape[axis]) - self.size
+        return min(max(int(proposal["value"]), 0), max(limit, 0))
+
+    # ----- reacting -----------------------------------------------------------------------
+    @traitlets.observe("x", "y")
+    def _position_changed(self, change: dict) -> None:
+        self._sync_control(change["name"])
+        if self._ready:
+            self._show_position()
+
+    @traitlets.observe("size")
+    def _size_changed(self, change: dict) -> None:
+        self._sync_control("size")
+        if not self._ready:
+            return
+        height, width = (int(s) for s in self._image.shape[-2:])
+        self._x_slider.max, self._y_slider.max = width - self.size, height - self.size
+        with self.hold_trait_notifications():
+            self.x, self.y = self.x, self.y  # re-clamped by the validator
+        self._show_position()
+        self._start_sweep()
+
+    @traitlets.observe("stride", "target", "layer")
+    def _sweep_setting_changed(self, change: dict) -> None:
+        self._sync_control(change["name"])
+        if self._ready:
+            if change["name"] != "stride":
+                self._show_position()
+            self._start_sweep()
+
+    def _mirror_status(self, change: dict) -> None:
+        self.set_trait("status", change["new"])
+
+    def _sync_control(self, name: str) -> None:
+        control = self._controls()[name]
+        if control.value != getattr(self, name):
+            control.value = getattr(self, name)
+
+    # ----- the canvas: drag the square ----------------------------------------------------
+    def _mouse_down(self, px: float, py: float) -> None:
+        self._dragging = True
+        self._move_to(px, py)
+
+    def _mouse_move(self, px: float, py: float) -> None:
+        if self._dragging:
+            self._move_to(px, py)
+
+    def _mouse_up(self, px: float, py: float) -> None:
+        if self._dragging:
+            self._move_to(px, py)
+        self._dragging = False
+
+    def _move_to(self, px: float, py: float) -> None:
+        """Centres the square on canvas pixel (px, py); the validators clamp to the image."""
+        column, row = int(px // self._zoom), int(py // self._zoom)
+        with self.hold_trait_notifications():
+            self.x, self.y = column - self.size // 2, row - self.size // 2
+
+    # ----- drawing ------------------------------------------------------------------------
+    def _show_position(self) -> None:
+        with errors_to(self._status, "readout"):
+            self.reading = occlusion_at(
+                self._insp,
+                self._image,
+                self.y,
+                self.x,
+                self.size,
+                self._fill,
+                self.target,
+                self.layer,
+            )
+            self._draw_canvas()
+            self._draw_readout()
+            self._draw_maps()
+
+    def _draw_canvas(self) -> None:
+        occluded = occlude(self._image, self.y, self.x, self.size, self._fill)[0]
+        picture = _rgb(render.upscale(render.input_image(occluded, self._mean), self._zoom))
+        z = self._zoom
+        _outline(picture, (self.y * z, self.x * z, self.size * z, self.size * z), SQUARE_EDGE)
+        self._canvas.put_image_data(rgba(picture), 0, 0)
+
+    def _draw_readout(self) -> None:
+        reading = self.reading
+        if reading is None:
+            return
+        name = self._classes[self.target]
+        lines = [
+            f"p(<b>{html.escape(name)}</b>) = <b>{reading.target_prob:.3f}</b>"
+            + (f" (unoccluded {self.maps.base_prob:.3f})" if self._maps_current() else ""),
+            f"activity of {html.escape(self.layer)} map = <b>{reading.activity:.4g}</b>"
+            + (f" (unoccluded {self.maps.base_activity:.4g})" if self._maps_current() else ""),
+            f"square at x={self.x}, y={self.y}, size {self.size}",
+        ]
+        style = f"color: {COLOURS['body']}; font-family: {FONT}; line-height: 1.5"
+        self._readout.value = f'<div style="{style}">' + "<br>".join(lines) + "</div>"
+        with self._bars.hold_sync():
+            self._bars.x = [self._classes[c] for c in reading.top_classes]
+            self._bars.y = list(reading.top_probs)
+
+    def _maps_current(self) -> bool:
+        maps = self.maps
+        return (
+            maps is not None
+            and maps.size == self.size
+            and maps.stride == self.stride
+            and maps.target == self.target
+            and maps.layer == self._insp.layer_name(self.layer)
+        )
+
+    def _draw_maps(self) -> None:
+        """Marks the current position on the pictures of the last sweep."""
+        if not self._map_pictures:
+            return
+        maps = self.maps
+        row, column = _nearest(maps.ys, self.y), _nearest(maps.xs, self.x)
+        for name, picture in self._map_pictures.items():
+            picture = picture.copy()
+            if name != "projection":
+                zoom = picture.shape[0] // len(maps.ys)
+                box = (row * zoom, column * zoom, zoom, zoom)
+                _outline(picture, (box[0] - 1, box[1] - 1, box[2] + 2, box[3] + 2), MARK_SHADOW, 1)
+                _outline(picture, box, MARK_EDGE, 1 if zoom < 6 else 2)
+            self._map_images[name].value = render.to_png(picture)
+
+    # ----- the sweep ----------------------------------------------------------------------
+    def _start_sweep(self, force: bool = False) -> None:
+        size, stride, target, layer = self.size, self.stride, self.target, self.layer
+        key = f"{id(self._image)}:{size}:{stride}:{target}:{layer}"
+        if force:
+            self._task.cancel()
+
+        def work(should_stop, report) -> OcclusionMaps:
+            return occlusion_sweep(
+                self._sweep_insp,
+                self._image,
+                size,
+                stride,
+                self._fill,
+                target,
+                layer,
+                callback=report,
+                should_stop=should_stop,
+            )
+
+        self._task.start(key, work, self._sweep_done, label="occlusion sweep")
+
+    def _sweep_done(self, maps: OcclusionMaps) -> None:
+        with errors_to(self._status, "maps"):
+            self.maps = maps
+            if not self._maps_current():
+                return  # settings moved on meanwhile; the newer sweep will draw
+            self._map_pictures = self._render_maps(maps)
+            self._label_maps(maps)
+            self._draw_maps()
+            self._draw_readout()
+            self._status.info(
+                f"maps ready: {len(maps.ys)}x{len(maps.xs)} positions, "
+                f"{self.layer} map {maps.channel}"
+            )
+
+    def _render_maps(self, maps: OcclusionMaps) -> dict[str, np.ndarray]:
+        zoom = zoom_for(max(len(maps.ys), len(maps.xs)), MAP_SIDE)
+        colours = class_colours(len(self._classes))
+        projection = render.projection_image(maps.projection)
+        return {
+            "activity": render.upscale(render.heatmap(maps.activity), zoom),
+            "projection": _rgb(render.upscale(projection, zoom_for(projection.shape[0], MAP_SIDE))),
+            "target_prob": render.upscale(render.heatmap(maps.target_prob, 0.0, 1.0), zoom),
+            "top_class": render.upscale(colours[render.as_numpy(maps.top_class).astype(int)], zoom),
+        }
+
+    def _label_maps(self, maps: OcclusionMaps) -> None:
+        activity = render.as_numpy(maps.activity)
+        target = self._classes[maps.target]
+        texts = {
+            "activity": f"(b) {self.layer} map {maps.channel}: "
+            f"{activity.min():.3g}..{activity.max():.3g}",
+            "projection": f"(c) projection of {self.layer} map {maps.channel}",
+            "target_prob": f"(d) p({target}): 0 (dark)..1 (bright)",
+            "top_class": "(e) most probable class",
+        }
+        for name, text in texts.items():
+            self._map_captions[name].value = text_html(text, "muted")
+        self._legend.value = self._legend_html(maps)
+
+    def _legend_html(self, maps: OcclusionMaps) -> str:
+        colours = class_colours(len(self._classes))
+        present = sorted({int(c) for c in render.as_numpy(maps.top_class).ravel()})
+        items = [
+            f'<span style="display:inline-block;margin-right:8px">'
+            f'<span style="display:inline-block;width:0.9em;height:0.9em;'
+            f"background:rgb{tuple(int(v) for v in colours[c])};vertical-align:middle;"
+            f'margin-right:3px"></span>{html.escape(self._classes[c])}</span>'
+            for c in present
+        ]
+        style = f"color: {COLOURS['body']}; font-family: {FONT}; font-size: 12px"
+        return f'<div style="{style}">' + "".join(items) + "</div>"
+
+    def _predicted(self, img: Tensor) -> int:
+        return int(self._insp.predict(img).argmax())
+
+
+def _inspector(model_or_inspector: nn.Module | Inspector) -> Inspector:
+    if isinstance(model_or_inspector, Inspector):
+        return model_or_inspector
+    if isinstance(model_or_inspector, nn.Module):
+        return Inspector(model_or_inspector)
+    raise TypeError(
+        f"expected a torch.nn.Module or an Inspector; got {type(model_or_inspector).__name__}"
+    )
+
+
+def _last_conv(insp: Inspector) -> str:
+    convs = [alias for alias in insp.aliases if alias.startswith("conv")]
+    return convs[-1] if convs else list(insp.aliases)[-1]
+
+
+def _check_stride(stride: int) -> None:
+    # The core checks stride only in a sweep; the widget refuses it before starting one.
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"occluder stride must be a positive int; got {stride!r}")
