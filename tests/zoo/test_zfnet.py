@@ -20,7 +20,7 @@ def test_zfnet_matches_figure_3():
     assert shapes["conv2"] == (256, 26, 26)
     assert shapes["conv3"] == (384, 13, 13)
     assert shapes["conv5"] == (256, 13, 13)
-    assert insp.shapes((3, 224, 224))[13][1:] == (256, 6, 6)  # pool 5: 9216 values
+    assert insp.shapes((3, 224, 224))[14][1:] == (256, 6, 6)  # pool 5: 9216 values
     assert shapes["fc6"] == (4096,) and shapes["fc7"] == (4096,) and shapes["fc8"] == (10,)
 
 
@@ -28,7 +28,7 @@ def test_krizhevsky_first_layer_is_11x11_stride_4():
     insp, shapes = _spatial_sizes(KrizhevskyNet(num_classes=10))
     assert shapes["conv1"] == (96, 55, 55)
     assert shapes["conv2"] == (256, 27, 27)
-    assert insp.shapes((3, 224, 224))[13][1:] == (256, 6, 6)
+    assert insp.shapes((3, 224, 224))[14][1:] == (256, 6, 6)
 
 
 @pytest.mark.parametrize("net", [ZFNet, KrizhevskyNet])
