@@ -276,6 +276,7 @@ class OcclusionSlider(widgets.VBox):
             min=0,
             max=width - 1,
             tooltip="left edge of the occluder, in image pixels (arrow keys move it)",
+            style={"description_width": "24px"},
             layout=widgets.Layout(width=f"{max(width * self._zoom, 220)}px"),
         )
         self._y_slider = widgets.IntSlider(
@@ -283,6 +284,7 @@ class OcclusionSlider(widgets.VBox):
             min=0,
             max=height - 1,
             tooltip="top edge of the occluder, in image pixels (arrow keys move it)",
+            style={"description_width": "24px"},
             layout=widgets.Layout(width=f"{max(width * self._zoom, 220)}px"),
         )
         side = min(height, width)
@@ -377,7 +379,12 @@ class OcclusionSlider(widgets.VBox):
             "target_prob": png_image("(d) probability of the target class, per occluder position"),
             "top_class": png_image("(e) most probable class, per occluder position"),
         }
-        self._map_captions = {name: caption("") for name in self._map_images}
+        self._map_captions = {}
+        for name, image in self._map_images.items():
+            # ipywidgets 8.1's ImageView fails to render with a tooltip (it reads the missing
+            # description's length), so the caption above the picture carries it instead.
+            self._map_captions[name] = caption("")
+            self._map_captions[name].tooltip, image.tooltip = image.tooltip, None
         self._legend = widgets.HTML(layout=widgets.Layout(max_width="200px"))
         boxes = []
         for name, image in self._map_images.items():
