@@ -9,6 +9,7 @@ Example:
 """
 
 from zfwidgets.core import Inspector, UnsupportedModelError
+from zfwidgets.widgets import LayerBrowser
 
 __version__ = "0.1.0"
-__all__ = ["Inspector", "UnsupportedModelError", "__version__"]
+__all__ = ["Inspector", "LayerBrowser", "UnsupportedModelError", "__version__"]

@@ -1,0 +1,11 @@
+"""Live Jupyter widgets (ipywidgets composites) on top of :mod:`zfwidgets.core`.
+
+Example:
+    >>> from zfwidgets import LayerBrowser, demo
+    >>> d = demo.load()
+    >>> LayerBrowser(d.model, dataset=d.dataset, mean=d.mean, classes=d.classes)  # doctest: +SKIP
+"""
+
+from zfwidgets.widgets.layer_browser import LayerBrowser
+
+__all__ = ["LayerBrowser"]

@@ -1,0 +1,748 @@
+"""LayerBrowser: one image's feature maps, one map's projection, and its top 9 in a data set.
+
+The paper's Figs. 1-2 as a live widget. Pick a layer and a feature map (click the grid or use
+the slider); see the input, the map's activations, and the map projected to pixels with the
+deconvnet, guided backprop or saliency (or the predicted class's Grad-CAM map); with a data set,
+see the 9 images that excite the map most, projected beside their patches (Fig. 2).
+
+Example:
+    >>> from zfwidgets import LayerBrowser, demo
+    >>> d = demo.load()
+    >>> browser = LayerBrowser(d.model, dataset=d.dataset, mean=d.mean, classes=d.classes)
+    >>> browser.layer, browser.channel = "conv2", 5     # what the controls do
+    >>> browser.show_top = True; browser.wait()          # mine conv2's top 9, then wait
+    >>> browser                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import traitlets
+from ipycanvas import Canvas, hold_canvas
+from torch import Tensor, nn
+
+from zfwidgets.core import Inspector, render
+from zfwidgets.core.backward import METHODS as PROJECTIONS
+from zfwidgets.core.gradcam import gradcam, upsample
+from zfwidgets.core.mining import TopK, mine
+from zfwidgets.core.top_views import TopEntry, top_projections
+from zfwidgets.widgets.parts import (
+    BACKGROUND,
+    PICTURE_SIDE,
+    BackgroundTask,
+    GridGeometry,
+    ImageSource,
+    StatusLine,
+    blank_png,
+    caption,
+    errors_to,
+    fit_patch,
+    full_width,
+    image_from_bytes,
+    png_image,
+    rgba,
+    uploaded_files,
+    zoom_for,
+)
+
+__all__ = ["LayerBrowser", "METHODS", "POSITIONS", "unit_picture"]
+
+METHODS = {
+    "deconvnet": (
+        "deconvnet",
+        "Zeiler & Fergus: unpool with the switches, rectify, transposed filters",
+    ),
+    "guided": (
+        "guided",
+        "Guided backprop: the deconvnet also masked where the forward ReLU was off",
+    ),
+    "saliency": ("saliency", "Saliency: |plain gradient| of the unit, max over colour channels"),
+    "gradcam": ("Grad-CAM", "Grad-CAM: where the predicted class's evidence lies (a class map)"),
+}
+POSITIONS = {
+    "max": ("strongest", "Project only the map's strongest activation"),
+    "map": ("whole map", "Project the whole feature map (every activation of the channel)"),
+}
+HIGHLIGHT = "#29b6f6"  # selection frame on the feature-map grid: a cyan absent from the heat map
+GAP_COLOUR = f"rgb({BACKGROUND}, {BACKGROUND}, {BACKGROUND})"
+TOP_TILE = 84  # about how big each top-9 tile is, in pixels
+TOP_K = 9
+
+
+def unit_picture(projection: Tensor, method: str) -> np.ndarray:
+    """How the widget draws a projection: |gradient| for saliency, signed grey otherwise."""
+    if method == "saliency":
+        return render.saliency_image(projection)
+    return render.projection_image(projection)
+
+
+class LayerBrowser(widgets.VBox):
+    """Browse a convnet's feature maps and what drives them, for one image at a time.
+
+    Args:
+        model_or_inspector: an ``nn.Module`` (wrapped in an :class:`~zfwidgets.Inspector`) or
+            an ``Inspector`` (its cache is shared).
+        images: what the image picker shows: a tensor (N, C, H, W) or (C, H, W), a list of
+            images, or a Dataset of images or ``(image, label)``. Defaults to ``dataset``.
+        dataset: the data set mined for each map's top 9 (tensor, Dataset or DataLoader).
+        mean: the mean image subtracted from the model's inputs: added back to show images,
+            subtracted from uploads.
+        classes: class names, indexed by label.
+        **state: initial values of the traits below.
+
+    Traits (set them from code; the controls follow):
+        layer: a layer alias (``"conv2"``) or module name. channel: the feature map (or unit).
+        method: ``"deconvnet"``, ``"guided"``, ``"saliency"`` or ``"gradcam"``.
+        position: ``"max"`` (the strongest unit) or ``"map"`` (the whole map).
+        image_index: the picked image. show_upload: show the uploaded file instead.
+        show_top: show the top 9 (mined in the background on first use per layer).
+        status: the status line's message. A value that cannot be used leaves the trait as it
+        was and says why in ``status``.
+
+    Example:
+        >>> browser = LayerBrowser(d.model, images=d.dataset, mean=d.mean)  # doctest: +SKIP
+        >>> browser.method = "guided"                                       # doctest: +SKIP
+    """
+
+    layer = traitlets.Unicode("")
+    channel = traitlets.Int(0)
+    method = traitlets.Unicode("deconvnet")
+    position = traitlets.Unicode("max")
+    image_index = traitlets.Int(0)
+    show_upload = traitlets.Bool(False)
+    show_top = traitlets.Bool(False)
+    status = traitlets.Unicode("")
+
+    def __init__(
+        self,
+        model_or_inspector: nn.Module | Inspector,
+        images: Any = None,
+        dataset: Any = None,
+        mean: Tensor | None = None,
+        classes: Any = None,
+        **state: Any,
+    ) -> None:
+        super().__init__(layout=full_width())
+        self.add_class("zfw-layer-browser")
+        if isinstance(model_or_inspector, Inspector):
+            self.inspector = model_or_inspector
+        else:
+            self.inspector = Inspector(model_or_inspector)
+        self.source = ImageSource(images if images is not None else dataset)
+        self.dataset = dataset
+        self.mean = mean
+        self.classes = None if classes is None else [str(c) for c in classes]
+        self.mining_seconds: dict[str, float] = {}
+        self._upload: tuple[str, Tensor] | None = None
+        self._mined: dict[str, TopK] = {}
+        self._top_entries: list[TopEntry] | None = None
+        self._lock = threading.RLock()  # one handler at a time: the inspector's cache is shared
+        self._quiet = 0
+        self._ready = False
+        self._grid: GridGeometry | None = None
+        self._grid_rgba: np.ndarray | None = None
+        self._framed: int | None = None
+        self._build_controls()
+        self._build_pictures()
+        self.children = self._arrange()
+        self._start(state)
+
+    # ----- public --------------------------------------------------------------------------
+    @property
+    def image(self) -> Tensor | None:
+        """The image shown now (the uploaded one or ``images[image_index]``), or None."""
+        if self.show_upload and self._upload is not None:
+            return self._upload[1]
+        if len(self.source) == 0:
+            return None
+        return self.source[self.image_index][0]
+
+    @property
+    def top_entries(self) -> list[TopEntry] | None:
+        """The top-9 entries on screen (strongest first), or None when not shown yet."""
+        return self._top_entries
+
+    @property
+    def grid(self) -> GridGeometry | None:
+        """Where each feature map lies on the canvas (to click one from code or a test)."""
+        return self._grid
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks until background work (top-9 mining) is done; False if ``timeout`` ran out.
+
+        Example: ``browser.show_top = True; browser.wait()`` shows the top 9 synchronously.
+        """
+        return self._tasks.wait(timeout)
+
+    def upload(self, data: bytes, name: str = "upload") -> None:
+        """Shows an image file's bytes (what the upload button does); bad files go to status."""
+        with errors_to(self.status_line, "upload"):
+            shape = self.source.shape or (None if self.mean is None else tuple(self.mean.shape))
+            size = None if shape is None else tuple(shape[-2:])
+            channels = self.inspector.in_channels or (3 if shape is None else shape[0])
+            x = image_from_bytes(data, channels, size, self.mean, name=repr(name))
+            self.inspector.image(x)  # the core says clearly when it does not fit the model
+            self._upload = (name, x)
+            self._upload_toggle.disabled = False
+            if self.show_upload:
+                self._show_upload_changed({"new": True})
+            else:
+                self.show_upload = True
+
+    def refresh(self, forget_top: bool = False) -> None:
+        """Redraws everything (after changing the model's weights, pass ``forget_top=True``)."""
+        if forget_top:
+            self._tasks.cancel()
+            self._mined.clear()
+        self._refresh({"grid", "input", "heat", "projection", "top"})
+
+    # ----- building ------------------------------------------------------------------------
+    def _build_controls(self) -> None:
+        self._layer_menu = widgets.Dropdown(
+            options=self._layer_options(),
+            description="layer",
+            tooltip="Layer whose feature maps are shown (conv layers first; every layer allowed)",
+            layout=widgets.Layout(width="300px"),
+        )
+        self._channel_slider = widgets.IntSlider(
+            description="map",
+            tooltip="Feature map (channel) to inspect; focus and use ←/→, or click the grid",
+            layout=widgets.Layout(width="420px", min_width="260px", flex="1 1 auto"),
+        )
+        self._method_toggle = widgets.ToggleButtons(
+            options=[(label, key) for key, (label, _) in METHODS.items()],
+            tooltips=[tip for _, tip in METHODS.values()],
+            style={"button_width": "auto"},
+        )
+        self._position_toggle = widgets.ToggleButtons(
+            options=[(label, key) for key, (label, _) in POSITIONS.items()],
+            tooltips=[tip for _, tip in POSITIONS.values()],
+            style={"button_width": "auto"},
+        )
+        count = len(self.source)
+        self._index_slider = widgets.IntSlider(
+            description="image",
+            max=max(count - 1, 0),
+            disabled=count == 0,
+            continuous_update=False,
+            tooltip="Which image of the set to show (←/→ when focused)",
+            layout=widgets.Layout(width="420px", min_width="260px"),
+        )
+        self._index_box = widgets.BoundedIntText(
+            max=max(count - 1, 0),
+            disabled=count == 0,
+            tooltip="Type an image index and press Enter",
+            layout=widgets.Layout(width="90px"),
+        )
+        self._upload_button = widgets.FileUpload(
+            accept="image/*",
+            multiple=False,
+            description="Upload image",
+            tooltip="Show your own picture (PNG, JPEG...): converted to the model's input",
+        )
+        self._upload_toggle = widgets.ToggleButton(
+            description="show upload",
+            disabled=True,
+            icon="image",
+            tooltip="Show the uploaded picture instead of the data set's",
+        )
+        self._top_toggle = widgets.ToggleButton(
+            description=f"Top {TOP_K} in data set",
+            disabled=self.dataset is None,
+            icon="th",
+            tooltip=(
+                "Mine the data set for the images that excite this map most (Fig. 2)"
+                if self.dataset is not None
+                else "Pass dataset= to LayerBrowser to find each map's top images"
+            ),
+        )
+        self._progress = widgets.IntProgress(
+            description="", tooltip="Mining progress", layout=widgets.Layout(width="260px")
+        )
+        self.status_line = StatusLine(
+            hint="Click a feature map or use the map slider (←/→); hover over a control for help."
+        )
+        self._tasks = BackgroundTask(self._progress, self.status_line)
+
+    def _build_pictures(self) -> None:
+        self._canvas = Canvas(width=PICTURE_SIDE, height=PICTURE_SIDE)
+        self._canvas.add_class("zfw-feature-maps")
+        self._canvas.on_mouse_down(self._on_canvas_click)
+        self._canvas.on_client_ready(self._redraw_canvas)
+        self._canvas_caption = caption(
+            tooltip="Each tile is one feature map of this image; click one to select it",
+            width="370px",
+        )
+        self._input_image = png_image("The input image, as the model sees it", "zfw-input")
+        self._heat_image = png_image(
+            "The selected map's activations for this image (dark = low)", "zfw-heat"
+        )
+        self._projection_image = png_image(
+            "The selected map projected down to pixels (grey = 0)", "zfw-projection"
+        )
+        side = f"{PICTURE_SIDE + 12}px"
+        self._input_caption = caption(tooltip=self._input_image.help_text, width=side)
+        self._heat_caption = caption(tooltip=self._heat_image.help_text, width=side)
+        self._projection_caption = caption(tooltip=self._projection_image.help_text, width=side)
+        self._top_projections = png_image("Top-9 projections", "zfw-top-projections")
+        self._top_patches = png_image("Top-9 image patches", "zfw-top-patches")
+        self._top_caption = caption(width="560px")
+
+    def _arrange(self) -> list[widgets.Widget]:
+        wrap = {"flex_flow": "row wrap", "align_items": "center"}
+        controls = widgets.HBox([self._layer_menu, self._channel_slider], layout=full_width(**wrap))
+        toggles = widgets.HBox(
+            [
+                caption("method", "body", "How the selected map is projected to pixels"),
+                self._method_toggle,
+                caption("unit", "body", "Which activations of the map are projected"),
+                self._position_toggle,
+            ],
+            layout=full_width(gap="6px", **wrap),
+        )
+        pictures = widgets.HBox(
+            [
+                widgets.VBox([self._input_image, self._input_caption]),
+                widgets.VBox([self._heat_image, self._heat_caption]),
+                widgets.VBox([self._projection_image, self._projection_caption]),
+            ],
+            layout=widgets.Layout(flex_flow="row wrap", gap="6px"),
+        )
+        self._top_panel = widgets.VBox(
+            [
+                widgets.HBox(
+                    [self._top_projections, self._top_patches], layout=widgets.Layout(gap="12px")
+                ),
+                self._top_caption,
+            ]
+        )
+        top_header = widgets.HBox([self._top_toggle, self._progress], layout=full_width(**wrap))
+        right = widgets.VBox([pictures, top_header, self._top_panel])
+        left = widgets.VBox([self._canvas_caption, self._canvas])
+        main = widgets.HBox(
+            [left, right],
+            layout=full_width(flex_flow="row wrap", gap="16px", align_items="flex-start"),
+        )
+        picker = widgets.HBox(
+            [self._index_slider, self._index_box, self._upload_button, self._upload_toggle],
+            layout=full_width(**wrap),
+        )
+        return [controls, toggles, main, picker, self.status_line]
+
+    def _start(self, state: dict[str, Any]) -> None:
+        """Applies the initial state, links the controls to the traits, draws once."""
+        unknown = set(state) - {"layer", "channel", "method", "position", "image_index", "show_top"}
+        if unknown:
+            raise TypeError(f"LayerBrowser got unexpected arguments: {', '.join(sorted(unknown))}")
+        self._ready = True
+        with self._silenced():
+            self.layer = state.get("layer", self._default_layer())
+            self._sync_channel_range()
+            for name in ("image_index", "channel", "method", "position"):
+                if name in state:
+                    setattr(self, name, state[name])
+        links = [
+            ("layer", self._layer_menu),
+            ("channel", self._channel_slider),
+            ("method", self._method_toggle),
+            ("position", self._position_toggle),
+            ("image_index", self._index_slider),
+            ("image_index", self._index_box),
+            ("show_upload", self._upload_toggle),
+            ("show_top", self._top_toggle),
+        ]
+        for trait, control in links:
+            widgets.link((self, trait), (control, "value"))
+        widgets.link((self, "status"), (self.status_line, "message"))
+        self._upload_button.observe(self._on_upload, names="value")
+        self._position_toggle.disabled = self.method == "gradcam"
+        if len(self.source) == 0:
+            self.status_line.info("No images given: upload a picture to start.")
+        self._refresh({"grid", "input", "heat", "projection"})
+        self.show_top = bool(state.get("show_top", False))
+
+    # ----- layers and channels -------------------------------------------------------------
+    def _layer_options(self) -> list[tuple[str, str]]:
+        insp = self.inspector
+        kinds = {step.name: step.kind for step in insp.chain}
+        aliases = sorted(
+            insp.aliases, key=lambda a: (not a.startswith("conv"), insp.layer_index(a))
+        )
+        named = [(f"{a}  ({insp.aliases[a]})", a) for a in aliases]
+        return named + [(f"{name}  · {kinds[name]}", name) for name in insp.layers]
+
+    def _default_layer(self) -> str:
+        return self._layer_options()[0][1]
+
+    def _display_name(self, layer: str) -> str:
+        """The alias of a layer when it has one (``conv2``), else its module name."""
+        name = self.inspector.layer_name(layer)
+        aliases = [a for a, target in self.inspector.aliases.items() if target == name]
+        return layer if layer in self.inspector.aliases else (aliases[0] if aliases else name)
+
+    def _input_shape(self) -> tuple[int, ...] | None:
+        x = self.image
+        return None if x is None else tuple(x.shape[-3:])
+
+    def _layer_shape(self, layer: str) -> tuple[int, ...]:
+        """(C, H, W) or (F,) of ``layer`` for the current image; (1,) when there is none."""
+        shape = self._input_shape()
+        if shape is None:
+            return (1,)
+        return tuple(self.inspector.shapes(shape)[self.inspector.layer_index(layer)][1:])
+
+    def _sync_channel_range(self) -> None:
+        """Fits the channel slider (and the channel, if it is now too big) to the layer."""
+        last = self._layer_shape(self.layer)[0] - 1
+        slider = self._channel_slider
+        with self._silenced(), slider.hold_sync():
+            if last >= slider.max:
+                slider.max = last
+            self.channel = min(self.channel, last)
+            slider.max = last
+
+    # ----- validation: a bad value keeps the old one and says why ---------------------------
+    def _reject(self, trait: str, message: str) -> Any:
+        self.status_line.error(message)
+        return getattr(self, trait)
+
+    @traitlets.validate("layer")
+    def _check_layer(self, proposal: dict) -> str:
+        try:
+            self.inspector.layer_index(proposal["value"])
+        except (ValueError, TypeError) as err:
+            return self._reject("layer", str(err))
+        return proposal["value"]
+
+    @traitlets.validate("channel")
+    def _check_channel(self, proposal: dict) -> int:
+        value = proposal["value"]
+        if not self._ready:
+            return value
+        count = self._layer_shape(self.layer)[0]
+        if not 0 <= value < count:
+            name = self._display_name(self.layer)
+            return self._reject(
+                "channel", f"map {value} is out of range for {name}: 0..{count - 1}"
+            )
+        return value
+
+    @traitlets.validate("method")
+    def _check_method(self, proposal: dict) -> str:
+        if proposal["value"] not in METHODS:
+            choices = ", ".join(METHODS)
+            return self._reject("method", f"unknown method {proposal['value']!r}; use {choices}")
+        return proposal["value"]
+
+    @traitlets.validate("position")
+    def _check_position(self, proposal: dict) -> str:
+        if proposal["value"] not in POSITIONS:
+            return self._reject(
+                "position", f"position must be 'max' or 'map'; got {proposal['value']!r}"
+            )
+        return proposal["value"]
+
+    @traitlets.validate("image_index")
+    def _check_image_index(self, proposal: dict) -> int:
+        value, count = proposal["value"], len(self.source)
+        if count and not 0 <= value < count:
+            return self._reject("image_index", f"image {value} is out of range: 0..{count - 1}")
+        return value if count else 0
+
+    # ----- reacting to changes -------------------------------------------------------------
+    @traitlets.observe("layer")
+    def _layer_changed(self, change: dict) -> None:
+        if self._quiet:
+            return
+        with errors_to(self.status_line, "changing layer"):
+            self._sync_channel_range()
+        self._refresh({"grid", "heat", "projection", "top"})
+
+    @traitlets.observe("channel")
+    def _channel_changed(self, change: dict) -> None:
+        class_map = self.method == "gradcam"  # a class map does not depend on the channel
+        self._refresh({"highlight", "heat", "top"} | (set() if class_map else {"projection"}))
+
+    @traitlets.observe("method")
+    def _method_changed(self, change: dict) -> None:
+        self._position_toggle.disabled = change["new"] == "gradcam"
+        self._refresh({"projection", "top"})
+
+    @traitlets.observe("position")
+    def _position_changed(self, change: dict) -> None:
+        self._refresh({"projection"})
+
+    @traitlets.observe("image_index")
+    def _image_index_changed(self, change: dict) -> None:
+        if self.show_upload:
+            self.show_upload = False  # picking from the set leaves the upload; that redraws
+        else:
+            self._refresh({"grid", "input", "heat", "projection"})
+
+    @traitlets.observe("show_upload")
+    def _show_upload_changed(self, change: dict) -> None:
+        if self._quiet:
+            return
+        with errors_to(self.status_line, "changing image"):
+            self._sync_channel_range()
+        self._refresh({"grid", "input", "heat", "projection"})
+
+    @traitlets.observe("show_top")
+    def _show_top_changed(self, change: dict) -> None:
+        self._refresh({"top"})
+
+    def _on_canvas_click(self, x: float, y: float) -> None:
+        """Selects the feature map under canvas pixel (x, y)."""
+        index = None if self._grid is None else self._grid.cell_at(x, y)
+        if index is not None:
+            self.channel = index
+
+    def _on_upload(self, change: dict) -> None:
+        for name, data in uploaded_files(change["new"])[-1:]:
+            self.upload(data, name)
+
+    @contextmanager
+    def _silenced(self) -> Iterator[None]:
+        """Trait changes inside do not redraw (the caller redraws once at the end)."""
+        self._quiet += 1
+        try:
+            yield
+        finally:
+            self._quiet -= 1
+
+    # ----- drawing -------------------------------------------------------------------------
+    def _refresh(self, parts: set[str]) -> None:
+        """Redraws ``parts`` (grid, highlight, input, heat, projection, top) for the state now."""
+        if self._quiet or not self._ready:
+            return
+        with self._lock:
+            x = self.image
+            if x is not None:
+                self.status_line.clear()
+                steps = [
+                    ("grid", self._draw_grid),
+                    ("highlight", lambda _: self._draw_highlight()),
+                    ("input", self._draw_input),
+                    ("heat", self._draw_heat),
+                    ("projection", self._draw_projection),
+                ]
+                for part, draw in steps:
+                    if part in parts:
+                        with errors_to(self.status_line, f"drawing the {part}"):
+                            draw(x)
+            if "top" in parts:
+                with errors_to(self.status_line, "top 9"):
+                    self._refresh_top()
+
+    def _draw_grid(self, x: Tensor) -> None:
+        acts = self.inspector.activations(x, self.layer)
+        maps = acts if acts.ndim == 3 else acts.reshape(-1, 1, 1)  # a unit is a 1x1 map
+        self._grid, zoom = GridGeometry.for_tiles(len(maps), tuple(maps.shape[1:]))
+        heat = render.heatmap(maps)  # one colour scale for the whole layer
+        tiles = [render.upscale(h, zoom) for h in heat]
+        picture = render.grid(
+            tiles, cols=self._grid.cols, pad=self._grid.pad, background=BACKGROUND
+        )
+        self._grid_rgba = rgba(picture)
+        self._redraw_canvas()
+        name = self._display_name(self.layer)
+        size = "×".join(str(s) for s in maps.shape[1:])
+        what = f"{len(maps)} feature maps of {size}" if acts.ndim == 3 else f"{len(maps)} units"
+        self._canvas_caption.say(
+            f"{name}: {what} for this image, on one colour scale (dark = lowest). "
+            "Click one to select it.",
+            "body",
+        )
+
+    def _redraw_canvas(self, *_: Any) -> None:
+        """Puts the grid picture on the canvas (also when a new view connects)."""
+        if self._grid_rgba is None:
+            return
+        height, width = self._grid_rgba.shape[:2]
+        with hold_canvas(self._canvas):
+            if (self._canvas.width, self._canvas.height) != (width, height):
+                self._canvas.width, self._canvas.height = width, height
+            self._canvas.put_image_data(self._grid_rgba, 0, 0)
+            self._framed = None
+            self._stroke_selection()
+
+    def _draw_highlight(self) -> None:
+        if self._grid_rgba is not None:
+            with hold_canvas(self._canvas):
+                self._stroke_selection()
+
+    def _stroke_selection(self) -> None:
+        """Frames the selected map; the old frame is painted over in the gap colour.
+
+        The frame fills exactly the gap around a tile (a line ``pad`` wide centred ``pad / 2``
+        outside it), so erasing it never touches a map and no picture has to be re-sent.
+        """
+        g = self._grid
+        if g is None:
+            return
+        for index, colour in ((self._framed, GAP_COLOUR), (self.channel, HIGHLIGHT)):
+            if index is None or not 0 <= index < g.count:
+                continue
+            x, y = g.origin(index)
+            self._canvas.stroke_style = colour
+            self._canvas.line_width = g.pad
+            half = g.pad / 2
+            self._canvas.stroke_rect(x - half, y - half, g.tile[1] + g.pad, g.tile[0] + g.pad)
+        self._framed = self.channel
+
+    def _draw_input(self, x: Tensor) -> None:
+        picture = render.input_image(x, self.mean)
+        self._input_image.value = render.to_png(render.upscale(picture, zoom_for(picture.shape[0])))
+        probs = self.inspector.predict(x)
+        best = int(probs.argmax())
+        if self.show_upload and self._upload is not None:
+            what = f"uploaded {self._upload[0]!r}"
+        else:
+            label = self.source[self.image_index][1]
+            what = f"image #{self.image_index}"
+            what += "" if label is None else f" · label {self._class_name(label)}"
+        guess = f"predicted {self._class_name(best)} ({float(probs[best]):.0%})"
+        self._input_caption.text = f"{what} · {guess}"
+
+    def _draw_heat(self, x: Tensor) -> None:
+        acts = self.inspector.activations(x, self.layer)
+        fmap = acts[self.channel]
+        if acts.ndim == 1:  # one unit: its colour on the layer's scale, as in the grid
+            heat = render.heatmap(fmap.reshape(1, 1), float(acts.min()), float(acts.max()))
+        else:
+            heat = render.heatmap(fmap)
+        self._heat_image.value = render.to_png(render.upscale(heat, zoom_for(heat.shape[0])))
+        self._heat_caption.text = (
+            f"map {self.channel} of {self._display_name(self.layer)} · max {float(fmap.max()):.3g}"
+        )
+
+    def _draw_projection(self, x: Tensor) -> None:
+        if self.method == "gradcam":
+            picture, text = self._gradcam_picture(x)
+        else:
+            position = "max" if self.position == "max" else None
+            p = self.inspector.project(x, self.layer, self.channel, position, self.method)
+            picture = unit_picture(p, self.method)
+            unit = "strongest unit" if position == "max" else "whole map"
+            text = f"{METHODS[self.method][0]} projection of map {self.channel}'s {unit}"
+        self._projection_image.value = render.to_png(
+            render.upscale(picture, zoom_for(picture.shape[0]))
+        )
+        self._projection_caption.text = text
+
+    def _gradcam_picture(self, x: Tensor) -> tuple[np.ndarray, str]:
+        cam_layer = self._cam_layer(x)
+        cam = gradcam(self.inspector, x, cam_layer)
+        probs = self.inspector.predict(x)
+        best = int(probs.argmax())
+        size = tuple(x.shape[-2:])
+        heat = render.heatmap(upsample(cam, size))
+        picture = render.overlay(render.input_image(x, self.mean), heat)
+        text = (
+            f"Grad-CAM of class {self._class_name(best)} (predicted) at "
+            f"{self._display_name(cam_layer)}, over the input"
+        )
+        return picture, text
+
+    def _cam_layer(self, x: Tensor) -> str:
+        """The layer itself when it has maps, else the last layer before it that has."""
+        shapes = self.inspector.shapes(tuple(x.shape[-3:]))
+        index = self.inspector.layer_index(self.layer)
+        spatial = [i for i in range(index + 1) if len(shapes[i]) == 4]
+        if not spatial:
+            raise ValueError(f"Grad-CAM needs a layer with feature maps at or before {self.layer}")
+        return self.inspector.chain[spatial[-1]].name
+
+    def _class_name(self, index: int) -> str:
+        if self.classes is not None and 0 <= index < len(self.classes):
+            return self.classes[index]
+        return str(index)
+
+    # ----- top 9 ---------------------------------------------------------------------------
+    def _refresh_top(self) -> None:
+        self._top_panel.layout.display = "flex" if self.show_top else "none"
+        if not self.show_top:
+            self._tasks.cancel()
+            return
+        if self.dataset is None:
+            raise ValueError("no data set to mine: pass dataset= to LayerBrowser")
+        name = self.inspector.layer_name(self.layer)
+        top = self._mined.get(name)
+        if top is None:
+            self._start_mining(name)
+            return
+        self._tasks.cancel()  # a mining pass for another layer is no longer wanted
+        method = self.method if self.method in PROJECTIONS else "deconvnet"
+        entries = top_projections(self.inspector, top, self.dataset, name, self.channel, method)
+        self._draw_top(entries, method, top.count)
+        self._top_entries = entries
+
+    def _start_mining(self, name: str) -> None:
+        if self._tasks.running == name:
+            return
+        shown = self._display_name(name)
+        self._top_entries = None
+        self._top_projections.value = self._top_patches.value = blank_png(TOP_TILE)
+        self._top_caption.say(f"Mining {shown} over the data set…", "busy")
+
+        def work(should_stop, report) -> TopK:
+            started = time.perf_counter()
+            top = mine(
+                self.inspector,
+                self.dataset,
+                layers=[name],
+                k=TOP_K,
+                progress=False,
+                callback=report,
+                should_stop=should_stop,
+            )
+            self.mining_seconds[name] = time.perf_counter() - started
+            return top
+
+        def done(top: TopK) -> None:
+            self._mined[name] = top
+            seconds = self.mining_seconds[name]
+            with self._lock:
+                self.status_line.info(f"mined {shown} over {top.count:,} images in {seconds:.1f} s")
+                with errors_to(self.status_line, "top 9"):
+                    self._refresh_top()
+
+        self._tasks.start(name, work, done, label=f"mining {shown}")
+
+    def _draw_top(self, entries: list[TopEntry], method: str, count: int) -> None:
+        side = self._patch_side(entries)
+        zoom = zoom_for(max(side), TOP_TILE)
+        projections = [fit_patch(unit_picture(e.projection, method), e.box, side) for e in entries]
+        patches = [fit_patch(render.input_image(e.image, self.mean), e.box, side) for e in entries]
+        for image, tiles in ((self._top_projections, projections), (self._top_patches, patches)):
+            big = [render.upscale(t, zoom) for t in tiles]
+            image.value = render.to_png(render.grid(big, cols=3, background=BACKGROUND))
+        listing = ", ".join(f"#{e.image_index} ({e.value:.3g})" for e in entries)
+        self._top_caption.help = f"Image index (activation), strongest first: {listing}"
+        note = (
+            " (Grad-CAM is a class map, so units use the deconvnet)"
+            if method != self.method
+            else ""
+        )
+        self._top_caption.say(
+            f"The {len(entries)} of {count:,} images that excite map {self.channel} of "
+            f"{self._display_name(self.layer)} most: {method} projections (left) beside the "
+            f"image patches they see (right), strongest first{note}.",
+            "muted",
+        )
+
+    def _patch_side(self, entries: list[TopEntry]) -> tuple[int, int]:
+        """Tile size for the layer's patches: its nominal receptive field, within the image."""
+        image_hw = tuple(entries[0].image.shape[-2:])
+        row = self.inspector.describe(tuple(entries[0].image.shape))[
+            self.inspector.layer_index(self.layer)
+        ]
+        size = row["rf_size"] or max(image_hw)
+        return min(size, image_hw[0]), min(size, image_hw[1])

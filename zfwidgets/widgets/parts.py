@@ -1,0 +1,535 @@
+"""Small pieces every zfwidgets widget shares.
+
+- :class:`StatusLine`: the line inside a widget where errors and news go (never a traceback).
+- :func:`errors_to`: runs a handler and turns its exception into a status message.
+- :class:`BackgroundTask`: long work in a thread, with a progress bar, superseded by newer work.
+- :class:`ImageSource`: the images a widget can show, from a tensor, a list or a Dataset.
+- :func:`image_from_bytes`: an uploaded file as a model input.
+- :class:`GridGeometry`: where each tile of a :func:`zfwidgets.core.render.grid` picture lies.
+- picture helpers (:func:`png_image`, :func:`blank_png`, :func:`zoom_for`, :func:`rgba`,
+  :func:`fit_patch`) and dark-theme-friendly HTML (:func:`text_html`, :func:`caption`).
+
+Colours come from JupyterLab's CSS variables (with fallbacks for other front ends), so every
+widget reads well in the light and the dark theme.
+
+Example:
+    >>> status = StatusLine()
+    >>> with errors_to(status, "loading"):
+    ...     raise ValueError("no such file")
+    >>> status.level, status.message
+    ('error', 'loading: no such file')
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+import traitlets
+from PIL import Image as PILImage
+
+from zfwidgets.core import render
+from zfwidgets.core.receptive import Box
+
+__all__ = [
+    "BackgroundTask",
+    "Caption",
+    "GridGeometry",
+    "ImageSource",
+    "StatusLine",
+    "blank_png",
+    "caption",
+    "errors_to",
+    "fit_patch",
+    "full_width",
+    "image_from_bytes",
+    "png_image",
+    "rgba",
+    "text_html",
+    "uploaded_files",
+    "zoom_for",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# JupyterLab theme variables, with fallbacks for front ends without them (classic, Voila).
+COLOURS = {
+    "body": "var(--jp-ui-font-color1, inherit)",
+    "muted": "var(--jp-ui-font-color2, #777)",
+    "error": "var(--jp-error-color1, #d32f2f)",
+    "busy": "var(--jp-brand-color1, #1976d2)",
+    "info": "var(--jp-success-color1, #388e3c)",
+}
+FONT = "var(--jp-ui-font-family, sans-serif)"
+BACKGROUND = 40  # grey level behind tiles: reads as "nothing here" in both themes
+PICTURE_SIDE = 168  # about how big the main pictures are on screen, in pixels
+
+
+def full_width(**kwargs: Any) -> widgets.Layout:
+    """A layout that fills the notebook's width (extra CSS properties as keyword arguments)."""
+    return widgets.Layout(width="100%", **kwargs)
+
+
+def text_html(
+    text: str, role: str = "body", title: str = "", size: str = "var(--jp-ui-font-size1, 13px)"
+) -> str:
+    """``text`` (escaped) as HTML in a theme colour, with ``title`` as its hover help.
+
+    ``role`` is body, muted, error, busy or info.
+    """
+    # A block with its own line height: ipywidgets gives HTML content a 28 px line box.
+    hover = f' title="{html.escape(title)}"' if title else ""
+    return (
+        f'<div{hover} style="color: {COLOURS[role]}; font-family: {FONT}; font-size: {size}; '
+        f'line-height: 1.35; margin: 2px 0">{html.escape(text)}</div>'
+    )
+
+
+class Caption(widgets.HTML):
+    """A line of text in a theme colour with hover help: set ``text``, ``role``, ``help``.
+
+    The help is the HTML ``title`` of the text itself: an HTML widget's own ``tooltip`` lands
+    on its hidden description label in ipywidgets 8.1, where nobody can hover over it.
+
+    Example:
+        >>> c = Caption(text="map 5", help="the selected feature map")
+        >>> 'title="the selected feature map"' in c.value
+        True
+    """
+
+    text = traitlets.Unicode("")
+    role = traitlets.Enum(tuple(COLOURS), default_value="muted")
+    help = traitlets.Unicode("")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_class("zfw-caption")
+        self._show()
+
+    def say(self, text: str, role: str | None = None) -> None:
+        """Sets the text (and the role) in one update."""
+        with self.hold_trait_notifications():
+            self.text = text
+            if role is not None:
+                self.role = role
+
+    @traitlets.observe("text", "role", "help")
+    def _show(self, change: dict | None = None) -> None:
+        self.value = text_html(self.text, self.role, self.help)
+
+
+def caption(text: str = "", role: str = "muted", tooltip: str = "", **layout: Any) -> Caption:
+    """A :class:`Caption` (small text under or above a picture); ``tooltip`` explains it."""
+    return Caption(text=text, role=role, help=tooltip, layout=widgets.Layout(**layout))
+
+
+class StatusLine(widgets.HTML):
+    """One line inside a widget that says what is happening or what went wrong.
+
+    ``message`` and ``level`` (``"hint"``, ``"info"``, ``"busy"`` or ``"error"``) are traitlets;
+    an empty message shows ``hint`` in a muted colour.
+
+    Example:
+        >>> line = StatusLine(hint="click a map")
+        >>> line.error("channel 99 is out of range")
+        >>> line.level
+        'error'
+    """
+
+    message = traitlets.Unicode("")
+    level = traitlets.Enum(("hint", "info", "busy", "error"), default_value="hint")
+    hint = traitlets.Unicode("")
+
+    def __init__(self, hint: str = "", **kwargs: Any) -> None:
+        super().__init__(layout=full_width(min_height="1.6em"), hint=hint, **kwargs)
+        self.add_class("zfw-status")
+        self._show()
+
+    def info(self, message: str) -> None:
+        """Shows news (something finished)."""
+        self._set(message, "info")
+
+    def busy(self, message: str) -> None:
+        """Shows work in progress."""
+        self._set(message, "busy")
+
+    def error(self, message: str) -> None:
+        """Shows what went wrong, in the error colour."""
+        self._set(message, "error")
+
+    def clear(self) -> None:
+        """Back to the hint."""
+        self._set("", "hint")
+
+    def _set(self, message: str, level: str) -> None:
+        with self.hold_trait_notifications():
+            self.message, self.level = message, level
+
+    @traitlets.observe("message", "level", "hint")
+    def _show(self, change: dict | None = None) -> None:
+        if self.message:
+            mark = {"error": "⚠ ", "busy": "⏳ ", "info": "✓ "}.get(self.level, "")
+            self.value = text_html(
+                mark + self.message, self.level if self.level != "hint" else "muted"
+            )
+        else:
+            self.value = text_html(self.hint, "muted")
+
+
+@contextmanager
+def errors_to(status: StatusLine, what: str) -> Iterator[None]:
+    """Runs the block; an exception becomes ``"<what>: <message>"`` on ``status``.
+
+    ValueError and TypeError carry messages written for people (the core's checks); anything
+    else is a bug, so it is also logged with its traceback.
+    """
+    try:
+        yield
+    except (ValueError, TypeError) as err:
+        status.error(f"{what}: {err}")
+    except Exception as err:  # a widget must survive its own bugs; the log keeps the traceback
+        log.exception("%s failed", what)
+        status.error(f"{what} failed: {type(err).__name__}: {err}")
+
+
+class BackgroundTask:
+    """Runs one long job at a time in a daemon thread, with a progress bar; newer work wins.
+
+    ``start(key, work, done)`` runs ``work(should_stop, report)`` in a thread, where
+    ``report(done, total)`` moves the progress bar and ``should_stop()`` turns True once the job
+    has been superseded (another ``start`` with a different key) or cancelled. When ``work``
+    returns and is still current, ``done(result)`` runs (in the thread). An exception raised
+    while current goes to the status line; one raised after ``should_stop()`` is a cancellation.
+
+    Example:
+        >>> task = BackgroundTask(widgets.IntProgress(), StatusLine())
+        >>> task.start("sum", lambda stop, report: sum(range(10)), print)
+        >>> task.wait()
+        45
+        True
+    """
+
+    def __init__(self, progress: widgets.IntProgress, status: StatusLine) -> None:
+        self.progress = progress
+        self.status = status
+        self._generation = 0
+        self._key: str | None = None
+        self._threads: list[threading.Thread] = []
+        self._guard = threading.Lock()
+        self._show_progress(False)
+
+    @property
+    def running(self) -> str | None:
+        """Key of the current job while it runs, else None."""
+        with self._guard:
+            return self._key
+
+    def start(
+        self,
+        key: str,
+        work: Callable[[Callable[[], bool], Callable[[int, int], None]], T],
+        done: Callable[[T], None],
+        label: str = "",
+    ) -> None:
+        """Starts ``work`` unless a job with the same ``key`` is already running."""
+        with self._guard:
+            if self._key == key:
+                return
+            self._generation += 1
+            self._key = key
+            generation = self._generation
+            self._threads = [t for t in self._threads if t.is_alive()]
+            thread = threading.Thread(
+                target=self._run, args=(generation, work, done, label or key), daemon=True
+            )
+            self._threads.append(thread)
+        with self.progress.hold_sync():
+            self.progress.value, self.progress.description = 0, (label or key)[:20]
+        self._show_progress(True)
+        thread.start()
+
+    def cancel(self) -> None:
+        """Asks the current job to stop (it stops at its next ``should_stop()`` check)."""
+        with self._guard:
+            self._generation += 1
+            self._key = None
+        self._show_progress(False)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks until every started job has ended; False if ``timeout`` seconds passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._guard:
+                alive = [t for t in self._threads if t.is_alive()]
+            if not alive:
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            alive[0].join(left)
+
+    def _current(self, generation: int) -> bool:
+        return self._generation == generation
+
+    def _run(self, generation: int, work, done, label: str) -> None:
+        def should_stop() -> bool:
+            return not self._current(generation)
+
+        def report(count: int, total: int) -> None:
+            if self._current(generation):
+                with self.progress.hold_sync():
+                    self.progress.max, self.progress.value = total, count
+                self.status.busy(f"{label}: {count:,} of {total:,} images")
+
+        try:
+            result = work(should_stop, report)
+            if self._current(generation):
+                self._finish(generation)
+                done(result)
+        except Exception as err:
+            if self._current(generation):  # a superseded job's exception is its cancellation
+                self._finish(generation)
+                with errors_to(self.status, label):
+                    raise err
+
+    def _finish(self, generation: int) -> None:
+        with self._guard:
+            if self._generation == generation:
+                self._key = None
+        self._show_progress(False)
+
+    def _show_progress(self, visible: bool) -> None:
+        self.progress.layout.visibility = "visible" if visible else "hidden"
+
+
+class ImageSource:
+    """The images a widget can show: a tensor (N, C, H, W), one image (C, H, W), a list of
+    images, or a Dataset whose items are images or ``(image, label)``.
+
+    Example:
+        >>> source = ImageSource(torch.zeros(5, 1, 28, 28))
+        >>> len(source), source[0][0].shape, source[0][1]
+        (5, torch.Size([1, 28, 28]), None)
+    """
+
+    def __init__(self, images: Any = None) -> None:
+        if isinstance(images, torch.Tensor | np.ndarray) and images.ndim == 3:
+            images = images[None]  # one image: a source of one
+        if images is not None and not hasattr(images, "__getitem__"):
+            raise TypeError(
+                "images must be a tensor (N, C, H, W), a list of images or a Dataset; "
+                f"got {type(images).__name__}"
+            )
+        self.images = images
+
+    def __len__(self) -> int:
+        return 0 if self.images is None else len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Any, int | None]:
+        """``(image, label)``; label is None when the items carry none."""
+        item = self.images[index]
+        if isinstance(item, tuple | list):
+            return item[0], (int(item[1]) if len(item) > 1 else None)
+        return item, None
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """Shape (C, H, W) of the first image, or None when there are no images."""
+        if len(self) == 0:
+            return None
+        return tuple(self[0][0].shape[-3:])
+
+
+def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
+    """``(name, content)`` of each file in a ``FileUpload.value`` (ipywidgets 7 or 8 form)."""
+    entries = value.values() if isinstance(value, dict) else value
+    files = []
+    for entry in entries or ():
+        name = entry.get("name") or entry.get("metadata", {}).get("name", "upload")
+        files.append((name, bytes(entry["content"])))
+    return files
+
+
+def image_from_bytes(
+    data: bytes,
+    channels: int,
+    size: tuple[int, int] | None = None,
+    mean: torch.Tensor | None = None,
+    name: str = "the file",
+) -> torch.Tensor:
+    """An image file as a float32 (C, H, W) model input in [0, 1] minus ``mean``.
+
+    Decodes with Pillow, converts to grey (``channels == 1``) or RGB (3), resizes to ``size``
+    (H, W) when given.
+
+    Raises:
+        ValueError: the bytes are not a complete image Pillow can read, or the model takes a
+            channel count pictures do not have.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"the model takes {channels} channels; uploads can be grey (1) or RGB (3)")
+    try:
+        with PILImage.open(io.BytesIO(data)) as picture:
+            picture.load()  # decodes now, so a truncated file fails here and not later
+            picture = picture.convert("L" if channels == 1 else "RGB")
+    except PILImage.UnidentifiedImageError as err:
+        raise ValueError(f"{name} is not an image file (PNG, JPEG, GIF, BMP, ...)") from err
+    except (PILImage.DecompressionBombError, OSError, SyntaxError) as err:
+        raise ValueError(
+            f"{name} could not be decoded, it may be damaged or cut short ({err})"
+        ) from err
+    if size is not None and picture.size != (size[1], size[0]):
+        picture = picture.resize((size[1], size[0]), PILImage.BILINEAR)
+    pixels = np.asarray(picture, dtype=np.float32) / 255.0
+    x = torch.from_numpy(pixels.reshape(picture.size[1], picture.size[0], channels).copy())
+    x = x.permute(2, 0, 1).contiguous()
+    if mean is not None:
+        if tuple(mean.shape[-2:]) != tuple(x.shape[-2:]):
+            raise ValueError(
+                f"the mean image is {tuple(mean.shape[-2:])} but {name} became "
+                f"{tuple(x.shape[-2:])}"
+            )
+        x = x - mean.to(x.device, x.dtype).reshape(-1, *x.shape[-2:])
+    return x
+
+
+# ----- pictures ------------------------------------------------------------------------------
+
+
+def png_image(tooltip: str = "", css_class: str = "", **layout: Any) -> widgets.Image:
+    """An empty PNG ``Image`` widget, with a CSS class (for tests and styling).
+
+    ``tooltip`` is the picture's help text. It is kept as ``image.help_text`` and deliberately
+    not set as the Image's ``tooltip``: ipywidgets 8.1's front end fails to draw an Image, Box
+    or Canvas that has one (jupyter-widgets/ipywidgets#3860). Show it on a caption instead.
+    """
+    image = widgets.Image(value=blank_png(8), format="png", layout=widgets.Layout(**layout))
+    image.help_text = tooltip
+    image.add_class("zfw-picture")
+    if css_class:
+        image.add_class(css_class)
+    return image
+
+
+def blank_png(side: int = PICTURE_SIDE) -> bytes:
+    """A square of the background grey: shown where there is nothing to show yet."""
+    return render.to_png(np.full((side, side), BACKGROUND, np.uint8))
+
+
+def zoom_for(size: int, target: int = PICTURE_SIDE) -> int:
+    """The whole-number enlargement that brings ``size`` pixels closest to ``target``."""
+    return max(1, round(target / max(size, 1)))
+
+
+def rgba(picture: np.ndarray) -> np.ndarray:
+    """A grey or RGB uint8 picture as opaque RGBA (what ipycanvas sends losslessly, as PNG)."""
+    rgb = np.repeat(picture[..., None], 3, axis=2) if picture.ndim == 2 else picture
+    alpha = np.full(rgb.shape[:2] + (1,), 255, np.uint8)
+    return np.concatenate([rgb, alpha], axis=2)
+
+
+def fit_patch(picture: np.ndarray, box: Box, side: tuple[int, int]) -> np.ndarray:
+    """The part of ``picture`` inside ``box``, placed on a ``side`` (h, w) tile of background.
+
+    A box cut short by the image border keeps its content on the side away from that border,
+    so that every patch of one layer lines up as in the paper's Fig. 2.
+    """
+    rows, cols = box.slices
+    patch = picture[rows, cols]
+    h, w = max(side[0], patch.shape[0]), max(side[1], patch.shape[1])
+    tile = np.full((h, w) + patch.shape[2:], BACKGROUND, np.uint8)
+    top = h - patch.shape[0] if box.top == 0 else 0
+    left = w - patch.shape[1] if box.left == 0 else 0
+    tile[top : top + patch.shape[0], left : left + patch.shape[1]] = patch
+    return tile
+
+
+@dataclass(frozen=True)
+class GridGeometry:
+    """Where the tiles of ``render.grid(tiles, cols, pad)`` lie, to map clicks to tiles.
+
+    Example:
+        >>> g = GridGeometry(count=10, tile=(20, 20), cols=4, pad=2)
+        >>> g.size, g.origin(5), g.cell_at(30, 30)
+        ((90, 68), (24, 24), 5)
+    """
+
+    count: int
+    tile: tuple[int, int]
+    cols: int
+    pad: int
+
+    @property
+    def rows(self) -> int:
+        """Rows of tiles."""
+        return -(-self.count // self.cols)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the whole picture in pixels."""
+        h, w = self.tile
+        return self.cols * (w + self.pad) + self.pad, self.rows * (h + self.pad) + self.pad
+
+    def origin(self, index: int) -> tuple[int, int]:
+        """(x, y) of tile ``index``'s top-left pixel."""
+        r, c = divmod(index, self.cols)
+        return self.pad + c * (self.tile[1] + self.pad), self.pad + r * (self.tile[0] + self.pad)
+
+    def center(self, index: int) -> tuple[float, float]:
+        """(x, y) of tile ``index``'s centre."""
+        x, y = self.origin(index)
+        return x + self.tile[1] / 2, y + self.tile[0] / 2
+
+    def cell_at(self, x: float, y: float) -> int | None:
+        """The tile under (x, y); a gap counts for the tile left of / above it; None outside."""
+        c = int((x - self.pad) // (self.tile[1] + self.pad))
+        r = int((y - self.pad) // (self.tile[0] + self.pad))
+        if x < 0 or y < 0 or not (0 <= c < self.cols and 0 <= r < self.rows):
+            return None
+        index = r * self.cols + c
+        return index if index < self.count else None
+
+    @staticmethod
+    def for_tiles(
+        count: int,
+        map_size: Sequence[int],
+        width: int = 360,
+        height: int = 400,
+        pad: int = 3,
+        biggest: int = 64,
+    ) -> tuple[GridGeometry, int]:
+        """A layout of ``count`` maps of ``map_size`` (h, w) in about ``width`` x ``height``.
+
+        Returns ``(geometry, zoom)``, ``zoom`` being each map's whole-number enlargement. The
+        column count that gives the biggest tiles (at most ``biggest`` pixels) wins, the wider
+        grid among equals; when nothing fits, maps stay 1:1 in a near-square grid.
+
+        Example:
+            >>> GridGeometry.for_tiles(32, (28, 28))[0].cols
+            6
+        """
+        h, w = int(map_size[0]), int(map_size[1])
+        best_zoom, best_cols = 0, max(1, int(np.ceil(np.sqrt(count))))
+        for cols in range(count, 0, -1):
+            rows = -(-count // cols)
+            zoom = min(
+                (width // cols - pad) // w,
+                (height // rows - pad) // h,
+                max(1, biggest // max(h, w)),
+            )
+            if zoom > best_zoom:
+                best_zoom, best_cols = zoom, cols
+        zoom = max(best_zoom, 1)
+        return GridGeometry(count, (h * zoom, w * zoom), best_cols, pad), zoom
