@@ -9,7 +9,7 @@ Example:
 """
 
 from zfwidgets.core import Inspector, UnsupportedModelError
-from zfwidgets.widgets import LayerBrowser
+from zfwidgets.widgets import LayerBrowser, OcclusionSlider
 
 __version__ = "0.1.0"
-__all__ = ["Inspector", "LayerBrowser", "UnsupportedModelError", "__version__"]
+__all__ = ["Inspector", "LayerBrowser", "OcclusionSlider", "UnsupportedModelError", "__version__"]

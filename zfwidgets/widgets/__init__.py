@@ -7,5 +7,6 @@ Example:
 """
 
 from zfwidgets.widgets.layer_browser import LayerBrowser
+from zfwidgets.widgets.occlusion_slider import OcclusionSlider
 
-__all__ = ["LayerBrowser"]
+__all__ = ["LayerBrowser", "OcclusionSlider"]
