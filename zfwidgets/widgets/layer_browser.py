@@ -305,31 +305,34 @@ class LayerBrowser(widgets.VBox):
                 caption("unit", "body", "Which activations of the map are projected"),
                 self._position_toggle,
             ],
-            layout=full_width(gap="6px", **wrap),
+            layout=full_width(**wrap),
         )
+        for label in toggles.children[::2]:
+            label.layout.margin = "0 6px 0 8px"
         pictures = widgets.HBox(
             [
-                widgets.VBox([self._input_image, self._input_caption]),
-                widgets.VBox([self._heat_image, self._heat_caption]),
-                widgets.VBox([self._projection_image, self._projection_caption]),
+                widgets.VBox([picture, text], layout=widgets.Layout(margin="0 6px 0 0"))
+                for picture, text in [
+                    (self._input_image, self._input_caption),
+                    (self._heat_image, self._heat_caption),
+                    (self._projection_image, self._projection_caption),
+                ]
             ],
-            layout=widgets.Layout(flex_flow="row wrap", gap="6px"),
+            layout=widgets.Layout(flex_flow="row wrap"),
         )
+        self._top_patches.layout.margin = "0 0 0 12px"
         self._top_panel = widgets.VBox(
-            [
-                widgets.HBox(
-                    [self._top_projections, self._top_patches], layout=widgets.Layout(gap="12px")
-                ),
-                self._top_caption,
-            ]
+            [widgets.HBox([self._top_projections, self._top_patches]), self._top_caption]
         )
         top_header = widgets.HBox([self._top_toggle, self._progress], layout=full_width(**wrap))
         right = widgets.VBox([pictures, top_header, self._top_panel])
-        left = widgets.VBox([self._canvas_caption, self._canvas])
-        main = widgets.HBox(
-            [left, right],
-            layout=full_width(flex_flow="row wrap", gap="16px", align_items="flex-start"),
+        left = widgets.VBox(
+            [self._canvas_caption, self._canvas], layout=widgets.Layout(margin="0 16px 0 0")
         )
+        main = widgets.HBox(
+            [left, right], layout=full_width(flex_flow="row wrap", align_items="flex-start")
+        )
+        self._upload_button.layout.width = "auto"
         picker = widgets.HBox(
             [self._index_slider, self._index_box, self._upload_button, self._upload_toggle],
             layout=full_width(**wrap),
@@ -566,7 +569,7 @@ class LayerBrowser(widgets.VBox):
         if self._grid_rgba is None:
             return
         height, width = self._grid_rgba.shape[:2]
-        with hold_canvas(self._canvas):
+        with hold_canvas():
             if (self._canvas.width, self._canvas.height) != (width, height):
                 self._canvas.width, self._canvas.height = width, height
             self._canvas.put_image_data(self._grid_rgba, 0, 0)
@@ -575,7 +578,7 @@ class LayerBrowser(widgets.VBox):
 
     def _draw_highlight(self) -> None:
         if self._grid_rgba is not None:
-            with hold_canvas(self._canvas):
+            with hold_canvas():
                 self._stroke_selection()
 
     def _stroke_selection(self) -> None:
