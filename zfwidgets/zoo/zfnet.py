@@ -32,7 +32,7 @@ def _classifier(features: int, num_classes: int) -> nn.Sequential:
     )
 
 
-def _features(in_channels: int, conv1: nn.Conv2d, conv2: nn.Conv2d) -> nn.Sequential:
+def _features(conv1: nn.Conv2d, conv2: nn.Conv2d) -> nn.Sequential:
     return nn.Sequential(
         conv1,
         nn.ReLU(inplace=True),
@@ -52,7 +52,20 @@ def _features(in_channels: int, conv1: nn.Conv2d, conv2: nn.Conv2d) -> nn.Sequen
     )
 
 
-class ZFNet(nn.Module):
+class _ImageNetNet(nn.Module):
+    """The shared layout; subclasses choose the first two conv layers."""
+
+    def __init__(self, conv1: nn.Conv2d, conv2: nn.Conv2d, num_classes: int) -> None:
+        super().__init__()
+        self.features = _features(conv1, conv2)
+        self.classifier = _classifier(256 * 6 * 6, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores (logits) for a batch of 224x224 crops."""
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+class ZFNet(_ImageNetNet):
     """Zeiler & Fergus's model: conv1 96 filters 7x7 stride 2, conv2 256 5x5 stride 2.
 
     The smaller first-layer filter and stride came from the visualisations (Fig. 6): they
@@ -60,31 +73,13 @@ class ZFNet(nn.Module):
     """
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3) -> None:
-        super().__init__()
-        self.features = _features(
-            in_channels,
-            nn.Conv2d(in_channels, 96, 7, stride=2, padding=1),
-            nn.Conv2d(96, 256, 5, stride=2),
-        )
-        self.classifier = _classifier(256 * 6 * 6, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class scores (logits) for a batch of 224x224 crops."""
-        return self.classifier(torch.flatten(self.features(x), 1))
+        conv1 = nn.Conv2d(in_channels, 96, 7, stride=2, padding=1)
+        super().__init__(conv1, nn.Conv2d(96, 256, 5, stride=2), num_classes)
 
 
-class KrizhevskyNet(nn.Module):
+class KrizhevskyNet(_ImageNetNet):
     """Krizhevsky et al.'s layout with dense connections: conv1 96 filters 11x11 stride 4."""
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3) -> None:
-        super().__init__()
-        self.features = _features(
-            in_channels,
-            nn.Conv2d(in_channels, 96, 11, stride=4, padding=2),
-            nn.Conv2d(96, 256, 5, padding=2),
-        )
-        self.classifier = _classifier(256 * 6 * 6, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class scores (logits) for a batch of 224x224 crops."""
-        return self.classifier(torch.flatten(self.features(x), 1))
+        conv1 = nn.Conv2d(in_channels, 96, 11, stride=4, padding=2)
+        super().__init__(conv1, nn.Conv2d(96, 256, 5, padding=2), num_classes)
