@@ -232,6 +232,7 @@ class LayerBrowser(widgets.VBox):
             max=max(count - 1, 0),
             disabled=count == 0,
             continuous_update=False,
+            readout=False,  # the number box beside it shows and takes the index
             tooltip="Which image of the set to show (←/→ when focused)",
             layout=widgets.Layout(width="420px", min_width="260px"),
         )
