@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from zfwidgets import Inspector, LayerBrowser, demo
 from zfwidgets.core import render
@@ -497,6 +497,16 @@ def test_the_model_is_unchanged_afterwards(d, mode):
     assert all(g is None for g in after["grads"])
     for key, value in before["weights"].items():
         assert torch.equal(value, after["weights"][key]), key
+
+
+def test_a_dataloader_is_mined_and_its_dataset_picked_from(d, ref):
+    loader = DataLoader(d.dataset, batch_size=100, shuffle=False)
+    browser = LayerBrowser(d.model, dataset=loader, mean=d.mean, layer="conv2", show_top=True)
+    browser.wait()
+    assert len(browser.source) == len(d.dataset)
+    top = mine(ref, d.dataset, layers=["conv2"], progress=False)
+    expected = top_projections(ref, top, d.dataset, "conv2", 0)
+    assert [e.image_index for e in browser.top_entries] == [e.image_index for e in expected]
 
 
 def test_an_inspector_is_shared(d):

@@ -27,6 +27,7 @@ import numpy as np
 import traitlets
 from ipycanvas import Canvas, hold_canvas
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from zfwidgets.core import Inspector, render
 from zfwidgets.core.backward import METHODS as PROJECTIONS
@@ -135,7 +136,9 @@ class LayerBrowser(widgets.VBox):
             self.inspector = model_or_inspector
         else:
             self.inspector = Inspector(model_or_inspector)
-        self.source = ImageSource(images if images is not None else dataset)
+        if images is None:  # pick from the data set (a DataLoader's, when given one)
+            images = dataset.dataset if isinstance(dataset, DataLoader) else dataset
+        self.source = ImageSource(images)
         self.dataset = dataset
         self.mean = mean
         self.classes = None if classes is None else [str(c) for c in classes]
