@@ -10,7 +10,9 @@ Example:
     >>> d = demo.load()
     >>> browser = LayerBrowser(d.model, dataset=d.dataset, mean=d.mean, classes=d.classes)
     >>> browser.layer, browser.channel = "conv2", 5     # what the controls do
-    >>> browser.show_top = True; browser.wait()          # mine conv2's top 9, then wait
+    >>> browser.show_top = True                          # mines conv2's top 9 in a thread
+    >>> browser.wait()                                   # blocks until it is on screen
+    True
     >>> browser                                          # doctest: +SKIP
 """
 

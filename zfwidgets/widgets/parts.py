@@ -215,10 +215,10 @@ class BackgroundTask:
 
     Example:
         >>> task = BackgroundTask(widgets.IntProgress(), StatusLine())
-        >>> task.start("sum", lambda stop, report: sum(range(10)), print)
-        >>> task.wait()
-        45
-        True
+        >>> results = []
+        >>> task.start("sum", lambda should_stop, report: sum(range(10)), results.append)
+        >>> task.wait(), results
+        (True, [45])
     """
 
     def __init__(self, progress: widgets.IntProgress, status: StatusLine) -> None:
