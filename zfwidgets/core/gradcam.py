@@ -15,7 +15,14 @@ from torch import Tensor
 from zfwidgets.core.backward import backward
 from zfwidgets.core.inspector import Inspector, Position
 
-__all__ = ["class_gradient", "compare", "gradcam", "guided_gradcam", "COMPARE_METHODS"]
+__all__ = [
+    "cam_layer_for",
+    "class_gradient",
+    "compare",
+    "gradcam",
+    "guided_gradcam",
+    "COMPARE_METHODS",
+]
 
 COMPARE_METHODS = ("deconvnet", "guided", "saliency", "gradcam", "guided_gradcam")
 
@@ -91,14 +98,15 @@ def compare(
         m: insp.project(x, layer, channel, position, method=m).reshape(insp.image(x).shape[1:])
         for m in ("deconvnet", "guided", "saliency")
     }
-    cam_layer = cam_layer or _conv_layer_at_or_before(insp, layer)
+    cam_layer = cam_layer or cam_layer_for(insp, layer)
     img = insp.image(x)
     out["gradcam"] = upsample(gradcam(insp, x, cam_layer, target), tuple(img.shape[-2:]))
     out["guided_gradcam"] = guided_gradcam(insp, x, cam_layer, target)
     return out
 
 
-def _conv_layer_at_or_before(insp: Inspector, layer: str) -> str:
+def cam_layer_for(insp: Inspector, layer: str) -> str:
+    """``layer`` itself when it has feature maps, else the last layer before it that has."""
     index = insp.layer_index(layer)
     spatial = [
         s

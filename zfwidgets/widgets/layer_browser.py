@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from zfwidgets.core import Inspector, render
 from zfwidgets.core.backward import METHODS as PROJECTIONS
-from zfwidgets.core.gradcam import gradcam, upsample
+from zfwidgets.core.gradcam import cam_layer_for, gradcam, upsample
 from zfwidgets.core.mining import TopK, mine
 from zfwidgets.core.top_views import TopEntry, top_projections
 from zfwidgets.widgets.parts import (
@@ -647,7 +647,7 @@ class LayerBrowser(widgets.VBox):
         self._projection_caption.text = text
 
     def _gradcam_picture(self, x: Tensor) -> tuple[np.ndarray, str]:
-        cam_layer = self._cam_layer(x)
+        cam_layer = cam_layer_for(self.inspector, self.layer)
         cam = gradcam(self.inspector, x, cam_layer)
         probs = self.inspector.predict(x)
         best = int(probs.argmax())
@@ -659,15 +659,6 @@ class LayerBrowser(widgets.VBox):
             f"{self._display_name(cam_layer)}, over the input"
         )
         return picture, text
-
-    def _cam_layer(self, x: Tensor) -> str:
-        """The layer itself when it has maps, else the last layer before it that has."""
-        shapes = self.inspector.shapes(tuple(x.shape[-3:]))
-        index = self.inspector.layer_index(self.layer)
-        spatial = [i for i in range(index + 1) if len(shapes[i]) == 4]
-        if not spatial:
-            raise ValueError(f"Grad-CAM needs a layer with feature maps at or before {self.layer}")
-        return self.inspector.chain[spatial[-1]].name
 
     def _class_name(self, index: int) -> str:
         if self.classes is not None and 0 <= index < len(self.classes):

@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import html
-import io
 import logging
 import threading
 import time
@@ -36,9 +35,9 @@ import ipywidgets as widgets
 import numpy as np
 import torch
 import traitlets
-from PIL import Image as PILImage
 
 from zfwidgets.core import render
+from zfwidgets.core.images import image_from_bytes
 from zfwidgets.core.receptive import Box
 
 __all__ = [
@@ -360,49 +359,6 @@ def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
         name = entry.get("name") or entry.get("metadata", {}).get("name", "upload")
         files.append((name, bytes(entry["content"])))
     return files
-
-
-def image_from_bytes(
-    data: bytes,
-    channels: int,
-    size: tuple[int, int] | None = None,
-    mean: torch.Tensor | None = None,
-    name: str = "the file",
-) -> torch.Tensor:
-    """An image file as a float32 (C, H, W) model input in [0, 1] minus ``mean``.
-
-    Decodes with Pillow, converts to grey (``channels == 1``) or RGB (3), resizes to ``size``
-    (H, W) when given.
-
-    Raises:
-        ValueError: the bytes are not a complete image Pillow can read, or the model takes a
-            channel count pictures do not have.
-    """
-    if channels not in (1, 3):
-        raise ValueError(f"the model takes {channels} channels; uploads can be grey (1) or RGB (3)")
-    try:
-        with PILImage.open(io.BytesIO(data)) as picture:
-            picture.load()  # decodes now, so a truncated file fails here and not later
-            picture = picture.convert("L" if channels == 1 else "RGB")
-    except PILImage.UnidentifiedImageError as err:
-        raise ValueError(f"{name} is not an image file (PNG, JPEG, GIF, BMP, ...)") from err
-    except (PILImage.DecompressionBombError, OSError, SyntaxError) as err:
-        raise ValueError(
-            f"{name} could not be decoded, it may be damaged or cut short ({err})"
-        ) from err
-    if size is not None and picture.size != (size[1], size[0]):
-        picture = picture.resize((size[1], size[0]), PILImage.BILINEAR)
-    pixels = np.asarray(picture, dtype=np.float32) / 255.0
-    x = torch.from_numpy(pixels.reshape(picture.size[1], picture.size[0], channels).copy())
-    x = x.permute(2, 0, 1).contiguous()
-    if mean is not None:
-        if tuple(mean.shape[-2:]) != tuple(x.shape[-2:]):
-            raise ValueError(
-                f"the mean image is {tuple(mean.shape[-2:])} but {name} became "
-                f"{tuple(x.shape[-2:])}"
-            )
-        x = x - mean.to(x.device, x.dtype).reshape(-1, *x.shape[-2:])
-    return x
 
 
 # ----- pictures ------------------------------------------------------------------------------

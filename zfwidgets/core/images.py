@@ -1,0 +1,59 @@
+"""Image files to model inputs: what a widget's upload button hands to the engine.
+
+Example:
+    >>> data = open("digit.png", "rb").read()  # doctest: +SKIP
+    >>> x = image_from_bytes(data, channels=1, size=(28, 28))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from PIL import Image as PILImage
+
+__all__ = ["image_from_bytes"]
+
+
+def image_from_bytes(
+    data: bytes,
+    channels: int,
+    size: tuple[int, int] | None = None,
+    mean: torch.Tensor | None = None,
+    name: str = "the file",
+) -> torch.Tensor:
+    """An image file as a float32 (C, H, W) model input in [0, 1] minus ``mean``.
+
+    Decodes with Pillow, converts to grey (``channels == 1``) or RGB (3), resizes to ``size``
+    (H, W) when given.
+
+    Raises:
+        ValueError: the bytes are not a complete image Pillow can read, or the model takes a
+            channel count pictures do not have.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"the model takes {channels} channels; uploads can be grey (1) or RGB (3)")
+    try:
+        with PILImage.open(io.BytesIO(data)) as picture:
+            picture.load()  # decodes now, so a truncated file fails here and not later
+            picture = picture.convert("L" if channels == 1 else "RGB")
+    except PILImage.UnidentifiedImageError as err:
+        raise ValueError(f"{name} is not an image file (PNG, JPEG, GIF, BMP, ...)") from err
+    except (PILImage.DecompressionBombError, OSError, SyntaxError) as err:
+        raise ValueError(
+            f"{name} could not be decoded, it may be damaged or cut short ({err})"
+        ) from err
+    if size is not None and picture.size != (size[1], size[0]):
+        picture = picture.resize((size[1], size[0]), PILImage.BILINEAR)
+    pixels = np.asarray(picture, dtype=np.float32) / 255.0
+    x = torch.from_numpy(pixels.reshape(picture.size[1], picture.size[0], channels).copy())
+    x = x.permute(2, 0, 1).contiguous()
+    if mean is not None:
+        if tuple(mean.shape[-2:]) != tuple(x.shape[-2:]):
+            raise ValueError(
+                f"the mean image is {tuple(mean.shape[-2:])} but {name} became "
+                f"{tuple(x.shape[-2:])}"
+            )
+        x = x - mean.to(x.device, x.dtype).reshape(-1, *x.shape[-2:])
+    return x
