@@ -239,6 +239,9 @@ class OcclusionSlider(widgets.VBox):
         self._canvas.on_mouse_move(self._mouse_move)
         self._canvas.on_mouse_up(self._mouse_up)
         self._canvas.on_mouse_out(self._mouse_up)
+        # A canvas keeps no drawing for views opened later (Voila renders after the kernel has
+        # drawn): redraw whenever a new front end is ready.
+        self._canvas.on_client_ready(lambda *_: self._draw_canvas())
         self._build_controls()
         self._build_readouts()
         self._build_maps()
