@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zfwidgets.core.backward import backward
 from zfwidgets.core.inspector import Inspector, Position
 
 __all__ = [
@@ -51,8 +50,7 @@ def class_gradient(
     last = len(insp.chain) - 1
     top = torch.zeros_like(rec.outputs[last])
     top[0, target] = 1.0
-    weights = insp._current_weights()
-    return backward(insp.chain, weights, rec, top, last, method, stop)[0]
+    return insp.pass_down(rec, top, last, method, stop)[0]
 
 
 def gradcam(insp: Inspector, x, layer: str, target: int | None = None) -> Tensor:
@@ -94,8 +92,9 @@ def compare(
 
     ``cam_layer`` defaults to ``layer`` when it is convolutional, else the last conv layer.
     """
+    img = insp.image(x)
     out = {
-        m: insp.project(x, layer, channel, position, method=m).reshape(insp.image(x).shape[1:])
+        m: insp.project(img, layer, channel, position, method=m)[0]
         for m in ("deconvnet", "guided", "saliency")
     }
     cam_layer = cam_layer or cam_layer_for(insp, layer)

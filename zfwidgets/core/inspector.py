@@ -267,7 +267,7 @@ class Inspector:
             )
         rec = self.record(x, [self.chain[index].name])
         top = self.top_signals(rec.outputs[index], channels, positions, self.chain[index].name)
-        return backward(self.chain, self._current_weights(), rec, top, index, method)
+        return self.pass_down(rec, top, index, method)
 
     def project_units(
         self,
@@ -302,7 +302,7 @@ class Inspector:
                 for r, c, p in zip(records, channels, positions, strict=True)
             ]
         )
-        return backward(self.chain, self._current_weights(), rec, top, index, method)
+        return self.pass_down(rec, top, index, method)
 
     def run_batch(self, x: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
         """Plain batched inference (N, C, H, W) -> activations of ``layers``; nothing cached.
@@ -319,6 +319,16 @@ class Inspector:
                 if step.index in wanted:
                     out[wanted[step.index]] = x
         return out
+
+    def pass_down(
+        self, rec: Record, grad: Tensor, start: int, method: str = "deconvnet", stop: int = -1
+    ) -> Tensor:
+        """Passes ``grad`` (at the output of step ``start``) down to the output of ``stop``.
+
+        The shared backward pass behind every projection and class gradient, on the current
+        weights; ``stop=-1`` ends at the input pixels.
+        """
+        return backward(self.chain, self._current_weights(), rec, grad, start, method, stop)
 
     def trace_projection(
         self,
@@ -338,9 +348,8 @@ class Inspector:
         rec = self.record(x, [self.chain[index].name])
         signal = self.top_signals(rec.outputs[index], [channel], [position], self.chain[index].name)
         trace = [(self.chain[index], signal[0])]
-        weights = self._current_weights()
         for step in reversed(self.chain[: index + 1]):
-            signal = backward(self.chain, weights, rec, signal, step.index, method, step.index - 1)
+            signal = self.pass_down(rec, signal, step.index, method, step.index - 1)
             trace.append((step, signal[0]))
         return trace
 

@@ -29,7 +29,16 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from zfwidgets.core.inspector import Inspector
 
-__all__ = ["LayerTopK", "MiningCancelled", "TopK", "data_fingerprint", "mine", "model_fingerprint"]
+__all__ = [
+    "LayerTopK",
+    "MiningCancelled",
+    "TopK",
+    "as_indexable",
+    "data_fingerprint",
+    "image_of",
+    "mine",
+    "model_fingerprint",
+]
 
 
 class MiningCancelled(RuntimeError):
@@ -124,23 +133,24 @@ def model_fingerprint(insp: Inspector) -> str:
 
 def data_fingerprint(data, samples: int = 32) -> str:
     """A digest of the data set's length and of up to ``samples`` evenly spaced images."""
-    images = _indexable(data)
+    images = as_indexable(data)
     n = len(images)
     h = hashlib.blake2b(digest_size=16)
     h.update(str(n).encode())
     for i in sorted({int(j * (n - 1) / max(samples - 1, 1)) for j in range(min(samples, n))}):
-        h.update(_as_tensor(images[i]).to("cpu", torch.float32).contiguous().numpy().tobytes())
+        h.update(image_of(images[i]).to("cpu", torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
-def _as_tensor(item) -> Tensor:
+def image_of(item) -> Tensor:
+    """The image of a data item: the item itself, or the first element of (image, label)."""
     image = item[0] if isinstance(item, tuple | list) else item
     if not isinstance(image, Tensor):
         raise TypeError(f"data items must be image tensors or (image, label); got {type(image)}")
     return image
 
 
-def _indexable(data):
+def as_indexable(data):
     """Something with len() and [] giving items, from a tensor, Dataset or DataLoader."""
     if isinstance(data, DataLoader):
         if isinstance(data.sampler, RandomSampler):
@@ -158,7 +168,7 @@ def _indexable(data):
 
 
 def _batches(data, batch_size: int) -> Iterator[Tensor]:
-    images = _indexable(data)
+    images = as_indexable(data)
     if isinstance(images, Tensor):
         for start in range(0, len(images), batch_size):
             yield images[start : start + batch_size]
@@ -225,7 +235,7 @@ def mine(
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int; got {k!r}")
-    total = len(_indexable(data))
+    total = len(as_indexable(data))
     if total == 0:
         raise ValueError("the data set is empty: nothing to mine")
     if layers is None:

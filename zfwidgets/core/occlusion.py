@@ -171,7 +171,7 @@ def occlusion_sweep(
         if should_stop is not None and should_stop():
             raise OcclusionCancelled(f"sweep stopped after {start + len(chunk)} positions")
     probs = torch.cat(probs).view(len(ys), len(xs), -1).cpu()
-    base_activity, base_probs = _readings(insp, img, name, channel)
+    base_map = insp.activations(img, name)[channel]  # from the cached record: no new forward
     top_prob, top_class = probs.max(dim=2)
     return OcclusionMaps(
         ys=ys,
@@ -186,8 +186,8 @@ def occlusion_sweep(
         top_class=top_class,
         top_prob=top_prob,
         projection=insp.project(img, name, channel)[0],
-        base_activity=float(base_activity[0]),
-        base_prob=float(base_probs[0, target]),
+        base_activity=float(base_map.sum()),
+        base_prob=float(insp.predict(img)[target]),
     )
 
 

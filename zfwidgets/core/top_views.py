@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from zfwidgets.core.inspector import Inspector
-from zfwidgets.core.mining import TopK, _as_tensor, _indexable
+from zfwidgets.core.mining import TopK, as_indexable, image_of
 from zfwidgets.core.receptive import Box
 
 __all__ = ["TopEntry", "top_projections"]
@@ -55,10 +55,10 @@ def top_projections(
         raise ValueError(
             f"channel {channel} is out of range for layer '{layer}': 0..{t.values.shape[0] - 1}"
         )
-    images = _indexable(data)
+    images = as_indexable(data)
     keep = [j for j in range(top.k) if int(t.images[channel, j]) >= 0]
-    spatial = len(insp.shapes(tuple(_as_tensor(images[0]).shape))[insp.layer_index(name)]) == 4
-    pictures = [insp.image(_as_tensor(images[int(t.images[channel, j])])) for j in keep]
+    spatial = len(insp.shapes(tuple(image_of(images[0]).shape))[insp.layer_index(name)]) == 4
+    pictures = [insp.image(image_of(images[int(t.images[channel, j])])) for j in keep]
     positions = [tuple(int(v) for v in t.positions[channel, j]) if spatial else None for j in keep]
     projections = insp.project_units(pictures, name, [channel] * len(keep), positions, method)
     entries = []
