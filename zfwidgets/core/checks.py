@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["as_image", "closest_names", "check_channel", "check_position", "resolve_device"]
+__all__ = [
+    "ImageCollator",
+    "as_image",
+    "check_channel",
+    "check_position",
+    "closest_names",
+    "fitting_side",
+    "resolve_device",
+]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -101,3 +109,60 @@ def check_position(position, hw: tuple[int, ...] | None, layer: str):
             f"y in 0..{hw[0] - 1}, x in 0..{hw[1] - 1}"
         )
     return (y, x)
+
+
+def fitting_side(features: Callable[[int], int | None], wanted: int, largest: int = 4096):
+    """The side ``s`` of square inputs for which ``features(s) == wanted``, or None.
+
+    ``features(s)`` is the feature count a layer sees for an ``s`` x ``s`` input (None when such
+    an input does not even reach it); it never decreases as ``s`` grows, so a binary search
+    finds the side in about 12 cheap shape traces.
+    """
+    lo, hi = 1, largest
+    while lo < hi:
+        mid = (lo + hi) // 2
+        got = features(mid)
+        if got is None or got < wanted:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if features(lo) == wanted else None
+
+
+class ImageCollator:
+    """``collate_fn`` for data sets of images or ``(image, label)``: stacks the images.
+
+    Counts the items it has seen, so an image whose shape differs from the first one is named
+    by its index in the data set, with both shapes.
+
+    Example:
+        >>> collate = ImageCollator()
+        >>> collate([torch.zeros(1, 4, 4), torch.zeros(1, 4, 4)]).shape
+        torch.Size([2, 1, 4, 4])
+    """
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.shape: tuple[int, ...] | None = None
+
+    def __call__(self, items: Sequence) -> Tensor:
+        images = []
+        for item in items:
+            image = item[0] if isinstance(item, tuple | list) else item
+            if isinstance(image, np.ndarray):
+                image = torch.from_numpy(image)
+            if not isinstance(image, Tensor):
+                raise TypeError(
+                    f"data set item {self.seen} is a {type(image).__name__}; items must be image "
+                    "tensors (C, H, W) or (image, label) pairs"
+                )
+            if self.shape is None:
+                self.shape = tuple(image.shape)
+            elif tuple(image.shape) != self.shape:
+                raise ValueError(
+                    f"data set item {self.seen} is an image of shape {tuple(image.shape)} but the "
+                    f"items before it are {self.shape}; every image must have the same shape"
+                )
+            images.append(image)
+            self.seen += 1
+        return torch.stack(images)

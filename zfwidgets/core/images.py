@@ -8,12 +8,18 @@ Example:
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import torch
 from PIL import Image as PILImage
 
-__all__ = ["image_from_bytes"]
+__all__ = ["MAX_PIXELS", "image_from_bytes"]
+
+# Largest upload decoded, in pixels (a 7,000 x 7,000 photo). Checked from the file's header
+# before any pixel is decoded: a few KiB of PNG can claim gigabytes of pixels (a
+# "decompression bomb").
+MAX_PIXELS = 50_000_000
 
 
 def image_from_bytes(
@@ -22,6 +28,7 @@ def image_from_bytes(
     size: tuple[int, int] | None = None,
     mean: torch.Tensor | None = None,
     name: str = "the file",
+    max_pixels: int = MAX_PIXELS,
 ) -> torch.Tensor:
     """An image file as a float32 (C, H, W) model input in [0, 1] minus ``mean``.
 
@@ -29,18 +36,32 @@ def image_from_bytes(
     (H, W) when given.
 
     Raises:
-        ValueError: the bytes are not a complete image Pillow can read, or the model takes a
-            channel count pictures do not have.
+        ValueError: the bytes are not a complete image Pillow can read, the picture has more
+            than ``max_pixels`` pixels (refused before decoding), or the model takes a channel
+            count pictures do not have.
     """
     if channels not in (1, 3):
         raise ValueError(f"the model takes {channels} channels; uploads can be grey (1) or RGB (3)")
+    limit = f"uploads may have at most {max_pixels:,} pixels"
     try:
-        with PILImage.open(io.BytesIO(data)) as picture:
+        with warnings.catch_warnings():
+            # Pillow warns about big pictures; the size is checked here, with a clearer message.
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            picture = PILImage.open(io.BytesIO(data))
+        with picture:
+            width, height = picture.size
+            if width * height > max_pixels:
+                raise ValueError(
+                    f"{name} is {width}x{height} = {width * height:,} pixels; {limit} "
+                    "(refused before decoding)"
+                )
             picture.load()  # decodes now, so a truncated file fails here and not later
             picture = picture.convert("L" if channels == 1 else "RGB")
     except PILImage.UnidentifiedImageError as err:
         raise ValueError(f"{name} is not an image file (PNG, JPEG, GIF, BMP, ...)") from err
-    except (PILImage.DecompressionBombError, OSError, SyntaxError) as err:
+    except PILImage.DecompressionBombError as err:
+        raise ValueError(f"{name} is too large to decode ({err}); {limit}") from err
+    except (OSError, SyntaxError) as err:
         raise ValueError(
             f"{name} could not be decoded, it may be damaged or cut short ({err})"
         ) from err

@@ -27,9 +27,11 @@ from zfwidgets.core.checks import (
     check_channel,
     check_position,
     closest_names,
+    fitting_side,
     resolve_device,
 )
 from zfwidgets.core.layers import step_forward, step_weights
+from zfwidgets.core.memory import check_fits, chunk_size, forward_bytes
 from zfwidgets.core.receptive import Box, nominal_fields, unit_box
 from zfwidgets.core.record import Record, record_forward
 
@@ -153,7 +155,7 @@ class Inspector:
                 raise ValueError(
                     f"an input of shape {input_shape} gives {x.shape[-1]} features at layer "
                     f"'{step.name}', which expects {step.module.in_features}; the image size "
-                    "does not match what the model was built for"
+                    "does not match what the model was built for" + self._size_hint(input_shape)
                 )
             try:
                 x = step_forward(step, step_weights(step, torch.device("meta")), x)
@@ -165,6 +167,22 @@ class Inspector:
             shapes.append(x.shape)
         return shapes
 
+    def _size_hint(self, input_shape: tuple) -> str:
+        """``"; it takes (C, S, S) images"`` when a square size fits the first linear layer."""
+        stop = next(i for i, s in enumerate(self.chain) if s.kind == "linear")
+
+        def features(side: int) -> int | None:
+            x = torch.empty(1, input_shape[0], side, side, device="meta")
+            try:
+                for step in self.chain[:stop]:
+                    x = step_forward(step, step_weights(step, torch.device("meta")), x)
+            except RuntimeError:
+                return None
+            return int(x[0].numel())
+
+        side = fitting_side(features, self.chain[stop].module.in_features)
+        return "" if side is None else f"; it takes images of shape {(input_shape[0], side, side)}"
+
     # ----- records ------------------------------------------------------------------------
     def _current_weights(self) -> list[dict[str, Tensor]]:
         with self._lock:
@@ -175,10 +193,22 @@ class Inspector:
                 self._cache.clear()  # records of the old weights can never be asked for again
             return self._weights
 
+    def current_weights(self) -> list[dict[str, Tensor]]:
+        """Per step, the inspector's copies of the model's current tensors (read-only use).
+
+        For engines that run the chain themselves, such as incremental occlusion.
+        """
+        return self._current_weights()
+
     def image(self, x) -> Tensor:
         """``x`` checked and shaped (1, C, H, W), float32, on the inspector's device."""
         img = as_image(x, self.in_channels)
-        self.shapes(tuple(img.shape[1:]))
+        shapes = self.shapes(tuple(img.shape[1:]))
+        # Memory guard: a huge image is refused before its forward pass can exhaust memory.
+        need = forward_bytes(shapes, 1, sorted(self._keep), img[0].numel())
+        check_fits(
+            need, self.device, f"an image of shape {tuple(img.shape[1:])}", "Use a smaller image."
+        )
         return img.to(self.device)
 
     def record(self, x, layers: Sequence[str] = ()) -> Record:
@@ -310,15 +340,40 @@ class Inspector:
         Stops after the last requested layer. Used for streaming over data sets.
         """
         wanted = {self.layer_index(name): name for name in layers}
+        if not wanted:
+            raise ValueError("run_batch needs at least one layer name")
+        if not isinstance(x, Tensor) or x.ndim != 4:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"run_batch takes a batch of images (N, C, H, W); got {got}")
+        step_count = self._batch_chunk(x, wanted)
         weights = self._current_weights()
-        out = {}
+        out: dict[str, Tensor] = {}
         with torch.inference_mode():
-            x = x.to(self.device, torch.float32)
-            for step in self.chain[: max(wanted) + 1]:
-                x = step_forward(step, weights[step.index], x)
-                if step.index in wanted:
-                    out[wanted[step.index]] = x
+            for start in range(0, max(len(x), 1), step_count):
+                h = x[start : start + step_count].to(self.device, torch.float32)
+                for step in self.chain[: max(wanted) + 1]:
+                    h = step_forward(step, weights[step.index], h)
+                    if step.index in wanted:
+                        name = wanted[step.index]
+                        if step_count >= len(x):
+                            out[name] = h
+                        else:  # chunked: fill one preallocated result (no concat copy)
+                            if name not in out:
+                                out[name] = h.new_empty((len(x), *h.shape[1:]))
+                            out[name][start : start + len(h)] = h
         return out
+
+    def _batch_chunk(self, x: Tensor, wanted: dict[int, str]) -> int:
+        """Images per pass so that ``run_batch`` fits in memory; refuses what never fits."""
+        shapes = self.shapes(tuple(x.shape[1:]))[: max(wanted) + 1]
+        per_image = forward_bytes(shapes, 1, (), x[0].numel())
+        kept = forward_bytes(shapes, len(x), list(wanted)) - forward_bytes(shapes, len(x))
+        what = f"run_batch of {len(x)} images of shape {tuple(x.shape[1:])}"
+        check_fits(kept, self.device, what, "Pass fewer images or fewer layers at a time.")
+        count = chunk_size(per_image, kept, len(x), self.device)
+        if count == 0:
+            check_fits(kept + per_image, self.device, what, "Use smaller images.")
+        return max(count, 1)
 
     def pass_down(
         self, rec: Record, grad: Tensor, start: int, method: str = "deconvnet", stop: int = -1

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from zfwidgets.core.checks import ImageCollator
 from zfwidgets.core.inspector import Inspector
 
 __all__ = [
@@ -89,8 +91,14 @@ class TopK:
             with os.fdopen(fd, "wb") as f:
                 torch.save(payload, f)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as err:
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(err, OSError):  # a full disk, no permission: say so, naming the file
+                raise OSError(
+                    err.errno,
+                    f"could not save top-k results to {path}: {err.strerror or err}; "
+                    "nothing was written there (an earlier file is unchanged)",
+                ) from err
             raise
 
     @classmethod
@@ -102,8 +110,18 @@ class TopK:
         """
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise ValueError(f"{path} is not a readable top-k results file: {err}") from err
+        except pickle.UnpicklingError as err:
+            if "Unsupported global" in str(err):  # weights-only loading met a non-tensor object
+                raise ValueError(
+                    f"{path} was refused: it holds Python objects other than tensors, which "
+                    "could run code when loaded; only files written by TopK.save are read"
+                ) from err
+            raise ValueError(
+                f"{path} is not a top-k results file written by TopK.save (not a tensor file)"
+            ) from err
+        except Exception as err:  # truncated or damaged: torch's message, first line only
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            raise ValueError(f"{path} is not a readable top-k results file: {reason}") from err
         if not isinstance(payload, dict) or payload.get("format") != "zfwidgets.topk/1":
             raise ValueError(f"{path} is not a zfwidgets top-k results file")
         result = cls(
@@ -176,7 +194,9 @@ def _batches(data, batch_size: int) -> Iterator[Tensor]:
     if isinstance(data, DataLoader):
         source = data
     else:
-        source = DataLoader(images, batch_size=batch_size, shuffle=False)
+        source = DataLoader(
+            images, batch_size=batch_size, shuffle=False, collate_fn=ImageCollator()
+        )
     seen = None
     for batch in source:
         batch = batch[0] if isinstance(batch, tuple | list) else batch
@@ -237,7 +257,7 @@ def mine(
         raise ValueError(f"k must be a positive int; got {k!r}")
     total = len(as_indexable(data))
     if total == 0:
-        raise ValueError("the data set is empty: nothing to mine")
+        raise ValueError("the data set is empty (0 images): mining needs at least one image")
     if layers is None:
         layers = [a for a in insp.aliases if a.startswith("conv")]
     names = [insp.layer_name(layer) for layer in layers]
