@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from zfwidgets import Inspector
+from zfwidgets.core.chain import build_chain
 from zfwidgets.zoo import KrizhevskyNet, ZFNet
+from zfwidgets.zoo.registry import get_model
 
 
 def _spatial_sizes(model):
@@ -36,3 +39,31 @@ def test_in_channels_and_classes_are_configurable(net):
     model = net(num_classes=7, in_channels=1)
     insp = Inspector(model, device="cpu", cache_bytes=0)
     assert insp.in_channels == 1 and insp.shapes((1, 224, 224))[-1][1:] == (7,)
+
+
+@pytest.mark.parametrize("net", [ZFNet, KrizhevskyNet])
+def test_the_deconvnet_inverts_them_at_224(net):
+    """build_chain reads the whole net; a conv2 projection lands exactly on the 224x224 input
+    (Krizhevsky's 11x11/4 conv1 is the layer whose transposed filtering would give 223)."""
+    torch.manual_seed(0)
+    model = net(num_classes=10)
+    assert [s.kind for s in build_chain(model)].count("conv") == 5
+    insp = Inspector(model, device="cpu", cache_bytes=0)
+    x = torch.randn(3, 224, 224)
+    projection = insp.project(x, "conv2", channel=3)
+    assert projection.shape == (3, 224, 224)
+    # The projection lies inside the receptive field of the strongest conv2 unit.
+    act = insp.activations(x, "conv2")[3]
+    y, x_ = divmod(int(torch.argmax(act)), act.shape[-1])
+    box = insp.receptive_field("conv2", y, x_, (3, 224, 224))
+    inside = torch.zeros(224, 224, dtype=torch.bool)
+    inside[box.slices[0], box.slices[1]] = True
+    assert projection.abs().sum() > 0
+    assert projection[:, ~inside].abs().max() == 0
+
+
+def test_registry_builds_the_paper_nets():
+    model, shape = get_model("zfnet")
+    assert type(model) is ZFNet and shape == (3, 224, 224)
+    model, shape = get_model("krizhevsky")
+    assert type(model) is KrizhevskyNet and shape == (3, 224, 224)

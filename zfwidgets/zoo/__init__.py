@@ -1,6 +1,6 @@
 """Model definitions and the bundled offline demo's data and weights."""
 
-from zfwidgets.zoo.small import SmallZFNet
+from zfwidgets.zoo.small import SmallKrizhevskyNet, SmallZFNet
 from zfwidgets.zoo.zfnet import KrizhevskyNet, ZFNet
 
-__all__ = ["KrizhevskyNet", "SmallZFNet", "ZFNet"]
+__all__ = ["KrizhevskyNet", "SmallKrizhevskyNet", "SmallZFNet", "ZFNet"]

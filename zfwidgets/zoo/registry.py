@@ -1,34 +1,60 @@
 """Models by name, for the command line and notebooks: the demo, our ZF nets, torchvision's.
 
+``demo`` is the trained :class:`~zfwidgets.zoo.SmallZFNet`; ``small_zfnet``,
+``small_krizhevsky``, ``zfnet`` and ``krizhevsky`` are our architectures freshly initialised
+(digits-sized 1x28x28 for the small ones, 3x224x224 for the paper's); the rest are torchvision's.
+
 Example:
     >>> model, input_shape = get_model("demo")
     >>> input_shape
+    (1, 28, 28)
+    >>> get_model("small_krizhevsky")[1]
     (1, 28, 28)
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import torchvision
 from torch import nn
 
+from zfwidgets.zoo.small import SmallKrizhevskyNet, SmallZFNet
+from zfwidgets.zoo.zfnet import KrizhevskyNet, ZFNet
+
 __all__ = ["get_model", "MODEL_NAMES"]
 
 _TORCHVISION = ("alexnet", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg16_bn")
-MODEL_NAMES = ("demo", *_TORCHVISION)
+# Our own architectures: (builder, input shape). They have no published weights.
+_ZOO: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int]]] = {
+    "small_zfnet": (SmallZFNet, (1, 28, 28)),
+    "small_krizhevsky": (SmallKrizhevskyNet, (1, 28, 28)),
+    "zfnet": (ZFNet, (3, 224, 224)),
+    "krizhevsky": (KrizhevskyNet, (3, 224, 224)),
+}
+MODEL_NAMES = ("demo", *_ZOO, *_TORCHVISION)
 
 
 def get_model(name: str, pretrained: bool = False) -> tuple[nn.Module, tuple[int, int, int]]:
     """The model called ``name`` in eval mode and its input shape (C, H, W).
 
     ``pretrained`` loads torchvision's ImageNet weights; they come from the network, so when
-    they cannot be had the model keeps random weights and a warning says so.
+    they cannot be had the model keeps random weights and a warning says so. Our own
+    architectures have no pretrained weights (train them, or use ``"demo"``).
     """
     if name == "demo":
         from zfwidgets import demo
 
         return demo.load().model, (1, 28, 28)
+    if name in _ZOO:
+        if pretrained:
+            raise ValueError(
+                f"{name!r} has no pretrained weights; use 'demo' for the trained small ZF net, "
+                "or train one (zfwidgets.train)"
+            )
+        builder, shape = _ZOO[name]
+        return builder().eval(), shape
     if name not in _TORCHVISION:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     builder = getattr(torchvision.models, name)
