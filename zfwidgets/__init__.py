@@ -9,7 +9,14 @@ Example:
 """
 
 from zfwidgets.core import Inspector, UnsupportedModelError
-from zfwidgets.widgets import LayerBrowser, OcclusionSlider
+from zfwidgets.widgets import InvarianceExplorer, LayerBrowser, OcclusionSlider
 
 __version__ = "0.1.0"
-__all__ = ["Inspector", "LayerBrowser", "OcclusionSlider", "UnsupportedModelError", "__version__"]
+__all__ = [
+    "Inspector",
+    "InvarianceExplorer",
+    "LayerBrowser",
+    "OcclusionSlider",
+    "UnsupportedModelError",
+    "__version__",
+]

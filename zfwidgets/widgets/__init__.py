@@ -6,7 +6,8 @@ Example:
     >>> LayerBrowser(d.model, dataset=d.dataset, mean=d.mean, classes=d.classes)  # doctest: +SKIP
 """
 
+from zfwidgets.widgets.invariance_explorer import InvarianceExplorer
 from zfwidgets.widgets.layer_browser import LayerBrowser
 from zfwidgets.widgets.occlusion_slider import OcclusionSlider
 
-__all__ = ["LayerBrowser", "OcclusionSlider"]
+__all__ = ["InvarianceExplorer", "LayerBrowser", "OcclusionSlider"]

@@ -1,0 +1,514 @@
+"""InvarianceExplorer: how features and the output move as the image moves (paper Fig. 5).
+
+Pick a transformation (vertical translation, scale or rotation) and slide through its amounts:
+the transformed image is shown beside three curves over the whole sweep, as in Fig. 5: the
+Euclidean distance between the feature vectors of the original and the transformed image at
+two layers (default the first conv layer and the penultimate fully connected one, the paper's
+layers 1 and 7) and the probability of the true class. Every image's curve is drawn faintly;
+the selected image's curve is bold and the current amount is marked on it.
+
+Example:
+    >>> from zfwidgets import InvarianceExplorer, demo
+    >>> d = demo.load()
+    >>> images = [d.dataset[i][0] for i in range(5)]
+    >>> labels = [d.dataset[i][1] for i in range(5)]
+    >>> w = InvarianceExplorer(d.model, images, labels, mean=d.mean, classes=d.classes)
+    >>> w.wait()                              # the curves of the first sweep are ready
+    True
+    >>> w.kind = "rotate"; w.wait()           # another transformation: computed in a thread
+    True
+    >>> w.step = 0                            # the first amount: -180 degrees
+    >>> w.amount
+    -180.0
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+import traitlets
+from bqplot import Axis, Figure, LinearScale, Lines, Scatter
+from torch import Tensor, nn
+
+from zfwidgets.core import render
+from zfwidgets.core.inspector import Inspector
+from zfwidgets.core.invariance import (
+    TRANSFORMS,
+    UNITS,
+    InvarianceCurves,
+    amounts,
+    default_amounts,
+    default_layers,
+    invariance_curves,
+    transform,
+)
+from zfwidgets.widgets.parts import (
+    COLOURS,
+    FONT,
+    PICTURE_SIDE,
+    BackgroundTask,
+    ImageSource,
+    StatusLine,
+    caption,
+    errors_to,
+    full_width,
+    png_image,
+    zoom_for,
+)
+
+__all__ = ["InvarianceExplorer", "KINDS"]
+
+KINDS = {
+    "translate": ("vertical translation", "Move the image down (positive) or up, in pixels"),
+    "scale": ("scale", "Enlarge (above 1) or shrink the image about its centre"),
+    "rotate": ("rotation", "Rotate the image about its centre, in degrees (anticlockwise)"),
+}
+SLIDER_NAMES = {"translate": "shift", "scale": "scale", "rotate": "angle"}
+CURRENT_COLOUR = "#1976d2"  # the selected image's curve: a blue that reads on both themes
+OTHERS_COLOUR = "#9e9e9e"  # the other images' curves
+MARK_COLOUR = "#ff9800"  # the current amount
+PLOT_WIDTH = "300px"
+PLOT_HEIGHT = "220px"
+
+
+def _unit(kind: str, amount: float) -> str:
+    """An amount as people read it: ``+3 px``, ``x1.2``, ``30°``."""
+    if kind == "translate":
+        return f"{amount:+g} px"
+    if kind == "scale":
+        return f"×{amount:.3g}"
+    return f"{amount:g}°"
+
+
+class InvarianceExplorer(widgets.VBox):
+    """The paper's Fig. 5 on your images, live: transform, slide, compare curves.
+
+    Args:
+        model_or_inspector: an ``nn.Module`` (wrapped in an :class:`~zfwidgets.Inspector`,
+            never modified) or an ``Inspector``.
+        images: the images to sweep: a tensor (N, C, H, W) or (C, H, W), a list of images of
+            one shape, or a Dataset of images or ``(image, label)``.
+        labels: each image's true class; default the dataset's labels when it has them, else
+            the class predicted for the untouched image.
+        classes: class names, indexed by label (for the probability curve's caption).
+        mean: the mean image subtracted from the model's inputs, to show images in true
+            colours; without it each picture is stretched min..max.
+        layers: the two (or more; the first two are plotted) layers whose feature distances
+            are plotted; default the first conv and the penultimate linear layer.
+        steps: how many amounts each sweep has (the identity is added when it falls between).
+        ranges: ``{kind: (start, stop)}`` to replace the default ranges (translate: a quarter
+            of the image up and down; scale 0.6..1.8; rotate -180..180 degrees).
+        fill: the value of pixels a transformed image has no data for (0: the mean).
+        **state: initial values of the traits below.
+
+    Traits (set them from code; the controls follow):
+        kind: ``"translate"``, ``"scale"`` or ``"rotate"``. step: index of the amount shown
+        (``amount`` is its value). image_index: the image whose curve is bold. status: the
+        status line's message. A value that cannot be used keeps the previous one and says why
+        in ``status``. ``curves`` holds the finished :class:`InvarianceCurves` per kind.
+
+    Raises:
+        ValueError, TypeError: bad images, labels, layers or ranges (the core's messages).
+    """
+
+    kind = traitlets.Unicode("translate")
+    step = traitlets.Int(0)
+    image_index = traitlets.Int(0)
+    status = traitlets.Unicode("", read_only=True)
+
+    def __init__(
+        self,
+        model_or_inspector: nn.Module | Inspector,
+        images: Any,
+        labels: Sequence[int] | None = None,
+        classes: Sequence[str] | None = None,
+        mean: Tensor | None = None,
+        layers: Sequence[str] | None = None,
+        steps: int = 13,
+        ranges: Mapping[str, tuple[float, float]] | None = None,
+        fill: float = 0.0,
+        **state: Any,
+    ) -> None:
+        super().__init__(layout=full_width())
+        self.add_class("zfw-invariance-explorer")
+        self._ready = False
+        self.inspector = _inspector(model_or_inspector)
+        # Sweeps run in a thread on an Inspector of their own (own cache, same model), so they
+        # never race the kernel thread's readouts.
+        self._sweep_insp = Inspector(self.inspector.model, device=self.inspector.device)
+        source = ImageSource(images)
+        if len(source) == 0:
+            raise ValueError("images is empty: give at least one image")
+        self.images = [self.inspector.image(source[i][0]) for i in range(len(source))]
+        shapes = {tuple(img.shape) for img in self.images}
+        if len(shapes) > 1:
+            raise ValueError(f"images must share one shape; got {sorted(shapes)}")
+        self.labels = self._labels(labels, source)
+        self.classes = self._class_names(classes)
+        self.mean = mean
+        self.fill = fill
+        self.layers = list(layers) if layers is not None else default_layers(self.inspector)
+        for layer in self.layers:
+            self.inspector.layer_index(layer)  # unknown layer: the core's message, now
+        if len(self.layers) < 2:
+            raise ValueError(f"give two layers to compare; got {self.layers}")
+        self.amounts = self._sweeps(steps, ranges)
+        self.curves: dict[str, InvarianceCurves] = {}
+        # The sweep's thread draws its curves while the kernel thread may be drawing too.
+        self._lock = threading.RLock()
+        self._build()
+        self._start(state)
+
+    # ----- public --------------------------------------------------------------------------
+    @property
+    def amount(self) -> float:
+        """The transformation amount shown now (pixels, factor or degrees)."""
+        return self.amounts[self.kind][self.step]
+
+    @property
+    def transformed(self) -> Tensor:
+        """The selected image transformed by the current amount, (1, C, H, W)."""
+        return transform(self.images[self.image_index], self.kind, self.amount, self.fill)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks until the background sweep is done; False if ``timeout`` seconds ran out."""
+        return self._task.wait(timeout)
+
+    # ----- set-up --------------------------------------------------------------------------
+    def _labels(self, labels: Sequence[int] | None, source: ImageSource) -> list[int]:
+        if labels is None:
+            given = [source[i][1] for i in range(len(source))]
+            if all(label is not None for label in given):
+                labels = given
+        if labels is None:  # nobody said: the model's own answer for the untouched image
+            return [int(self.inspector.predict(img).argmax()) for img in self.images]
+        if len(labels) != len(self.images):
+            raise ValueError(f"got {len(self.images)} images but {len(labels)} labels")
+        count = int(self.inspector.predict(self.images[0]).numel())
+        bad = [int(c) for c in labels if not 0 <= int(c) < count]
+        if bad:
+            raise ValueError(f"labels {bad} are out of range: the model has classes 0..{count - 1}")
+        return [int(c) for c in labels]
+
+    def _class_names(self, classes: Sequence[str] | None) -> list[str]:
+        count = int(self.inspector.predict(self.images[0]).numel())
+        if classes is None:
+            return [str(i) for i in range(count)]
+        if len(classes) != count:
+            raise ValueError(f"got {len(classes)} class names but the model has {count} classes")
+        return [str(c) for c in classes]
+
+    def _sweeps(self, steps: int, ranges: Mapping[str, tuple[float, float]] | None):
+        ranges = dict(ranges or {})
+        unknown = set(ranges) - set(TRANSFORMS)
+        if unknown:
+            raise ValueError(
+                f"ranges has unknown transformations {sorted(unknown)}; "
+                f"choose from {', '.join(TRANSFORMS)}"
+            )
+        side = int(self.images[0].shape[-2])
+        sweeps = {}
+        for kind in TRANSFORMS:
+            if kind in ranges:
+                start, stop = ranges[kind]
+                sweeps[kind] = amounts(kind, start, stop, steps)
+            else:
+                sweeps[kind] = default_amounts(kind, side, steps)
+        return sweeps
+
+    def _build(self) -> None:
+        self._kind_toggle = widgets.ToggleButtons(
+            options=[(label, kind) for kind, (label, _) in KINDS.items()],
+            tooltips=[tip for _, tip in KINDS.values()],
+            style={"button_width": "150px"},
+        )
+        self._amount_slider = widgets.SelectionSlider(
+            options=[("0", 0)],
+            description="amount",
+            tooltip="How far the image is transformed (←/→ when focused); the curves mark it",
+            layout=widgets.Layout(width="360px"),
+        )
+        self._image_slider = widgets.IntSlider(
+            description="image",
+            min=0,
+            max=len(self.images) - 1,
+            tooltip="Which image's curve is bold and which image is shown (←/→ when focused)",
+            layout=widgets.Layout(width="360px", display="" if len(self.images) > 1 else "none"),
+        )
+        zoom = zoom_for(max(self.images[0].shape[-2:]), PICTURE_SIDE)
+        self._zoom = zoom
+        self._picture = png_image(
+            "the transformed image, as the model sees it", css_class="zfw-invariance-image"
+        )
+        self._picture_caption = caption(tooltip=self._picture.help_text)
+        self._readout = widgets.HTML(layout=full_width(min_height="3em"))
+        self._readout.add_class("zfw-invariance-readout")
+        names = [f"distance at {layer}" for layer in self.layers[:2]]
+        self._plots = [self._plot(name) for name in names] + [self._plot("p(true class)", 1.0)]
+        for (figure, *_), name in zip(self._plots, ("a", "b", "prob"), strict=True):
+            figure.add_class(f"zfw-invariance-plot-{name}")
+        self._status = StatusLine(hint="pick a transformation and move the amount slider")
+        self._status.observe(self._mirror_status, names="message")
+        self._progress = widgets.IntProgress(
+            value=0, min=0, max=1, description="sweep", layout=widgets.Layout(width="320px")
+        )
+        self._task = BackgroundTask(self._progress, self._status)
+        left = widgets.VBox(
+            [self._picture_caption, self._picture, self._amount_slider, self._image_slider],
+            layout=widgets.Layout(flex="0 0 auto", margin="0 24px 0 0"),
+        )
+        plots = widgets.HBox(
+            [figure for figure, *_ in self._plots], layout=full_width(flex_flow="row wrap")
+        )
+        right = widgets.VBox([self._readout, plots], layout=widgets.Layout(flex="1 1 320px"))
+        self.children = [
+            self._kind_toggle,
+            widgets.HBox([left, right], layout=full_width(flex_flow="row wrap")),
+            widgets.HBox([self._progress], layout=full_width()),
+            self._status,
+        ]
+        for name, control in (
+            ("kind", self._kind_toggle),
+            ("step", self._amount_slider),
+            ("image_index", self._image_slider),
+        ):
+            control.observe(self._control_changed(name), names="value")
+
+    def _plot(self, label: str, top: float | None = None):
+        """A bqplot figure with every image's curve, the selected one and the current point."""
+        x_scale = LinearScale()
+        y_scale = LinearScale(min=0.0, max=top) if top is not None else LinearScale(min=0.0)
+        scales = {"x": x_scale, "y": y_scale}
+        others = Lines(x=[0.0], y=[0.0], scales=scales, colors=[OTHERS_COLOUR], opacities=[0.5])
+        current = Lines(x=[0.0], y=[0.0], scales=scales, colors=[CURRENT_COLOUR], stroke_width=3)
+        point = Scatter(
+            x=[0.0], y=[0.0], scales=scales, colors=[MARK_COLOUR], default_size=90, stroke="black"
+        )
+        text = {"fill": COLOURS["body"], "font-family": FONT}
+        x_axis = Axis(scale=x_scale, label="", tick_style=text, label_color="#888", num_ticks=5)
+        y_axis = Axis(
+            scale=y_scale,
+            side="left",
+            label=label,
+            tick_style=text,
+            label_color="#888",
+            num_ticks=4,
+        )
+        figure = Figure(
+            marks=[others, current, point],
+            axes=[x_axis, y_axis],
+            fig_margin={"top": 10, "bottom": 40, "left": 55, "right": 10},
+            background_style={"fill": "transparent"},
+            layout=widgets.Layout(width=PLOT_WIDTH, height=PLOT_HEIGHT),
+        )
+        return figure, others, current, point, x_axis
+
+    def _start(self, state: dict[str, Any]) -> None:
+        unknown = set(state) - {"kind", "step", "image_index"}
+        if unknown:
+            raise TypeError(f"unknown state {sorted(unknown)}; use kind, step or image_index")
+        kind = state.get("kind", "translate")
+        if kind not in TRANSFORMS:
+            raise ValueError(
+                f"unknown transformation {kind!r}; choose one of {', '.join(TRANSFORMS)}"
+            )
+        self.kind = kind
+        self._set_amount_options()
+        self.step = state.get("step", self._identity_step())
+        self.image_index = state.get("image_index", 0)
+        self._ready = True
+        self._kind_toggle.value = self.kind
+        self._amount_slider.value = self.step
+        self._image_slider.value = self.image_index
+        self._show()
+        self._compute()
+
+    # ----- validation: a refused value keeps the previous one ------------------------------
+    def _refuse(self, name: str, proposal: dict, check: Callable[[Any], None]) -> Any:
+        if not self._ready:
+            check(proposal["value"])  # during construction a bad value raises
+            return proposal["value"]
+        try:
+            check(proposal["value"])
+        except (ValueError, TypeError) as err:
+            self._status.error(f"{name}: {err}")
+            return getattr(self, name)
+        return proposal["value"]
+
+    @traitlets.validate("kind")
+    def _valid_kind(self, proposal: dict) -> str:
+        def check(kind: str) -> None:
+            if kind not in TRANSFORMS:
+                raise ValueError(
+                    f"unknown transformation {kind!r}; choose one of {', '.join(TRANSFORMS)}"
+                )
+
+        return self._refuse("kind", proposal, check)
+
+    @traitlets.validate("step")
+    def _valid_step(self, proposal: dict) -> int:
+        def check(step: int) -> None:
+            count = len(self.amounts[self.kind])
+            if not 0 <= step < count:
+                raise ValueError(f"step {step} is out of range: 0..{count - 1}")
+
+        return self._refuse("step", proposal, check)
+
+    @traitlets.validate("image_index")
+    def _valid_image(self, proposal: dict) -> int:
+        def check(index: int) -> None:
+            if not 0 <= index < len(self.images):
+                raise ValueError(f"image {index} is out of range: 0..{len(self.images) - 1}")
+
+        return self._refuse("image_index", proposal, check)
+
+    # ----- reacting ------------------------------------------------------------------------
+    def _control_changed(self, name: str) -> Callable[[dict], None]:
+        def handler(change: dict) -> None:
+            if change["new"] is None:
+                return
+            setattr(self, name, change["new"])
+
+        return handler
+
+    @traitlets.observe("kind")
+    def _kind_changed(self, change: dict) -> None:
+        if not self._ready:
+            return
+        with self.hold_trait_notifications():
+            self._ready = False
+            self._set_amount_options()
+            self.step = self._identity_step()
+            self._ready = True
+        self._sync_controls()
+        self._show()
+        self._compute()
+
+    @traitlets.observe("step", "image_index")
+    def _position_changed(self, change: dict) -> None:
+        if self._ready:
+            self._sync_controls()
+            self._show()
+
+    def _mirror_status(self, change: dict) -> None:
+        self.set_trait("status", change["new"])
+
+    def _sync_controls(self) -> None:
+        for control, value in (
+            (self._kind_toggle, self.kind),
+            (self._amount_slider, self.step),
+            (self._image_slider, self.image_index),
+        ):
+            if control.value != value:
+                control.value = value
+
+    def _set_amount_options(self) -> None:
+        options = [(_unit(self.kind, a), i) for i, a in enumerate(self.amounts[self.kind])]
+        with self._amount_slider.hold_sync():
+            self._amount_slider.options = options
+        self._amount_slider.description = SLIDER_NAMES[self.kind]
+
+    def _identity_step(self) -> int:
+        values = self.amounts[self.kind]
+        identity = 1.0 if self.kind == "scale" else 0.0
+        return min(range(len(values)), key=lambda i: abs(values[i] - identity))
+
+    # ----- drawing -------------------------------------------------------------------------
+    def _show(self) -> None:
+        with errors_to(self._status, "picture"):
+            picture = render.input_image(self.transformed[0], self.mean)
+            self._picture.value = render.to_png(render.upscale(picture, self._zoom))
+            self._picture_caption.say(
+                f"image {self.image_index}, {KINDS[self.kind][0]} {_unit(self.kind, self.amount)}"
+            )
+            self._draw_curves()
+
+    def _draw_curves(self) -> None:
+        with self._lock:
+            self._draw_curves_now()
+
+    def _draw_curves_now(self) -> None:
+        curves = self.curves.get(self.kind)
+        i, j = self.image_index, self.step
+        label = self.classes[self.labels[i]]
+        if curves is None:
+            self._readout.value = self._html(
+                [f"computing the {KINDS[self.kind][0]} sweep...", "&nbsp;"]
+            )
+            return
+        series = [curves.distances[layer] for layer in self.layers[:2]] + [curves.true_prob]
+        x = list(curves.amounts)
+        for (figure, others, current, point, x_axis), values in zip(
+            self._plots, series, strict=True
+        ):
+            data = render.as_numpy(values)
+            with figure.hold_sync():
+                with others.hold_sync():
+                    others.x, others.y = x, data
+                with current.hold_sync():
+                    current.x, current.y = x, data[i]
+                with point.hold_sync():
+                    point.x, point.y = [x[j]], [float(data[i, j])]
+                x_axis.label = UNITS[self.kind]
+        a, b = self.layers[:2]
+        self._readout.value = self._html(
+            [
+                f"{KINDS[self.kind][0]} {_unit(self.kind, self.amount)} of image {i}:",
+                f"distance at {html.escape(a)} = <b>{float(series[0][i, j]):.4g}</b>, "
+                f"at {html.escape(b)} = <b>{float(series[1][i, j]):.4g}</b>, "
+                f"p(<b>{html.escape(label)}</b>) = <b>{float(series[2][i, j]):.3f}</b>",
+            ]
+        )
+
+    @staticmethod
+    def _html(lines: list[str]) -> str:
+        style = f"color: {COLOURS['body']}; font-family: {FONT}; line-height: 1.5"
+        return f'<div style="{style}">' + "<br>".join(lines) + "</div>"
+
+    # ----- the sweep -----------------------------------------------------------------------
+    def _compute(self) -> None:
+        kind = self.kind
+        if kind in self.curves:
+            return
+        values = self.amounts[kind]
+
+        def work(should_stop, report) -> InvarianceCurves:
+            return invariance_curves(
+                self._sweep_insp,
+                self.images,
+                self.labels,
+                kind,
+                values,
+                self.layers,
+                self.fill,
+                callback=report,
+                should_stop=should_stop,
+            )
+
+        self._task.start(kind, work, self._sweep_done, label=f"{kind} sweep")
+
+    def _sweep_done(self, curves: InvarianceCurves) -> None:
+        with errors_to(self._status, "curves"):
+            self.curves[curves.kind] = curves
+            if curves.kind == self.kind:
+                self._draw_curves()
+            self._status.info(
+                f"{KINDS[curves.kind][0]}: {len(curves.amounts)} amounts x "
+                f"{len(self.images)} images"
+            )
+            if self.kind not in self.curves:  # the user moved on while this one ran
+                self._compute()
+
+
+def _inspector(model_or_inspector: nn.Module | Inspector) -> Inspector:
+    if isinstance(model_or_inspector, Inspector):
+        return model_or_inspector
+    if isinstance(model_or_inspector, nn.Module):
+        return Inspector(model_or_inspector)
+    raise TypeError(
+        f"expected a torch.nn.Module or an Inspector; got {type(model_or_inspector).__name__}"
+    )
