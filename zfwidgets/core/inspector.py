@@ -180,8 +180,13 @@ class Inspector:
                 return None
             return int(x[0].numel())
 
-        side = fitting_side(features, self.chain[stop].module.in_features)
-        return "" if side is None else f"; it takes images of shape {(input_shape[0], side, side)}"
+        sides = fitting_side(features, self.chain[stop].module.in_features)
+        if sides is None:
+            return ""
+        low, high = sides
+        if low == high:
+            return f"; it takes images of shape {(input_shape[0], low, low)}"
+        return f"; it takes images of shape ({input_shape[0]}, S, S) with S in {low}..{high}"
 
     # ----- records ------------------------------------------------------------------------
     def _current_weights(self) -> list[dict[str, Tensor]]:

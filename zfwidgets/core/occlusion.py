@@ -3,7 +3,9 @@
 For each position of the square we record (b) the total activation of the strongest feature
 map of a layer (the map is chosen once, on the unoccluded image), (d) the probability of the
 target class and (e) the most probable class; (c) is that map's projection with no occluder.
-All positions run as batched forward passes on the inspector's device.
+All positions run as batched, incremental forward passes on the inspector's device: each
+occluder recomputes only the part of every layer it can change (see
+:mod:`zfwidgets.core.incremental`), which gives the same maps as full forward passes.
 
 Example:
     >>> maps = occlusion_sweep(insp, x, size=8, stride=2)        # doctest: +SKIP
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from zfwidgets.core.incremental import OcclusionPlan
 from zfwidgets.core.inspector import Inspector
 
 __all__ = [
@@ -145,11 +148,14 @@ def occlusion_sweep(
     batch_size: int = 64,
     callback: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    incremental: bool = True,
 ) -> OcclusionMaps:
     """Slides a ``size`` square with step ``stride`` over image ``x``; see the module doc.
 
     ``target`` defaults to the predicted class, ``layer`` to the last conv layer.
     ``callback(done, total)`` reports progress; ``should_stop()`` returning True cancels.
+    ``incremental=False`` runs a full forward pass per position instead (same maps, slower;
+    kept as the reference the incremental path is tested against).
     """
     img = insp.image(x)
     _check_square(img.shape, size, stride)
@@ -159,11 +165,18 @@ def occlusion_sweep(
     target = _target(insp, img, target)
     ys, xs = _positions(img.shape[-2], size, stride), _positions(img.shape[-1], size, stride)
     corners = [(y, x0) for y in ys for x0 in xs]
+    index = insp.layer_index(name)
+    if incremental:
+        plan = OcclusionPlan(insp.chain, insp.current_weights(), img, size, corners)
     activity, probs = [], []
     for start in range(0, len(corners), batch_size):
         chunk = corners[start : start + batch_size]
-        batch = torch.cat([occlude(img, y, x0, size, fill) for y, x0 in chunk])
-        a, p = _readings(insp, batch, name, channel)
+        if incremental:
+            totals, out = plan.run(range(start, start + len(chunk)), fill, {index: channel})
+            a, p = totals[index], torch.softmax(out, dim=1)
+        else:
+            batch = torch.cat([occlude(img, y, x0, size, fill) for y, x0 in chunk])
+            a, p = _readings(insp, batch, name, channel)
         activity.append(a)
         probs.append(p)
         if callback is not None:

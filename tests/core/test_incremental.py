@@ -1,0 +1,96 @@
+"""Incremental occlusion (recompute only what the occluder can change) against full forwards."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from models import zf_like
+from torch import nn
+
+from zfwidgets import Inspector
+from zfwidgets.core.incremental import OcclusionPlan, changed_interval
+from zfwidgets.core.occlusion import occlude, occlusion_sweep
+
+
+def _odd_model() -> nn.Sequential:
+    """Grouped, dilated and strided convs, a ceil-mode padded pool, an avg pool, no linear."""
+    torch.manual_seed(1)
+    return nn.Sequential(
+        nn.Conv2d(2, 6, 4, stride=3, padding=2),
+        nn.ReLU(),
+        nn.Conv2d(6, 6, 3, padding=2, dilation=2, groups=3),
+        nn.MaxPool2d(3, 2, padding=1, ceil_mode=True),
+        nn.LocalResponseNorm(3),
+        nn.AvgPool2d(2),
+        nn.Conv2d(6, 4, 2),
+    ).eval()
+
+
+def _plain(model, x, corners, size, fill):
+    """Every layer's output for every occluded image, through the user's own modules."""
+    layers = [[] for _ in model]
+    with torch.no_grad():
+        for y, x0 in corners:
+            h = occlude(x[None], y, x0, size, fill)
+            for module, out in zip(model, layers, strict=True):
+                h = module(h)
+                out.append(h.clone())  # the next in-place ReLU would overwrite h
+    return [torch.cat(out) for out in layers]
+
+
+@pytest.mark.parametrize(
+    "model_fn, shape, size, stride, fill",
+    [
+        (zf_like, (3, 32, 32), 8, 3, 0.0),
+        (zf_like, (3, 32, 32), 5, 7, torch.tensor([0.1, -0.2, 0.3])),
+        (zf_like, (3, 32, 32), 32, 1, 0.5),
+        (_odd_model, (2, 41, 37), 6, 5, "image"),
+        (_odd_model, (2, 41, 37), 1, 9, 0.0),
+    ],
+)
+def test_every_layer_equals_a_full_forward(model_fn, shape, size, stride, fill):
+    model = model_fn()
+    insp = Inspector(model, device="cpu")
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(2))
+    if isinstance(fill, str):  # a per-pixel fill image (e.g. a blurred copy)
+        fill = torch.randn(*shape, generator=torch.Generator().manual_seed(3))
+    ys = range(0, shape[1] - size + 1, stride)
+    xs = range(0, shape[2] - size + 1, stride)
+    corners = [(y, x0) for y in ys for x0 in xs]
+    plan = OcclusionPlan(insp.chain, insp.current_weights(), x[None], size, corners)
+    plain = _plain(model, x, corners, size, fill)
+    watch = {index: 1 for index in range(len(insp.chain))}  # channel 1 of every layer
+    totals, out = plan.run(range(len(corners)), fill, watch)
+    for index, ref in enumerate(plain):
+        ref = ref[:, 1]
+        ref_total = ref.flatten(1).sum(1) if ref.ndim > 1 else ref
+        assert torch.allclose(totals[index], ref_total, atol=1e-4, rtol=1e-4), insp.chain[index]
+    assert torch.allclose(out, plain[-1], atol=1e-5)
+
+
+def test_changed_interval_by_hand():
+    # 3-wide windows, stride 2, padding 1: output o reads inputs 2o-1 .. 2o+1.
+    assert changed_interval(4, 4, 3, 2, 1, 1, 10) == (2, 2)
+    assert changed_interval(3, 3, 3, 2, 1, 1, 10) == (1, 2)
+    assert changed_interval(0, 0, 3, 2, 1, 1, 10) == (0, 0)
+    # A 2-wide stride-2 window never reads input 4 when the output has only 2 units.
+    assert changed_interval(4, 4, 2, 2, 0, 1, 2) is None
+
+
+def test_boxes_are_small_early_and_whole_after_flatten():
+    insp = Inspector(zf_like(), device="cpu")
+    plan = OcclusionPlan(insp.chain, insp.current_weights(), torch.zeros(1, 3, 32, 32), 4, [(0, 0)])
+    fractions = plan.box_fraction()
+    # conv 5x5, stride 2, pad 2: output o reads 2o-2..2o+2, so pixels 0..3 reach o = 0..2.
+    assert fractions[0] == (3 / 16) ** 2
+    assert fractions[-1] == 1.0 and fractions[:3] == sorted(fractions[:3])
+
+
+def test_sweep_incremental_equals_plain_batched_path():
+    insp = Inspector(zf_like(), device="cpu")
+    x = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(4))
+    fast = occlusion_sweep(insp, x, 6, 2, fill=0.3, layer="conv1", batch_size=13)
+    slow = occlusion_sweep(insp, x, 6, 2, fill=0.3, layer="conv1", incremental=False)
+    assert torch.allclose(fast.target_prob, slow.target_prob, atol=1e-6)
+    assert torch.allclose(fast.activity, slow.activity, atol=1e-4, rtol=1e-5)
+    assert torch.equal(fast.top_class, slow.top_class)
