@@ -111,22 +111,32 @@ def check_position(position, hw: tuple[int, ...] | None, layer: str):
     return (y, x)
 
 
-def fitting_side(features: Callable[[int], int | None], wanted: int, largest: int = 4096):
-    """The side ``s`` of square inputs for which ``features(s) == wanted``, or None.
+def fitting_side(
+    features: Callable[[int], int | None], wanted: int, largest: int = 4096
+) -> tuple[int, int] | None:
+    """The sides ``(smallest, largest)`` of square inputs with ``features(side) == wanted``.
 
     ``features(s)`` is the feature count a layer sees for an ``s`` x ``s`` input (None when such
-    an input does not even reach it); it never decreases as ``s`` grows, so a binary search
-    finds the side in about 12 cheap shape traces.
+    an input does not even reach it); it never decreases as ``s`` grows (pools round down, so
+    several sides can fit), so two binary searches find the range in a few dozen cheap shape
+    traces. None when no side fits.
     """
-    lo, hi = 1, largest
-    while lo < hi:
-        mid = (lo + hi) // 2
-        got = features(mid)
-        if got is None or got < wanted:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo if features(lo) == wanted else None
+
+    def first_side(at_least: int) -> int:
+        lo, hi = 1, largest + 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            got = features(mid)
+            if got is None or got < at_least:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    low = first_side(wanted)
+    if low > largest or features(low) != wanted:
+        return None
+    return low, first_side(wanted + 1) - 1
 
 
 class ImageCollator:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from zfwidgets.core.backward import METHODS, backward
+from zfwidgets.core.backward import METHODS, backward, backward_units
 from zfwidgets.core.cache import CacheInfo, RecordCache, image_key, parameter_version
 from zfwidgets.core.chain import Step, build_chain, friendly_aliases
 from zfwidgets.core.checks import (
@@ -388,6 +388,8 @@ class Inspector:
         The shared backward pass behind every projection and class gradient, on the current
         weights; ``stop=-1`` ends at the input pixels.
         """
+        if stop == -1:  # single units are passed down inside their receptive field only
+            return backward_units(self.chain, self._current_weights(), rec, grad, start, method)
         return backward(self.chain, self._current_weights(), rec, grad, start, method, stop)
 
     def trace_projection(

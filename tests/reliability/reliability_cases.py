@@ -1,0 +1,724 @@
+"""The bad-input table: every row is a case that runs, and the docs quote what it printed.
+
+Each :class:`Case` does one thing a user might get wrong and returns what happened, as text: the
+error message (``TypeName: message``), the status line of a widget, or the outcome when the
+input is accepted on purpose (converted, chunked). ``test_bad_input_table.py`` runs every case
+and checks ``expect`` is in what it printed; it also checks that ``docs/reliability.md`` is
+exactly what :func:`render_table` makes from the real messages. Regenerate the page with
+
+    .venv/bin/python tests/reliability/reliability_cases.py > docs/reliability.md
+
+Widget cases also check that the widget kept the user's state (traits and pictures unchanged)
+and still works: a following valid action draws what an independent Inspector computes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import pickle
+import struct
+import sys
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from zfwidgets import Inspector, LayerBrowser, OcclusionSlider, demo
+from zfwidgets.core import memory, render
+from zfwidgets.core.gradcam import gradcam
+from zfwidgets.core.mining import TopK, mine
+from zfwidgets.core.occlusion import occlusion_at
+from zfwidgets.zoo.small import SmallZFNet
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
+TABLE_TEST = "tests/reliability/test_bad_input_table.py::test_row"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row: what was tried, how to try it, and words its message must contain."""
+
+    id: str
+    group: str
+    tried: str
+    run: Callable[[Env], str]
+    expect: str
+
+
+# ----- shared things the cases use (built once, lazily) --------------------------------------
+
+
+class Env:
+    """The demo, inspectors and widgets the cases share; each is built on first use."""
+
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="zfw-reliability-")
+        self.dir = Path(self._tmp.name)
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    @cached_property
+    def d(self):
+        return demo.load()
+
+    @cached_property
+    def insp(self) -> Inspector:
+        return Inspector(self.d.model, device="cpu")
+
+    @cached_property
+    def ref(self) -> Inspector:
+        """An independent inspector for the expected pictures of widget follow-ups."""
+        return Inspector(demo.load().model, device="cpu")
+
+    @cached_property
+    def x(self) -> torch.Tensor:
+        return self.d.dataset[0][0]
+
+    @cached_property
+    def rgb_model(self) -> nn.Module:
+        torch.manual_seed(0)
+        return SmallZFNet(in_channels=3).eval()
+
+    @cached_property
+    def topk_file(self) -> Path:
+        """conv1 top-9 of the first 40 digits, saved."""
+        path = self.dir / "top.pt"
+        mine(self.insp, self.d.dataset.images[:40], ["conv1"], progress=False).save(path)
+        return path
+
+    @cached_property
+    def browser(self) -> LayerBrowser:
+        return LayerBrowser(self.d.model, dataset=self.d.dataset, mean=self.d.mean)
+
+    @cached_property
+    def rgb_browser(self) -> LayerBrowser:
+        images = torch.rand(4, 3, 28, 28, generator=torch.Generator().manual_seed(1))
+        return LayerBrowser(self.rgb_model, images=images)
+
+    @cached_property
+    def slider(self) -> OcclusionSlider:
+        s = OcclusionSlider(self.d.model, self.x, classes=self.d.classes, mean=self.d.mean)
+        assert s.wait(120)
+        return s
+
+    def path_text(self, text: str) -> str:
+        """Messages name files in a temporary folder: show it as ``<tmp>`` in the docs."""
+        return text.replace(str(self.dir), "<tmp>")
+
+
+def error_of(call: Callable[[], object], kinds=(ValueError, TypeError)) -> str:
+    """Runs ``call``, which must raise one of ``kinds``; returns ``"Type: message"``."""
+    try:
+        call()
+    except kinds as err:
+        return f"{type(err).__name__}: {err}"
+    raise AssertionError(f"{call} did not raise {kinds}")
+
+
+@contextlib.contextmanager
+def free_memory(nbytes: int) -> Iterator[None]:
+    """Pretends that only ``nbytes`` are free on every device (an artificially low limit)."""
+    real = memory.available_bytes
+    memory.available_bytes = lambda device: nbytes
+    try:
+        yield
+    finally:
+        memory.available_bytes = real
+
+
+# ----- files ----------------------------------------------------------------------------------
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def bomb_png(side: int) -> bytes:
+    """A real 1-bit PNG of ``side`` x ``side`` black pixels: a few KiB that inflate to ``side``²."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    row = b"\0" * (1 + (side + 7) // 8)  # filter byte + packed bits
+    compressor = zlib.compressobj(9)
+    data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    )
+
+
+class Marker:
+    """A pickled object whose loading would create a marker file (a stand-in for any code)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def malicious_file(path: Path, marker: Path, kind: str = "torch") -> Path:
+    """A file that runs code when unpickled: ``torch.save`` zip or a bare pickle."""
+    payload = {"format": "zfwidgets.topk/1", "layers": {}, "evil": Marker(marker)}
+    if kind == "torch":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=2))
+    return path
+
+
+# ----- models the deconvnet cannot invert ----------------------------------------------------
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 3, 3, padding=1)
+        self.conv2 = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv2(torch.relu(self.conv1(x))) + x
+
+
+class Reused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(torch.relu(self.conv(x)))
+
+
+class FunctionalReLU(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4 * 6 * 6, 2)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.conv(x)).flatten(1))
+
+
+class FunctionalLeaky(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3)
+
+    def forward(self, x):
+        return F.leaky_relu(self.conv(x))
+
+
+class Swish(nn.Module):
+    """A custom layer: x * sigmoid(x)."""
+
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+# ----- widget checks ---------------------------------------------------------------------------
+
+BROWSER_TRAITS = ("layer", "channel", "method", "position", "image_index", "show_upload")
+
+
+def browser_state(b: LayerBrowser) -> dict:
+    state = {t: getattr(b, t) for t in BROWSER_TRAITS}
+    state["pictures"] = [b._input_image.value, b._heat_image.value, b._projection_image.value]
+    state["grid"] = None if b._grid_rgba is None else b._grid_rgba.copy()
+    return state
+
+
+def same_state(a: dict, b: dict) -> bool:
+    return all(
+        np.array_equal(a[k], b[k]) if isinstance(a[k], np.ndarray) else a[k] == b[k] for k in a
+    )
+
+
+def expected_projection(insp: Inspector, x: torch.Tensor, layer: str, channel: int) -> bytes:
+    """The browser's projection picture, computed from the core and render alone."""
+    picture = render.projection_image(insp.project(x, layer, channel))
+    zoom = max(1, round(168 / picture.shape[0]))
+    return render.to_png(render.upscale(picture, zoom))
+
+
+def in_browser(env: Env, act: Callable[[LayerBrowser], None], rgb: bool = False) -> str:
+    """Does ``act`` (a bad action) on a LayerBrowser; returns the status line's message.
+
+    Checks: the message is an error in the status line, nothing the user had changed, and a
+    following valid action (another map) draws what an independent Inspector computes.
+    """
+    b = env.rgb_browser if rgb else env.browser
+    b.show_upload = False
+    before = browser_state(b)
+    act(b)
+    message, level = b.status, b.status_line.level
+    assert level == "error" and message, (level, message)
+    assert same_state(before, browser_state(b)), "a refused action changed the widget"
+    new_channel = (b.channel + 1) % 8
+    b.channel = new_channel
+    assert b.status == "", b.status
+    ref = Inspector(b.inspector.model, device="cpu") if rgb else env.ref
+    expected = expected_projection(ref, b.image, b.layer, new_channel)
+    assert b._projection_image.value == expected, "the widget stopped drawing correctly"
+    return f"status line: {message}"
+
+
+def upload_outcome(env: Env, data: bytes, rgb: bool = False) -> str:
+    """An upload the browser accepts: the shown image is what the model gets."""
+    b = env.rgb_browser if rgb else env.browser
+    b.upload(data, "photo.png")
+    assert b.status == "" and b.show_upload, b.status
+    shape = tuple(b.image.shape)
+    ref = Inspector(b.inspector.model, device="cpu")
+    assert b._projection_image.value == expected_projection(ref, b.image, b.layer, b.channel)
+    b.show_upload = False
+    return f"accepted: converted to a {shape} model input and shown"
+
+
+SLIDER_TRAITS = ("x", "y", "size", "stride", "target", "layer")
+
+
+def in_slider(env: Env, act: Callable[[OcclusionSlider], None]) -> str:
+    """Like :func:`in_browser` for the OcclusionSlider; the follow-up moves the square."""
+    s = env.slider
+    before = {t: getattr(s, t) for t in SLIDER_TRAITS}
+    image, reading, maps = s.image.clone(), s.reading, s.maps
+    act(s)
+    message = s.status
+    assert s._status.level == "error" and message, message
+    assert {t: getattr(s, t) for t in SLIDER_TRAITS} == before
+    assert torch.equal(s.image, image) and s.reading == reading
+    assert s.wait(120) and s.maps is maps, "a refused value must not start a sweep"
+    s.x = (s.x + 3) % (28 - s.size)
+    expected = occlusion_at(env.ref, image, s.y, s.x, s.size, 0.0, s.target, s.layer)
+    assert abs(s.reading.target_prob - expected.target_prob) < 1e-5
+    return f"status line: {message}"
+
+
+# ----- the rows -------------------------------------------------------------------------------
+
+
+def _cases() -> list[Case]:
+    rows: list[Case] = []
+
+    def row(id: str, group: str, tried: str, expect: str):
+        def add(run: Callable[[Env], str]):
+            rows.append(Case(id, group, tried, run, expect))
+            return run
+
+        return add
+
+    img = "Images (Inspector; the demo model takes (1, 28, 28))"
+
+    @row("rank-2", img, "a (28, 28) image: no channel axis", "3 dimensions (C, H, W)")
+    def _(e):
+        return error_of(lambda: e.insp.project(e.x[0], "conv1", 0))
+
+    @row("rank-5", img, "a (1, 1, 1, 28, 28) image", "got shape (1, 1, 1, 28, 28)")
+    def _(e):
+        return error_of(lambda: e.insp.project(e.x[None, None], "conv1", 0))
+
+    @row("batch", img, "a batch of 2 images where one is expected", "batch of 2")
+    def _(e):
+        return error_of(lambda: e.insp.project(torch.stack([e.x, e.x]), "conv1", 0))
+
+    @row("rgb-to-grey", img, "an RGB (3, 28, 28) image to the grey demo model", "takes 1")
+    def _(e):
+        return error_of(lambda: e.insp.predict(e.x.expand(3, 28, 28)))
+
+    @row("grey-to-rgb", img, "a grey (1, 28, 28) image to an RGB model", "takes 3")
+    def _(e):
+        return error_of(lambda: Inspector(e.rgb_model, device="cpu").predict(e.x))
+
+    @row("too-small", img, "a (1, 8, 8) image", "S in 27..30")
+    def _(e):
+        # The suggested range is right: the real model runs on 27 and 30, not on 26 or 31.
+        for side, fits in ((26, False), (27, True), (30, True), (31, False)):
+            try:
+                e.d.model(torch.zeros(1, 1, side, side))
+            except RuntimeError:
+                assert not fits, side
+            else:
+                assert fits, side
+        return error_of(lambda: e.insp.predict(torch.zeros(1, 8, 8)))
+
+    @row("far-larger", img, "a (1, 400, 400) image", "S in 27..30")
+    def _(e):
+        return error_of(lambda: e.insp.predict(torch.zeros(1, 400, 400)))
+
+    @row(
+        "huge-image",
+        img,
+        "a (3, 2000, 2000) image to a fully convolutional model, 64 MiB free",
+        "nothing was run",
+    )
+    def _(e):
+        model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        insp = Inspector(model, device="cpu")
+        big = torch.zeros(3, 2000, 2000)
+        with free_memory(64 * 2**20):
+            message = error_of(lambda: insp.activations(big, "0"), MemoryError)
+        assert insp.cache_info().forwards == 0
+        return message
+
+    @row("uint8", img, "uint8 pixels (0..255)", "floating dtype")
+    def _(e):
+        return error_of(lambda: e.insp.project((e.x * 255).to(torch.uint8), "conv1", 0))
+
+    @row("nan", img, "NaN pixels", "NaN or infinite")
+    def _(e):
+        x = e.x.clone()
+        x[0, 5, 5:9] = float("nan")
+        return error_of(lambda: e.insp.project(x, "conv1", 0))
+
+    @row("inf", img, "an infinite pixel", "all pixels must be finite")
+    def _(e):
+        x = e.x.clone()
+        x[0, 3, 3] = float("inf")
+        return error_of(lambda: e.insp.project(x, "conv1", 0))
+
+    @row("list", img, "a nested Python list instead of a tensor", "torch.Tensor or numpy")
+    def _(e):
+        return error_of(lambda: e.insp.project(e.x.tolist(), "conv1", 0))
+
+    arg = "Layers, units, classes"
+
+    @row("unknown-layer", arg, "layer 'conv7' (no such layer)", "did you mean")
+    def _(e):
+        return error_of(lambda: e.insp.project(e.x, "conv7", 0))
+
+    @row("typo-layer", arg, "layer 'featurs.4' (a typo)", "did you mean 'features.4'")
+    def _(e):
+        return error_of(lambda: e.insp.activations(e.x, "featurs.4"))
+
+    @row("layer-int", arg, "layer 3 (an int)", "layer must be a str")
+    def _(e):
+        return error_of(lambda: e.insp.project(e.x, 3, 0))
+
+    @row("channel-range", arg, "channel 99 of conv1 (32 maps)", "0..31")
+    def _(e):
+        return error_of(lambda: e.insp.project(e.x, "conv1", 99))
+
+    @row("channel-float", arg, "channel 1.5", "channel must be an int")
+    def _(e):
+        return error_of(lambda: e.insp.project(e.x, "conv1", 1.5))
+
+    @row("position-range", arg, "position (99, 0) on conv1 (28x28)", "y in 0..27")
+    def _(e):
+        return error_of(lambda: e.insp.project(e.x, "conv1", 0, position=(99, 0)))
+
+    @row("position-fc", arg, "a (y, x) position on a fully connected layer", "fully connected")
+    def _(e):
+        return error_of(lambda: e.insp.project(e.x, "fc4", 0, position=(0, 0)))
+
+    @row("method", arg, "method 'magic'", "deconvnet, guided, saliency")
+    def _(e):
+        return error_of(lambda: e.insp.project(e.x, "conv1", 0, method="magic"))
+
+    @row("class-range", arg, "Grad-CAM of class 10 (10 classes)", "out of range: 0..9")
+    def _(e):
+        return error_of(lambda: gradcam(e.insp, e.x, "conv3", 10))
+
+    @row("occluder-target", arg, "occlusion target class 10", "out of range: 0..9")
+    def _(e):
+        return error_of(lambda: occlusion_at(e.insp, e.x, 0, 0, 5, target=10))
+
+    @row("occluder-size", arg, "an occluder of 40 pixels on a 28x28 image", "larger than")
+    def _(e):
+        return error_of(lambda: occlusion_at(e.insp, e.x, 0, 0, 40))
+
+    data = "Data sets and mined results"
+
+    @row("empty", data, "mining an empty data set", "at least one image")
+    def _(e):
+        return error_of(lambda: mine(e.insp, e.d.dataset.images[:0], progress=False))
+
+    @row("mixed-shapes", data, "a data set whose item 70 is (1, 20, 20)", "item 70")
+    def _(e):
+        items = [e.x] * 70 + [torch.zeros(1, 20, 20)] + [e.x] * 3
+        return error_of(lambda: mine(e.insp, items, progress=False))
+
+    @row("not-images", data, "a data set of strings", "items must be image tensors")
+    def _(e):
+        return error_of(lambda: mine(e.insp, ["a.png", "b.png"], progress=False))
+
+    @row("shuffled", data, "a shuffling DataLoader", "shuffle=False")
+    def _(e):
+        loader = DataLoader(TensorDataset(e.d.dataset.images[:8]), shuffle=True)
+        return error_of(lambda: mine(e.insp, loader, progress=False))
+
+    @row("topk-model", data, "mined results loaded for another model", "different model")
+    def _(e):
+        other = Inspector(SmallZFNet().eval(), device="cpu")
+        return e.path_text(error_of(lambda: TopK.load(e.topk_file, other)))
+
+    @row("topk-data", data, "mined results loaded for another data set", "different data set")
+    def _(e):
+        images = e.d.dataset.images[40:80]
+        return e.path_text(error_of(lambda: TopK.load(e.topk_file, e.insp, images)))
+
+    @row("topk-truncated", data, "a mined-results file cut short", "not a readable")
+    def _(e):
+        cut = e.dir / "cut.pt"
+        cut.write_bytes(e.topk_file.read_bytes()[:500])
+        return e.path_text(error_of(lambda: TopK.load(cut)))
+
+    @row("topk-junk", data, "a text file as mined results", "not a top-k results file")
+    def _(e):
+        junk = e.dir / "junk.pt"
+        junk.write_bytes(b"no tensors here")
+        return e.path_text(error_of(lambda: TopK.load(junk)))
+
+    @row("topk-pickle", data, "mined results holding pickled code", "was refused")
+    def _(e):
+        marker = e.dir / "marker-topk"
+        path = malicious_file(e.dir / "evil.pt", marker)
+        message = error_of(lambda: TopK.load(path))
+        assert not marker.exists(), "loading ran code"
+        return e.path_text(message)
+
+    @row(
+        "batch-memory",
+        data,
+        "run_batch of 1,000 digits keeping conv1, 16 MiB free",
+        "Pass fewer images",
+    )
+    def _(e):
+        with free_memory(16 * 2**20):
+            return error_of(lambda: e.insp.run_batch(e.d.dataset.images, ["conv1"]), MemoryError)
+
+    @row("batch-chunked", data, "run_batch of 1,000 digits keeping fc5, 16 MiB free", "chunked")
+    def _(e):
+        images = e.d.dataset.images
+        whole = e.insp.run_batch(images, ["fc5"])["fc5"]
+        with free_memory(16 * 2**20):
+            chunk = e.insp._batch_chunk(images, {e.insp.layer_index("fc5"): "fc5"})
+            parts = e.insp.run_batch(images, ["fc5"])["fc5"]
+        assert 1 <= chunk < len(images) and torch.allclose(parts, whole, atol=1e-5)
+        return f"accepted: chunked into passes of {chunk} images; same result as one pass"
+
+    models = "Models the deconvnet cannot invert"
+
+    @row("residual", models, "a residual block (x + f(x))", "residual")
+    def _(e):
+        return error_of(lambda: Inspector(Residual(), device="cpu"))
+
+    @row("reused", models, "one module used twice", "more than once")
+    def _(e):
+        return error_of(lambda: Inspector(Reused(), device="cpu"))
+
+    @row("functional-relu", models, "F.relu in forward() instead of nn.ReLU", "accepted")
+    def _(e):
+        insp = Inspector(FunctionalReLU(), device="cpu")
+        kinds = [s.kind for s in insp.chain]
+        assert kinds == ["conv", "relu", "flatten", "linear"], kinds
+        return f"accepted: traced by torch.fx as {' -> '.join(kinds)}"
+
+    @row("functional-leaky", models, "F.leaky_relu in forward()", "cannot be inverted")
+    def _(e):
+        return error_of(lambda: Inspector(FunctionalLeaky(), device="cpu"))
+
+    @row("custom-layer", models, "a custom layer (Swish: x * sigmoid(x))", "inside module '1'")
+    def _(e):
+        model = nn.Sequential(nn.Conv2d(3, 3, 3), Swish())
+        return error_of(lambda: Inspector(model, device="cpu"))
+
+    @row("tanh", models, "an nn.Tanh layer", "Supported layers")
+    def _(e):
+        return error_of(lambda: Inspector(nn.Sequential(nn.Conv2d(3, 3, 3), nn.Tanh())))
+
+    @row("not-a-model", models, "the string 'alexnet' as the model", "torch.nn.Module")
+    def _(e):
+        return error_of(lambda: Inspector("alexnet"))
+
+    up = "Uploads (LayerBrowser's upload button)"
+    noise = np.random.default_rng(0).integers(0, 256, (28, 28), np.uint8)
+
+    @row("upload-text", up, "a text file named notes.png", "is not an image file")
+    def _(e):
+        return in_browser(e, lambda b: b.upload(b"just some text", "notes.png"))
+
+    @row("upload-empty", up, "an empty file", "is not an image file")
+    def _(e):
+        return in_browser(e, lambda b: b.upload(b"", "empty.png"))
+
+    @row("upload-truncated", up, "a PNG cut short", "could not be decoded")
+    def _(e):
+        return in_browser(e, lambda b: b.upload(png_bytes(noise)[:300], "cut.png"))
+
+    @row("upload-bomb", up, "a 20000x20000 PNG bomb (49 KiB)", "uploads may have at most")
+    def _(e):
+        return in_browser(e, lambda b: b.upload(bomb_png(20000), "bomb.png"))
+
+    @row("upload-large", up, "a 10000x10000 PNG (100 megapixels)", "refused before decoding")
+    def _(e):
+        return in_browser(e, lambda b: b.upload(bomb_png(10000), "big.png"))
+
+    @row("upload-rgb-to-grey", up, "an RGB photo to the grey demo model", "(1, 28, 28)")
+    def _(e):
+        rgb = np.stack([noise, noise[::-1], noise.T], axis=-1)
+        return upload_outcome(e, png_bytes(rgb))
+
+    @row("upload-grey-to-rgb", up, "a grey picture to an RGB model", "(3, 28, 28)")
+    def _(e):
+        return upload_outcome(e, png_bytes(noise), rgb=True)
+
+    @row("upload-other-size", up, "a 300x200 picture to the 28x28 model", "(1, 28, 28)")
+    def _(e):
+        return upload_outcome(e, png_bytes(np.zeros((200, 300), np.uint8)))
+
+    lb = "LayerBrowser traits"
+    for trait, value, words in [
+        ("layer", "conv9", "did you mean"),
+        ("channel", 999, "0..31"),
+        ("method", "magic", "unknown method"),
+        ("position", "corner", "'max' or 'map'"),
+        ("image_index", 1000, "0..999"),
+    ]:
+        rows.append(
+            Case(
+                f"browser-{trait}",
+                lb,
+                f"{trait} = {value!r}",
+                lambda e, t=trait, v=value: in_browser(e, lambda b: setattr(b, t, v)),
+                words,
+            )
+        )
+
+    occ = "OcclusionSlider"
+    for trait, value, words in [
+        ("size", 40, "larger than the image"),
+        ("stride", 0, "positive int"),
+        ("target", 12, "out of range: 0..9"),
+        ("layer", "conv9", "did you mean"),
+    ]:
+        rows.append(
+            Case(
+                f"slider-{trait}",
+                occ,
+                f"{trait} = {value!r}",
+                lambda e, t=trait, v=value: in_slider(e, lambda s: setattr(s, t, v)),
+                words,
+            )
+        )
+    for id, tried, image, words in [
+        ("slider-nan", "set_image with NaN pixels", lambda x: x * float("nan"), "NaN"),
+        ("slider-rgb", "set_image with an RGB image", lambda x: x.expand(3, 28, 28), "takes 1"),
+        (
+            "slider-image-size",
+            "set_image with a (1, 20, 20) image",
+            lambda x: x[:, :20, :20],
+            "27..30",
+        ),
+    ]:
+        rows.append(
+            Case(
+                id,
+                occ,
+                tried,
+                lambda e, f=image: in_slider(e, lambda s: s.set_image(f(e.x))),
+                words,
+            )
+        )
+    return rows
+
+
+CASES = _cases()
+
+
+def render_table(observed: dict[str, str]) -> str:
+    """docs/reliability.md from the messages the cases printed."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = [
+        "# Reliability: what happens with bad input",
+        "",
+        "Every row below is a test (`tests/reliability/test_bad_input_table.py`), and the",
+        "messages are quoted from the last run: a test fails when this page and the real",
+        "messages differ. Widget rows also check that the widget kept everything the user had",
+        "(traits and pictures) and that the next valid action draws the right picture.",
+        "Regenerate with `.venv/bin/python tests/reliability/reliability_cases.py >",
+        "docs/reliability.md`.",
+        "",
+        "Integrity, safe files and long sessions are covered by the other tests in",
+        "`tests/reliability/` (see the end of this page).",
+    ]
+    group = None
+    for case in CASES:
+        if case.group != group:
+            group = case.group
+            lines += [
+                "",
+                f"## {group}",
+                "",
+                "| input tried | what happens | test |",
+                "|---|---|---|",
+            ]
+        lines.append(f"| {cell(case.tried)} | {cell(observed[case.id])} | `test_row[{case.id}]` |")
+    lines += ["", FOOTER]
+    return "\n".join(lines) + "\n"
+
+
+FOOTER_ROWS = [
+    (
+        "the user's model (hooks, modes, `requires_grad`, weights, grads) is unchanged by a "
+        "seeded random sequence of every public operation, including ones that raise",
+        "test_integrity.py",
+    ),
+    (
+        "mined results and snapshots are read without running code: a crafted pickle is "
+        "refused and its marker file never appears",
+        "test_safe_files.py",
+    ),
+    (
+        "a full disk (ENOSPC mid-write) while saving leaves the earlier file intact and names "
+        "the file",
+        "test_safe_files.py",
+    ),
+    (
+        "work that would not fit in memory is chunked or refused before it starts",
+        "test_memory_guard.py",
+    ),
+    (
+        "10,000 random widget events: resident memory, cache budget, no escaped exception, "
+        "final pictures equal a fresh computation",
+        "test_soak.py",
+    ),
+    (
+        "bursts of events while a sweep or a mining pass runs: no stale picture, cancelled "
+        "work lets go of its memory",
+        "test_bursts.py",
+    ),
+]
+FOOTER = "\n".join(
+    ["## Integrity, files and long sessions", "", "| what | test |", "|---|---|"]
+    + [f"| {what} | `tests/reliability/{test}` |" for what, test in FOOTER_ROWS]
+)
+
+
+def observe_all() -> dict[str, str]:
+    env = Env()
+    try:
+        return {case.id: case.run(env) for case in CASES}
+    finally:
+        env.close()
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render_table(observe_all()))
