@@ -97,6 +97,28 @@ class Env:
         mine(self.insp, self.d.dataset.images[:40], ["conv1"], progress=False).save(path)
         return path
 
+    def run_dir(self, name: str = "run", widths=(4, 8, 8), epochs=(1, 2)) -> Path:
+        """A fresh tiny training run (SmallZFNet on 32 digits) recorded in ``name``."""
+        from zfwidgets.train import SnapshotRecorder, TrainConfig, train
+
+        path = self.dir / name
+        if not path.exists():
+            torch.manual_seed(0)
+            data = TensorDataset(self.d.dataset.images[:32], self.d.dataset.labels[:32])
+            recorder = SnapshotRecorder(path, epochs=epochs, model_kwargs={"widths": widths})
+            config = TrainConfig(epochs=max(epochs), batch_size=16)
+            train(SmallZFNet(widths=widths), data, None, config, [recorder], "cpu", False)
+        return path
+
+    def damaged_run(self, name: str, damage: Callable[[Path], None]) -> Path:
+        """A copy of the tiny run whose epoch-1 snapshot ``damage`` changes."""
+        import shutil
+
+        path = self.dir / name
+        shutil.copytree(self.run_dir(), path)
+        damage(path / "epoch_0001.pt")
+        return path
+
     @cached_property
     def browser(self) -> LayerBrowser:
         return LayerBrowser(self.d.model, dataset=self.d.dataset, mean=self.d.mean)
@@ -510,6 +532,85 @@ def _cases() -> list[Case]:
             parts = e.insp.run_batch(images, ["fc5"])["fc5"]
         assert 1 <= chunk < len(images) and torch.allclose(parts, whole, atol=1e-5)
         return f"accepted: chunked into passes of {chunk} images; same result as one pass"
+
+    snap = "Training snapshots (zfwidgets.train.load_run)"
+
+    def load_error(path: Path, factory=None) -> str:
+        from zfwidgets.train import SnapshotError, load_run
+
+        return error_of(lambda: load_run(path, factory).model(1), (SnapshotError, ValueError))
+
+    def with_manifest_entry(path: Path) -> None:
+        """Makes the manifest's sha256 and size agree with the replaced file (a forger would)."""
+        import hashlib
+        import json
+
+        manifest_path = path.parent / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        data = path.read_bytes()
+        for entry in manifest["snapshots"]:
+            if entry["file"] == path.name:
+                entry["sha256"], entry["bytes"] = hashlib.sha256(data).hexdigest(), len(data)
+        manifest_path.write_text(json.dumps(manifest))
+
+    @row("snap-truncated", snap, "a snapshot file cut in half", "corrupt or truncated")
+    def _(e):
+        def cut(p: Path) -> None:
+            p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+
+        return e.path_text(load_error(e.damaged_run("cut", cut)))
+
+    @row("snap-corrupt", snap, "a snapshot with 16 bytes overwritten", "corrupt or truncated")
+    def _(e):
+        def flip(p: Path) -> None:
+            data = bytearray(p.read_bytes())
+            data[1000:1016] = b"\xff" * 16
+            p.write_bytes(bytes(data))
+
+        return e.path_text(load_error(e.damaged_run("flip", flip)))
+
+    @row("snap-forged", snap, "the same, with the manifest's checksum updated", "not a plain")
+    def _(e):
+        def flip(p: Path) -> None:
+            data = bytearray(p.read_bytes())
+            data[200:216] = b"\xff" * 16
+            p.write_bytes(bytes(data))
+            with_manifest_entry(p)
+
+        return e.path_text(load_error(e.damaged_run("forged", flip)))
+
+    @row("snap-architecture", snap, "a snapshot of another architecture", "different architecture")
+    def _(e):
+        other = e.run_dir("wide", widths=(8, 8, 8), epochs=(1,))
+
+        def swap(p: Path) -> None:
+            p.write_bytes((other / "epoch_0001.pt").read_bytes())
+            with_manifest_entry(p)
+
+        return e.path_text(load_error(e.damaged_run("swapped", swap)))
+
+    @row("snap-model", snap, "a run opened with a model of another architecture", "does not match")
+    def _(e):
+        return e.path_text(load_error(e.run_dir(), lambda: SmallZFNet(widths=(8, 8, 8))))
+
+    @row("snap-pickle", snap, "a snapshot holding pickled code", "was not loaded")
+    def _(e):
+        marker = e.dir / "marker-snapshot"
+
+        def evil(p: Path) -> None:
+            malicious_file(p, marker)
+            with_manifest_entry(p)
+
+        message = load_error(e.damaged_run("evil", evil))
+        assert not marker.exists(), "loading ran code"
+        return e.path_text(message)
+
+    @row("snap-manifest", snap, "a run folder whose manifest is not JSON", "cannot read")
+    def _(e):
+        def junk(p: Path) -> None:
+            (p.parent / "manifest.json").write_text("{ not json")
+
+        return e.path_text(load_error(e.damaged_run("junk-manifest", junk)))
 
     models = "Models the deconvnet cannot invert"
 
