@@ -13,10 +13,12 @@ Example:
     [1, 2]
 """
 
+from zfwidgets.train.evolution import Evolution
 from zfwidgets.train.recipe import History, TrainConfig, TrainContext, renorm_conv_filters, train
 from zfwidgets.train.snapshots import Run, SnapshotError, SnapshotRecorder, load_run
 
 __all__ = [
+    "Evolution",
     "History",
     "Run",
     "SnapshotError",
