@@ -125,6 +125,10 @@ def transform(x: Tensor, kind: str, amount: float, fill: float = 0.0) -> Tensor:
     """Image(s) ``x`` (..., C, H, W) translated down by ``amount`` pixels, scaled by
     ``amount`` about the centre, or rotated by ``amount`` degrees (bilinear)."""
     _check_kind(kind)
+    if kind == "scale" and amount <= 0:
+        raise ValueError(f"scale factors must be positive; got {amount}")
+    if float(amount) == IDENTITY[kind]:
+        return x.clone()  # exactly the original: resampling at the identity still blurs a little
     angle, shift, scale = 0.0, [0.0, 0.0], 1.0
     if kind == "translate":
         shift = [0.0, float(amount)]

@@ -71,7 +71,7 @@ SLIDER_NAMES = {"translate": "shift", "scale": "scale", "rotate": "angle"}
 CURRENT_COLOUR = "#1976d2"  # the selected image's curve: a blue that reads on both themes
 OTHERS_COLOUR = "#9e9e9e"  # the other images' curves
 MARK_COLOUR = "#ff9800"  # the current amount
-PLOT_WIDTH = "300px"
+PLOT_WIDTH = "290px"
 PLOT_HEIGHT = "220px"
 
 
@@ -230,25 +230,29 @@ class InvarianceExplorer(widgets.VBox):
             options=[("0", 0)],
             description="amount",
             tooltip="How far the image is transformed (←/→ when focused); the curves mark it",
-            layout=widgets.Layout(width="360px"),
+            layout=widgets.Layout(width="320px"),
         )
         self._image_slider = widgets.IntSlider(
             description="image",
             min=0,
             max=len(self.images) - 1,
             tooltip="Which image's curve is bold and which image is shown (←/→ when focused)",
-            layout=widgets.Layout(width="360px", display="" if len(self.images) > 1 else "none"),
+            layout=widgets.Layout(width="320px", display="" if len(self.images) > 1 else "none"),
         )
         zoom = zoom_for(max(self.images[0].shape[-2:]), PICTURE_SIDE)
         self._zoom = zoom
+        side = int(max(self.images[0].shape[-2:])) * zoom
         self._picture = png_image(
-            "the transformed image, as the model sees it", css_class="zfw-invariance-image"
+            "the transformed image, as the model sees it",
+            css_class="zfw-invariance-image",
+            width=f"{side}px",
+            height=f"{side}px",
         )
         self._picture_caption = caption(tooltip=self._picture.help_text)
         self._readout = widgets.HTML(layout=full_width(min_height="3em"))
         self._readout.add_class("zfw-invariance-readout")
         names = [f"distance at {layer}" for layer in self.layers[:2]]
-        self._plots = [self._plot(name) for name in names] + [self._plot("p(true class)", 1.0)]
+        self._plots = [self._plot(name) for name in names + ["p(true class)"]]
         for (figure, *_), name in zip(self._plots, ("a", "b", "prob"), strict=True):
             figure.add_class(f"zfw-invariance-plot-{name}")
         self._status = StatusLine(hint="pick a transformation and move the amount slider")
@@ -264,10 +268,11 @@ class InvarianceExplorer(widgets.VBox):
         plots = widgets.HBox(
             [figure for figure, *_ in self._plots], layout=full_width(flex_flow="row wrap")
         )
-        right = widgets.VBox([self._readout, plots], layout=widgets.Layout(flex="1 1 320px"))
+        right = widgets.VBox([self._readout], layout=widgets.Layout(flex="1 1 320px"))
         self.children = [
             self._kind_toggle,
             widgets.HBox([left, right], layout=full_width(flex_flow="row wrap")),
+            plots,
             widgets.HBox([self._progress], layout=full_width()),
             self._status,
         ]
@@ -278,10 +283,10 @@ class InvarianceExplorer(widgets.VBox):
         ):
             control.observe(self._control_changed(name), names="value")
 
-    def _plot(self, label: str, top: float | None = None):
+    def _plot(self, label: str):
         """A bqplot figure with every image's curve, the selected one and the current point."""
-        x_scale = LinearScale()
-        y_scale = LinearScale(min=0.0, max=top) if top is not None else LinearScale(min=0.0)
+        x_scale = LinearScale(min=-1.0, max=1.0)  # the domains are set with the data
+        y_scale = LinearScale(min=0.0, max=1.0)
         scales = {"x": x_scale, "y": y_scale}
         others = Lines(x=[0.0], y=[0.0], scales=scales, colors=[OTHERS_COLOUR], opacities=[0.5])
         current = Lines(x=[0.0], y=[0.0], scales=scales, colors=[CURRENT_COLOUR], stroke_width=3)
@@ -446,6 +451,14 @@ class InvarianceExplorer(widgets.VBox):
             self._plots, series, strict=True
         ):
             data = render.as_numpy(values)
+            # Explicit domains: bqplot's automatic domain of a figure whose data change after it
+            # is displayed stayed at the placeholder's [0, 0] in JupyterLab 4 (all x on one spot).
+            x_scale, y_scale = others.scales["x"], others.scales["y"]
+            top = 1.0 if values is curves.true_prob else max(float(data.max()) * 1.05, 1e-6)
+            with x_scale.hold_sync():
+                x_scale.min, x_scale.max = min(x), max(x) if max(x) > min(x) else min(x) + 1
+            with y_scale.hold_sync():
+                y_scale.min, y_scale.max = 0.0, top
             with figure.hold_sync():
                 with others.hold_sync():
                     others.x, others.y = x, data
