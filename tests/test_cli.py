@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+import torch
+
 from zfwidgets.cli import main
 
 
@@ -38,3 +41,58 @@ def test_console_entry_point_runs():
         check=True,
     )
     assert "features.9" in done.stdout
+
+
+def test_train_a_tiny_run_then_resume_it(tmp_path, capsys):
+    from zfwidgets.train import load_run
+
+    out = tmp_path / "run"
+    common = ["--arch", "small-zf", "--data", "demo", "--limit", "64", "--batch-size", "32"]
+    args = ["train", *common, "--out", str(out), "--no-progress", "--init", "default"]
+    assert main([*args, "--epochs", "2", "--snapshot-epochs", "1"]) == 0
+    assert "snapshots at epochs [1, 2]" in capsys.readouterr().out
+    run = load_run(out)
+    assert run.epochs == [1, 2]
+    assert run.architecture["class"] == "SmallZFNet"
+    assert run.data == {**run.data, "source": "demo", "limit": 64, "size": 64}
+    assert main([*args, "--epochs", "3", "--resume"]) == 0
+    assert run.refresh() and run.epochs == [1, 2, 3]
+    assert [row["epoch"] for row in run.history] == [1, 2, 3]
+    # Recording over an existing run without --resume is refused with a clean message.
+    assert main([*args, "--epochs", "1"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_train_on_an_image_folder(tmp_path, capsys):
+    from PIL import Image
+
+    from zfwidgets.train import Evolution, load_run
+
+    rng = torch.Generator().manual_seed(0)
+    for label in ("cats", "dogs"):
+        (tmp_path / "folder" / label).mkdir(parents=True)
+        for i in range(6):
+            pixels = (torch.rand(40, 48, 3, generator=rng) * 255).to(torch.uint8).numpy()
+            Image.fromarray(pixels).save(tmp_path / "folder" / label / f"{i}.png")
+    out = tmp_path / "run"
+    argv = ["train", "--arch", "small-zf", "--data", str(tmp_path / "folder"), "--epochs", "1"]
+    assert main([*argv, "--out", str(out), "--no-progress", "--batch-size", "4"]) == 0
+    run = load_run(out)
+    assert run.architecture["kwargs"] == {"in_channels": 3, "num_classes": 2, "image_size": 32}
+    assert run.manifest["config"]["crop"] == 32 and run.manifest["config"]["flip"] is True
+    assert run.mean.shape == (3, 36, 36)  # stored 36x36, trained on random 32x32 crops
+    evo = Evolution(run, k=2, device="cpu")  # the default probe is rebuilt from the manifest
+    assert len(evo.probe) == 11 and evo.image(0).shape == (3, 32, 32)
+    assert evo.top(1, "conv1").images.shape == (32, 2)
+
+
+def test_train_reports_bad_choices(tmp_path, capsys):
+    out = str(tmp_path / "x")
+    assert main(["train", "--arch", "zfnet", "--data", "demo", "--out", out]) == 2
+    assert "zfnet takes 224x224 images" in capsys.readouterr().err
+    missing = str(tmp_path / "nope")
+    assert main(["train", "--arch", "small-zf", "--data", missing, "--out", out]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--arch", "resnet", "--data", "demo", "--out", out])
+    assert "invalid choice: 'resnet'" in capsys.readouterr().err

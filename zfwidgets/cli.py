@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--input", type=_shape, help="input shape C,H,W (default: the model's)")
     info.add_argument("--pretrained", action="store_true", help="load ImageNet weights")
     info.set_defaults(run=_info)
+    from zfwidgets.train.command import add_parser as add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 

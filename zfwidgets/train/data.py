@@ -32,6 +32,7 @@ __all__ = [
     "demo_mean",
     "image_folder",
     "probe_from_manifest",
+    "subset_evenly",
 ]
 
 
@@ -152,13 +153,26 @@ def image_folder(
     return train, val
 
 
+def subset_evenly(data, n: int):
+    """``n`` items spread evenly over ``data`` (so class-sorted data keep every class)."""
+    from torch.utils.data import Subset
+
+    if n >= len(data):
+        return data
+    step = len(data) / n
+    indices = [int(i * step) for i in range(n)]
+    if isinstance(data, PixelDataset):
+        idx = torch.tensor(indices)
+        return PixelDataset(data.images[idx], data.labels[idx])
+    return Subset(data, indices)
+
+
 def probe_from_manifest(data: dict[str, Any], mean: Tensor | None, crop: int | None):
     """The training set a run's manifest names, as model inputs; ``None`` if unavailable."""
     source = data.get("source")
     if source == "demo":
         train, _ = demo_data()
-        return Normalised(train, mean, crop)
-    if source == "imagefolder" and Path(str(data.get("path", ""))).is_dir():
+    elif source == "imagefolder" and Path(str(data.get("path", ""))).is_dir():
         train, _ = image_folder(
             data["path"],
             int(data["size"]),
@@ -166,5 +180,8 @@ def probe_from_manifest(data: dict[str, Any], mean: Tensor | None, crop: int | N
             float(data.get("val_fraction", 0.1)),
             int(data.get("split_seed", 0)),
         )
-        return Normalised(train, mean, crop)
-    return None
+    else:
+        return None
+    if data.get("limit"):
+        train = subset_evenly(train, int(data["limit"]))
+    return Normalised(train, mean, crop)

@@ -1,0 +1,208 @@
+"""``zfwidgets train``: train a zoo model on the demo digits or an ImageFolder tree, with snapshots.
+
+Example::
+
+    zfwidgets train --arch small-zf --data demo --epochs 10 --out runs/small
+    zfwidgets train --arch zfnet --data ~/images --epochs 70 --out runs/zf --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import zfwidgets.zoo as zoo
+from zfwidgets.train.data import demo_data, demo_mean, image_folder, subset_evenly
+from zfwidgets.train.recipe import INITS, SCHEDULES, TrainConfig, train
+from zfwidgets.train.snapshots import DEFAULT_EPOCHS, SnapshotError, SnapshotRecorder
+
+__all__ = ["ARCHITECTURES", "add_parser", "build_model", "run"]
+
+# --arch name -> (zoo class name, input side); "small" models take image_size, the big ones 224.
+ARCHITECTURES = {
+    "small-zf": ("SmallZFNet", None),
+    "small-krizhevsky": ("SmallKrizhevskyNet", None),
+    "zfnet": ("ZFNet", 224),
+    "krizhevsky": ("KrizhevskyNet", 224),
+}
+
+
+def build_model(
+    arch: str, in_channels: int, num_classes: int, image_size: int
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The zoo model for ``--arch`` and the constructor arguments it was built with."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    name, fixed = ARCHITECTURES[arch]
+    cls = getattr(zoo, name, None)
+    if cls is None:
+        raise ValueError(f"{arch} needs zfwidgets.zoo.{name}, which this version does not have")
+    if fixed is not None and image_size != fixed:
+        raise ValueError(
+            f"{arch} takes {fixed}x{fixed} images, not {image_size}x{image_size}; use "
+            "small-zf or small-krizhevsky for small images (such as --data demo)"
+        )
+    wanted = {"in_channels": in_channels, "num_classes": num_classes, "image_size": image_size}
+    accepted = inspect.signature(cls).parameters
+    kwargs = {k: v for k, v in wanted.items() if k in accepted}
+    return cls(**kwargs), kwargs
+
+
+def _epochs(text: str) -> tuple[int, ...]:
+    try:
+        epochs = tuple(int(v) for v in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected epochs such as 1,2,5,10; got {text!r}") from err
+    if not epochs or min(epochs) < 1:
+        raise argparse.ArgumentTypeError(f"epochs must be positive; got {text!r}")
+    return epochs
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}") from err
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}")
+        return value
+
+    return parse
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register ``train`` on the ``zfwidgets`` command's subparsers."""
+    p = sub.add_parser(
+        "train",
+        help="train a zoo model with the paper's recipe, saving snapshots",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("--arch", required=True, choices=list(ARCHITECTURES))
+    p.add_argument("--data", required=True, help="'demo' (bundled digits) or an ImageFolder path")
+    p.add_argument("--out", required=True, type=Path, help="run directory (new, or resumed)")
+    p.add_argument("--epochs", type=_positive(int), default=10)
+    p.add_argument("--lr", type=_positive(float), default=1e-2)
+    p.add_argument("--batch-size", type=_positive(int), default=128)
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1...")
+    p.add_argument("--limit", type=_positive(int), help="train on N images only (quick runs)")
+    p.add_argument(
+        "--snapshot-epochs",
+        type=_epochs,
+        default=DEFAULT_EPOCHS,
+        help="comma-separated epochs to save (default 1,2,5,10,20,30,40,64; the last always)",
+    )
+    p.add_argument("--schedule", choices=SCHEDULES, default="plateau")
+    p.add_argument("--milestones", type=_epochs, default=(), help="for --schedule milestones")
+    p.add_argument("--init", choices=INITS, default="paper")
+    p.add_argument("--radius", type=float, default=0.1, help="filter RMS radius; 0 turns it off")
+    p.add_argument("--size", type=_positive(int), help="input side (default 28 demo, 32 folders)")
+    p.add_argument("--channels", type=int, choices=(1, 3), help="1 or 3 (default 1 demo, 3)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, help="random h-flips")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``zfwidgets train``; returns the exit status."""
+    try:
+        return _run(args)
+    except SnapshotError as err:  # the command line reports ValueErrors as clean errors
+        raise ValueError(str(err)) from err
+
+
+def _run(args: argparse.Namespace) -> int:
+    torch.manual_seed(args.seed)
+    is_demo = args.data == "demo"
+    channels = args.channels or (1 if is_demo else 3)
+    name, fixed = ARCHITECTURES.get(args.arch, (None, None))
+    size = args.size or fixed or (28 if is_demo else 32)
+    if is_demo:
+        if fixed is not None:
+            raise ValueError(
+                f"{args.arch} takes {fixed}x{fixed} images and --data demo holds 1x28x28 "
+                "digits; use small-zf or small-krizhevsky for the demo"
+            )
+        if channels != 1 or size != 28:
+            raise ValueError(
+                f"--data demo holds 1x28x28 digits; got --channels {channels} --size {size}"
+            )
+        train_set, val_set = demo_data()
+        mean: Any = demo_mean()
+        data = {"source": "demo", "split": "train"}
+        stored, crop, shift = 28, None, 2
+    else:
+        # Stored a little larger than the input, trained on random crops (the paper: 256 / 224).
+        stored = size if size < 64 else round(size * 256 / 224)
+        stored = stored + 4 if size < 64 else stored
+        train_set, val_set = image_folder(args.data, stored, channels, seed=args.seed)
+        mean = "auto"
+        data = {
+            "source": "imagefolder",
+            "path": str(Path(args.data).resolve()),
+            "size": stored,
+            "channels": channels,
+            "val_fraction": 0.1,
+            "split_seed": args.seed,
+        }
+        crop, shift = size, 0
+    num_classes = 10 if is_demo else len(train_set.dataset.classes)
+    if args.limit:
+        train_set = subset_evenly(train_set, args.limit)
+        val_set = None if val_set is None else subset_evenly(val_set, max(1, args.limit // 4))
+        data["limit"] = args.limit
+    model, kwargs = build_model(args.arch, channels, num_classes, size)
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        schedule=args.schedule,
+        milestones=args.milestones,
+        init=args.init,
+        renorm_radius=args.radius or None,
+        mean=mean,
+        shift=shift,
+        crop=crop,
+        flip=bool(args.flip) if args.flip is not None else not is_demo,
+        seed=args.seed,
+    )
+    recorder = SnapshotRecorder(
+        args.out,
+        epochs=args.snapshot_epochs,
+        model_kwargs=kwargs,
+        data=data,
+        extra={"arch": args.arch, "command": "zfwidgets train"},
+    )
+    print(
+        f"training {name}({', '.join(f'{k}={v}' for k, v in kwargs.items())}) on "
+        f"{len(train_set)} images ({args.data}) for {args.epochs} epochs -> {args.out}"
+    )
+    t0 = time.perf_counter()
+    history = train(
+        model,
+        train_set,
+        val_set,
+        config,
+        [recorder],
+        device=args.device,
+        progress=not args.no_progress,
+        resume=args.out if args.resume else None,
+    )
+    last = history[-1]
+    val = "-" if last["val_acc"] is None else f"{last['val_acc']:.4f}"
+    per_epoch = statistics.median(r["seconds"] for r in history)
+    print(
+        f"done in {time.perf_counter() - t0:.1f} s ({per_epoch:.1f} s per epoch): loss "
+        f"{last['loss']:.4f}, val acc {val}; snapshots at epochs {recorder.epochs} in {args.out}"
+    )
+    return 0
