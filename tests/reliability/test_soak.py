@@ -1,0 +1,164 @@
+"""A long session: 10,000 random widget events on the demo, across every widget.
+
+Adding a widget is one entry in ``WIDGETS``: how to build it on the demo, its events, and how
+to check its final pictures against a fresh computation. Events drive traits directly (what
+the controls do); background work (top-9 mining, occlusion sweeps) runs meanwhile, as in a
+notebook. Checks: no exception escapes any handler, the record caches never exceed their
+budget, resident memory grows by at most 50 MB after warm-up, and the pictures on screen at
+the end equal a fresh computation on a new Inspector.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psutil
+import pytest
+import torch
+from reliability_cases import expected_projection
+
+from zfwidgets import Inspector, LayerBrowser, OcclusionSlider, demo
+from zfwidgets.core.occlusion import occlusion_at, occlusion_sweep
+
+# 10,000 for the issue's full soak (ZFW_SOAK_EVENTS=10000); the default keeps CI within minutes.
+EVENTS = int(os.environ.get("ZFW_SOAK_EVENTS", "2000"))
+WARM_UP = max(EVENTS // 5, 200)
+BUDGET = 4 * 2**20  # a small record cache, so that it evicts all the time
+RSS_LIMIT = 50 * 2**20
+
+
+@dataclass
+class Entry:
+    """One widget in the soak: build it, its events (weight, action), its final check."""
+
+    name: str
+    build: Callable[[object], object]
+    events: list[tuple[int, Callable[[object, random.Random], None]]]
+    check: Callable[[object, object], None]
+    inspectors: Callable[[object], list[Inspector]]
+
+
+def _browser(d):
+    insp = Inspector(d.model, device="cpu", cache_bytes=BUDGET)
+    data = d.dataset.images[:120]
+    return LayerBrowser(insp, images=d.dataset, dataset=data, mean=d.mean, classes=d.classes)
+
+
+def _check_browser(b, d):
+    assert b.wait(120)
+    ref = Inspector(demo.load().model, device="cpu")
+    x = b.image
+    if b.method == "deconvnet" and b.position == "max":
+        assert b._projection_image.value == expected_projection(ref, x, b.layer, b.channel)
+    b.method, b.position = "deconvnet", "max"
+    b.channel = (b.channel + 1) % 8  # a redraw in the final state, compared with a fresh one
+    assert b._projection_image.value == expected_projection(ref, x, b.layer, b.channel)
+
+
+def _slider(d):
+    insp = Inspector(d.model, device="cpu", cache_bytes=BUDGET)
+    s = OcclusionSlider(insp, d.dataset[3][0], classes=d.classes, mean=d.mean)
+    s._sweep_insp._cache.budget = BUDGET
+    return s
+
+
+def _check_slider(s, d):
+    assert s.wait(120)
+    ref = Inspector(demo.load().model, device="cpu")
+    expected = occlusion_at(ref, s.image, s.y, s.x, s.size, 0.0, s.target, s.layer)
+    assert abs(s.reading.target_prob - expected.target_prob) < 1e-5
+    assert abs(s.reading.activity - expected.activity) < 1e-4 * max(1, abs(expected.activity))
+    if s._maps_current():
+        maps = occlusion_sweep(ref, s.image, s.size, s.stride, 0.0, s.target, s.layer)
+        assert torch.allclose(s.maps.target_prob, maps.target_prob, atol=1e-5)
+
+
+def _set(name, values):
+    return lambda w, r: setattr(w, name, r.choice(values))
+
+
+WIDGETS = [
+    Entry(
+        "LayerBrowser",
+        _browser,
+        [
+            (30, lambda b, r: setattr(b, "channel", r.randrange(-2, 70))),
+            (6, _set("layer", ["conv1", "conv2", "conv3", "fc4", "features.3", "conv9"])),
+            (6, _set("method", ["deconvnet", "guided", "saliency", "gradcam", "magic"])),
+            (4, _set("position", ["max", "map", "corner"])),
+            (8, lambda b, r: setattr(b, "image_index", r.randrange(-5, 1005))),
+            (1, _set("show_top", [True, False])),
+            (1, lambda b, r: b.upload(r.choice([b"junk", b""]), "bad.png")),
+            (4, lambda b, r: b._on_canvas_click(r.uniform(-10, 400), r.uniform(-10, 400))),
+        ],
+        _check_browser,
+        lambda b: [b.inspector],
+    ),
+    Entry(
+        "OcclusionSlider",
+        _slider,
+        [
+            (40, lambda s, r: setattr(s, r.choice("xy"), r.randrange(-5, 33))),
+            (10, lambda s, r: s._mouse_move(r.uniform(0, 170), r.uniform(0, 170))),
+            (2, lambda s, r: s._mouse_down(r.uniform(0, 170), r.uniform(0, 170))),
+            (2, lambda s, r: s._mouse_up(r.uniform(0, 170), r.uniform(0, 170))),
+            (1, _set("size", [5, 7, 9, 40, 0])),
+            (1, _set("stride", [3, 4, 0])),
+            (1, _set("target", [0, 3, 7, 12])),
+            (1, _set("layer", ["conv2", "conv3", "conv9"])),
+        ],
+        _check_slider,
+        lambda s: [s.inspector, s._sweep_insp],
+    ),
+]
+
+
+def rss() -> int:
+    gc.collect()
+    return psutil.Process().memory_info().rss
+
+
+@pytest.mark.slow
+def test_soak_random_events():
+    d = demo.load()
+    rng = random.Random(0)
+    widgets = [(entry, entry.build(d)) for entry in WIDGETS]
+    schedule = [
+        (entry, widget, action, weight)
+        for entry, widget in widgets
+        for weight, action in entry.events
+    ]
+    weights = [w for *_, w in schedule]
+    counts = {entry.name: 0 for entry in WIDGETS}
+    peak_cache = 0
+    started = time.perf_counter()
+    baseline = None
+    for event in range(EVENTS):
+        if event == WARM_UP:
+            for _, widget in widgets:
+                widget.wait(120)
+            baseline = rss()
+        entry, widget, action, _ = rng.choices(schedule, weights)[0]
+        action(widget, rng)  # an escaping exception fails the test here
+        counts[entry.name] += 1
+        for insp in entry.inspectors(widget):
+            info = insp.cache_info()
+            assert info.bytes <= info.budget == BUDGET
+            peak_cache = max(peak_cache, info.bytes)
+    for _, widget in widgets:
+        assert widget.wait(120)
+    seconds = time.perf_counter() - started
+    growth = rss() - baseline
+    for entry, widget in widgets:
+        entry.check(widget, d)
+    print(
+        f"\nsoak: {EVENTS} events {counts} in {seconds:.1f} s; RSS growth after warm-up "
+        f"{growth / 2**20:.1f} MiB (limit 50); peak record cache {peak_cache / 2**20:.2f} MiB "
+        f"of a {BUDGET / 2**20:.0f} MiB budget"
+    )
+    assert growth <= RSS_LIMIT, f"resident memory grew by {growth / 2**20:.1f} MiB"
