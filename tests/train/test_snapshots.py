@@ -338,3 +338,16 @@ def test_float16_snapshots_without_state(tmp_path):
     assert torch.equal(weights, model.features[0].weight.half().float())
     with pytest.raises(SnapshotError, match="cannot be resumed"):
         run.training_state()
+
+
+def test_recording_does_not_change_the_training(tmp_path):
+    """The recorder draws no random numbers: a recorded run equals an unrecorded one."""
+    train_set, val_set = tiny_data()
+    plain = tiny_model()
+    train(plain, train_set, val_set, tiny_config(2), device="cpu", progress=False)
+    recorded = tiny_model()
+    rec = recorder(tmp_path / "r")
+    train(recorded, train_set, val_set, tiny_config(2), [rec], device="cpu", progress=False)
+    expected = plain.state_dict()
+    for k, v in recorded.state_dict().items():
+        assert torch.equal(v, expected[k]), k

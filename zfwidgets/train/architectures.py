@@ -52,6 +52,16 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"constructor argument {value!r} is not a plain JSON value")
 
 
+def _shapes_of_new(cls, kwargs: dict[str, Any]) -> dict[str, list[int]]:
+    """Parameter shapes of ``cls(**kwargs)``, built on the meta device.
+
+    The global random generator is left untouched: building a model draws initial weights,
+    which would shift the dropout stream of the training run being recorded.
+    """
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        return shapes_of(cls(**kwargs).state_dict())
+
+
 def architecture_spec(model: nn.Module, kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Class name, constructor arguments and parameter shapes of ``model``.
 
@@ -65,14 +75,14 @@ def architecture_spec(model: nn.Module, kwargs: dict[str, Any] | None = None) ->
         kwargs = {str(k): _jsonable(v) for k, v in kwargs.items()}
         rebuilt = allowed_class(cls.__name__)
         if rebuilt is cls:
-            got = shapes_of(rebuilt(**kwargs).state_dict())
+            got = _shapes_of_new(rebuilt, kwargs)
             if got != shapes:
                 raise ValueError(
                     f"{describe({'class': cls.__name__, 'kwargs': kwargs})} does not build the "
                     "model being recorded (its parameter shapes differ); pass the arguments the "
                     "model was really built with"
                 )
-    elif allowed_class(cls.__name__) is cls and shapes_of(cls().state_dict()) == shapes:
+    elif allowed_class(cls.__name__) is cls and _shapes_of_new(cls, {}) == shapes:
         kwargs = {}
     return {
         "class": cls.__name__,
