@@ -11,6 +11,7 @@ PIP    := $(PY) -m pip
 STAMP_INSTALL      := $(VENV)/.stamp-install
 STAMP_INSTALL_TEST := $(VENV)/.stamp-install-test
 STAMP_INSTALL_BENCH := $(VENV)/.stamp-install-bench
+STAMP_INSTALL_DOCS := $(VENV)/.stamp-install-docs
 
 LINT_PATHS   ?= zfwidgets tests
 NOTEBOOKS    := $(wildcard notebooks/*.ipynb)
@@ -27,10 +28,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
 .PHONY: help venv install install-test install-bench test demo lint format bench clean distclean
+.PHONY: docs docs-fast docs-js install-docs
 
 help:
 	@echo "make test    - create .venv if missing, install .[test], ruff check, pytest (incl. browser tests), nbval"
 	@echo "make demo    - create .venv if missing, install, open $(QUICKSTART) in JupyterLab (JUPYTER_ARGS=...)"
+	@echo "make docs    - build the documentation site (docs-fast: without running the tutorials)"
 	@echo "make lint | format | bench | clean | distclean | venv | install | install-test"
 
 # ---- environment -------------------------------------------------------------------------------
@@ -71,10 +74,48 @@ ifneq ($(NOTEBOOKS),)
 else
 	@echo "== no notebooks/*.ipynb yet: nbval step skipped"
 endif
+	@echo "== docs (fast mode: tutorials not executed)"
+	$(MAKE) docs-fast
 
 demo: $(STAMP_INSTALL_TEST)
 	@test -f $(QUICKSTART) || { echo "$(QUICKSTART) does not exist yet"; exit 1; }
 	$(PY) -m jupyter lab $(ALLOW_ROOT) $(JUPYTER_ARGS) $(QUICKSTART)
+
+# ---- documentation site (docs/_build/html) ------------------------------------------------------
+# make docs       every tutorial executed, widget state embedded (a few minutes)
+# make docs-fast  tutorials rendered without running them (CI; about a minute)
+# make docs-js    fetch the widget JavaScript with npm so pages render widgets without a CDN
+SPHINX      := $(PY) -m sphinx -W --keep-going -b html
+WIDGETS_JS  := docs/_static/widgets
+HTML_MANAGER ?= @jupyter-widgets/html-manager@1.0.15
+REQUIREJS   ?= requirejs@2.3.7
+
+$(STAMP_INSTALL_DOCS): pyproject.toml | $(PY)
+	$(PIP) install -e '.[test,docs]'
+	@touch $@ $(STAMP_INSTALL_TEST) $(STAMP_INSTALL)
+
+install-docs: $(STAMP_INSTALL_DOCS)
+
+docs: $(STAMP_INSTALL_DOCS)
+	@test -f $(WIDGETS_JS)/embed-amd.js || $(MAKE) docs-js || \
+		echo "== widget JavaScript not fetched: pages load it from the CDN"
+	ZFW_DOCS_MODE=full $(SPHINX) docs docs/_build/html
+	@echo "== open docs/_build/html/index.html"
+
+docs-fast: $(STAMP_INSTALL_DOCS)
+	ZFW_DOCS_MODE=fast $(SPHINX) docs docs/_build/html
+
+docs-js:
+	@command -v npm >/dev/null || { echo "docs-js needs npm"; exit 1; }
+	rm -rf $(WIDGETS_JS).tmp && mkdir -p $(WIDGETS_JS).tmp
+	cd $(WIDGETS_JS).tmp && npm pack --silent $(HTML_MANAGER) $(REQUIREJS) >/dev/null
+	cd $(WIDGETS_JS).tmp && for f in *.tgz; do mkdir -p "$${f%.tgz}" && tar xzf "$$f" -C "$${f%.tgz}"; done
+	cp $(WIDGETS_JS).tmp/jupyter-widgets-html-manager-*/package/dist/embed-amd.js \
+		$(WIDGETS_JS).tmp/jupyter-widgets-html-manager-*/package/dist/*.woff* $(WIDGETS_JS).tmp/
+	cp $(WIDGETS_JS).tmp/requirejs-*/package/require.js $(WIDGETS_JS).tmp/
+	$(PY) docs/widget_modules.py $(WIDGETS_JS).tmp
+	rm -rf $(WIDGETS_JS).tmp/*.tgz $(WIDGETS_JS).tmp/jupyter-widgets-html-manager-* $(WIDGETS_JS).tmp/requirejs-*
+	rm -rf $(WIDGETS_JS) && mv $(WIDGETS_JS).tmp $(WIDGETS_JS)
 
 # ---- housekeeping ------------------------------------------------------------------------------
 
