@@ -20,7 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SUITE = ["widget_latency"]
+SUITE = ["core_targets", "widget_latency"]
 
 
 def run_one(name: str, quick: bool) -> dict:
@@ -28,6 +28,8 @@ def run_one(name: str, quick: bool) -> dict:
     module = importlib.import_module(name)
     started = time.perf_counter()
     result = module.run(quick=quick)
+    if "rows" in result:  # the one table: every case's row
+        result["table"] = module.format_table(result["rows"])
     result["seconds"] = time.perf_counter() - started
     result["machine"] = {"python": platform.python_version(), "platform": platform.platform()}
     return result

@@ -94,3 +94,64 @@ def test_sweep_incremental_equals_plain_batched_path():
     assert torch.allclose(fast.target_prob, slow.target_prob, atol=1e-6)
     assert torch.allclose(fast.activity, slow.activity, atol=1e-4, rtol=1e-5)
     assert torch.equal(fast.top_class, slow.top_class)
+
+
+# ----- receptive-field cropping of single-unit projections -----------------------------------
+def _crop_model() -> nn.Sequential:
+    """Strided conv with padding, overlapping padded pool, LRN, BN, dilated conv, ceil pool."""
+    torch.manual_seed(5)
+    model = nn.Sequential(
+        nn.Conv2d(3, 5, 5, stride=3, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2, padding=1),
+        nn.LocalResponseNorm(3),
+        nn.Conv2d(5, 6, 3, padding=2, dilation=2),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2, ceil_mode=True),
+        nn.Conv2d(6, 4, 2),
+        nn.ReLU(),
+    )
+    model[5].running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+@pytest.mark.parametrize("method", ["deconvnet", "guided", "saliency"])
+def test_cropped_unit_projection_equals_autograd_and_full_pass(method):
+    from reference import Reference
+
+    from zfwidgets.core.backward import backward
+
+    model = _crop_model()
+    insp = Inspector(model, device="cpu")
+    ref = Reference(model, method)
+    x = torch.randn(3, 45, 39, generator=torch.Generator().manual_seed(6))
+    for layer, name in (("conv1", "1"), ("2", "2"), ("conv2", "6"), ("conv3", "9")):
+        index = insp.layer_index(layer)
+        act = insp.activations(x, layer)
+        for c in range(0, act.shape[0], 2):
+            h, w = act.shape[-2:]
+            for y, x0 in {(0, 0), (h - 1, w - 1), (h // 2, w // 3), (0, w - 1)}:
+                if act[c, y, x0] == 0:
+                    continue
+                ours = insp.project(x, layer, c, position=(y, x0), method=method)
+                expected, _ = ref.project(x, name, c, (y, x0))
+                assert torch.allclose(ours, expected, atol=1e-6), (layer, c, y, x0)
+                rec = insp.record(x, [layer])
+                top = insp.top_signals(rec.outputs[index], [c], [(y, x0)], name)
+                full = backward(insp.chain, insp.current_weights(), rec, top, index, method)
+                assert torch.allclose(ours, full[0], atol=1e-6)
+
+
+def test_cropped_batches_mix_units_maps_and_images():
+    insp = Inspector(_crop_model(), device="cpu")
+    g = torch.Generator().manual_seed(7)
+    images = [torch.randn(3, 45, 39, generator=g) for _ in range(3)]
+    positions = [(1, 1), None, "max"]
+    batch = insp.project_units(images, "conv2", [0, 1, 2], positions)
+    for k in range(3):
+        single = insp.project(images[k], "conv2", k, position=positions[k])
+        assert torch.allclose(batch[k], single, atol=1e-6)
+    many = insp.project_many(images[0], "conv2", [3, 3, 0], [(0, 0), None, (2, 1)])
+    for k, (c, p) in enumerate([(3, (0, 0)), (3, None), (0, (2, 1))]):
+        assert torch.allclose(many[k], insp.project(images[0], "conv2", c, position=p), atol=1e-6)

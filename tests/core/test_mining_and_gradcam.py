@@ -191,3 +191,16 @@ def test_filter_images():
     with pytest.raises(ValueError, match="conv weight"):
         filter_images(torch.randn(3, 3))
     np.testing.assert_array_equal(filter_images(weight)[3], np.full((5, 5, 3), 128))
+
+
+def test_model_fingerprint_is_cached_per_weight_version(setup):
+    from zfwidgets.core.mining import _hash_model, model_fingerprint
+
+    model = copy.deepcopy(setup[0])
+    insp = Inspector(model, device="cpu")
+    first = model_fingerprint(insp)
+    assert first == _hash_model(insp) == model_fingerprint(insp)
+    with torch.no_grad():
+        model[0].weight[0, 0, 0, 0] += 1.0  # an in-place update, as an optimiser step does
+    second = model_fingerprint(insp)
+    assert second != first and second == _hash_model(insp)

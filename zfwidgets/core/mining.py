@@ -20,6 +20,7 @@ import hashlib
 import os
 import pickle
 import tempfile
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from zfwidgets.core.cache import parameter_version
 from zfwidgets.core.checks import ImageCollator
 from zfwidgets.core.inspector import Inspector
 
@@ -138,8 +140,23 @@ class TopK:
         return result
 
 
+# Per inspector: (parameter version, digest). Hashing AlexNet's 244 MB of weights takes longer
+# than mining a hundred images, so each weight version is hashed once.
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def model_fingerprint(insp: Inspector) -> str:
-    """A digest of the model's layers and weights."""
+    """A digest of the model's layers and weights (computed once per weight version)."""
+    version = parameter_version(insp.model)
+    known = _FINGERPRINTS.get(insp)
+    if known is not None and known[0] == version:
+        return known[1]
+    digest = _hash_model(insp)
+    _FINGERPRINTS[insp] = (version, digest)
+    return digest
+
+
+def _hash_model(insp: Inspector) -> str:
     h = hashlib.blake2b(digest_size=16)
     for step in insp.chain:
         h.update(f"{step.name}:{step.kind};".encode())
