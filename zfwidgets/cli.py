@@ -40,6 +40,19 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _figures(args: argparse.Namespace) -> int:
+    import time
+
+    from zfwidgets.figures import make_figures
+
+    started = time.perf_counter()
+    paths = make_figures(
+        args.model, args.out, data=args.data, limit=args.limit, arch_epochs=args.arch_epochs
+    )
+    print(f"wrote {len(paths)} files to {args.out} in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``zfwidgets`` command."""
     parser = argparse.ArgumentParser(prog="zfwidgets", description=__doc__)
@@ -49,6 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--input", type=_shape, help="input shape C,H,W (default: the model's)")
     info.add_argument("--pretrained", action="store_true", help="load ImageNet weights")
     info.set_defaults(run=_info)
+    figures = sub.add_parser("figures", help="write the paper's figures as PNG files")
+    figures.add_argument("--model", default="demo", help="demo (default), alexnet, vgg16, ...")
+    figures.add_argument("--out", default="figures", help="folder to write into (default figures)")
+    figures.add_argument(
+        "--data", help="demo, photos (scikit-image) or a folder of class folders (ImageFolder)"
+    )
+    figures.add_argument("--limit", type=int, default=1000, help="at most this many images")
+    figures.add_argument(
+        "--arch-epochs", type=int, default=1, help="training epochs per architecture (Fig. 6)"
+    )
+    figures.set_defaults(run=_figures)
     from zfwidgets.train.command import add_parser as add_train_parser
 
     add_train_parser(sub)
