@@ -48,12 +48,13 @@ def test_train_a_tiny_run_then_resume_it(tmp_path, capsys):
 
     out = tmp_path / "run"
     common = ["--arch", "small-zf", "--data", "demo", "--limit", "64", "--batch-size", "32"]
-    args = ["train", *common, "--out", str(out), "--no-progress", "--init", "default"]
+    args = ["train", *common, "--out", str(out), "--no-progress"]
     assert main([*args, "--epochs", "2", "--snapshot-epochs", "1"]) == 0
     assert "snapshots at epochs [1, 2]" in capsys.readouterr().out
     run = load_run(out)
     assert run.epochs == [1, 2]
     assert run.architecture["class"] == "SmallZFNet"
+    assert run.manifest["config"]["init"] == "default"
     assert run.data == {**run.data, "source": "demo", "limit": 64, "size": 64}
     assert main([*args, "--epochs", "3", "--resume"]) == 0
     assert run.refresh() and run.epochs == [1, 2, 3]

@@ -67,6 +67,9 @@ class TrainConfig:
         init: ``"paper"`` draws every conv/linear weight from N(0, 0.01) and zeroes biases;
             ``"default"`` keeps the model's own initialisation (PyTorch's Kaiming-uniform
             with a=sqrt(5) for Conv2d and Linear, biases uniform in +-1/sqrt(fan_in)).
+            Measured: with ``"paper"`` the small demo network stayed at chance (loss 2.303)
+            for 4 epochs on 1,000 digits, while ``"default"`` trains at once; the ``zfwidgets
+            train`` command therefore defaults to ``"default"``.
         renorm_radius: after every step, conv filters whose RMS exceeds this are scaled back
             to it (paper: 0.1); ``None`` turns renormalisation off (Fig. 6a's comparison).
         mean: ``"auto"`` subtracts the per-pixel mean of the training images, a tensor
