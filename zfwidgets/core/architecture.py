@@ -366,16 +366,23 @@ def aliasing(projections, stride: int) -> AliasingEnergy:
     if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
         raise ValueError(f"stride must be a positive int; got {stride!r}")
     nyquist = 1 / (2 * stride)
+    items = _projection_list(projections)
+    # Projections of one shape go through one batched FFT; mixed sizes one at a time.
+    if len({p.shape for p in items}) == 1:
+        groups = [torch.stack(items)]
+    else:
+        groups = [p[None] for p in items]
     fractions = []
-    for p in _projection_list(projections):
-        h, w = p.shape[-2:]
-        power = torch.fft.fft2(p).abs().pow(2).sum(0)
+    for batch in groups:
+        h, w = batch.shape[-2:]
+        power = torch.fft.fft2(batch).abs().pow(2).sum(1)  # (B, h, w), summed over channels
         fy = torch.fft.fftfreq(h, dtype=torch.float64).abs()[:, None]
         fx = torch.fft.fftfreq(w, dtype=torch.float64).abs()[None, :]
         # The tolerance keeps a bin that sits exactly on the Nyquist frequency below it.
         above = torch.maximum(fy, fx) > nyquist + 1e-12
-        total = float(power.sum())
-        fractions.append(float(power[above].sum()) / total if total > 0 else math.nan)
+        total = power.flatten(1).sum(1)
+        high = power[:, above].sum(1)
+        fractions += [float(a / t) if t > 0 else math.nan for a, t in zip(high, total, strict=True)]
     per = torch.tensor(fractions, dtype=torch.float32)
     live = per[~torch.isnan(per)]
     return AliasingEnergy(
@@ -532,7 +539,11 @@ def compare_architectures(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
 
-    inspectors = {name: Inspector(m, device=device, cache_bytes=0) for name, m in models.items()}
+    # A small record cache: one image is often the strongest for several maps, and its
+    # forward pass is then reused for each of their projections.
+    inspectors = {
+        name: Inspector(m, device=device, cache_bytes=32 * 2**20) for name, m in models.items()
+    }
     conv1s = {name: _first_conv(insp, name) for name, insp in inspectors.items()}
     if common_stride is None:
         common_stride = max(max(c.stride) for c in conv1s.values())
