@@ -132,7 +132,11 @@ class Evolution:
         self._inspectors: dict[int, Inspector] = {}
         self._tops: dict[int, TopK] = {}
         self._projections: dict[tuple[int, str, int], tuple[Tensor, Box]] = {}
-        self._lock = threading.RLock()  # widgets mine in a background thread
+        # Widgets mine in a background thread while the kernel thread scrubs: the short lock
+        # guards the dictionaries, the mining lock keeps two threads from mining one epoch
+        # twice without blocking reads of epochs that are already done.
+        self._lock = threading.RLock()
+        self._mine_lock = threading.Lock()
         insp = self.inspector(self.run.epochs[0])
         if layers is None:
             layers = [a for a in insp.aliases if a.startswith("conv")]
@@ -202,7 +206,7 @@ class Evolution:
         epoch = self._check_epoch(epoch)
         if epoch in self._tops:
             return self._tops[epoch]
-        with self._lock:
+        with self._mine_lock:
             if epoch in self._tops:
                 return self._tops[epoch]
             insp = self.inspector(epoch)
@@ -233,7 +237,8 @@ class Evolution:
                     top.save(path)
                 except OSError:
                     pass  # the disk cache is an optimisation; results stay in memory
-            self._tops[epoch] = top
+            with self._lock:
+                self._tops[epoch] = top
             return top
 
     def top(self, epoch: int, layer: str) -> LayerTopK:
