@@ -47,7 +47,12 @@ def _figures(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     paths = make_figures(
-        args.model, args.out, data=args.data, limit=args.limit, arch_epochs=args.arch_epochs
+        args.model,
+        args.out,
+        data=args.data,
+        limit=args.limit,
+        arch_epochs=args.arch_epochs,
+        train_limit=args.train_limit,
     )
     print(f"wrote {len(paths)} files to {args.out} in {time.perf_counter() - started:.0f} s")
     return 0
@@ -71,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     figures.add_argument("--limit", type=int, default=1000, help="at most this many images")
     figures.add_argument(
         "--arch-epochs", type=int, default=1, help="training epochs per architecture (Fig. 6)"
+    )
+    figures.add_argument(
+        "--train-limit", type=int, help="training images per architecture (default all)"
     )
     figures.set_defaults(run=_figures)
     from zfwidgets.train.command import add_parser as add_train_parser
