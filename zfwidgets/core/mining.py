@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
 from zfwidgets.core.cache import parameter_version
 from zfwidgets.core.checks import ImageCollator
@@ -256,6 +256,7 @@ def mine(
     progress: bool = True,
     callback: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    distributed: bool = False,
 ) -> TopK:
     """The k strongest images of every feature map of ``layers`` over ``data``.
 
@@ -269,12 +270,20 @@ def mine(
         progress: show a tqdm progress bar.
         callback: called as ``callback(images_done, total)`` after every batch.
         should_stop: polled after every batch; returning True raises MiningCancelled.
+        distributed: mine on every process of an initialised ``torch.distributed`` group
+            (e.g. launched with ``torchrun --nproc-per-node=4 script.py``): each rank mines a
+            contiguous shard, then an all-gather and the same stable merge give every rank
+            the result one process would get. ``callback``/``progress`` count the shard.
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int; got {k!r}")
     total = len(as_indexable(data))
     if total == 0:
         raise ValueError("the data set is empty (0 images): mining needs at least one image")
+    source, offset = data, 0
+    if distributed:
+        source, offset = _shard(data, batch_size)
+        total = len(as_indexable(source))
     if layers is None:
         layers = [a for a in insp.aliases if a.startswith("conv")]
     names = [insp.layer_name(layer) for layer in layers]
@@ -284,9 +293,9 @@ def mine(
 
     bar = tqdm(total=total, desc="mining", unit="img", disable=not progress)
     try:
-        for batch in _batches(data, batch_size):
+        for batch in _batches(source, batch_size) if total else ():
             acts = insp.run_batch(batch, names)
-            ids = torch.arange(done, done + len(batch), device=insp.device)
+            ids = torch.arange(offset + done, offset + done + len(batch), device=insp.device)
             for name, act in acts.items():
                 values, positions = _batch_maxima(act)
                 if name not in best:
@@ -313,4 +322,62 @@ def mine(
             torch.nn.functional.pad(t.images, (0, pad), value=-1).cpu(),
             torch.nn.functional.pad(t.positions, (0, 0, 0, pad)).cpu(),
         )
+    if distributed:
+        layers_out, done = _gather_merge(layers_out, done, k)
     return TopK(k, done, layers_out, model_fingerprint(insp), data_fingerprint(data))
+
+
+def _shard(data, batch_size: int):
+    """This rank's contiguous share of ``data`` and the index of its first image.
+
+    Shards are whole batches of the single-process run, so every image meets the same batch
+    and the merged result equals one process's bit for bit (batched kernels may round
+    differently with another batch composition).
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ValueError(
+            "distributed=True needs an initialised torch.distributed process group "
+            "(torch.distributed.init_process_group, e.g. under torchrun); none is"
+        )
+    rank, world = dist.get_rank(), dist.get_world_size()
+    images = as_indexable(data)
+    n = len(images)
+    if isinstance(data, DataLoader) and data.batch_size:
+        batch_size = data.batch_size
+    batches = -(-n // batch_size)
+    lo = min(n, batches * rank // world * batch_size)
+    hi = min(n, batches * (rank + 1) // world * batch_size)
+    if isinstance(images, Tensor):
+        return images[lo:hi], lo
+    subset = Subset(images, range(lo, hi))
+    if isinstance(data, DataLoader):
+        return (
+            DataLoader(
+                subset,
+                batch_size=data.batch_size,
+                shuffle=False,
+                collate_fn=data.collate_fn,
+                num_workers=data.num_workers,
+            ),
+            lo,
+        )
+    return subset, lo
+
+
+def _gather_merge(layers: dict[str, LayerTopK], count: int, k: int):
+    """Every rank's top-k, gathered and merged exactly (ranks hold ascending shards)."""
+    import torch.distributed as dist
+
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, (layers, count))
+    merged: dict[str, LayerTopK] = {}
+    names = [n for part, _ in gathered for n in part]
+    for name in dict.fromkeys(names):
+        parts = [part[name] for part, _ in gathered if name in part]  # rank order
+        best = parts[0]
+        for t in parts[1:]:  # stable: on equal values the earlier rank (lower index) stays first
+            best = _merge(best, t.values, t.images, t.positions, k)
+        merged[name] = best
+    return merged, sum(c for _, c in gathered)
