@@ -27,7 +27,7 @@ export ZFW_SCREENSHOTS ?= $(CURDIR)/tests/ui/screenshots
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install install-test install-bench test demo lint format bench clean distclean
+.PHONY: help venv install install-test install-bench test demo lint format bench bench-quick clean distclean
 .PHONY: docs docs-fast docs-js install-docs
 
 help:
@@ -130,6 +130,10 @@ format: $(STAMP_INSTALL_TEST)
 ifneq ($(wildcard benchmarks/run.py),)
 bench: $(STAMP_INSTALL_BENCH)
 	$(PY) benchmarks/run.py
+
+# CI: proves every benchmark runs (small sizes, one repetition, no targets enforced).
+bench-quick: $(STAMP_INSTALL_BENCH)
+	$(PY) benchmarks/run.py --quick --out $(CURDIR)/build/bench-quick
 else
 bench:
 	@echo "no benchmarks yet (benchmarks/run.py does not exist)"
