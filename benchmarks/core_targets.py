@@ -362,28 +362,40 @@ def mining_rows(device: str, quick: bool, repeats: int) -> tuple[list[dict], lis
 
 # ----- 6: occluder move latency -------------------------------------------------------------
 def occluder_rows(repeats: int) -> list[dict]:
+    """p95 of an OcclusionSlider occluder move (trait set -> readouts redrawn), demo, CPU."""
+    from zfwidgets import OcclusionSlider
+
     d = demo.load()
-    insp = Inspector(d.model, device="cpu")
     x = d.dataset[0][0]
-    times = []
-    for i in range(20 if repeats < 3 else 100):
-        y, x0 = (i * 3) % 20, (i * 7) % 20
+    slider = OcclusionSlider(Inspector(d.model, device="cpu"), x, classes=d.classes, mean=d.mean)
+    slider.wait()  # the background sweep is done: moves only do their own work
+    limit_y = x.shape[-2] - slider.size
+    limit_x = x.shape[-1] - slider.size
+    widget, core = [], []
+    insp = Inspector(d.model, device="cpu")
+    for i in range(30 if repeats < 3 else 200):
+        y, x0 = (i * 3) % (limit_y + 1), (i * 7) % (limit_x + 1)
         start = time.perf_counter()
-        occlusion_at(insp, x, y, x0, 8)
-        times.append(time.perf_counter() - start)
-    times.sort()
-    p95 = times[int(0.95 * (len(times) - 1))]
+        slider.y, slider.x = y, x0
+        widget.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        occlusion_at(insp, x, y, x0, slider.size)
+        core.append(time.perf_counter() - start)
+
+    def p95(values):
+        return sorted(values)[int(0.95 * (len(values) - 1))]
+
     return [
         row(
-            "6 occluder move (core, demo) p95",
+            "6 occluder move (OcclusionSlider) p95",
             "cpu",
-            p95,
+            p95(widget),
             0.050,
             1.0,
             "max",
             None,
-            "reference: the 50 ms budget",
-        )
+            f"reference: the 50 ms budget; core occlusion_at p95 {p95(core) * 1e3:.1f} ms",
+        ),
     ]
 
 
@@ -401,6 +413,11 @@ def memory_rows(device: str, quick: bool) -> list[dict]:
         x = torch.randn(*shape, generator=torch.Generator().manual_seed(5))
         rec = insp.record(x)
         every = sum(s.numel() * 4 for s in insp.shapes(shape))
+        kept = sum(t.numel() * t.element_size() for t in rec.outputs.values())
+        note = (
+            f"{rec.nbytes / 1e6:.2f} MB vs {every / 1e6:.2f} MB; of which kept float32 "
+            f"activations {kept / 1e6:.2f} MB, switches+masks {(rec.nbytes - kept) / every:.2f}x"
+        )
         rows.append(
             row(
                 f"7 bytes cached per image, {label}",
@@ -410,7 +427,7 @@ def memory_rows(device: str, quick: bool) -> list[dict]:
                 0.25,
                 "max",
                 None,
-                f"{rec.nbytes / 1e6:.2f} MB vs {every / 1e6:.2f} MB",
+                note,
             )
         )
     return rows

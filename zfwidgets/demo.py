@@ -8,7 +8,8 @@ Everything ships inside the package (``zfwidgets/zoo/data``), so the demo works 
 >>> logits = d.model(image[None])        # (1, 10)
 
 The data, its split and its licence are described in ``zfwidgets/zoo/data/README.md``; the weights
-come from ``scripts/train_demo.py``.
+come from ``scripts/train_demo.py``, which also records the training run itself (snapshots at
+epochs 1, 2, 5, 10, 20 and 30): :func:`snapshots` opens it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,11 +27,15 @@ from torch.utils.data import Dataset
 
 from zfwidgets.zoo.small import SmallZFNet
 
-__all__ = ["Demo", "DigitDataset", "load"]
+if TYPE_CHECKING:
+    from zfwidgets.train.snapshots import Run
+
+__all__ = ["Demo", "DigitDataset", "load", "snapshots"]
 
 _DATA_FILE = "mnist_5k.npz"
 _WEIGHTS_FILE = "demo_weights.pt"
 _META_FILE = "demo_meta.json"
+_RUN_DIR = "demo_run"
 
 
 class DigitDataset(Dataset):
@@ -165,3 +171,26 @@ def load(device: str | torch.device = "cpu") -> Demo:
         mean=mean,
         accuracy=float(_meta()["accuracy"]),
     )
+
+
+def snapshots() -> Run:
+    """The demo model's own training run: snapshots at epochs 1, 2, 5, 10, 20 and 30.
+
+    The weights are stored in float16 (the package stays small) and come back as float32;
+    the epoch-30 snapshot is the shipped model rounded to float16. The run's manifest holds
+    the full per-epoch history (loss, accuracies, learning rate, seconds).
+
+    Example:
+        >>> from zfwidgets import demo
+        >>> run = demo.snapshots()
+        >>> run.epochs
+        [1, 2, 5, 10, 20, 30]
+        >>> model = run.model(5)          # a fresh SmallZFNet with the epoch-5 weights
+
+    Returns:
+        A :class:`zfwidgets.train.Run` (read-only: its Evolution cache goes to the user cache).
+    """
+    from zfwidgets.train.snapshots import load_run
+
+    # The package is installed as plain files (wheel or editable), so this is a real directory.
+    return load_run(Path(str(_data_path(_RUN_DIR))))

@@ -11,7 +11,7 @@ those observations into a number:
 - :func:`spectral_energy`: how each filter's energy is spread over low / mid / high spatial
   frequencies (the paper's point is the *mid* share);
 - :func:`aliasing`: the share of the layer-2 projections' energy above the Nyquist frequency of
-  the layer-1 stride, where nothing legitimate can be;
+  the layer-1 stride, made of the stride's spectral copies (the stuff of aliasing artifacts);
 - :func:`compare_architectures`: all of them for several trained models, plus the layer-1
   filters and layer-2 projections as tensors to draw with :mod:`zfwidgets.core.render`.
 
@@ -337,14 +337,16 @@ def _projection_list(projections) -> list[Tensor]:
 def aliasing(projections, stride: int) -> AliasingEnergy:
     """Share of the projections' energy above the Nyquist frequency of a layer-1 ``stride``.
 
-    A layer-1 stride ``s`` keeps one response every ``s`` pixels, so layer 1 can represent
+    A layer-1 stride ``s`` keeps one response every ``s`` pixels, so layer 1 represents
     patterns only up to ``1 / (2s)`` cycles/pixel along each axis. Projecting a layer-2 unit
-    down runs that sampling backwards: the transposed convolution spreads the sparse grid of
-    responses with the layer-1 filters, and whatever those filters pass above ``1 / (2s)``
-    appears as a periodic copy of lower-frequency content: the grid-like artifacts of the
-    paper's Fig. 6d. Energy found there is therefore aliasing (or, strictly, its imaging
-    counterpart), not detail. A stride-1 layer cannot alias: its Nyquist frequency is the
-    pixel grid's, and the measure is 0 by construction.
+    down runs that sampling backwards: the transposed strided convolution repeats the sampled
+    spectrum every ``1 / s`` (spectral images) and only the layer-1 filters' response above
+    ``1 / (2s)`` limits those copies. Projection energy found there is therefore made of such
+    copies: where several layer-1 units add up, they print the periodic, grid-like artifacts of
+    the paper's Fig. 6d. For one isolated unit the copies are simply the filter's own sharp
+    shape, so read the number as how much a layer lets its stride show through (its
+    susceptibility to aliasing), not as a count of visible artifacts. A stride-1 layer cannot
+    alias: its Nyquist frequency is the pixel grid's, and the measure is 0 by construction.
 
     For each projection, the plain (unpadded) 2-D DFT power, summed over channels, is split at
     ``max(|fx|, |fy|) > 1 / (2s)`` (a square, because the sampling grid is square; a bin exactly
