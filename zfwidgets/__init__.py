@@ -9,10 +9,11 @@ Example:
 """
 
 from zfwidgets.core import Inspector, UnsupportedModelError
-from zfwidgets.widgets import InvarianceExplorer, LayerBrowser, OcclusionSlider
+from zfwidgets.widgets import EvolutionScrubber, InvarianceExplorer, LayerBrowser, OcclusionSlider
 
 __version__ = "0.1.0"
 __all__ = [
+    "EvolutionScrubber",
     "Inspector",
     "InvarianceExplorer",
     "LayerBrowser",

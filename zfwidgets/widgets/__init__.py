@@ -6,8 +6,9 @@ Example:
     >>> LayerBrowser(d.model, dataset=d.dataset, mean=d.mean, classes=d.classes)  # doctest: +SKIP
 """
 
+from zfwidgets.widgets.evolution_scrubber import EvolutionScrubber
 from zfwidgets.widgets.invariance_explorer import InvarianceExplorer
 from zfwidgets.widgets.layer_browser import LayerBrowser
 from zfwidgets.widgets.occlusion_slider import OcclusionSlider
 
-__all__ = ["InvarianceExplorer", "LayerBrowser", "OcclusionSlider"]
+__all__ = ["EvolutionScrubber", "InvarianceExplorer", "LayerBrowser", "OcclusionSlider"]

@@ -46,13 +46,19 @@ from zfwidgets.widgets.parts import (
     blank_png,
     caption,
     errors_to,
-    fit_patch,
     full_width,
     image_from_bytes,
     png_image,
     rgba,
     uploaded_files,
     zoom_for,
+)
+from zfwidgets.widgets.top_nine import (
+    TOP_K,
+    TOP_TILE,
+    patch_side,
+    top_nine_pictures,
+    unit_picture,
 )
 
 __all__ = ["LayerBrowser", "METHODS", "POSITIONS", "unit_picture"]
@@ -75,15 +81,6 @@ POSITIONS = {
 }
 HIGHLIGHT = "#29b6f6"  # selection frame on the feature-map grid: a cyan absent from the heat map
 GAP_COLOUR = f"rgb({BACKGROUND}, {BACKGROUND}, {BACKGROUND})"
-TOP_TILE = 84  # about how big each top-9 tile is, in pixels
-TOP_K = 9
-
-
-def unit_picture(projection: Tensor, method: str) -> np.ndarray:
-    """How the widget draws a projection: |gradient| for saliency, signed grey otherwise."""
-    if method == "saliency":
-        return render.saliency_image(projection)
-    return render.projection_image(projection)
 
 
 class LayerBrowser(widgets.VBox):
@@ -717,15 +714,11 @@ class LayerBrowser(widgets.VBox):
         self._tasks.start(name, work, done, label=f"mining {shown}")
 
     def _draw_top(self, entries: list[TopEntry], method: str, count: int) -> None:
-        side = self._patch_side(entries)
-        zoom = zoom_for(max(side), TOP_TILE)
-        projections = [fit_patch(unit_picture(e.projection, method), e.box, side) for e in entries]
-        patches = [fit_patch(render.input_image(e.image, self.mean), e.box, side) for e in entries]
-        for image, tiles in ((self._top_projections, projections), (self._top_patches, patches)):
-            big = [render.upscale(t, zoom) for t in tiles]
-            image.value = render.to_png(render.grid(big, cols=3, background=BACKGROUND))
-        listing = ", ".join(f"#{e.image_index} ({e.value:.3g})" for e in entries)
-        self._top_caption.help = f"Image index (activation), strongest first: {listing}"
+        side = patch_side(self.inspector, self.layer, tuple(entries[0].image.shape))
+        pictures = top_nine_pictures(entries, method, self.mean, side)
+        self._top_projections.value = pictures.projections
+        self._top_patches.value = pictures.patches
+        self._top_caption.help = f"Image index (activation), strongest first: {pictures.listing}"
         note = (
             " (Grad-CAM is a class map, so units use the deconvnet)"
             if method != self.method
@@ -737,12 +730,3 @@ class LayerBrowser(widgets.VBox):
             f"image patches they see (right), strongest first{note}.",
             "muted",
         )
-
-    def _patch_side(self, entries: list[TopEntry]) -> tuple[int, int]:
-        """Tile size for the layer's patches: its nominal receptive field, within the image."""
-        image_hw = tuple(entries[0].image.shape[-2:])
-        row = self.inspector.describe(tuple(entries[0].image.shape))[
-            self.inspector.layer_index(self.layer)
-        ]
-        size = row["rf_size"] or max(image_hw)
-        return min(size, image_hw[0]), min(size, image_hw[1])

@@ -52,6 +52,7 @@ __all__ = [
     "fit_patch",
     "full_width",
     "image_from_bytes",
+    "place_patch",
     "png_image",
     "rgba",
     "text_html",
@@ -397,13 +398,17 @@ def rgba(picture: np.ndarray) -> np.ndarray:
 
 
 def fit_patch(picture: np.ndarray, box: Box, side: tuple[int, int]) -> np.ndarray:
-    """The part of ``picture`` inside ``box``, placed on a ``side`` (h, w) tile of background.
+    """The part of a whole-image ``picture`` inside ``box``, placed by :func:`place_patch`."""
+    rows, cols = box.slices
+    return place_patch(picture[rows, cols], box, side)
+
+
+def place_patch(patch: np.ndarray, box: Box, side: tuple[int, int]) -> np.ndarray:
+    """A ``patch`` already cut out at ``box``, placed on a ``side`` (h, w) tile of background.
 
     A box cut short by the image border keeps its content on the side away from that border,
     so that every patch of one layer lines up as in the paper's Fig. 2.
     """
-    rows, cols = box.slices
-    patch = picture[rows, cols]
     h, w = max(side[0], patch.shape[0]), max(side[1], patch.shape[1])
     tile = np.full((h, w) + patch.shape[2:], BACKGROUND, np.uint8)
     top = h - patch.shape[0] if box.top == 0 else 0

@@ -1,0 +1,85 @@
+"""A feature map's top 9 as two pictures: projections beside the image patches they see.
+
+The paper's Fig. 2 layout, shared by the LayerBrowser (top 9 in a data set) and the
+EvolutionScrubber (top 9 at one training epoch). Every tile is the layer's nominal receptive
+field, so the patches of one layer line up; a box cut short by the image border keeps its
+content on the side away from that border.
+
+Example:
+    >>> entries = top_projections(insp, top, data, "conv2", channel=5)     # doctest: +SKIP
+    >>> side = patch_side(insp, "conv2", tuple(entries[0].image.shape))      # doctest: +SKIP
+    >>> pictures = top_nine_pictures(entries, "deconvnet", mean, side)      # doctest: +SKIP
+    >>> image_widget.value = pictures.projections                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from torch import Tensor
+
+from zfwidgets.core import Inspector, render
+from zfwidgets.core.top_views import TopEntry
+from zfwidgets.widgets.parts import BACKGROUND, fit_patch, zoom_for
+
+__all__ = ["TOP_K", "TOP_TILE", "TopPictures", "patch_side", "top_nine_pictures", "unit_picture"]
+
+TOP_K = 9
+TOP_TILE = 84  # about how big each top-9 tile is on screen, in pixels
+
+
+def unit_picture(projection: Tensor, method: str) -> np.ndarray:
+    """How a projection is drawn: |gradient| for saliency, signed grey (0 = grey) otherwise."""
+    if method == "saliency":
+        return render.saliency_image(projection)
+    return render.projection_image(projection)
+
+
+def patch_side(inspector: Inspector, layer: str, image_shape: tuple[int, ...]) -> tuple[int, int]:
+    """Tile size (h, w) for ``layer``'s patches: its nominal receptive field, within the image."""
+    row = inspector.describe(tuple(image_shape))[inspector.layer_index(layer)]
+    h, w = int(image_shape[-2]), int(image_shape[-1])
+    size = row["rf_size"] or max(h, w)
+    return min(size, h), min(size, w)
+
+
+@dataclass(frozen=True)
+class TopPictures:
+    """PNG bytes of the projections grid and the patches grid, and a text listing.
+
+    Attributes:
+        projections: 3x3 grid of the entries' projections, strongest first.
+        patches: 3x3 grid of the image patches, same order.
+        listing: ``"#12 (3.41), #7 (3.02), ..."``: image index and activation of each entry.
+    """
+
+    projections: bytes
+    patches: bytes
+    listing: str
+
+
+def top_nine_pictures(
+    entries: Sequence[TopEntry],
+    method: str,
+    mean: Tensor | None,
+    side: tuple[int, int],
+    tile: int = TOP_TILE,
+) -> TopPictures:
+    """Draws ``entries`` (from :func:`~zfwidgets.core.top_views.top_projections`) as Fig. 2 does.
+
+    ``mean`` is added back to show the patches as images; ``side`` comes from
+    :func:`patch_side`; ``tile`` is about how many screen pixels each tile gets.
+    """
+    if not entries:
+        raise ValueError("no top entries to draw (the map never fired on the data set)")
+    zoom = zoom_for(max(side), tile)
+    projections = [fit_patch(unit_picture(e.projection, method), e.box, side) for e in entries]
+    patches = [fit_patch(render.input_image(e.image, mean), e.box, side) for e in entries]
+    pngs = []
+    for tiles in (projections, patches):
+        big = [render.upscale(t, zoom) for t in tiles]
+        pngs.append(render.to_png(render.grid(big, cols=3, background=BACKGROUND)))
+    listing = ", ".join(f"#{e.image_index} ({e.value:.3g})" for e in entries)
+    return TopPictures(pngs[0], pngs[1], listing)
