@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from zfwidgets.train import SnapshotRecorder, TrainConfig, train
 from zfwidgets.train.data import PixelDataset, demo_data
@@ -55,3 +56,39 @@ def tiny_run(run_dir, epochs: int = 3, snapshot_epochs=(1, 2, 3, 4), **rec_kw):
         progress=False,
     )
     return model, history
+
+
+def brute_force(model: nn.Module, probe: torch.Tensor, k: int) -> dict[str, tuple]:
+    """Loop over every image and map: argmax of each map, then sort images per map."""
+    relus = {"conv1": model.features[1], "conv2": model.features[5], "conv3": model.features[9]}
+    per_image = {name: [] for name in relus}
+    for i in range(len(probe)):
+        out = {}
+        hooks = [
+            m.register_forward_hook(lambda mod, inp, o, n=n, out=out: out.__setitem__(n, o.clone()))
+            for n, m in relus.items()
+        ]
+        try:
+            with torch.no_grad():
+                model(probe[i : i + 1])
+        finally:
+            for h in hooks:
+                h.remove()
+        for name, act in out.items():
+            rows = []
+            for c in range(act.shape[1]):
+                fmap = act[0, c]
+                flat = int(torch.argmax(fmap))
+                rows.append((float(fmap.flatten()[flat]), divmod(flat, fmap.shape[1])))
+            per_image[name].append(rows)
+    result = {}
+    for name, table in per_image.items():
+        channels = len(table[0])
+        values, images, positions = [], [], []
+        for c in range(channels):
+            order = sorted(range(len(probe)), key=lambda i: (-table[i][c][0], i))[:k]
+            values.append([table[i][c][0] for i in order])
+            images.append(order)
+            positions.append([table[i][c][1] for i in order])
+        result[name] = (torch.tensor(values), torch.tensor(images), torch.tensor(positions))
+    return result

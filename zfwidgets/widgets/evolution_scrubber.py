@@ -328,9 +328,9 @@ class EvolutionScrubber(widgets.VBox):
         )
         axes = [
             Axis(scale=x, label="epoch", tick_style=text, label_color="#888", num_ticks=6),
-            Axis(scale=loss_scale, orientation="vertical", side="left", label="loss",
+            Axis(scale=loss_scale, side="left", label="loss",
                  tick_style=text, label_color="#888", num_ticks=4),
-            Axis(scale=acc_scale, orientation="vertical", side="right", label="accuracy",
+            Axis(scale=acc_scale, side="right", label="accuracy",
                  tick_style=text, label_color="#888", num_ticks=4),
         ]  # fmt: skip
         self._scales = {"x": x, "loss": loss_scale}
@@ -473,10 +473,11 @@ class EvolutionScrubber(widgets.VBox):
 
     def _epochs_changed(self) -> None:
         """New snapshots: the slider, Play and curves grow; the new epochs get drawn."""
-        epochs = self.run.epochs
+        epochs, current = self.run.epochs, self.epoch
         with self._silenced(), self._epoch_slider.hold_sync(), self._play.hold_sync():
+            # New options move the slider to the first epoch (and the link, the trait): back.
             self._epoch_slider.options = [(str(e), e) for e in epochs]
-            self._epoch_slider.value = self.epoch
+            self._epoch_slider.value = current
             self._play.max = len(epochs) - 1
         self._draw_curves()
         self.status_line.info(f"new snapshot: epochs {epochs}")
@@ -488,6 +489,8 @@ class EvolutionScrubber(widgets.VBox):
         with self._lock:
             frame = self._frames.get((self.layer, self.epoch))
             self._shown = frame
+            if self.status_line.level == "error":
+                self.status_line.clear()  # a good value after a refused one: the news is old
             with errors_to(self.status_line, "drawing the grid"):
                 self._draw_grid(frame)
             with errors_to(self.status_line, "top 9"):
