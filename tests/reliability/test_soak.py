@@ -1,4 +1,4 @@
-"""A long session: 10,000 random widget events on the demo, across every widget.
+"""A long session: 10,000 random widget events on the demo, across the three widgets.
 
 Adding a widget is one entry in ``WIDGETS``: how to build it on the demo, its events, and how
 to check its final pictures against a fresh computation. Events drive traits directly (what
@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import os
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,8 +23,9 @@ import pytest
 import torch
 from reliability_cases import expected_projection
 
-from zfwidgets import Inspector, LayerBrowser, OcclusionSlider, demo
+from zfwidgets import EvolutionScrubber, Inspector, LayerBrowser, OcclusionSlider, demo
 from zfwidgets.core.occlusion import occlusion_at, occlusion_sweep
+from zfwidgets.train import Evolution
 
 # 10,000 for the issue's full soak (ZFW_SOAK_EVENTS=10000); the default keeps CI within minutes.
 EVENTS = int(os.environ.get("ZFW_SOAK_EVENTS", "2000"))
@@ -78,6 +80,35 @@ def _check_slider(s, d):
         assert torch.allclose(s.maps.target_prob, maps.target_prob, atol=1e-5)
 
 
+def _evolution(d) -> Evolution:
+    """The bundled run on 300 held-out digits, cached in a fresh folder (nothing shared)."""
+    probe = d.dataset.images[:300]
+    cache = tempfile.mkdtemp()
+    return Evolution(
+        demo.snapshots(), probe=probe, device="cpu", cache_dir=cache, cache_bytes=BUDGET
+    )
+
+
+def _scrubber(d):
+    s = EvolutionScrubber(_evolution(d))
+    for layer in s.evolution.layers:  # warm-up: every frame drawn once (a bounded cache)
+        s.layer = layer
+        assert s.wait(120)
+    return s
+
+
+def _check_scrubber(s, d):
+    assert s.wait(120)
+    fresh = EvolutionScrubber(_evolution(d), epoch=s.epoch, layer=s.layer, selected=s.selected)
+    assert fresh.wait(120)
+    assert fresh.frame.sources == s.frame.sources
+    assert (fresh._grid_rgba == s._grid_rgba).all()
+    if s.selected >= 0:
+        assert fresh._top_projections.value == s._top_projections.value
+        assert fresh._top_patches.value == s._top_patches.value
+    fresh.close()
+
+
 def _set(name, values):
     return lambda w, r: setattr(w, name, r.choice(values))
 
@@ -114,6 +145,19 @@ WIDGETS = [
         ],
         _check_slider,
         lambda s: [s.inspector, s._sweep_insp],
+    ),
+    Entry(
+        "EvolutionScrubber",
+        _scrubber,
+        [
+            (30, _set("epoch", [1, 2, 5, 10, 20, 30, 0, 7, 99])),
+            (4, _set("layer", ["conv1", "conv2", "conv3", "fc4", "conv9"])),
+            (6, lambda s, r: s._on_canvas_click(r.uniform(-10, 460), r.uniform(-10, 460))),
+            (4, lambda s, r: setattr(s, "selected", r.randrange(-3, 70))),
+            (1, lambda s, r: s.check_for_snapshots()),
+        ],
+        _check_scrubber,
+        lambda s: list(s.evolution._inspectors.values()),  # one per snapshot epoch
     ),
 ]
 

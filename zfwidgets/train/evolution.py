@@ -94,6 +94,8 @@ class Evolution:
         cache_dir: where mining results are cached; default beside the snapshots, or the
             user cache when the run directory is read-only or inside the package.
         progress: tqdm bars while mining.
+        cache_bytes: the record-cache budget of each snapshot's Inspector (default the
+            Inspector's own).
 
     Raises:
         ValueError: no probe given and the manifest's training set cannot be rebuilt; an
@@ -109,8 +111,10 @@ class Evolution:
         device: str | torch.device = "auto",
         cache_dir: str | os.PathLike | None = None,
         progress: bool = False,
+        cache_bytes: int | None = None,
     ) -> None:
         self.run = run if isinstance(run, Run) else load_run(run)
+        self.cache_bytes = cache_bytes
         if not self.run.epochs:
             raise ValueError(f"run {self.run.path} has no snapshot yet")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -185,7 +189,9 @@ class Evolution:
         epoch = self._check_epoch(epoch)
         with self._lock:
             if epoch not in self._inspectors:
-                self._inspectors[epoch] = Inspector(self.run.model(epoch), device=self.device)
+                budget = {} if self.cache_bytes is None else {"cache_bytes": self.cache_bytes}
+                model = self.run.model(epoch)
+                self._inspectors[epoch] = Inspector(model, device=self.device, **budget)
             return self._inspectors[epoch]
 
     def is_cached(self, epoch: int) -> bool:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ CHANGED_RGB = (255, 167, 38)  # orange frame: the map's strongest image changed
 SELECTED_RGB = (41, 182, 246)  # cyan frame: the map whose top 9 is shown
 CURVE_COLOURS = {"loss": "#ef6c00", "train_acc": "#66bb6a", "val_acc": "#1e88e5"}
 GRID_WIDTH, GRID_HEIGHT = 440, 440  # about how much room the grid of maps takes, in pixels
+TOPS_KEPT = 64  # top-9 pictures kept (most recent first): a long session stays bounded
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ class EvolutionScrubber(widgets.VBox):
         self.poll_seconds = float(poll_seconds)
         self._maps = {layer: self._check_maps(layer, maps) for layer in self.evolution.layers}
         self._frames: dict[tuple[str, int], Frame] = {}
-        self._tops: dict[tuple[str, int, int], Any] = {}
+        self._tops: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
         self._lock = threading.RLock()
         self._quiet = 0
         self._ready = False
@@ -542,6 +544,9 @@ class EvolutionScrubber(widgets.VBox):
             side = patch_side(self.evolution.inspector(self.epoch), self.layer, image_shape)
             pictures = top_nine_pictures(entries, "deconvnet", self.mean, side)
             self._tops[key] = pictures
+            while len(self._tops) > TOPS_KEPT:
+                self._tops.popitem(last=False)
+        self._tops.move_to_end(key)
         self._top_projections.value = pictures.projections
         self._top_patches.value = pictures.patches
         self._top_caption.help = (
