@@ -7,6 +7,10 @@ the core and ``render`` in the same process, so ``ratio`` is the widget's overhe
 depend on how fast the machine is. Without a front end the comm is a no-op: the time to ship the
 PNG to the browser is not included (it is a local websocket message of a few kB).
 
+The EvolutionScrubber's events (epoch and layer changes over the bundled demo run, after its
+frames are drawn) are timed the same way; their reference is the work they must do at least:
+putting one pre-drawn RGBA grid on the canvas.
+
 Also times mining the top 9 of one layer over the demo's 1,000 held-out digits, through the
 widget (``show_top = True`` then ``wait()``) and with ``mine`` directly.
 
@@ -20,13 +24,14 @@ import itertools
 import json
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
 
-from zfwidgets import Inspector, LayerBrowser, demo
+from zfwidgets import EvolutionScrubber, Inspector, LayerBrowser, demo
 from zfwidgets.core import render
 from zfwidgets.core.gradcam import gradcam, upsample
 from zfwidgets.core.mining import mine
@@ -136,6 +141,36 @@ def latency_rows(count: int) -> list[dict]:
     return rows
 
 
+def scrubber_rows(count: int, cache_dir: str) -> list[dict]:
+    """Epoch and layer changes on an EvolutionScrubber whose frames are all drawn."""
+    from zfwidgets.train import Evolution
+
+    evo = Evolution(demo.snapshots(), device="cpu", cache_dir=cache_dir)
+    scrubber = EvolutionScrubber(evo)
+    for layer in evo.layers:
+        scrubber.layer = layer
+        scrubber.wait()
+    scrubber.layer = "conv3"
+    frames = {e: scrubber.frame_for(e, "conv3").picture for e in scrubber.epochs}
+
+    def reference(epoch) -> None:
+        scrubber._canvas.put_image_data(frames[epoch], 0, 0)
+
+    rows = []
+    widget_ms, core_ms = time_events([setter(scrubber, "epoch"), reference], scrubber.epochs, count)
+    rows.append(summarise("epoch change (scrubber, conv3)", widget_ms, core_ms, True))
+    scrubber.selected = 5
+    for epoch in scrubber.epochs:  # each epoch's top 9 drawn once, as a first pass would
+        scrubber.epoch = epoch
+    widget_ms, core_ms = time_events([setter(scrubber, "epoch"), reference], scrubber.epochs, count)
+    rows.append(summarise("epoch change, top 9 shown", widget_ms, core_ms, True))
+    scrubber.selected = -1
+    (widget_ms,) = time_events([setter(scrubber, "layer")], evo.layers, count)
+    rows.append(summarise("layer change (scrubber)", widget_ms, None, True))
+    scrubber.close()
+    return rows
+
+
 def summarise(label: str, widget_ms: list[float], core_ms: list[float] | None, target: bool):
     p50, p95 = percentile(widget_ms, 0.5), percentile(widget_ms, 0.95)
     core_p50 = None if core_ms is None else percentile(core_ms, 0.5)
@@ -183,7 +218,8 @@ def mining_rows(repeats: int) -> list[dict]:
 def run(quick: bool = False) -> dict:
     """Runs the benchmark; returns a JSON-ready result with ``table`` (text) and raw rows."""
     count = QUICK_EVENTS if quick else EVENTS
-    latency = latency_rows(count)
+    with tempfile.TemporaryDirectory() as cache:
+        latency = latency_rows(count) + scrubber_rows(count, cache)
     mining = mining_rows(1 if quick else 3)
     return {
         "name": NAME,
