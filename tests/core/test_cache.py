@@ -3,6 +3,7 @@ and changed weights never serve a stale record."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from models import zf_like
 
@@ -129,3 +130,27 @@ def test_concurrent_use_from_threads_gives_the_same_pictures():
     assert not errors
     for i, picture in results.values():
         assert torch.equal(picture, expected[i])
+
+
+def test_record_many_is_one_batched_pass_with_the_same_records(monkeypatch):
+    images = [_image(s) for s in range(5)]
+    one_by_one = Inspector(zf_like(), device="cpu")
+    expected = [one_by_one.record(x, ["conv2"]) for x in images]
+    insp = Inspector(zf_like(), device="cpu")
+    insp.record(images[1], ["conv2"])  # one image already cached
+    counter = _CountingConv(monkeypatch)
+    records = insp.record_many(images, ["conv2"])
+    assert counter.calls == 2  # the four missing images went through both convs once, together
+    for got, want in zip(records, expected, strict=True):
+        assert got.input_shapes == want.input_shapes
+        for group in ("outputs", "switches", "masks", "lrn_inputs"):
+            a, b = getattr(got, group), getattr(want, group)
+            assert a.keys() == b.keys(), group
+            for i in a:
+                torch.testing.assert_close(a[i], b[i], rtol=1e-5, atol=1e-6)
+    assert insp.record_many(images, ["conv2"])[3] is records[3]  # now all served from cache
+    assert counter.calls == 2
+    info = insp.cache_info()
+    assert info.hits == 6 and info.misses == 5
+    with pytest.raises(ValueError, match="must share one shape"):
+        insp.record_many([images[0], torch.zeros(3, 40, 40)])

@@ -233,6 +233,33 @@ class Inspector:
                 self._cache.put(key, rec)
             return rec
 
+    def record_many(self, images: Sequence, layers: Sequence[str] = ()) -> list[Record]:
+        """The records of several images of one shape; those not cached come from one batch.
+
+        Same records as :meth:`record` one image at a time (each is cached on its own), but
+        the forward passes of the missing ones run as a single batched pass.
+        """
+        imgs = [self.image(x) for x in images]
+        shapes = {tuple(img.shape) for img in imgs}
+        if len(shapes) > 1:
+            raise ValueError(f"images must share one shape to be projected together; got {shapes}")
+        need = {self.layer_index(name) for name in layers}
+        with self._lock:
+            weights = self._current_weights()
+            keys = [(image_key(img), self._version) for img in imgs]
+            found = [self._cache.get(key) for key in keys]
+            missing = [i for i, r in enumerate(found) if r is None or not need <= r.outputs.keys()]
+            if missing:
+                keep = self._keep | need
+                for i in missing:
+                    keep |= set(found[i].outputs) if found[i] is not None else set()
+                batch = torch.cat([imgs[i] for i in missing])
+                fresh = record_forward(self.chain, weights, batch, keep).split()
+                for i, rec in zip(missing, fresh, strict=True):
+                    self._cache.put(keys[i], rec)
+                    found[i] = rec
+            return found
+
     def cache_info(self) -> CacheInfo:
         """Hits, misses, forward passes and bytes of the record cache."""
         with self._lock:
@@ -326,10 +353,7 @@ class Inspector:
             )
         index = self.layer_index(layer)
         name = self.chain[index].name
-        records = [self.record(img, [name]) for img in images]
-        shapes = {r.input_shapes[0] for r in records}
-        if len(shapes) > 1:
-            raise ValueError(f"images must share one shape to be projected together; got {shapes}")
+        records = self.record_many(images, [name])
         rec = Record.cat(records)
         top = torch.cat(
             [

@@ -113,6 +113,24 @@ class Record:
             lrn_inputs={i: torch.cat([r.lrn_inputs[i] for r in records]) for i in first.lrn_inputs},
         )
 
+    def split(self) -> list[Record]:
+        """One record per image of the batch (copies, so each can be cached on its own)."""
+        n = self.input_shapes[0][0]
+
+        def one(group: dict[int, Tensor], k: int) -> dict[int, Tensor]:
+            return {i: t[k : k + 1].clone() for i, t in group.items()}
+
+        return [
+            Record(
+                input_shapes=[torch.Size((1, *s[1:])) for s in self.input_shapes],
+                outputs=one(self.outputs, k),
+                switches=one(self.switches, k),
+                masks=one(self.masks, k),
+                lrn_inputs=one(self.lrn_inputs, k),
+            )
+            for k in range(n)
+        ]
+
     def relu_mask(self, index: int) -> Tensor:
         """``input > 0`` of the ReLU at ``index`` as a bool tensor."""
         return unpack_bits(self.masks[index], self.input_shapes[index])
