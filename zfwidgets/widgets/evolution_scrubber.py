@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -93,6 +94,17 @@ class Frame:
     values: tuple[float, ...]
     geometry: GridGeometry
     picture: np.ndarray
+
+
+def round_ticks(top: float, count: int = 5) -> list[float]:
+    """Tick values 0, step, 2 step, ... up to ``top``, with a round step (1, 2, 2.5 or 5 x 10^n)
+    giving at most about ``count`` intervals. (bqplot's ``num_ticks`` spaces ticks evenly
+    between the padded ends of the scale, which gives labels such as -0.078 and 0.78.)"""
+    if not top > 0:
+        return [0.0]
+    power = 10.0 ** math.floor(math.log10(top / count))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= top / count)
+    return [round(i * step, 10) for i in range(int(top / step + 1e-9) + 1)]
 
 
 def frame_ring(picture: np.ndarray, geometry: GridGeometry, index: int, colour) -> None:
@@ -328,18 +340,21 @@ class EvolutionScrubber(widgets.VBox):
             stroke_width=2,
             line_style="dashed",
         )
+        # Explicit tick values (set again in _draw_curves): the snapshot epochs, round losses.
         axes = [
-            Axis(scale=x, label="epoch", tick_style=text, label_color="#888", num_ticks=6),
+            Axis(scale=x, label="epoch", tick_style=text, label_color="#888",
+                 tick_values=[float(e) for e in self.run.epochs], tick_format="d"),
             Axis(scale=loss_scale, side="left", label="loss",
-                 tick_style=text, label_color="#888", num_ticks=4),
+                 tick_style=text, label_color="#888", tick_values=round_ticks(1.0)),
             Axis(scale=acc_scale, side="right", label="accuracy",
-                 tick_style=text, label_color="#888", num_ticks=4),
+                 tick_style=text, label_color="#888", tick_values=[0.0, 0.25, 0.5, 0.75, 1.0]),
         ]  # fmt: skip
         self._scales = {"x": x, "loss": loss_scale}
+        self._axes = {"x": axes[0], "loss": axes[1]}
         self._figure = Figure(
             marks=[*self._curves.values(), self._snapshot_dots, self._marker],
             axes=axes,
-            legend_location="bottom-right",
+            legend_location="right",  # between the accuracies (top) and the loss (bottom)
             legend_text=text,
             fig_margin={"top": 10, "bottom": 40, "left": 55, "right": 55},
             background_style={"fill": "transparent"},
@@ -354,17 +369,22 @@ class EvolutionScrubber(widgets.VBox):
             layout=full_width(**wrap),
         )
         top = widgets.VBox(
-            [widgets.HBox([self._top_projections, self._top_patches]), self._top_caption]
+            [widgets.HBox([self._top_projections, self._top_patches]), self._top_caption],
+            layout=widgets.Layout(margin="8px 0 0 0"),
         )
         self._top_panel = top
         left = widgets.VBox(
             [self._grid_caption, self._canvas], layout=widgets.Layout(margin="0 16px 0 0")
         )
-        right = widgets.VBox([self._figure, top])
+        # The top 9 (two pictures of about 280 pixels) gets a row of its own under the grid
+        # and curves: in the right column it made that column wider than the curves, and the
+        # grid and curves no longer fitted side by side in a JupyterLab notebook with its
+        # sidebar open.
         main = widgets.HBox(
-            [left, right], layout=full_width(flex_flow="row wrap", align_items="flex-start")
+            [left, self._figure],
+            layout=full_width(flex_flow="row wrap", align_items="flex-start"),
         )
-        self.children = [controls, main, widgets.HBox([self._progress]), self.status_line]
+        self.children = [controls, main, top, widgets.HBox([self._progress]), self.status_line]
 
     def _start(self, state: dict[str, Any], follow: bool) -> None:
         self._arrange()
@@ -566,6 +586,8 @@ class EvolutionScrubber(widgets.VBox):
         with self._figure.hold_sync():
             top = max(float(r.get("loss", 0.0)) for r in rows) or 1.0
             self._scales["loss"].min, self._scales["loss"].max = 0.0, top * 1.05
+            self._axes["loss"].tick_values = round_ticks(top * 1.05)
+            self._axes["x"].tick_values = [float(e) for e in self.run.epochs]
             self._scales["x"].min = min(epochs) - 0.5
             self._scales["x"].max = max(epochs) + 0.5
             for key, mark in self._curves.items():
