@@ -606,6 +606,7 @@ class EvolutionScrubber(widgets.VBox):
         todo = [e for e in self.run.epochs if (layer, e) not in self._frames]
         if not todo:
             self._tasks.cancel()
+            self._say_ready(layer)
             return
         probe_size = len(self.evolution.probe)
 
@@ -627,12 +628,14 @@ class EvolutionScrubber(widgets.VBox):
             return len(todo)
 
         def done(count: int) -> None:
-            self.status_line.info(
-                f"{layer}: {len(self.ready_epochs)} epochs ready; scrub or press Play"
-            )
+            self._say_ready(layer)
 
         key = f"{layer}@{','.join(map(str, todo))}"
         self._tasks.start(key, work, done, label=f"preparing {layer}")
+
+    def _say_ready(self, layer: str) -> None:
+        ready = [e for e in self.run.epochs if (layer, e) in self._frames]
+        self.status_line.info(f"{layer}: {len(ready)} epochs ready; scrub or press Play")
 
     def _render(self, layer: str, epoch: int) -> Frame:
         """Draws ``layer`` at ``epoch``: one tile per shown map, changed maps framed."""
