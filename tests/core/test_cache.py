@@ -33,16 +33,20 @@ def test_second_projection_on_same_image_runs_no_forward(monkeypatch):
     x = _image(0)
     counter = _CountingConv(monkeypatch)
     insp.project(x, "conv2", 1)
+    assert counter.calls == 2  # one forward pass through both convs, stopping at conv2
+    insp.activations(x.clone(), "fc4")  # same content, different tensor object; deeper: to the end
     after_first = counter.calls
-    assert after_first == 2  # one forward pass through both convs
+    assert after_first == 4
     for method in ("deconvnet", "guided", "saliency"):
         for channel in range(3):
             insp.project(x, "conv2", channel, method=method)
             insp.project(x, "conv1", channel, position=None, method=method)
-    insp.activations(x.clone(), "fc3")  # same content, different tensor object
+    insp.predict(x)
     assert counter.calls == after_first
     info = insp.cache_info()
-    assert info.misses == 1 and info.forwards == 1 and info.hits == 19
+    assert info.misses == 1 and info.forwards == 2 and info.hits == 20
+    insp.project(_image(1), "conv1", 0)  # a new image projected from conv1: conv2 never runs
+    assert counter.calls == after_first + 1
 
 
 def test_eviction_keeps_bytes_under_budget():

@@ -315,6 +315,7 @@ def _rows(rec: Record, rows: list[int]) -> Record:
     pick = torch.tensor(rows)
     return Record(
         input_shapes=[torch.Size((len(rows), *s[1:])) for s in rec.input_shapes],
+        depth=rec.depth,
         outputs={i: t[pick.to(t.device)] for i, t in rec.outputs.items()},
         switches={i: t[pick.to(t.device)] for i, t in rec.switches.items()},
         masks={i: t[pick.to(t.device)] for i, t in rec.masks.items()},

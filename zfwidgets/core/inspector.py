@@ -216,24 +216,39 @@ class Inspector:
         )
         return img.to(self.device)
 
-    def record(self, x, layers: Sequence[str] = ()) -> Record:
+    def _depth(self, depth: int | None) -> int:
+        return len(self.chain) - 1 if depth is None else depth
+
+    @staticmethod
+    def _serves(rec: Record | None, need: set[int], depth: int) -> bool:
+        return rec is not None and rec.depth >= depth and need <= rec.outputs.keys()
+
+    def record(self, x, layers: Sequence[str] = (), depth: int | None = None) -> Record:
         """The record of image ``x``, from the cache or from one forward pass.
 
-        ``layers`` are layers whose activations must be in the record.
+        ``layers`` are layers whose activations must be in the record. ``depth`` is the last
+        step index the record must reach (default the end: the class scores); a shallower
+        record is refreshed by a deeper pass that keeps what it had.
         """
         img = self.image(x)
         need = {self.layer_index(name) for name in layers}
+        depth = max([self._depth(depth), *need])
         with self._lock:
             weights = self._current_weights()
             key = (image_key(img), self._version)
             rec = self._cache.get(key)
-            if rec is None or not need <= rec.outputs.keys():
-                keep = self._keep | need | (set(rec.outputs) if rec is not None else set())
-                rec = record_forward(self.chain, weights, img, keep)
+            if not self._serves(rec, need, depth):
+                keep = self._keep | need
+                if rec is not None:
+                    keep |= set(rec.outputs)
+                    depth = max(depth, rec.depth)
+                rec = record_forward(self.chain, weights, img, keep, depth)
                 self._cache.put(key, rec)
             return rec
 
-    def record_many(self, images: Sequence, layers: Sequence[str] = ()) -> list[Record]:
+    def record_many(
+        self, images: Sequence, layers: Sequence[str] = (), depth: int | None = None
+    ) -> list[Record]:
         """The records of several images of one shape; those not cached come from one batch.
 
         Same records as :meth:`record` one image at a time (each is cached on its own), but
@@ -244,17 +259,20 @@ class Inspector:
         if len(shapes) > 1:
             raise ValueError(f"images must share one shape to be projected together; got {shapes}")
         need = {self.layer_index(name) for name in layers}
+        depth = max([self._depth(depth), *need])
         with self._lock:
             weights = self._current_weights()
             keys = [(image_key(img), self._version) for img in imgs]
             found = [self._cache.get(key) for key in keys]
-            missing = [i for i, r in enumerate(found) if r is None or not need <= r.outputs.keys()]
+            missing = [i for i, r in enumerate(found) if not self._serves(r, need, depth)]
             if missing:
                 keep = self._keep | need
                 for i in missing:
-                    keep |= set(found[i].outputs) if found[i] is not None else set()
+                    if found[i] is not None:
+                        keep |= set(found[i].outputs)
+                        depth = max(depth, found[i].depth)
                 batch = torch.cat([imgs[i] for i in missing])
-                fresh = record_forward(self.chain, weights, batch, keep).split()
+                fresh = record_forward(self.chain, weights, batch, keep, depth).split()
                 for i, rec in zip(missing, fresh, strict=True):
                     self._cache.put(keys[i], rec)
                     found[i] = rec
@@ -274,7 +292,7 @@ class Inspector:
     def activations(self, x, layer: str) -> Tensor:
         """The activations of ``layer`` for one image: (C, H, W), or (F,) for a linear layer."""
         index = self.layer_index(layer)
-        rec = self.record(x, [self.chain[index].name])
+        rec = self.record(x, [self.chain[index].name], depth=index)
         return rec.outputs[index][0].clone()
 
     def predict(self, x) -> Tensor:
@@ -327,7 +345,7 @@ class Inspector:
             raise ValueError(
                 f"got {len(channels)} channels but {len(positions)} positions; give one each"
             )
-        rec = self.record(x, [self.chain[index].name])
+        rec = self.record(x, [self.chain[index].name], depth=index)
         top = self.top_signals(rec.outputs[index], channels, positions, self.chain[index].name)
         return self.pass_down(rec, top, index, method)
 
@@ -353,7 +371,7 @@ class Inspector:
             )
         index = self.layer_index(layer)
         name = self.chain[index].name
-        records = self.record_many(images, [name])
+        records = self.record_many(images, [name], depth=index)
         rec = Record.cat(records)
         top = torch.cat(
             [
@@ -431,7 +449,7 @@ class Inspector:
         The last signal equals ``project(...)``.
         """
         index = self.layer_index(layer)
-        rec = self.record(x, [self.chain[index].name])
+        rec = self.record(x, [self.chain[index].name], depth=index)
         signal = self.top_signals(rec.outputs[index], [channel], [position], self.chain[index].name)
         trace = [(self.chain[index], signal[0])]
         for step in reversed(self.chain[: index + 1]):

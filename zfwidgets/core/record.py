@@ -7,7 +7,8 @@ For each image we keep, per layer kind:
 * ReLU: the sign of its input, bit-packed (8 units per byte), for guided backprop and saliency.
 * local response norm: its input, because the exact gradient of LRN (saliency, guided) depends
   on it. The deconvnet itself skips contrast normalisation on the way down.
-* the activations of the requested layers, and always the final output (the class scores).
+* the activations of the requested layers, and the output of the last step run: the class
+  scores after a full pass; a pass for a projection stops at the projected layer.
 """
 
 from __future__ import annotations
@@ -82,9 +83,11 @@ class Record:
         switches: max-pool switches by step index (offsets inside the window).
         masks: bit-packed ``input > 0`` of every ReLU, by step index.
         lrn_inputs: inputs of local response norm layers, by step index.
+        depth: the index of the last step the forward pass ran (steps 0..depth are recorded).
     """
 
     input_shapes: list[torch.Size]
+    depth: int = -1
     outputs: dict[int, Tensor] = field(default_factory=dict)
     switches: dict[int, Tensor] = field(default_factory=dict)
     masks: dict[int, Tensor] = field(default_factory=dict)
@@ -102,15 +105,21 @@ class Record:
 
         Only activations that every record kept are carried over.
         """
-        first = records[0]
+        depth = min(r.depth for r in records)
         n = sum(r.input_shapes[0][0] for r in records)
-        common = set.intersection(*(set(r.outputs) for r in records))
+
+        def joined(group: str) -> dict[int, Tensor]:
+            keys = set.intersection(*(set(getattr(r, group)) for r in records))
+            keys = {i for i in keys if i <= depth}  # the deeper records' extra steps are dropped
+            return {i: torch.cat([getattr(r, group)[i] for r in records]) for i in keys}
+
         return cls(
-            input_shapes=[torch.Size((n, *s[1:])) for s in first.input_shapes],
-            outputs={i: torch.cat([r.outputs[i] for r in records]) for i in common},
-            switches={i: torch.cat([r.switches[i] for r in records]) for i in first.switches},
-            masks={i: torch.cat([r.masks[i] for r in records]) for i in first.masks},
-            lrn_inputs={i: torch.cat([r.lrn_inputs[i] for r in records]) for i in first.lrn_inputs},
+            input_shapes=[torch.Size((n, *s[1:])) for s in records[0].input_shapes[: depth + 1]],
+            depth=depth,
+            outputs=joined("outputs"),
+            switches=joined("switches"),
+            masks=joined("masks"),
+            lrn_inputs=joined("lrn_inputs"),
         )
 
     def split(self) -> list[Record]:
@@ -123,6 +132,7 @@ class Record:
         return [
             Record(
                 input_shapes=[torch.Size((1, *s[1:])) for s in self.input_shapes],
+                depth=self.depth,
                 outputs=one(self.outputs, k),
                 switches=one(self.switches, k),
                 masks=one(self.masks, k),
@@ -142,13 +152,21 @@ class Record:
 
 
 def record_forward(
-    chain: list[Step], weights: list[dict[str, Tensor]], x: Tensor, keep: set[int]
+    chain: list[Step],
+    weights: list[dict[str, Tensor]],
+    x: Tensor,
+    keep: set[int],
+    depth: int | None = None,
 ) -> Record:
-    """Runs ``x`` (N, C, H, W) through ``chain`` and records switches, masks and ``keep``."""
-    rec = Record(input_shapes=[])
-    last = len(chain) - 1
+    """Runs ``x`` (N, C, H, W) through ``chain`` and records switches, masks and ``keep``.
+
+    ``depth``: the last step to run (default the end of the chain); its output is always kept.
+    A projection from a layer needs nothing above it, so the forward pass can stop there.
+    """
+    last = len(chain) - 1 if depth is None else depth
+    rec = Record(input_shapes=[], depth=last)
     with torch.no_grad():
-        for step in chain:
+        for step in chain[: last + 1]:
             rec.input_shapes.append(x.shape)
             if step.kind == "maxpool":
                 g = pool_geometry(step.module)

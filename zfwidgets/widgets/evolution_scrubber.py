@@ -224,8 +224,12 @@ class EvolutionScrubber(widgets.VBox):
     # ----- public --------------------------------------------------------------------------
     @property
     def epochs(self) -> list[int]:
-        """The run's snapshot epochs (grows while ``follow`` sees new snapshots)."""
-        return list(self.run.epochs)
+        """The snapshot epochs on the slider (grows while ``follow`` sees new snapshots).
+
+        A new epoch appears here once its drawing has been started, so ``wait()`` after
+        seeing it returns with the epoch drawn.
+        """
+        return list(self._epochs)
 
     @property
     def frame(self) -> Frame | None:
@@ -262,6 +266,7 @@ class EvolutionScrubber(widgets.VBox):
     # ----- building ------------------------------------------------------------------------
     def _build(self) -> None:
         epochs = self.run.epochs
+        self._epochs = list(epochs)
         self._layer_menu = widgets.Dropdown(
             options=list(self.evolution.layers),
             description="layer",
@@ -504,6 +509,7 @@ class EvolutionScrubber(widgets.VBox):
         self._draw_curves()
         self.status_line.info(f"new snapshot: epochs {epochs}")
         self._prepare()
+        self._epochs = list(epochs)
 
     # ----- drawing -------------------------------------------------------------------------
     def _show(self) -> None:
