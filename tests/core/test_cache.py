@@ -35,8 +35,9 @@ def test_second_projection_on_same_image_runs_no_forward(monkeypatch):
     insp.project(x, "conv2", 1)
     assert counter.calls == 2  # one forward pass through both convs, stopping at conv2
     insp.activations(x.clone(), "fc4")  # same content, different tensor object; deeper: to the end
+    insp.project(x, "conv1", 0, position=None)  # conv1's maps join the record: one more pass
     after_first = counter.calls
-    assert after_first == 4
+    assert after_first == 6
     for method in ("deconvnet", "guided", "saliency"):
         for channel in range(3):
             insp.project(x, "conv2", channel, method=method)
@@ -44,14 +45,15 @@ def test_second_projection_on_same_image_runs_no_forward(monkeypatch):
     insp.predict(x)
     assert counter.calls == after_first
     info = insp.cache_info()
-    assert info.misses == 1 and info.forwards == 2 and info.hits == 20
+    assert info.misses == 1 and info.forwards == 3 and info.hits == 21
     insp.project(_image(1), "conv1", 0)  # a new image projected from conv1: conv2 never runs
     assert counter.calls == after_first + 1
 
 
 def test_eviction_keeps_bytes_under_budget():
     insp = Inspector(zf_like(), device="cpu")
-    one = insp.record(_image(0)).nbytes
+    insp.project(_image(0), "conv2", 0)
+    one = insp.cache_info().bytes  # what one projected image's record holds
     insp = Inspector(zf_like(), device="cpu", cache_bytes=3 * one + one // 2)
     for seed in range(10):
         insp.project(_image(seed), "conv2", 0)

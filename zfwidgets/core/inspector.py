@@ -49,9 +49,11 @@ class Inspector:
             Linear. It is never modified: no hooks, no mode change, no weight change.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
         cache_bytes: budget of the per-image record cache (least recently used goes first).
-        keep: layers whose activations every record keeps; default the rectified output of
-            every conv and linear layer (the paper's feature maps) plus the class scores.
-            Other layers are added to an image's record when first asked for.
+        keep: layers whose activations every record keeps. Default none: a record holds the
+            switches, the bit-packed ReLU signs and the output of its last step, and a
+            layer's activations join an image's record when first asked for (one more
+            forward pass), so a cached image costs a few per cent of its activations.
+            ``keep=list(insp.aliases)`` keeps every feature map from the first pass.
 
     Raises:
         UnsupportedModelError: the model is not a chain the deconvnet can invert.
@@ -71,8 +73,7 @@ class Inspector:
         self.chain: list[Step] = build_chain(model)
         self.aliases: dict[str, str] = friendly_aliases(self.chain)
         self._by_name = {s.name: s for s in self.chain}
-        default_keep = self.aliases.values() if keep is None else keep
-        self._keep = {self.layer_index(name) for name in default_keep}
+        self._keep = {self.layer_index(name) for name in (keep or ())}
         self._cache = RecordCache(cache_bytes)
         self._weights: list[dict[str, Tensor]] = []
         self._version: tuple | None = None
