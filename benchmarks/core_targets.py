@@ -526,7 +526,7 @@ def run(quick: bool = False, threads: int | None = 1) -> dict:
             scaling_row(
                 "full projection time vs M multiply-adds passed (AlexNet)",
                 device,
-                depth_rows(device, quick, 1 if quick else 5),
+                depth_rows(device, quick, 1 if quick else 15),
             )
         )
     rows += occluder_rows(repeats)
