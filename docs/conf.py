@@ -38,7 +38,7 @@ extensions = [
 exclude_patterns = ["_build", "_generated", "**/.ipynb_checkpoints", "README.md", "widget_modules.py"]
 html_theme = "furo"
 html_title = "zfwidgets"
-html_static_path = ["_static"]
+html_static_path = ["_static"] if (DOCS / "_static").is_dir() else []  # made by docs-js
 myst_enable_extensions = ["dollarmath", "colon_fence"]
 suppress_warnings = ["mystnb.unknown_mime_type"]
 

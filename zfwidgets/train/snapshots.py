@@ -312,10 +312,11 @@ def _read_manifest(run_dir: Path) -> dict[str, Any]:
 class Run:
     """A training run on disk, as written by :class:`SnapshotRecorder`. Use :func:`load_run`.
 
+    ``epochs`` (the epochs that have a snapshot) and ``history`` (one row per trained epoch)
+    are properties read from the manifest.
+
     Attributes:
         path: the run directory.
-        epochs: epochs that have a snapshot, ascending.
-        history: one row per trained epoch (also epochs without a snapshot).
         manifest: the parsed manifest.
     """
 
