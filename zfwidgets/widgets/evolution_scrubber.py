@@ -28,8 +28,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +50,7 @@ from zfwidgets.widgets.parts import (
     PICTURE_SIDE,
     BackgroundTask,
     GridGeometry,
+    Silencer,
     StatusLine,
     blank_png,
     caption,
@@ -180,7 +180,7 @@ class EvolutionScrubber(widgets.VBox):
         self._frames: dict[tuple[str, int], Frame] = {}
         self._tops: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
         self._lock = threading.RLock()
-        self._quiet = 0
+        self._quiet = Silencer()
         self._ready = False
         self._shown: Frame | None = None
         self._watcher: threading.Thread | None = None
@@ -393,11 +393,11 @@ class EvolutionScrubber(widgets.VBox):
 
     def _start(self, state: dict[str, Any], follow: bool) -> None:
         self._arrange()
-        with self._silenced():
+        with self._quiet:
             self.layer = state.get("layer", self.evolution.layers[0])
             self.epoch = state.get("epoch", self.run.epochs[0])
         self._ready = True
-        with self._silenced():
+        with self._quiet:
             if "selected" in state:
                 self.selected = state["selected"]
         for trait, control in (
@@ -447,13 +447,6 @@ class EvolutionScrubber(widgets.VBox):
         return value
 
     # ----- reacting to changes -------------------------------------------------------------
-    @contextmanager
-    def _silenced(self) -> Iterator[None]:
-        self._quiet += 1
-        try:
-            yield
-        finally:
-            self._quiet -= 1
 
     @traitlets.observe("epoch")
     def _epoch_changed(self, change: dict) -> None:
@@ -466,7 +459,7 @@ class EvolutionScrubber(widgets.VBox):
     def _layer_changed(self, change: dict) -> None:
         if self._quiet or not self._ready:
             return
-        with self._silenced():
+        with self._quiet:
             if self.selected >= self._map_count(self.layer):
                 self.selected = -1
         self._show()
@@ -501,7 +494,7 @@ class EvolutionScrubber(widgets.VBox):
     def _epochs_changed(self) -> None:
         """New snapshots: the slider, Play and curves grow; the new epochs get drawn."""
         epochs, current = self.run.epochs, self.epoch
-        with self._silenced(), self._epoch_slider.hold_sync(), self._play.hold_sync():
+        with self._quiet, self._epoch_slider.hold_sync(), self._play.hold_sync():
             # New options move the slider to the first epoch (and the link, the trait): back.
             self._epoch_slider.options = [(str(e), e) for e in epochs]
             self._epoch_slider.value = current

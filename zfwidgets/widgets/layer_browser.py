@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import ipywidgets as widgets
@@ -42,6 +40,7 @@ from zfwidgets.widgets.parts import (
     BackgroundTask,
     GridGeometry,
     ImageSource,
+    Silencer,
     StatusLine,
     blank_png,
     caption,
@@ -146,7 +145,7 @@ class LayerBrowser(widgets.VBox):
         self._mined: dict[str, TopK] = {}
         self._top_entries: list[TopEntry] | None = None
         self._lock = threading.RLock()  # one handler at a time: the inspector's cache is shared
-        self._quiet = 0
+        self._quiet = Silencer()
         self._ready = False
         self._grid: GridGeometry | None = None
         self._grid_rgba: np.ndarray | None = None
@@ -348,7 +347,7 @@ class LayerBrowser(widgets.VBox):
         if unknown:
             raise TypeError(f"LayerBrowser got unexpected arguments: {', '.join(sorted(unknown))}")
         self._ready = True
-        with self._silenced():
+        with self._quiet:
             self.layer = state.get("layer", self._default_layer())
             self._sync_channel_range()
             for name in ("image_index", "channel", "method", "position"):
@@ -408,7 +407,7 @@ class LayerBrowser(widgets.VBox):
         """Fits the channel slider (and the channel, if it is now too big) to the layer."""
         last = self._layer_shape(self.layer)[0] - 1
         slider = self._channel_slider
-        with self._silenced(), slider.hold_sync():
+        with self._quiet, slider.hold_sync():
             if last >= slider.max:
                 slider.max = last
             self.channel = min(self.channel, last)
@@ -513,15 +512,6 @@ class LayerBrowser(widgets.VBox):
     def _on_upload(self, change: dict) -> None:
         for name, data in uploaded_files(change["new"])[-1:]:
             self.upload(data, name)
-
-    @contextmanager
-    def _silenced(self) -> Iterator[None]:
-        """Trait changes inside do not redraw (the caller redraws once at the end)."""
-        self._quiet += 1
-        try:
-            yield
-        finally:
-            self._quiet -= 1
 
     # ----- drawing -------------------------------------------------------------------------
     def _refresh(self, parts: set[str]) -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "Caption",
     "GridGeometry",
     "ImageSource",
+    "Silencer",
     "StatusLine",
     "blank_png",
     "caption",
@@ -312,6 +313,33 @@ class BackgroundTask:
 
     def _show_progress(self, visible: bool) -> None:
         self.progress.layout.visibility = "visible" if visible else "hidden"
+
+
+class Silencer:
+    """Nested "change traits now, redraw once later" blocks: true while one is open.
+
+    Handlers return early while it is true; the code that opened the block redraws at the end.
+
+    Example:
+        >>> quiet = Silencer()
+        >>> with quiet:
+        ...     inside = bool(quiet)
+        >>> inside, bool(quiet)
+        (True, False)
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+    def __enter__(self) -> Silencer:
+        self.depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.depth -= 1
+
+    def __bool__(self) -> bool:
+        return self.depth > 0
 
 
 class ImageSource:
