@@ -10,6 +10,7 @@ the end equal a fresh computation on a new Inspector.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import random
@@ -162,8 +163,22 @@ WIDGETS = [
 ]
 
 
+def _trim() -> None:
+    """Hands freed heap back to the OS (glibc), so RSS counts live memory, not malloc's cache.
+
+    Every background job runs in a new thread, and glibc keeps what such threads freed in
+    per-thread arenas; without a trim that retained space shows as growth that varies run to
+    run (33 to 63 MiB here for the same events) although nothing is leaked.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: RSS as it is
+
+
 def rss() -> int:
     gc.collect()
+    _trim()
     return psutil.Process().memory_info().rss
 
 
