@@ -40,7 +40,6 @@ from bqplot import Axis, Figure, LinearScale, Lines, Scatter
 from ipycanvas import Canvas, hold_canvas
 
 from zfwidgets.core import render
-from zfwidgets.core.mining import image_of
 from zfwidgets.train.evolution import Evolution
 from zfwidgets.train.snapshots import Run, load_run
 from zfwidgets.widgets.parts import (
@@ -218,7 +217,7 @@ class EvolutionScrubber(widgets.VBox):
 
     def _map_count(self, layer: str) -> int:
         insp = self.evolution.inspector(self.run.epochs[0])
-        shape = tuple(image_of(self.evolution.image(0)).shape)
+        shape = tuple(self.evolution.image(0).shape)
         return int(insp.shapes(shape)[insp.layer_index(layer)][1])
 
     # ----- public --------------------------------------------------------------------------
