@@ -39,6 +39,20 @@ def test_bad_images(insp, image, error, words):
         assert word in str(info.value), str(info.value)
 
 
+def test_finite_image_whose_sum_overflows_is_accepted(insp):
+    # float16 sums to inf although every value is finite: the quick test must not refuse it
+    big = torch.full((3, 32, 32), 60000.0, dtype=torch.float16)
+    assert not torch.isfinite(big.sum())
+    assert torch.equal(insp.activations(big, "conv1"), insp.activations(big.float(), "conv1"))
+
+
+def test_one_nan_among_huge_values_is_refused(insp):
+    x = torch.full((3, 32, 32), 60000.0, dtype=torch.float16)
+    x[1, 5, 5] = float("nan")
+    with pytest.raises(ValueError, match="image has 1 NaN or infinite values"):
+        insp.project(x, "conv1", 0)
+
+
 def test_image_too_large_for_the_classifier_names_the_layer(insp):
     with pytest.raises(ValueError, match=r"'11', which expects 48"):
         insp.predict(torch.randn(3, 64, 64))

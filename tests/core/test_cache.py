@@ -160,3 +160,48 @@ def test_record_many_is_one_batched_pass_with_the_same_records(monkeypatch):
     assert info.hits == 6 and info.misses == 5
     with pytest.raises(ValueError, match="must share one shape"):
         insp.record_many([images[0], torch.zeros(3, 40, 40)])
+
+
+def _torch_version(model):
+    """The reference: every parameter and buffer as torch's own iterators list them."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sorted((t.data_ptr(), t._version) for t in tensors)
+
+
+def test_parameter_version_sees_every_tensor_torch_lists():
+    from zfwidgets.core.cache import parameter_version
+
+    shared = torch.nn.Conv2d(3, 4, 3)
+    model = torch.nn.Sequential(shared, torch.nn.BatchNorm2d(4), torch.nn.ReLU(), shared)
+    model.register_module("empty", None)  # an empty slot in the module tree
+    model[1].register_buffer("nothing", None)
+    stamps = sorted((ptr, version) for ptr, version, *_ in set(parameter_version(model)))
+    assert stamps == sorted(set(_torch_version(model)))
+
+
+def test_parameter_version_changes_on_replacement_buffer_update_and_step():
+    from zfwidgets.core.cache import parameter_version
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    seen = [parameter_version(model)]
+    model[0].bias = torch.nn.Parameter(torch.zeros(4))  # replaced
+    seen.append(parameter_version(model))
+    model.train()(torch.randn(2, 3, 8, 8))  # batch norm updates its running stats in place
+    seen.append(parameter_version(model))
+    with torch.no_grad():
+        model[0].weight.add_(1)
+    seen.append(parameter_version(model))
+    assert len(set(seen)) == len(seen)
+    assert parameter_version(model) == seen[-1]  # and it is stable when nothing changes
+
+
+def test_image_key_tells_apart_shapes_and_single_values():
+    from zfwidgets.core.cache import image_key
+
+    x = _image(3)
+    y = x.clone()
+    y[2, 31, 31] = torch.nextafter(y[2, 31, 31], torch.tensor(10.0))
+    assert image_key(x) == image_key(x.clone())
+    assert image_key(x) != image_key(y)
+    assert image_key(x) != image_key(x.reshape(3, 16, 64))
+    assert image_key(x) == image_key(x.double())  # keyed on the float32 values used

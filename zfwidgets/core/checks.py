@@ -59,7 +59,9 @@ def as_image(x, in_channels: int | None) -> Tensor:
             f"image dtype is {x.dtype}; a floating dtype is needed (e.g. x.float() / 255, "
             "normalised as the model was trained)"
         )
-    if not torch.isfinite(x).all():
+    # A finite sum proves every value finite (NaN and inf propagate) at a tenth of the cost
+    # of the elementwise test; only an overflowing or non-finite sum needs the full count.
+    if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).sum())
         raise ValueError(f"image has {bad} NaN or infinite values; all pixels must be finite")
     x = x.reshape(1, *x.shape[-3:]).float()
