@@ -9,7 +9,9 @@ import torch
 
 import zfwidgets
 from zfwidgets import demo
+from zfwidgets.core.mining import data_fingerprint
 from zfwidgets.train import Evolution
+from zfwidgets.train.data import demo_data
 
 DATA = Path(zfwidgets.__file__).parent / "zoo" / "data"
 
@@ -25,6 +27,9 @@ def test_bundled_snapshots_match_the_shipped_model():
     first = run.model(1).state_dict()
     assert not torch.allclose(first["features.0.weight"], last["features.0.weight"], atol=1e-3)
     assert run.manifest["data"]["source"] == "demo"
+    train_set, _ = demo_data()
+    assert run.manifest["data"]["size"] == len(train_set)
+    assert run.manifest["data"]["fingerprint"] == data_fingerprint(train_set)
     assert run.manifest["config"]["schedule"] == "milestones"
 
 

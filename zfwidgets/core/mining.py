@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import tempfile
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import xxhash
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
@@ -157,12 +157,12 @@ def model_fingerprint(insp: Inspector) -> str:
 
 
 def _hash_model(insp: Inspector) -> str:
-    h = hashlib.blake2b(digest_size=16)
+    h = xxhash.xxh3_128()
     for step in insp.chain:
         h.update(f"{step.name}:{step.kind};".encode())
     for name, tensor in insp.model.state_dict().items():
         h.update(name.encode())
-        h.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())
+        h.update(tensor.detach().to("cpu").contiguous().numpy())
     return h.hexdigest()
 
 
@@ -170,10 +170,10 @@ def data_fingerprint(data, samples: int = 32) -> str:
     """A digest of the data set's length and of up to ``samples`` evenly spaced images."""
     images = as_indexable(data)
     n = len(images)
-    h = hashlib.blake2b(digest_size=16)
+    h = xxhash.xxh3_128()  # 128 bits, like the image keys; 30x faster than blake2b
     h.update(str(n).encode())
     for i in sorted({int(j * (n - 1) / max(samples - 1, 1)) for j in range(min(samples, n))}):
-        h.update(image_of(images[i]).to("cpu", torch.float32).contiguous().numpy().tobytes())
+        h.update(image_of(images[i]).to("cpu", torch.float32).contiguous().numpy())
     return h.hexdigest()
 
 
@@ -225,13 +225,34 @@ def _batches(data, batch_size: int) -> Iterator[Tensor]:
         yield batch
 
 
-def _batch_maxima(act: Tensor) -> tuple[Tensor, Tensor]:
-    """Per image and map: the strongest value and its (y, x). act: (B, C, H, W) or (B, F)."""
+def _map_maxima(act: Tensor) -> Tensor:
+    """Per image and map, the strongest value: (B, C). act: (B, C, H, W) or (B, F)."""
+    return act if act.ndim == 2 else act.flatten(2).amax(dim=2)
+
+
+def _merge_batch(best: LayerTopK, act: Tensor, ids: Tensor, k: int) -> LayerTopK:
+    """Keeps the k largest of the current best and one batch of activations ``act``.
+
+    The positions of the maxima are found only for the maps that enter the top k: ``amax``
+    is six times faster than ``max`` with indices, and after the first batches few of a
+    batch's maps displace anything.
+    """
+    new = LayerTopK(
+        _map_maxima(act).T,
+        ids[None].expand(act.shape[1], -1),
+        torch.zeros(act.shape[1], act.shape[0], 2, dtype=torch.long, device=act.device),
+    )
+    merged = _merge(best, new.values, new.images, new.positions, k)
     if act.ndim == 2:
-        return act, torch.zeros(*act.shape, 2, dtype=torch.long, device=act.device)
-    flat = act.flatten(2)
-    values, where = flat.max(dim=2)
-    return values, torch.stack([where // act.shape[3], where % act.shape[3]], dim=-1)
+        return merged
+    channel, slot = torch.nonzero(merged.images >= int(ids[0]), as_tuple=True)
+    rows = (merged.images[channel, slot] - int(ids[0])).long()
+    # the same reduction as max(dim=2) over the whole batch, on the winning maps only
+    where = act.flatten(2)[rows, channel].max(dim=1).indices
+    merged.positions[channel, slot] = torch.stack(
+        [where // act.shape[3], where % act.shape[3]], dim=-1
+    )
+    return merged
 
 
 def _merge(best: LayerTopK, values: Tensor, images: Tensor, positions: Tensor, k: int) -> LayerTopK:
@@ -297,15 +318,14 @@ def mine(
             acts = insp.run_batch(batch, names)
             ids = torch.arange(offset + done, offset + done + len(batch), device=insp.device)
             for name, act in acts.items():
-                values, positions = _batch_maxima(act)
                 if name not in best:
-                    channels = values.shape[1]
+                    channels = act.shape[1]
                     best[name] = LayerTopK(
                         torch.full((channels, 0), float("-inf"), device=insp.device),
                         torch.full((channels, 0), -1, dtype=torch.long, device=insp.device),
                         torch.zeros((channels, 0, 2), dtype=torch.long, device=insp.device),
                     )
-                best[name] = _merge(best[name], values.T, ids[None], positions.transpose(0, 1), k)
+                best[name] = _merge_batch(best[name], act, ids, k)
             done += len(batch)
             bar.update(len(batch))
             if callback is not None:
