@@ -513,7 +513,7 @@ def run(quick: bool = False, threads: int | None = 1) -> dict:
         rows += projection_rows(device, quick, repeats)
         rows += top9_rows(device, quick, repeats)
         rows += occlusion_rows(device, quick, 1 if quick else 3)
-        mine_rows, mine_points = mining_rows(device, quick, 1 if quick else 3)
+        mine_rows, mine_points = mining_rows(device, quick, 1 if quick else 7)
         rows += mine_rows
         rows += memory_rows(device, quick)
         rows.append(scaling_row("mining time vs images (demo)", device, mine_points))
