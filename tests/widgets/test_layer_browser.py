@@ -229,6 +229,24 @@ def test_grid_geometry_matches_render_grid():
         assert geometry.cell_at(x, y) == i
 
 
+@pytest.mark.parametrize(
+    "count, size, cols, zoom",
+    [
+        # worked by hand for the default 360 x 400 area, 3 px padding, tiles of <= 64 px:
+        (64, (14, 14), 8, 3),  # 9 across also gives zoom 3 but leaves one map alone
+        (32, (28, 28), 6, 2),  # 6 x 6 is the only layout at zoom 2
+        (256, (13, 13), 16, 1),  # 16 x 16 fits at 1:1 and leaves no empty cell
+        (10, (3, 3), 5, 21),  # 5 x 2 with 21x tiles (64 // 3 caps the zoom)
+    ],
+)
+def test_grid_layout_prefers_big_tiles_then_full_rows(count, size, cols, zoom):
+    from zfwidgets.widgets.parts import GridGeometry
+
+    geometry, got_zoom = GridGeometry.for_tiles(count, size)
+    assert (geometry.cols, got_zoom) == (cols, zoom)
+    assert geometry.size[0] <= 360 + 3 and geometry.size[1] <= 400 + 3  # plus the outer pad
+
+
 # ----- bad input: a message in the status line, the widget keeps working -------------------------
 
 

@@ -502,15 +502,17 @@ class GridGeometry:
         """A layout of ``count`` maps of ``map_size`` (h, w) in about ``width`` x ``height``.
 
         Returns ``(geometry, zoom)``, ``zoom`` being each map's whole-number enlargement. The
-        column count that gives the biggest tiles (at most ``biggest`` pixels) wins, the wider
-        grid among equals; when nothing fits, maps stay 1:1 in a near-square grid.
+        column count that gives the biggest tiles (at most ``biggest`` pixels) wins; among
+        equals, the one leaving the fewest empty cells in its last row (64 maps as 8 x 8, not
+        9 across with one map alone), then the wider; when nothing fits, maps stay 1:1 in a
+        near-square grid.
 
         Example:
             >>> GridGeometry.for_tiles(32, (28, 28))[0].cols
             6
         """
         h, w = int(map_size[0]), int(map_size[1])
-        best_zoom, best_cols = 0, max(1, int(np.ceil(np.sqrt(count))))
+        best, best_cols = (0, 0), max(1, int(np.ceil(np.sqrt(count))))
         for cols in range(count, 0, -1):
             rows = -(-count // cols)
             zoom = min(
@@ -518,7 +520,9 @@ class GridGeometry:
                 (height // rows - pad) // h,
                 max(1, biggest // max(h, w)),
             )
-            if zoom > best_zoom:
-                best_zoom, best_cols = zoom, cols
+            score = (zoom, count - rows * cols)  # bigger tiles, then fewer empty cells
+            if zoom > 0 and score > best:
+                best, best_cols = score, cols
+        best_zoom = best[0]
         zoom = max(best_zoom, 1)
         return GridGeometry(count, (h * zoom, w * zoom), best_cols, pad), zoom
