@@ -170,7 +170,7 @@ def data_fingerprint(data, samples: int = 32) -> str:
     """A digest of the data set's length and of up to ``samples`` evenly spaced images."""
     images = as_indexable(data)
     n = len(images)
-    h = xxhash.xxh3_128()  # 128 bits, like the image keys; 30x faster than blake2b
+    h = xxhash.xxh3_128()  # 128 bits, like the image keys
     h.update(str(n).encode())
     for i in sorted({int(j * (n - 1) / max(samples - 1, 1)) for j in range(min(samples, n))}):
         h.update(image_of(images[i]).to("cpu", torch.float32).contiguous().numpy())
@@ -237,16 +237,14 @@ def _merge_batch(best: LayerTopK, act: Tensor, ids: Tensor, k: int) -> LayerTopK
     is six times faster than ``max`` with indices, and after the first batches few of a
     batch's maps displace anything.
     """
-    new = LayerTopK(
-        _map_maxima(act).T,
-        ids[None].expand(act.shape[1], -1),
-        torch.zeros(act.shape[1], act.shape[0], 2, dtype=torch.long, device=act.device),
-    )
-    merged = _merge(best, new.values, new.images, new.positions, k)
+    values = _map_maxima(act).T  # (C, B)
+    unknown = torch.zeros(*values.shape, 2, dtype=torch.long, device=act.device)
+    merged = _merge(best, values, ids[None], unknown, k)
     if act.ndim == 2:
         return merged
-    channel, slot = torch.nonzero(merged.images >= int(ids[0]), as_tuple=True)
-    rows = (merged.images[channel, slot] - int(ids[0])).long()
+    first = int(ids[0])  # this batch's images are the only ones numbered from here on
+    channel, slot = torch.nonzero(merged.images >= first, as_tuple=True)
+    rows = merged.images[channel, slot] - first
     # the same reduction as max(dim=2) over the whole batch, on the winning maps only
     where = act.flatten(2)[rows, channel].max(dim=1).indices
     merged.positions[channel, slot] = torch.stack(
