@@ -233,10 +233,10 @@ def test_grid_geometry_matches_render_grid():
     "count, size, cols, zoom",
     [
         # worked by hand for the default 360 x 400 area, 3 px padding, tiles of <= 64 px:
-        (64, (14, 14), 8, 3),  # 9 across also gives zoom 3 but leaves one map alone
+        (64, (12, 12), 8, 3),  # 9 across also gives zoom 3 but leaves one map alone
         (32, (28, 28), 6, 2),  # 6 x 6 is the only layout at zoom 2
-        (256, (13, 13), 16, 1),  # 16 x 16 fits at 1:1 and leaves no empty cell
-        (10, (3, 3), 5, 21),  # 5 x 2 with 21x tiles (64 // 3 caps the zoom)
+        (256, (13, 13), 16, 1),  # 22 across also fits at 1:1 but leaves 8 cells empty
+        (10, (3, 3), 5, 21),  # at 21x (64 // 3), 5 and 2 across leave no cell empty: wider wins
     ],
 )
 def test_grid_layout_prefers_big_tiles_then_full_rows(count, size, cols, zoom):

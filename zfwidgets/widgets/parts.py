@@ -521,8 +521,7 @@ class GridGeometry:
                 max(1, biggest // max(h, w)),
             )
             score = (zoom, count - rows * cols)  # bigger tiles, then fewer empty cells
-            if zoom > 0 and score > best:
+            if score > best:  # strictly: the wider layout stays among equals
                 best, best_cols = score, cols
-        best_zoom = best[0]
-        zoom = max(best_zoom, 1)
+        zoom = max(best[0], 1)
         return GridGeometry(count, (h * zoom, w * zoom), best_cols, pad), zoom
