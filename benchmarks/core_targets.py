@@ -179,17 +179,16 @@ def depth_rows(device: str, quick: bool, repeats: int) -> list[dict]:
             macs.append(out.numel() * per_output / 1e6)
         else:
             macs.append(0.0)
-    layers = ["conv1", "conv2", "conv3", "conv4", "conv5"]
-    passes = []
-    for layer in layers:
+    ends, passes = [], []
+    for layer in ["conv1", "conv2", "conv3", "conv4", "conv5"]:
         index = insp.layer_index(layer)
         rec = insp.record(x, [layer])
         top = insp.top_signals(rec.outputs[index], [0], [None], insp.layer_name(layer))
+        ends.append(index)
         passes.append(lambda rec=rec, top=top, index=index: insp.pass_down(rec, top, index))
     # In turns, like every other comparison here: a burst of load on the shared machine
     # then slows all five depths alike instead of bending the line at one of them.
     times = timed(passes, repeats)
-    ends = [insp.layer_index(layer) for layer in layers]
     return [(sum(macs[: end + 1]), t) for end, t in zip(ends, times, strict=True)]
 
 

@@ -57,7 +57,7 @@ def parameter_version(model: nn.Module) -> tuple:
     Uses each tensor's storage address and autograd version counter: in-place updates by
     optimisers and ``load_state_dict`` bump the counter, so this costs no pass over the data.
     It runs on every question asked, so it walks the module tree itself: ``parameters()``
-    and ``buffers()`` build two generators per module and cost four times as much.
+    and ``buffers()`` build two generators per module and cost three to four times as much.
     """
     stamps = []
     seen: set[int] = set()
