@@ -13,7 +13,10 @@ target is an upper bound):
 5. mining throughput vs plain inference through the same layers (>= 0.9x);
 6. (widget latency: ``widget_latency.py``) plus the OcclusionSlider's occluder move here;
 7. bytes cached per recorded image vs float32 activations of every layer (<= 0.25x);
-8. how time grows with data set size, occluder positions and projection depth.
+8. how time grows with data set size, occluder positions and projection depth;
+9. ResNet-50, a graph with residual additions and reused ReLUs: a recorded projection of one
+   unit of layer2/3/4 vs Captum (>= 2.5x) and vs autograd's backward from a recorded graph
+   (<= 1.0x), a first projection vs Captum (>= 1.2x), occlusion vs Captum (>= 1.5x).
 
 Models have random weights (nothing downloads). On the CPU torch runs one thread by default
 (``--threads``): on a shared machine a second intra-op thread makes small ops wait for a
@@ -154,6 +157,122 @@ def projection_rows(device: str, quick: bool, repeats: int) -> list[dict]:
             row(f"2 first projection {layer} vs Captum", device, t_first, t_ref, 1.5, "min", agreed)
         )
     return rows
+
+
+def _resnet50() -> nn.Module:
+    torch.manual_seed(0)
+    return torchvision.models.resnet50(weights=None).eval()
+
+
+def _recorded_backward(
+    model: nn.Module, x: torch.Tensor, module: nn.Module, c: int, y: int, x0: int
+):
+    """Autograd's backward of one unit from a graph recorded once: input gradients only."""
+    grabbed = {}
+    handle = module.register_forward_hook(lambda m, i, o: grabbed.__setitem__("act", o))
+    xi = x[None].clone().requires_grad_(True)
+    try:
+        model(xi)
+    finally:
+        handle.remove()
+    act = grabbed["act"]
+    top = torch.zeros_like(act)
+    top[0, c, y, x0] = act[0, c, y, x0].detach()
+    return lambda: torch.autograd.grad(act, xi, top, retain_graph=True)
+
+
+def graph_rows(device: str, quick: bool, repeats: int) -> list[dict]:
+    """9: ResNet-50 (residual additions, reused ReLU modules): projections and occlusion."""
+    from captum.attr import NeuronDeconvolution, Occlusion
+
+    model = _resnet50()
+    ref_model = _reference_copy(model).to(device)
+    insp = Inspector(model, device=device)
+    side = SIDE[quick]
+    x = torch.randn(3, side, side, generator=torch.Generator().manual_seed(5)).to(device)
+    rows = []
+    for layer in ["layer2"] if quick else ["layer2", "layer3", "layer4"]:
+        act = insp.activations(x, layer)
+        c = int(act.flatten(1).amax(1).argmax())
+        y, x0 = divmod(int(act[c].argmax()), act.shape[-1])
+        module = dict(ref_model.named_modules())[layer]
+        captum = NeuronDeconvolution(ref_model, module)
+
+        def reference(captum=captum, c=c, y=y, x0=x0):
+            return captum.attribute(x[None], neuron_selector=(c, y, x0))
+
+        ours = insp.project(x, layer, c)
+        theirs = reference()[0] * act[c, y, x0]
+        agreed = bool(torch.allclose(ours, theirs, atol=1e-5 * float(theirs.abs().max()) + 1e-12))
+        recorded = _recorded_backward(ref_model, x, module, c, y, x0)
+        t_ours, t_ref, t_back = timed(
+            [lambda layer=layer, c=c: insp.project(x, layer, c), reference, recorded], repeats
+        )
+        case = f"9 ResNet-50 project recorded {layer}"
+        rows.append(row(f"{case} vs Captum", device, t_ours, t_ref, 2.5, "min", agreed))
+        rows.append(
+            row(
+                f"{case} vs autograd",
+                device,
+                t_ours,
+                t_back,
+                1.0,
+                "max",
+                None,
+                "reference: autograd backward of the unit from a recorded graph",
+            )
+        )
+
+        def first(layer=layer, c=c):
+            insp.clear_cache()
+            return insp.project(x, layer, c)
+
+        t_first, t_ref = timed([first, reference], repeats)
+        rows.append(
+            row(f"9 ResNet-50 first projection {layer} vs Captum", device, t_first, t_ref, 1.2)
+        )
+    rows.append(_graph_occlusion_row(insp, ref_model, x, device, Occlusion, repeats))
+    return rows
+
+
+def _graph_occlusion_row(insp, ref_model, x, device, occlusion_class, repeats) -> dict:
+    """Occlusion 32 px at stride 16 vs Captum at its fastest ``perturbations_per_eval``."""
+    cls = int(insp.predict(x).argmax())
+    occ = occlusion_class(lambda batch: torch.softmax(ref_model(batch), dim=1))
+
+    def reference(per_eval):
+        with torch.no_grad():
+            return occ.attribute(
+                x[None],
+                sliding_window_shapes=(3, 32, 32),
+                strides=(3, 16, 16),
+                baselines=0.0,
+                target=cls,
+                perturbations_per_eval=per_eval,
+            )
+
+    batches = [16, 64, 256]
+    times = timed([lambda b=b: reference(b) for b in batches], 1)
+    fastest = batches[times.index(min(times))]
+    last: dict = {}
+    t_ours, t_ref = timed(
+        [
+            lambda: last.__setitem__("ours", occlusion_sweep(insp, x, 32, 16, target=cls)),
+            lambda: last.__setitem__("ref", reference(fastest)),
+        ],
+        repeats,
+    )
+    diff = float((_captum_map(last["ours"], x.shape, 32, 16) - last["ref"][0, 0].cpu()).abs().max())
+    return row(
+        "9 ResNet-50 occlusion 32px stride 16",
+        device,
+        t_ours,
+        t_ref,
+        1.5,
+        "min",
+        diff <= 1e-4,
+        f"max map diff {diff:.1e}; Captum at perturbations_per_eval={fastest}",
+    )
 
 
 def depth_rows(device: str, quick: bool, repeats: int) -> list[dict]:
@@ -512,6 +631,7 @@ def run(quick: bool = False, threads: int | None = 1) -> dict:
         rows += projection_rows(device, quick, repeats)
         rows += top9_rows(device, quick, repeats)
         rows += occlusion_rows(device, quick, 1 if quick else 3)
+        rows += graph_rows(device, quick, 1 if quick else 5)
         mine_rows, mine_points = mining_rows(device, quick, 1 if quick else 7)
         rows += mine_rows
         rows += memory_rows(device, quick)

@@ -35,7 +35,13 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
 ]
-exclude_patterns = ["_build", "_generated", "**/.ipynb_checkpoints", "README.md", "widget_modules.py"]
+exclude_patterns = [
+    "_build",
+    "_generated",
+    "**/.ipynb_checkpoints",
+    "README.md",
+    "widget_modules.py",
+]
 html_theme = "furo"
 html_title = "zfwidgets"
 html_static_path = ["_static"] if (DOCS / "_static").is_dir() else []  # made by docs-js
@@ -65,8 +71,10 @@ TUTORIALS = _link_tutorials()
 
 
 def _quality_toctree() -> None:
-    """The "Quality" toctree lists performance.md and reliability.md when they exist."""
-    pages = [name for name in ("performance", "reliability") if (DOCS / f"{name}.md").is_file()]
+    """The "Quality" toctree lists performance.md, reliability.md and model_coverage.md when
+    they exist."""
+    names = ("performance", "reliability", "model_coverage")
+    pages = [name for name in names if (DOCS / f"{name}.md").is_file()]
     text = "```{toctree}\n:maxdepth: 1\n:caption: Quality\n\n" + "\n".join(pages) + "\n```\n"
     target = DOCS / "_generated" / "quality_toc.md"
     target.parent.mkdir(exist_ok=True)

@@ -26,15 +26,22 @@ def _info(args: argparse.Namespace) -> int:
     input_shape = args.input or input_shape
     insp = Inspector(model, device="cpu", cache_bytes=0)
     rows = insp.describe(input_shape)  # raises before printing anything if the shape is wrong
-    print(f"{args.model}: {type(model).__name__}, input {input_shape}, {len(insp.layers)} layers")
-    header = f"{'layer':<16}{'alias':<8}{'kind':<10}{'output':<18}{'rf size':>8}{'rf stride':>10}"
+    print(f"{args.model}: {type(model).__name__}, input {input_shape}, {len(insp.layers)} steps")
+    print(f"blocks: {', '.join(insp.blocks)}")
+    print(f"methods: {', '.join(insp.methods)}")
+    wide = max(16, *(len(row["name"]) + 2 for row in rows))
+    alias = max(8, *(len(row["alias"]) + 2 for row in rows))
+    header = (
+        f"{'layer':<{wide}}{'alias':<{alias}}{'kind':<10}{'output':<18}{'rf size':>8}"
+        f"{'rf stride':>10}"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
         size = "image" if row["rf_size"] == 0 else str(row["rf_size"])
         shape = "x".join(str(v) for v in row["shape"])
         print(
-            f"{row['name']:<16}{row['alias']:<8}{row['kind']:<10}{shape:<18}"
+            f"{row['name']:<{wide}}{row['alias']:<{alias}}{row['kind']:<10}{shape:<18}"
             f"{size:>8}{row['rf_stride']:>10}"
         )
     return 0

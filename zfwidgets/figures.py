@@ -212,8 +212,8 @@ def _shown(x: Tensor, mean: Tensor | None) -> np.ndarray:
     return render.input_image(x.cpu(), None if mean is None else mean.cpu())
 
 
-def _conv_layers(insp: Inspector) -> list[str]:
-    return [alias for alias in insp.aliases if alias.startswith("conv")]
+def _conv_layers(insp: Inspector, fd: FigureData) -> list[str]:
+    return insp.map_layers(tuple(fd.images[0].shape[-3:]))
 
 
 # ----- the figures ----------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def _conv_layers(insp: Inspector) -> list[str]:
 def deconvnet_steps(insp: Inspector, fd: FigureData, out: Path) -> Path:
     """One unit of the last conv layer, traced down to the pixels step by step."""
     x = fd.images[0]
-    layer = _conv_layers(insp)[-1]
+    layer = _conv_layers(insp, fd)[-1]
     channel = int(insp.activations(x, layer).flatten(1).amax(1).argmax())
     trace = insp.trace_projection(x, layer, channel)
     tiles, names = [_enlarge(_shown(x, fd.mean))], ["input"]
@@ -483,7 +483,7 @@ def make_figures(
     out.mkdir(parents=True, exist_ok=True)
     fd = load_figure_data(model, data, limit)
     insp = Inspector(fd.model, device="auto")
-    layers = _conv_layers(insp)
+    layers = _conv_layers(insp, fd)
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("deconvnet steps", lambda: deconvnet_steps(insp, fd, out / "deconvnet_steps.png")),
         ("mining top 9", lambda: _top9_all(insp, fd, layers, out)),

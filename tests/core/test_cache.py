@@ -149,7 +149,7 @@ def test_record_many_is_one_batched_pass_with_the_same_records(monkeypatch):
     assert counter.calls == 2  # the four missing images went through both convs once, together
     for got, want in zip(records, expected, strict=True):
         assert got.input_shapes == want.input_shapes
-        for group in ("outputs", "switches", "masks", "lrn_inputs"):
+        for group in ("outputs", "switches", "masks", "saved"):
             a, b = getattr(got, group), getattr(want, group)
             assert a.keys() == b.keys(), group
             for i in a:

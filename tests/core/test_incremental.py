@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchvision
 from models import zf_like
 from torch import nn
 
@@ -57,7 +58,7 @@ def test_every_layer_equals_a_full_forward(model_fn, shape, size, stride, fill):
     ys = range(0, shape[1] - size + 1, stride)
     xs = range(0, shape[2] - size + 1, stride)
     corners = [(y, x0) for y in ys for x0 in xs]
-    plan = OcclusionPlan(insp.chain, insp.current_weights(), x[None], size, corners)
+    plan = OcclusionPlan(insp.graph, insp.current_weights(), x[None], size, corners)
     plain = _plain(model, x, corners, size, fill)
     watch = {index: 1 for index in range(len(insp.chain))}  # channel 1 of every layer
     totals, out = plan.run(range(len(corners)), fill, watch)
@@ -79,7 +80,7 @@ def test_changed_interval_by_hand():
 
 def test_boxes_are_small_early_and_whole_after_flatten():
     insp = Inspector(zf_like(), device="cpu")
-    plan = OcclusionPlan(insp.chain, insp.current_weights(), torch.zeros(1, 3, 32, 32), 4, [(0, 0)])
+    plan = OcclusionPlan(insp.graph, insp.current_weights(), torch.zeros(1, 3, 32, 32), 4, [(0, 0)])
     fractions = plan.box_fraction()
     # conv 5x5, stride 2, pad 2: output o reads 2o-2..2o+2, so pixels 0..3 reach o = 0..2.
     assert fractions[0] == (3 / 16) ** 2
@@ -155,3 +156,22 @@ def test_cropped_batches_mix_units_maps_and_images():
     many = insp.project_many(images[0], "conv2", [3, 3, 0], [(0, 0), None, (2, 1)])
     for k, (c, p) in enumerate([(3, (0, 0)), (3, None), (0, (2, 1))]):
         assert torch.allclose(many[k], insp.project(images[0], "conv2", c, position=p), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name, side, size, stride",
+    [("resnet18", 112, 28, 14), ("resnet18", 112, 32, 8), ("densenet121", 64, 16, 8)],
+)
+def test_graph_occlusion_equals_plain_passes(name, side, size, stride):
+    """Through residual additions and concatenations (boxes joined where branches meet, some
+    inputs read both boxed and whole) the incremental maps equal one forward per position."""
+    torch.manual_seed(0)
+    insp = Inspector(getattr(torchvision.models, name)(weights=None).eval(), device="cpu")
+    x = torch.randn(3, side, side)
+    fast = occlusion_sweep(insp, x, size, stride)
+    plain = occlusion_sweep(insp, x, size, stride, incremental=False)
+    scale = float(plain.activity.abs().max())
+    assert float((fast.activity - plain.activity).abs().max()) <= 1e-5 * scale
+    torch.testing.assert_close(fast.target_prob, plain.target_prob, atol=1e-6, rtol=0)
+    plan = OcclusionPlan(insp.graph, insp.current_weights(), insp.image(x), size, [(0, 0)])
+    assert min(plan.box_fraction()) < 0.5  # the early layers really are recomputed by parts

@@ -80,7 +80,7 @@ def test_layer_browser_draws_and_follows_clicks_and_keys(browser_page, jupyterla
         after_keys = wait_for_new_screenshot(projection, after_click, timeout=30)
         assert changed_pixels(after_click, after_keys) > 200, "the projection ignored the keys"
 
-        widget.get_by_role("button", name="Grad-CAM").click()
+        widget.get_by_role("button", name="Grad-CAM", exact=True).click()
         after_method = wait_for_new_screenshot(projection, after_keys, timeout=30)
         assert changed_pixels(after_keys, after_method) > 200, "the method toggle did nothing"
 

@@ -25,3 +25,43 @@ def test_tutorial_runs_and_shows_its_pictures(browser_page, jupyterlab, notebook
             assert nonblank_pixels(shot) > 200, f"picture {i} of {notebook} is blank"
     finally:
         page.screenshot(path=str(screenshot_path(notebook)), full_page=True)
+
+
+def test_bring_your_own_model_shows_resnet_and_efficientnet(browser_page, jupyterlab):
+    """09: ResNet-18's widgets draw, menus list blocks; EfficientNet's toggle lacks deconvnet."""
+    page = browser_page
+    try:
+        open_notebook(page, jupyterlab, "notebooks/09_bring_your_own_model.ipynb")
+        run_all_cells(page, timeout=240)
+        resnet, effnet = (page.locator(".zfw-layer-browser").nth(i) for i in (0, 1))
+        resnet.scroll_into_view_if_needed()
+        for name in ("zfw-input", "zfw-heat", "zfw-projection"):
+            shot = resnet.locator(f"img.{name}").first.screenshot()
+            assert nonblank_pixels(shot) > 500, f"ResNet-18's img.{name} rendered blank"
+        menu = resnet.locator("select").first
+        labels = [text.strip() for text in menu.locator("option").all_inner_texts()]
+        assert any(t.startswith("layer3") and "Sequential" in t for t in labels), labels
+        assert not [t for t in labels if "bn" in t], f"batch norms in the layer menu: {labels}"
+        chosen = menu.evaluate("s => s.options[s.selectedIndex].textContent")
+        assert chosen.startswith("layer3"), chosen
+        buttons = resnet.locator(".widget-toggle-buttons").first.locator("button")
+        assert [t.strip() for t in buttons.all_inner_texts()] == [
+            "deconvnet",
+            "guided",
+            "saliency",
+            "Grad-CAM",
+            "guided Grad-CAM",
+        ]
+        slider = page.locator(".zfw-occlusion-slider").first
+        slider.scroll_into_view_if_needed()
+        for name in ("activity", "projection", "target-prob", "top-class"):
+            shot = slider.locator(f"img.zfw-occlusion-{name}").first.screenshot()
+            assert nonblank_pixels(shot) > 500, f"occlusion map {name} rendered blank"
+        effnet.scroll_into_view_if_needed()
+        buttons = effnet.locator(".widget-toggle-buttons").first.locator("button")
+        assert [t.strip() for t in buttons.all_inner_texts()] == ["saliency", "Grad-CAM"]
+        note = effnet.locator(".zfw-method-note").first
+        assert "not offered: deconvnet, guided, guided Grad-CAM" in note.inner_text()
+        assert "SiLU" in note.locator("div[title]").first.get_attribute("title")
+    finally:
+        page.screenshot(path=str(screenshot_path("09_bring_your_own_model")), full_page=True)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from zfwidgets import Inspector
-from zfwidgets.core.chain import build_chain
+from zfwidgets.core.graph import build_graph
 from zfwidgets.zoo import SmallKrizhevskyNet, SmallZFNet
 from zfwidgets.zoo.registry import MODEL_NAMES, get_model
 
@@ -91,7 +91,7 @@ def test_the_deconvnet_inverts_them(net, size):
     """Chain read by build_chain; conv2/conv3 projections equal the autograd reference."""
     torch.manual_seed(0)
     model = net(in_channels=3, image_size=size).eval()
-    chain = build_chain(model)
+    chain = build_graph(model).steps
     kinds = [s.kind for s in chain]
     assert kinds[:4] == ["conv", "relu", "maxpool", "lrn"] and kinds[-1] == "linear"
     insp = Inspector(model, device="cpu")

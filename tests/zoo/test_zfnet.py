@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from zfwidgets import Inspector
-from zfwidgets.core.chain import build_chain
+from zfwidgets.core.graph import build_graph
 from zfwidgets.zoo import KrizhevskyNet, ZFNet
 from zfwidgets.zoo.registry import get_model
 
@@ -43,11 +43,11 @@ def test_in_channels_and_classes_are_configurable(net):
 
 @pytest.mark.parametrize("net", [ZFNet, KrizhevskyNet])
 def test_the_deconvnet_inverts_them_at_224(net):
-    """build_chain reads the whole net; a conv2 projection lands exactly on the 224x224 input
+    """build_graph reads the whole net; a conv2 projection lands exactly on the 224x224 input
     (Krizhevsky's 11x11/4 conv1 is the layer whose transposed filtering would give 223)."""
     torch.manual_seed(0)
     model = net(num_classes=10)
-    assert [s.kind for s in build_chain(model)].count("conv") == 5
+    assert [s.kind for s in build_graph(model).steps].count("conv") == 5
     insp = Inspector(model, device="cpu", cache_bytes=0)
     x = torch.randn(3, 224, 224)
     projection = insp.project(x, "conv2", channel=3)

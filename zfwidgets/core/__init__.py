@@ -5,7 +5,7 @@ Imports torch and numpy only (never widgets), so it runs in scripts, tests and s
 
 from zfwidgets.core.backward import METHODS
 from zfwidgets.core.cache import CacheInfo
-from zfwidgets.core.chain import Step, UnsupportedModelError
+from zfwidgets.core.graph import Step, UnsupportedModelError
 from zfwidgets.core.inspector import Inspector
 from zfwidgets.core.record import Record
 

@@ -20,15 +20,26 @@ normalisation on the way down) and differentiated exactly by the other two metho
 
 from __future__ import annotations
 
+import operator
+from dataclasses import dataclass
+
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor
 
-from zfwidgets.core.chain import Step
-from zfwidgets.core.layers import pool_geometry, step_forward
+from zfwidgets.core.graph import Step
+from zfwidgets.core.layers import call_node, pool_geometry, step_forward
 from zfwidgets.core.record import Record
 
-__all__ = ["METHODS", "backward", "backward_units", "unpool", "transposed_conv"]
+__all__ = [
+    "METHODS",
+    "backward",
+    "backward_units",
+    "graph_backward",
+    "unpool",
+    "transposed_conv",
+]
 
 METHODS = ("deconvnet", "guided", "saliency")
 
@@ -71,6 +82,7 @@ def transposed_conv(grad: Tensor, weight: Tensor, module, in_hw: tuple[int, int]
 
 
 def _relu_rule(grad: Tensor, rec: Record, index: int, method: str) -> Tensor:
+    """ReLU and ReLU6 alike: the mask is ``x > 0`` or ``0 < x < 6``."""
     if method == "deconvnet":
         return torch.relu(grad)
     positive = rec.relu_mask(index)
@@ -80,42 +92,186 @@ def _relu_rule(grad: Tensor, rec: Record, index: int, method: str) -> Tensor:
 
 
 def _vjp(step: Step, weights: dict[str, Tensor], x: Tensor, grad: Tensor) -> Tensor:
-    """Exact vector-Jacobian product of a step at input ``x`` (for LRN and average pools)."""
+    """Exact vector-Jacobian product of a one-input step at input ``x`` (LRN, pools, pads)."""
     with torch.enable_grad():
         x = x.detach().clone().expand(grad.shape[0], *x.shape[1:]).requires_grad_(True)
         (g,) = torch.autograd.grad(step_forward(step, weights, x), x, grad)
     return g
 
 
+def _flat(value) -> list:
+    return [x for v in value for x in _flat(v)] if isinstance(value, tuple | list) else [value]
+
+
+def _node_vjp(step: Step, w: dict, rec: Record, grad, inputs: list) -> list[Tensor | None]:
+    """Exact vector-Jacobian product of a function or generic step, at ``inputs``.
+
+    The step's own operation is run again under autograd on ``inputs`` (the recorded inputs
+    for a nonlinear step, zeros for a linear one), with the side values of the recorded
+    forward. K signals for one recorded image are passed as one batched backward.
+    """
+    nodes = [n for n in step.node.all_input_nodes if n not in rec.side]
+    leaves = [v.detach().requires_grad_(v.is_floating_point()) for v in inputs]
+    values = dict(zip(nodes, leaves, strict=True))
+
+    def value(n):
+        return values[n] if n in values else rec.side[n]
+
+    args = torch.fx.node.map_arg(step.node.args, value)
+    kwargs = torch.fx.node.map_arg(step.node.kwargs, value)
+    with torch.enable_grad():
+        outs = _flat(call_node(step, w, args, kwargs))
+        pairs = [
+            (o, g)
+            for o, g in zip(outs, _flat(grad), strict=True)
+            if g is not None and isinstance(o, Tensor) and o.requires_grad
+        ]
+        wanted = [leaf for leaf in leaves if leaf.requires_grad]
+        if not pairs or not wanted:
+            return [None] * len(leaves)
+        got = _batched_grad([o for o, _ in pairs], wanted, [g for _, g in pairs], rec.batch)
+    found = iter(got)
+    return [next(found) if leaf.requires_grad else None for leaf in leaves]
+
+
+def _batched_grad(outs: list, leaves: list, grads: list, n: int) -> tuple:
+    k = grads[0].shape[0]
+    if k == n:
+        return torch.autograd.grad(outs, leaves, grads, allow_unused=True)
+    # K signals for one recorded image: one backward per signal, batched by autograd.
+    batched = [g.unsqueeze(1) for g in grads]
+    try:
+        got = torch.autograd.grad(
+            outs, leaves, batched, allow_unused=True, retain_graph=True, is_grads_batched=True
+        )
+        return tuple(None if g is None else g.squeeze(1) for g in got)
+    except RuntimeError:  # an operation without a batching rule: one signal at a time
+        per = [
+            torch.autograd.grad(outs, leaves, [g[j : j + 1] for g in grads], True, True, True)
+            for j in range(k)
+        ]
+        return tuple(
+            None if parts[0] is None else torch.cat(parts) for parts in zip(*per, strict=True)
+        )
+
+
+def _input_shape(rec: Record, index: int) -> torch.Size:
+    return rec.image_shape if index < 0 else rec.shapes[index]
+
+
+def _to_shape(grad: Tensor, shape: torch.Size) -> Tensor:
+    """``grad`` summed over the dimensions a broadcast input was expanded along."""
+    if grad.shape[1:] == shape[1:]:
+        return grad
+    return grad.sum_to_size(grad.shape[0], *shape[1:])
+
+
+def _wiring_backward(step: Step, w: dict, rec: Record, grad, method: str) -> list:
+    """add, cat, item, reshapes and other linear wiring: the signal is routed, not changed."""
+    kind = step.kind
+    if kind == "add":
+        return [_to_shape(grad, _input_shape(rec, i)) for i in step.inputs]
+    if kind == "cat":
+        dim = step.node.kwargs.get("dim", step.node.args[1] if len(step.node.args) > 1 else 0)
+        sizes = [_input_shape(rec, i)[dim] for i in step.inputs]
+        return list(torch.split(grad, sizes, dim=dim))
+    producer = step.inputs[0] if step.inputs else -1
+    if step.node.target is operator.getitem and isinstance(rec.shapes[producer], list):
+        slots: list = [None] * len(rec.shapes[producer])
+        slots[step.node.args[1]] = grad
+        return [slots]
+    in_shape = _input_shape(rec, producer)
+    if kind in ("reshape", "flatten") and rec.shapes[step.index][0] == in_shape[0]:
+        return [grad.reshape(grad.shape[0], *in_shape[1:])]
+    zeros = [torch.zeros(_input_shape(rec, i), device=_device(grad)) for i in step.inputs]
+    return _node_vjp(step, w, rec, grad, zeros)
+
+
+def _device(grad) -> torch.device:
+    return next(g for g in _flat(grad) if g is not None).device
+
+
 def _step_backward(
-    step: Step, weights: dict[str, Tensor], rec: Record, grad: Tensor, method: str
-) -> Tensor:
+    step: Step, weights: dict[str, Tensor], rec: Record, grad, method: str
+) -> list[Tensor | None]:
+    """The signals at a step's inputs (one per entry of ``step.inputs``)."""
     kind = step.kind
     in_shape = rec.input_shapes[step.index]
     if kind == "conv":
-        return transposed_conv(grad, weights["weight"], step.module, tuple(in_shape[-2:]))
-    if kind == "relu":
-        return _relu_rule(grad, rec, step.index, method)
+        return [transposed_conv(grad, weights["weight"], step.module, tuple(in_shape[-2:]))]
+    if kind in ("relu", "relu6"):
+        return [_relu_rule(grad, rec, step.index, method)]
     if kind == "maxpool":
-        return unpool(grad, rec.pool_indices(step), in_shape)
+        return [unpool(grad, rec.pool_indices(step), in_shape)]
     if kind == "lrn":
         if method == "deconvnet":
-            return grad
-        return _vjp(step, weights, rec.lrn_inputs[step.index], grad)
+            return [grad]
+        return [_vjp(step, weights, rec.saved[step.index][0], grad)]
     if kind == "bn":
         scale = torch.rsqrt(weights["running_var"] + step.module.eps)
         if "weight" in weights:
             scale = scale * weights["weight"]
-        return grad * scale.view(1, -1, 1, 1)
+        return [grad * scale.view(1, -1, 1, 1)]
     if kind in ("dropout", "identity"):
-        return grad
-    if kind == "avgpool":  # linear, so the Jacobian does not depend on the input values
-        return _vjp(step, weights, grad.new_zeros(1, *in_shape[1:]), grad)
-    if kind == "flatten":
-        return grad.reshape(grad.shape[0], *in_shape[1:])
+        return [grad]
+    if kind in ("avgpool", "pad"):  # linear: the Jacobian does not depend on the input values
+        return [_vjp(step, weights, grad.new_zeros(1, *in_shape[1:]), grad)]
     if kind == "linear":
-        return grad @ weights["weight"]
-    raise AssertionError(f"unknown step kind {kind}")
+        return [grad @ weights["weight"]]
+    if kind == "generic":
+        return _node_vjp(step, weights, rec, grad, list(rec.saved[step.index]))
+    return _wiring_backward(step, weights, rec, grad, method)
+
+
+def _accumulate(grads: dict, index: int, signal) -> None:
+    """Signals coming back to one tensor from several readers add up."""
+    have = grads.get(index)
+    if have is None:
+        grads[index] = signal
+    elif isinstance(have, list):
+        grads[index] = [
+            b if a is None else a if b is None else a + b for a, b in zip(have, signal, strict=True)
+        ]
+    else:
+        grads[index] = have + signal
+
+
+def graph_backward(
+    steps: list[Step],
+    weights: list[dict[str, Tensor]],
+    rec: Record,
+    grad: Tensor,
+    start: int,
+    method: str = "deconvnet",
+    stop: int = -1,
+    on_step=None,
+) -> Tensor:
+    """Passes ``grad`` (the signal at the output of step ``start``) down to step ``stop``.
+
+    Returns the signal at the output of step ``stop`` (``stop=-1``: at the input pixels).
+    ``grad`` may hold K signals for one recorded image (batch K vs 1), or one per image.
+    ``on_step(step, grads)``, when given, sees the signals after each step is passed.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
+    grads: dict[int, object] = {start: grad}
+    k = grad.shape[0]
+    with torch.no_grad():
+        for step in reversed(steps[stop + 1 : start + 1]):
+            signal = grads.pop(step.index, None)
+            if signal is None:
+                continue
+            parts = _step_backward(step, weights[step.index], rec, signal, method)
+            for index, part in zip(step.inputs, parts, strict=True):
+                if part is not None:
+                    _accumulate(grads, index, part)
+            if on_step is not None:
+                on_step(step, grads)
+    out = grads.get(stop)
+    if out is None:  # ``stop`` does not feed ``start``: nothing reaches it
+        shape = _input_shape(rec, stop)
+        out = grad.new_zeros(k, *shape[1:])
+    return out
 
 
 def backward(
@@ -132,12 +288,7 @@ def backward(
     Returns the signal at the output of step ``stop`` (``stop=-1``: at the input pixels).
     ``grad`` may hold K signals for one recorded image (batch K vs 1), or one per image.
     """
-    if method not in METHODS:
-        raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
-    with torch.no_grad():
-        for step in reversed(chain[stop + 1 : start + 1]):
-            grad = _step_backward(step, weights[step.index], rec, grad, method)
-    return grad
+    return graph_backward(chain, weights, rec, grad, start, method, stop)
 
 
 # ----- one unit at a time: only inside its receptive field -----------------------------------
@@ -158,8 +309,117 @@ def _crop_rows(t: Tensor, box: tuple[int, int, int, int]) -> Tensor:
     return t[..., y0:y1, x0:x1]
 
 
+@dataclass
+class _Boxed:
+    """A signal that is zero outside ``box`` of its plane: ``t`` (1, C or 1, h, w).
+
+    ``box`` is (y0, y1, x0, x1), end exclusive; ``channel`` is the one channel ``t`` carries
+    while only one can be nonzero (None once it carries them all).
+    """
+
+    t: Tensor
+    box: tuple[int, int, int, int]
+    channel: int | None
+
+    def full_channels(self, channels: int) -> _Boxed:
+        if self.channel is None:
+            return self
+        t = self.t.new_zeros(1, channels, *self.t.shape[-2:])
+        t[:, self.channel] = self.t[:, 0]
+        return _Boxed(t, self.box, None)
+
+
+def _join(a: _Boxed | None, b: _Boxed, channels: int) -> _Boxed:
+    """The sum of two boxed signals on one plane (where a tensor has several readers)."""
+    if a is None:
+        return b
+    if a.channel is None or a.channel != b.channel:
+        a, b = a.full_channels(channels), b.full_channels(channels)
+    box = (min(a.box[0], b.box[0]), max(a.box[1], b.box[1]), min(a.box[2], b.box[2]))
+    box = (*box, max(a.box[3], b.box[3]))
+    if box == a.box == b.box:
+        return _Boxed(a.t + b.t, box, a.channel)
+    t = a.t.new_zeros(1, a.t.shape[1], box[1] - box[0], box[3] - box[2])
+    for part in (a, b):
+        y0, x0 = part.box[0] - box[0], part.box[2] - box[2]
+        t[..., y0 : y0 + part.t.shape[-2], x0 : x0 + part.t.shape[-1]] += part.t
+    return _Boxed(t, box, a.channel)
+
+
+def _boxed_step(step: Step, w: dict, rec: Record, row: int, sig: _Boxed, method: str):
+    """The boxed signals at a step's inputs, or None when the step cannot be cropped."""
+    kind = step.kind
+    in_shape = rec.input_shapes[step.index]
+    ch = slice(None) if sig.channel is None else slice(sig.channel, sig.channel + 1)
+    grad, box = sig.t, sig.box
+    if kind in ("relu", "relu6"):
+        if method == "deconvnet":
+            return [_Boxed(torch.relu(grad), box, sig.channel)]
+        mask = _crop_rows(rec.relu_mask(step.index)[row : row + 1, ch], box)
+        grad = torch.relu(grad) * mask if method == "guided" else grad * mask
+        return [_Boxed(grad, box, sig.channel)]
+    if kind in ("dropout", "identity"):
+        return [sig]
+    if kind == "bn":
+        scale = torch.rsqrt(w["running_var"] + step.module.eps)
+        if "weight" in w:
+            scale = scale * w["weight"]
+        return [_Boxed(grad * scale[ch].view(1, -1, 1, 1), box, sig.channel)]
+    if kind == "lrn":
+        if method == "deconvnet":
+            return [sig]
+        sig = sig.full_channels(in_shape[1])  # spatially pointwise, but it mixes channels
+        x_in = _crop_rows(rec.saved[step.index][0][row : row + 1], box)
+        return [_Boxed(_vjp(step, w, x_in, sig.t), box, None)]
+    if kind == "maxpool":
+        grad, box = _unpool_box(step, rec, row, ch, grad, box, in_shape)
+        return [_Boxed(grad, box, sig.channel)]
+    if kind == "conv":
+        return [_conv_boxed(step, w, sig, in_shape)]
+    if kind == "add" and all(_input_shape(rec, i) == rec.shapes[step.index] for i in step.inputs):
+        return [sig] * len(step.inputs)
+    if kind == "cat" and _cat_dim(step) in (1, -3) and len(rec.shapes[step.index]) == 4:
+        return _cat_boxed(step, rec, sig)
+    return None
+
+
+def _conv_boxed(step: Step, w: dict, sig: _Boxed, in_shape) -> _Boxed:
+    m = step.module
+    if sig.channel is not None and m.groups != 1:
+        sig = sig.full_channels(w["weight"].shape[0])
+    ch = slice(None) if sig.channel is None else slice(sig.channel, sig.channel + 1)
+    y0, _, x0, _ = sig.box
+    s, p, d = m.stride, m.padding, m.dilation
+    out = _transposed_crop(sig.t, w["weight"][ch], s, d, m.groups)
+    # ``out`` covers input rows y0*s-p .. ; keep what lies inside the plane.
+    top, left = y0 * s[0] - p[0], x0 * s[1] - p[1]
+    ny0, nx0 = max(top, 0), max(left, 0)
+    ny1 = min(top + out.shape[-2], in_shape[-2])
+    nx1 = min(left + out.shape[-1], in_shape[-1])
+    grad = out[..., ny0 - top : ny1 - top, nx0 - left : nx1 - left]
+    return _Boxed(grad, (ny0, ny1, nx0, nx1), None)
+
+
+def _cat_dim(step: Step) -> int:
+    node = step.node
+    return node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+
+
+def _cat_boxed(step: Step, rec: Record, sig: _Boxed) -> list:
+    """A channel concatenation: each part of the signal goes back to its input."""
+    sizes = [_input_shape(rec, i)[1] for i in step.inputs]
+    if sig.channel is not None:
+        out, start = [], 0
+        for size in sizes:
+            inside = start <= sig.channel < start + size
+            out.append(_Boxed(sig.t, sig.box, sig.channel - start) if inside else None)
+            start += size
+        return out
+    return [_Boxed(t, sig.box, None) for t in torch.split(sig.t, sizes, dim=1)]
+
+
 def _unit_backward(
-    chain: list[Step],
+    steps: list[Step],
     weights: list[dict[str, Tensor]],
     rec: Record,
     row: int,
@@ -170,65 +430,34 @@ def _unit_backward(
 ) -> Tensor | None:
     """The projection of one unit, computed only inside its receptive field.
 
-    The signal is held as a box ``(top, left)`` of each layer's plane: a strided layer's box
-    grows by its window on the way down, and everything outside stays exactly zero, so the
-    result equals the full backward pass. While only one channel can be nonzero (down to the
-    first conv) we carry that channel alone and use that channel's slice of the filters.
-    Returns None when a layer on the way cannot be cropped (the caller then runs the full
-    pass).
+    The signal is held as a box of each step's plane: a strided layer's box grows by its
+    window on the way down, and everything outside stays exactly zero, so the result equals
+    the full backward pass. Where a tensor has several readers (a residual connection) their
+    boxes are joined. While only one channel can be nonzero (down to the first conv) we carry
+    that channel alone and use that channel's slice of the filters. Returns None when a step
+    on the way cannot be cropped (the caller then runs the full pass).
     """
     channel, y, x = unit
-    grad = value.reshape(1, 1, 1, 1)
-    box = (y, y + 1, x, x + 1)  # rows y0..y1-1, cols x0..x1-1 of the current plane
-    single = True  # grad holds channel ``channel`` only
-    for step in reversed(chain[: start + 1]):
-        kind = step.kind
-        w = weights[step.index]
-        in_shape = rec.input_shapes[step.index]
-        ch = slice(channel, channel + 1) if single else slice(None)
-        if kind == "relu":
-            if method == "deconvnet":
-                grad = torch.relu(grad)
-            else:
-                mask = _crop_rows(rec.relu_mask(step.index)[row : row + 1, ch], box)
-                grad = torch.relu(grad) * mask if method == "guided" else grad * mask
-        elif kind in ("dropout", "identity"):
-            pass
-        elif kind == "bn":
-            scale = torch.rsqrt(w["running_var"] + step.module.eps)
-            if "weight" in w:
-                scale = scale * w["weight"]
-            grad = grad * scale[ch].view(1, -1, 1, 1)
-        elif kind == "lrn":
-            if method != "deconvnet":  # spatially pointwise, but it mixes channels
-                if single:
-                    full = grad.new_zeros(1, in_shape[1], *grad.shape[-2:])
-                    full[:, channel] = grad[:, 0]
-                    grad, single = full, False
-                x_in = _crop_rows(rec.lrn_inputs[step.index][row : row + 1], box)
-                grad = _vjp(step, w, x_in, grad)
-        elif kind == "maxpool":
-            grad, box = _unpool_box(step, rec, row, ch, grad, box, in_shape)
-        elif kind == "conv":
-            m = step.module
-            if single and m.groups != 1:
-                return None
-            weight = w["weight"][ch]
-            y0, y1, x0, x1 = box
-            s, p, d = m.stride, m.padding, m.dilation
-            out = _transposed_crop(grad, weight, s, d, m.groups)
-            # ``out`` covers input rows y0*s-p .. ; keep what lies inside the plane.
-            top, left = y0 * s[0] - p[0], x0 * s[1] - p[1]
-            ny0, nx0 = max(top, 0), max(left, 0)
-            ny1 = min(top + out.shape[-2], in_shape[-2])
-            nx1 = min(left + out.shape[-1], in_shape[-1])
-            grad = out[..., ny0 - top : ny1 - top, nx0 - left : nx1 - left]
-            box, single = (ny0, ny1, nx0, nx1), False
-        else:
+    signals: dict[int, _Boxed] = {
+        start: _Boxed(value.reshape(1, 1, 1, 1), (y, y + 1, x, x + 1), channel)
+    }
+    for step in reversed(steps[: start + 1]):
+        sig = signals.pop(step.index, None)
+        if sig is None:
+            continue
+        parts = _boxed_step(step, weights[step.index], rec, row, sig, method)
+        if parts is None:
             return None
-    h, w_ = rec.input_shapes[0][-2:]
-    full = grad.new_zeros(1, rec.input_shapes[0][1], h, w_)
-    full[..., box[0] : box[1], box[2] : box[3]] = grad
+        for index, part in zip(step.inputs, parts, strict=True):
+            if part is not None:
+                channels = _input_shape(rec, index)[1]
+                signals[index] = _join(signals.get(index), part, channels)
+    sig = signals.get(-1)
+    h, w_ = rec.image_shape[-2:]
+    full = value.new_zeros(1, rec.image_shape[1], h, w_)
+    if sig is not None:
+        sig = sig.full_channels(rec.image_shape[1])
+        full[..., sig.box[0] : sig.box[1], sig.box[2] : sig.box[3]] = sig.t
     return full
 
 
@@ -288,7 +517,7 @@ def backward_units(
         raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
     if top.ndim != 4:
         return backward(chain, weights, rec, top, start, method)
-    n = rec.input_shapes[0][0]
+    n = rec.batch
     outs: list[Tensor | None] = []
     with torch.no_grad():
         for k in range(top.shape[0]):
@@ -303,21 +532,8 @@ def backward_units(
     if rest:
         if len(rest) == top.shape[0]:
             return backward(chain, weights, rec, top, start, method)
-        sub = rec if n == 1 else _rows(rec, rest)
+        sub = rec if n == 1 else rec.rows(rest)
         full = backward(chain, weights, sub, top[rest], start, method)
         for j, k in enumerate(rest):
             outs[k] = full[j : j + 1]
     return torch.cat(outs)
-
-
-def _rows(rec: Record, rows: list[int]) -> Record:
-    """The records of some images of a batched record."""
-    pick = torch.tensor(rows)
-    return Record(
-        input_shapes=[torch.Size((len(rows), *s[1:])) for s in rec.input_shapes],
-        depth=rec.depth,
-        outputs={i: t[pick.to(t.device)] for i, t in rec.outputs.items()},
-        switches={i: t[pick.to(t.device)] for i, t in rec.switches.items()},
-        masks={i: t[pick.to(t.device)] for i, t in rec.masks.items()},
-        lrn_inputs={i: t[pick.to(t.device)] for i, t in rec.lrn_inputs.items()},
-    )

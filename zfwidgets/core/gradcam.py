@@ -20,10 +20,7 @@ __all__ = [
     "compare",
     "gradcam",
     "guided_gradcam",
-    "COMPARE_METHODS",
 ]
-
-COMPARE_METHODS = ("deconvnet", "guided", "saliency", "gradcam", "guided_gradcam")
 
 
 def _target(insp: Inspector, x, target: int | None) -> int:
@@ -47,7 +44,7 @@ def class_gradient(
     target = _target(insp, x, target)
     stop = -1 if layer is None else insp.layer_index(layer)
     rec = insp.record(x, [] if layer is None else [insp.layer_name(layer)])
-    last = len(insp.chain) - 1
+    last = len(insp.steps) - 1
     top = torch.zeros_like(rec.outputs[last])
     top[0, target] = 1.0
     return insp.pass_down(rec, top, last, method, stop)[0]
@@ -55,11 +52,10 @@ def class_gradient(
 
 def gradcam(insp: Inspector, x, layer: str, target: int | None = None) -> Tensor:
     """Grad-CAM map (H, W) at ``layer``'s resolution (non-negative)."""
-    index = insp.layer_index(layer)
-    if insp.chain[index].kind in ("flatten", "linear") or any(
-        s.kind in ("flatten", "linear") for s in insp.chain[:index]
-    ):
-        raise ValueError(f"Grad-CAM needs a convolutional layer; '{layer}' is fully connected")
+    if not _has_maps(insp, insp.image(x), insp.layer_index(layer)):
+        raise ValueError(
+            f"Grad-CAM needs a layer with feature maps; '{layer}' has none (fully connected)"
+        )
     grads = class_gradient(insp, x, target, layer)
     acts = insp.activations(x, layer)
     alpha = grads.mean(dim=(1, 2))
@@ -87,31 +83,42 @@ def compare(
     target: int | None = None,
     cam_layer: str | None = None,
 ) -> dict[str, Tensor]:
-    """Every method for one image: the unit's deconvnet / guided / saliency projections, and
-    the class's Grad-CAM (upsampled to the image) and guided Grad-CAM.
+    """Every method the model supports, for one image: the unit's projections (deconvnet,
+    guided, saliency) and the class's maps (Grad-CAM upsampled to the image, guided Grad-CAM).
 
-    ``cam_layer`` defaults to ``layer`` when it is convolutional, else the last conv layer.
+    ``cam_layer`` defaults to ``layer`` when it has feature maps, else the last block with maps.
     """
-    img = insp.image(x)
-    out = {
-        m: insp.project(img, layer, channel, position, method=m)[0]
-        for m in ("deconvnet", "guided", "saliency")
-    }
-    cam_layer = cam_layer or cam_layer_for(insp, layer)
-    img = insp.image(x)
-    out["gradcam"] = upsample(gradcam(insp, x, cam_layer, target), tuple(img.shape[-2:]))
-    out["guided_gradcam"] = guided_gradcam(insp, x, cam_layer, target)
+    from zfwidgets.core.methods import REGISTRY  # the registry builds on this module
+
+    cam_layer = cam_layer or cam_layer_for(insp, layer, x)
+    out = {}
+    for name in insp.methods:
+        where = layer if REGISTRY[name].kind == "unit" else cam_layer
+        out[name] = REGISTRY[name].compute(insp, x, where, channel, position, target)
     return out
 
 
-def cam_layer_for(insp: Inspector, layer: str) -> str:
-    """``layer`` itself when it has feature maps, else the last layer before it that has."""
+def _has_maps(insp: Inspector, img: Tensor, index: int) -> bool:
+    shape = insp.shapes(tuple(img.shape[1:]))[index]
+    return isinstance(shape, torch.Size) and len(shape) == 4
+
+
+def cam_layer_for(insp: Inspector, layer: str, x=None) -> str:
+    """``layer`` itself when it has feature maps, else the last block before it with maps
+    larger than 1x1.
+
+    ``x`` is an image (for its size); default the size the first image asked about had.
+    """
     index = insp.layer_index(layer)
-    spatial = [
-        s
-        for s in insp.chain[: index + 1]
-        if not any(t.kind == "flatten" for t in insp.chain[: s.index + 1])
+    shape = tuple(insp.image(x).shape[1:]) if x is not None else insp.last_input_shape()
+    if _has_maps(insp, torch.empty(1, *shape), index):
+        return insp.steps[index].name
+    shapes = insp.shapes(shape)
+    maps = [
+        b
+        for b in insp.map_layers(shape)
+        if insp.layer_index(b) <= index and shapes[insp.layer_index(b)][-1] > 1
     ]
-    if not spatial:
-        raise ValueError(f"no convolutional layer at or before '{layer}' for Grad-CAM")
-    return spatial[-1].name
+    if not maps:
+        raise ValueError(f"no layer with feature maps at or before '{layer}' for Grad-CAM")
+    return maps[-1]

@@ -13,7 +13,7 @@ which is cheap that late in the network.
 The result equals a plain forward pass of every occluded image, up to float rounding.
 
 Example:
-    >>> plan = OcclusionPlan(chain, weights, image, size=32, corners=corners)  # doctest: +SKIP
+    >>> plan = OcclusionPlan(graph, weights, image, size=32, corners=corners)  # doctest: +SKIP
     >>> outputs = plan.run(range(64), fill=0.0, watch={11: 3})                 # doctest: +SKIP
 """
 
@@ -27,12 +27,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from zfwidgets.core.chain import Step
-from zfwidgets.core.layers import pool_geometry, step_forward
+from zfwidgets.core.graph import Graph, Step
+from zfwidgets.core.layers import (
+    Weights,
+    _side_value,
+    evaluate,
+    pool_geometry,
+    run_graph,
+    step_forward,
+)
 
 __all__ = ["OcclusionPlan", "changed_interval"]
 
-_POINTWISE = ("relu", "bn", "lrn", "dropout", "identity")
+_POINTWISE = ("relu", "relu6", "bn", "lrn", "dropout", "identity")
+_MERGES = ("add", "cat")
+_WHOLE_SHARE = 0.5
 
 
 def _window(step: Step):
@@ -66,13 +75,18 @@ class _Layer:
 
     size: tuple[int, int] | None  # box height, width (None: the full tensor is recomputed)
     starts: Tensor | None  # (P, 2) top-left corner of each position's box
+    boxes: list | None = None  # per position (y0, y1, x0, x1), inclusive
 
 
 class OcclusionPlan:
     """Incremental forward passes of one image under many occluder positions.
 
+    Works on graphs: a residual addition or a concatenation recomputes the union of its
+    inputs' boxes, so the saving carries through ResNet blocks and DenseNet blocks. Steps
+    that mix the plane (reshapes, linear layers, generic operations) get the full tensor.
+
     Args:
-        chain, weights: the inspector's chain and weight copies.
+        graph: the inspector's graph; weights: its weight copies.
         image: the unoccluded image (1, C, H, W) on the weights' device.
         size: occluder side in pixels.
         corners: top-left corners ``(y, x)`` of every occluder position.
@@ -80,56 +94,77 @@ class OcclusionPlan:
 
     def __init__(
         self,
-        chain: list[Step],
-        weights: list[dict[str, Tensor]],
+        graph: Graph,
+        weights: Weights,
         image: Tensor,
         size: int,
         corners: Sequence[tuple[int, int]],
     ) -> None:
-        self.chain, self.weights, self.image, self.size = chain, weights, image, size
+        self.graph, self.weights, self.image, self.size = graph, weights, image, size
+        self.steps = graph.steps
         self.corners = torch.tensor(list(corners), dtype=torch.long).view(-1, 2)
         with torch.inference_mode():
-            acts = [image]
-            for step in chain:
-                acts.append(step_forward(step, weights[step.index], acts[-1]))
-        self.acts = acts  # acts[i] is the input of step i; acts[i + 1] its output
+            outs = run_graph(graph, weights, image, None, set(range(len(self.steps))))
+        self.outs = [outs[i] for i in range(len(self.steps))]  # every step's output
         self.layers = self._plan()
+
+    def _base(self, index: int) -> Tensor:
+        return self.image if index < 0 else self.outs[index]
 
     def _plan(self) -> list[_Layer]:
         """Box size and per-position corners at every step's output (plain integer work)."""
-        boxes = [(y, y + self.size - 1, x, x + self.size - 1) for y, x in self.corners.tolist()]
+        first = [(y, y + self.size - 1, x, x + self.size - 1) for y, x in self.corners.tolist()]
+        image_layer = _Layer(None, None, first)
         layers: list[_Layer] = []
-        full = False
-        for step in self.chain:
-            out = self.acts[step.index + 1]
-            win = _window(step)
-            if full or out.ndim != 4 or (win is None and step.kind not in _POINTWISE):
-                full = True
+
+        def layer_of(i: int) -> _Layer:
+            return image_layer if i < 0 else layers[i]
+
+        for step in self.steps:
+            out = self.outs[step.index]
+            ins = [layer_of(i) for i in step.inputs]
+            boxes = self._boxes(step, ins, out)
+            if boxes is None:
                 layers.append(_Layer(None, None))
                 continue
-            if win is not None:
-                k, s, p, d = win
-                new = []
-                for y0, y1, x0, x1 in boxes:
-                    ry = changed_interval(y0, y1, k[0], s[0], p[0], d[0], out.shape[-2])
-                    rx = changed_interval(x0, x1, k[1], s[1], p[1], d[1], out.shape[-1])
-                    # An empty change (rows no window reads) still needs a box: use one unit.
-                    ry = ry or (0, 0)
-                    rx = rx or (0, 0)
-                    new.append((*ry, *rx))
-                boxes = new
             h = min(max(b[1] - b[0] + 1 for b in boxes), out.shape[-2])
             w = min(max(b[3] - b[2] + 1 for b in boxes), out.shape[-1])
+            if not self.graph.is_chain and h * w > _WHOLE_SHARE * out.shape[-2] * out.shape[-1]:
+                # Pasting boxes costs a copy per position and input; past this share of the
+                # plane the whole tensor is cheaper (chains keep the measured behaviour).
+                layers.append(_Layer(None, None))
+                continue
             # One box size for all positions (so they batch); shift boxes near the far border
             # inwards. A larger box than needed only recomputes unchanged values.
             starts = [(min(b[0], out.shape[-2] - h), min(b[2], out.shape[-1] - w)) for b in boxes]
-            layers.append(_Layer((h, w), torch.tensor(starts, dtype=torch.long)))
+            layers.append(_Layer((h, w), torch.tensor(starts, dtype=torch.long), boxes))
         return layers
+
+    def _boxes(self, step: Step, ins: list[_Layer], out) -> list | None:
+        """The changed box of ``step``'s output per position, or None (recompute it whole)."""
+        if not isinstance(out, Tensor) or out.ndim != 4 or any(i.boxes is None for i in ins):
+            return None
+        same_plane = all(self._base(i).shape[-2:] == out.shape[-2:] for i in step.inputs)
+        if step.kind in _POINTWISE or (step.kind in _MERGES and same_plane):
+            if step.kind == "cat" and _cat_dim(step) != 1:
+                return None
+            return [_union_all(parts) for parts in zip(*(i.boxes for i in ins), strict=True)]
+        win = _window(step)
+        if win is None:
+            return None
+        k, s, p, d = win
+        new = []
+        for y0, y1, x0, x1 in ins[0].boxes:
+            ry = changed_interval(y0, y1, k[0], s[0], p[0], d[0], out.shape[-2])
+            rx = changed_interval(x0, x1, k[1], s[1], p[1], d[1], out.shape[-1])
+            # An empty change (rows no window reads) still needs a box: use one unit.
+            new.append((*(ry or (0, 0)), *(rx or (0, 0))))
+        return new
 
     def box_fraction(self) -> list[float]:
         """Recomputed share of every step's output (1.0 where the full tensor is recomputed)."""
         fractions = []
-        for layer, act in zip(self.layers, self.acts[1:], strict=True):
+        for layer, act in zip(self.layers, self.outs, strict=True):
             if layer.size is None:
                 fractions.append(1.0)
             else:
@@ -154,32 +189,97 @@ class OcclusionPlan:
         pos = torch.as_tensor(list(positions), dtype=torch.long)
         device = self.image.device
         corners = self.corners[pos].to(device)
-        patch = self._fill_patch(corners, fill)
-        starts = corners
+        # Per step: (patch, starts) while boxed, (full, None) once whole.
+        state: dict[int, tuple[Tensor, Tensor | None]] = {
+            -1: (self._fill_patch(corners, fill), corners)
+        }
         totals: dict[int, Tensor] = {}
-        full: Tensor | None = None
+        env: dict = {}  # fx node -> value, for steps computed whole and their side values
         with torch.inference_mode():
-            for step, layer in zip(self.chain, self.layers, strict=True):
-                w = self.weights[step.index]
-                if full is not None:
-                    full = step_forward(step, w, full)
-                elif layer.size is None:
-                    # From here on the whole tensor: paste the box into the cached input.
-                    base = self.acts[step.index]
-                    plane = (base.shape[-2], base.shape[-1])
-                    full = _paste(base, patch, starts, plane, (0, 0), pad_value=0.0)
-                    full = step_forward(step, w, full)
-                elif step.kind in _POINTWISE:
-                    patch = step_forward(step, w, patch)
+            for node in self.graph.nodes:
+                index = self.graph.step_of.get(node)
+                if index is None:
+                    if node.op not in ("placeholder", "output"):
+                        env[node] = _side_value(node, self.weights, env)
+                    elif node.op == "placeholder":
+                        env[node] = node.args[0] if node.args else None
+                    continue
+                if index == -1:
+                    env[node] = self._stand_in(-1, state, len(pos))
+                    continue
+                step = self.steps[index]
+                layer = self.layers[index]
+                if layer.size is None:
+                    for i, n in zip(step.inputs, self._input_nodes(step), strict=True):
+                        env[n] = self._whole(i, state)
+                    out = evaluate(step, self.weights[index], env)
+                    state[index] = (out, None)
+                    env[node] = out
                 else:
-                    new_starts = layer.starts[pos].to(device)
-                    patch = self._window_step(step, w, patch, starts, new_starts, layer.size)
-                    starts = new_starts
-                if step.index in watch:
-                    totals[step.index] = self._total(
-                        step.index, watch[step.index], full, patch, starts, layer
+                    state[index] = (
+                        self._boxed(step, layer, state, pos),
+                        layer.starts[pos].to(device),
                     )
-        return totals, full if full is not None else self._full_output(patch, starts)
+                    env[node] = self._stand_in(index, state, len(pos))
+                if index in watch:
+                    totals[index] = self._total(index, watch[index], state[index], layer)
+        last = len(self.steps) - 1
+        return totals, self._whole(last, state)
+
+    def _input_nodes(self, step: Step) -> list:
+        return [n for n in step.node.all_input_nodes if n in self.graph.step_of]
+
+    def _stand_in(self, index: int, state: dict, n: int) -> Tensor:
+        """A meta tensor of the full output's shape: side values read shapes only."""
+        base = self._base(index)
+        return torch.empty((n, *base.shape[1:]), device="meta")
+
+    def _whole(self, index: int, state: dict) -> Tensor:
+        """The full output of step ``index`` for every position (the box pasted in)."""
+        value, starts = state[index]
+        if starts is None:
+            return value
+        if ("whole", index) not in state:  # pasted once, kept beside the box other steps read
+            base = self._base(index)
+            state["whole", index] = _paste(base, value, starts, tuple(base.shape[-2:]), (0, 0), 0.0)
+        return state["whole", index]
+
+    def _boxed(self, step: Step, layer: _Layer, state: dict, pos: Tensor) -> Tensor:
+        """Recomputes the ``layer.size`` box of a pointwise, merging or windowed step."""
+        w = self.weights[step.index]
+        new_starts = layer.starts[pos].to(self.image.device)
+        win = _window(step)
+        if win is not None:
+            pad = float("-inf") if step.kind == "maxpool" else 0.0
+            window, _ = self._boxed_input(step.inputs[0], state, new_starts, layer.size, win, pad)
+            return self._window_step(step, w, window)
+        parts = [self._boxed_input(i, state, new_starts, layer.size) for i in step.inputs]
+        if step.kind in _POINTWISE:
+            return step_forward(step, w, parts[0][0])
+        if step.kind == "add":
+            return parts[0][0] + parts[1][0]
+        return torch.cat([p for p, _ in parts], dim=1)
+
+    def _boxed_input(self, index: int, state: dict, out_starts, out_size, win=None, pad=0.0):
+        """The window of (boxed) input ``index`` that the output box at ``out_starts`` reads."""
+        patch, starts = state[index]
+        if win is None:
+            need, origin = out_size, (out_starts[:, 0], out_starts[:, 1])
+        else:
+            k, s, p, d = win
+            need = tuple((out_size[a] - 1) * s[a] + d[a] * (k[a] - 1) + 1 for a in range(2))
+            origin = (out_starts[:, 0] * s[0] - p[0], out_starts[:, 1] * s[1] - p[1])
+        return _paste(self._base(index), patch, starts, need, origin, pad), origin
+
+    def _window_step(self, step: Step, w: dict[str, Tensor], window: Tensor) -> Tensor:
+        """The box of a windowed step's output from the window of its input it reads."""
+        k, s, _, d = _window(step)
+        m = step.module
+        if step.kind == "conv":
+            return F.conv2d(window, w["weight"], w.get("bias"), s, 0, d, m.groups)
+        if step.kind == "maxpool":
+            return F.max_pool2d(window, k, s, 0, d)
+        return F.avg_pool2d(window, k, s, 0)
 
     def _fill_patch(self, corners: Tensor, fill: float | Tensor) -> Tensor:
         c = self.image.shape[1]
@@ -193,41 +293,29 @@ class OcclusionPlan:
             return fill.view(1, c, 1, 1).expand(n, c, self.size, self.size).contiguous()
         return fill.expand(n, c, self.size, self.size).contiguous()
 
-    def _window_step(
-        self,
-        step: Step,
-        w: dict[str, Tensor],
-        patch: Tensor,
-        starts: Tensor,
-        out_starts: Tensor,
-        out_size: tuple[int, int],
-    ) -> Tensor:
-        """Recomputes the ``out_size`` box at ``out_starts`` of a windowed step's output."""
-        k, s, p, d = _window(step)
-        base = self.acts[step.index]
-        need = tuple((out_size[a] - 1) * s[a] + d[a] * (k[a] - 1) + 1 for a in range(2))
-        origin = (out_starts[:, 0] * s[0] - p[0], out_starts[:, 1] * s[1] - p[1])
-        pad_value = float("-inf") if step.kind == "maxpool" else 0.0
-        window = _paste(base, patch, starts, need, origin, pad_value)
-        m = step.module
-        if step.kind == "conv":
-            return F.conv2d(window, w["weight"], w.get("bias"), s, 0, d, m.groups)
-        if step.kind == "maxpool":
-            return F.max_pool2d(window, k, s, 0, d)
-        return F.avg_pool2d(window, k, s, 0)
-
-    def _total(self, index, channel, full, patch, starts, layer) -> Tensor:
+    def _total(self, index, channel, state, layer) -> Tensor:
         """Total activation of one map: cached total, minus the old box, plus the new one."""
-        if full is not None:
-            act = full[:, channel]
+        value, starts = state
+        if starts is None:
+            act = value[:, channel]
             return act.flatten(1).sum(1) if act.ndim == 3 else act
-        base = self.acts[index + 1][0, channel]
+        base = self.outs[index][0, channel]
         old = _crop(base[None, None], starts, layer.size)[:, 0]
-        return base.sum() - old.flatten(1).sum(1) + patch[:, channel].flatten(1).sum(1)
+        return base.sum() - old.flatten(1).sum(1) + value[:, channel].flatten(1).sum(1)
 
-    def _full_output(self, patch: Tensor, starts: Tensor) -> Tensor:
-        base = self.acts[-1]
-        return _paste(base, patch, starts, tuple(base.shape[-2:]), (0, 0), 0.0)
+
+def _cat_dim(step: Step) -> int:
+    node = step.node
+    return node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+
+
+def _union_all(boxes) -> tuple[int, int, int, int]:
+    return (
+        min(b[0] for b in boxes),
+        max(b[1] for b in boxes),
+        min(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
 
 
 def _as_list(origin, n: int) -> list[int]:

@@ -19,9 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from zfwidgets.core.backward import METHODS, backward, backward_units
+from zfwidgets.core.backward import METHODS, backward, backward_units, graph_backward
 from zfwidgets.core.cache import CacheInfo, RecordCache, image_key, parameter_version
-from zfwidgets.core.chain import Step, build_chain, friendly_aliases
 from zfwidgets.core.checks import (
     as_image,
     check_channel,
@@ -30,10 +29,12 @@ from zfwidgets.core.checks import (
     fitting_side,
     resolve_device,
 )
-from zfwidgets.core.layers import step_forward, step_weights
+from zfwidgets.core.graph import Step, UnsupportedModelError, build_graph
+from zfwidgets.core.layers import Weights, evaluate, graph_weights, run_graph
 from zfwidgets.core.memory import check_fits, chunk_size, forward_bytes
+from zfwidgets.core.names import block_names, friendly_aliases
 from zfwidgets.core.receptive import Box, nominal_fields, unit_box
-from zfwidgets.core.record import Record, record_forward
+from zfwidgets.core.record import Record, _shape_of, record_forward
 
 __all__ = ["Inspector", "Position"]
 
@@ -44,9 +45,12 @@ class Inspector:
     """Runs a convnet and its deconvnet lazily, caching each image's switches.
 
     Args:
-        model: any ``nn.Module`` whose image path is a chain of Conv2d, ReLU, MaxPool2d,
-            LocalResponseNorm, BatchNorm2d, Dropout, AvgPool2d/AdaptiveAvgPool2d, Flatten and
-            Linear. It is never modified: no hooks, no mode change, no weight change.
+        model: any ``nn.Module`` whose forward torch.fx can read: chains (AlexNet, VGG) and
+            graphs with residual additions, concatenations and branches (ResNet, DenseNet,
+            GoogLeNet, MobileNet...). Deconvnet and guided backprop need a rectifier rule at
+            every nonlinearity (ReLU, ReLU6, max pool); models with others (SiLU, GELU,
+            attention) keep the gradient methods. It is never modified or called: no hooks,
+            no mode change, no weight change.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
         cache_bytes: budget of the per-image record cache (least recently used goes first).
         keep: layers whose activations every record keeps. Default none: a record holds the
@@ -56,7 +60,8 @@ class Inspector:
             ``keep=list(insp.aliases)`` keeps every feature map from the first pass.
 
     Raises:
-        UnsupportedModelError: the model is not a chain the deconvnet can invert.
+        UnsupportedModelError: torch.fx cannot read the model's forward (the message says why
+            and what to pass instead).
     """
 
     def __init__(
@@ -70,15 +75,20 @@ class Inspector:
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         self.model = model
         self.device = resolve_device(device)
-        self.chain: list[Step] = build_chain(model)
-        self.aliases: dict[str, str] = friendly_aliases(self.chain)
-        self._by_name = {s.name: s for s in self.chain}
+        self.graph = build_graph(model)
+        self.steps: list[Step] = self.graph.steps
+        self.aliases: dict[str, str] = friendly_aliases(self.graph)
+        self.blocks: list[str] = block_names(self.graph, self.aliases)
+        self._live = None if self.graph.is_chain else self.graph.live_sets()
+        self._by_name = {name: self.steps[i] for name, i in self.graph.containers.items()}
+        self._by_name.update({s.name: s for s in self.steps})
         self._keep = {self.layer_index(name) for name in (keep or ())}
         self._cache = RecordCache(cache_bytes)
-        self._weights: list[dict[str, Tensor]] = []
+        self._weights: Weights = Weights()
         self._version: tuple | None = None
-        first = next(s for s in self.chain if s.kind in ("conv", "linear"))
-        self.in_channels: int | None = first.module.in_channels if first.kind == "conv" else None
+        first = next(s for s in self.steps if isinstance(s.module, nn.Conv2d | nn.Linear))
+        conv = isinstance(first.module, nn.Conv2d)
+        self.in_channels: int | None = first.module.in_channels if conv else None
         self._shape_memo: dict[tuple, list[torch.Size]] = {}
         # Widgets mine and sweep in background threads while the kernel thread browses:
         # the cache and the weight copies are shared, so their updates are serialised.
@@ -87,25 +97,86 @@ class Inspector:
     # ----- layers -------------------------------------------------------------------------
     @property
     def layers(self) -> list[str]:
-        """Addressable layer names (``named_modules()`` names), input to output."""
-        return [s.name for s in self.chain]
+        """The name of every step, input to output (``named_modules()`` names; ``#2`` marks a
+        module's second call). Container names (``layer3``) and aliases are accepted too."""
+        return [s.name for s in self.steps]
+
+    @property
+    def chain(self) -> list[Step]:
+        """The steps, for code written when every model was a chain (same as ``steps``)."""
+        return self.steps
+
+    def no_rule_reason(self) -> str | None:
+        """Why deconvnet and guided backprop are refused for this model, or None."""
+        step = self.graph.no_rule_step()
+        if step is None:
+            return None
+        return (
+            f"step '{step.name}' ({step.source}) has no rectifier rule: deconvnet and guided "
+            "backprop are defined for networks whose nonlinearities are ReLU, ReLU6 and max "
+            "pooling"
+        )
+
+    def check_method(self, method: str) -> None:
+        """Refuses a projection method this model does not support, saying why."""
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        reason = self.no_rule_reason() if method in ("deconvnet", "guided") else None
+        if reason:
+            raise UnsupportedModelError(
+                f"{method} is not available for {type(self.model).__name__}: {reason}. "
+                "Saliency, Grad-CAM, occlusion, top-9 mining and invariance work on it."
+            )
+
+    def last_input_shape(self) -> tuple:
+        """The (C, H, W) of the last image shape asked about (for defaults that need one)."""
+        if not self._shape_memo:
+            raise ValueError("no image has been seen yet: pass an image")
+        return next(reversed(self._shape_memo))
+
+    @property
+    def methods(self) -> list[str]:
+        """The methods this model supports (see ``zfwidgets.core.methods.REGISTRY``)."""
+        from zfwidgets.core.methods import available  # the registry builds on this class
+
+        return available(self)
+
+    @property
+    def projection_method(self) -> str:
+        """The paper's deconvnet where the model allows it, else saliency."""
+        return "saliency" if self.no_rule_reason() else "deconvnet"
+
+    def map_layers(self, input_shape: Sequence[int]) -> list[str]:
+        """The blocks whose output has feature maps (C, H, W), for inputs of ``input_shape``."""
+        shapes = self.shapes(input_shape)
+        return [
+            b
+            for b in self.blocks
+            if isinstance(shape := shapes[self.layer_index(b)], torch.Size) and len(shape) == 4
+        ]
+
+    def default_layer(self, input_shape: Sequence[int]) -> str:
+        """The last block with feature maps larger than 1x1 (``conv5`` on AlexNet)."""
+        shapes = self.shapes(input_shape)
+        maps = [b for b in self.map_layers(input_shape) if shapes[self.layer_index(b)][-1] > 1]
+        return (maps or self.map_layers(input_shape) or self.blocks)[-1]
 
     def layer_index(self, layer: str) -> int:
-        """Position of ``layer`` (a name or a friendly alias such as ``conv2``) in the chain."""
+        """Position of ``layer`` (a name, container or alias such as ``conv2``) in the steps."""
         if not isinstance(layer, str):
             raise TypeError(f"layer must be a str; got {type(layer).__name__} {layer!r}")
         name = self.aliases.get(layer, layer)
         if name not in self._by_name:
-            known = self.layers + list(self.aliases)
+            known = list(self._by_name) + list(self.aliases)
             raise ValueError(
-                f"unknown layer {layer!r}{closest_names(layer, known)} Layers: "
-                f"{', '.join(self.layers)}; aliases: {', '.join(self.aliases)}"
+                f"unknown layer {layer!r}{closest_names(layer, known)} Blocks: "
+                f"{', '.join(self.blocks)}; every step: {', '.join(self.layers)}"
             )
         return self._by_name[name].index
 
     def layer_name(self, layer: str) -> str:
         """The module name behind ``layer`` (resolves aliases)."""
-        return self.chain[self.layer_index(layer)].name
+        return self.steps[self.layer_index(layer)].name
 
     def shapes(self, input_shape: Sequence[int]) -> list[torch.Size]:
         """Output shape (batch 1) of every step for an input of ``input_shape`` (C, H, W).
@@ -124,34 +195,48 @@ class Inspector:
         Example: ``img[..., box.slices[0], box.slices[1]]`` is the unit's image patch.
         """
         index = self.layer_index(layer)
-        shapes = [torch.Size(input_shape)] + [s[1:] for s in self.shapes(input_shape)]
+        shapes = self._io_shapes(input_shape)
         if len(shapes[index + 1]) == 3:
-            check_position((y, x), tuple(shapes[index + 1][-2:]), self.chain[index].name)
-        return unit_box(self.chain, shapes, index, y, x)
+            check_position((y, x), tuple(shapes[index + 1][-2:]), self.steps[index].name)
+        return unit_box(self.steps, shapes, index, y, x)
+
+    def _io_shapes(self, input_shape: Sequence[int]) -> list[tuple]:
+        """The input shape, then every step's output shape, without the batch (() for tuples)."""
+        outs = [s[1:] if isinstance(s, torch.Size) else () for s in self.shapes(input_shape)]
+        return [torch.Size(input_shape), *outs]
 
     def describe(self, input_shape: Sequence[int]) -> list[dict]:
-        """One row per layer: name, alias, kind, output shape, receptive-field size and stride.
+        """One row per step: name, alias (or the block it ends), kind, output shape, and the
+        receptive-field size and stride.
 
         A receptive-field size of 0 means the unit sees the whole image (after a flatten).
         """
         names = {target: alias for alias, target in self.aliases.items()}
-        fields = nominal_fields(self.chain)
+        for block in self.blocks:  # graphs: the block a step ends (``layer3`` at its last ReLU)
+            step = self.steps[self.layer_index(block)].name
+            if block != step:
+                names.setdefault(step, block)
+        io_shapes = self._io_shapes(input_shape)
+        fields = nominal_fields(self.steps, io_shapes)
         return [
             {
                 "name": step.name,
                 "alias": names.get(step.name, ""),
                 "kind": step.kind,
-                "shape": tuple(shape[1:]),
+                "shape": tuple(shape),
                 "rf_size": field.size,
                 "rf_stride": field.stride,
             }
-            for step, shape, field in zip(self.chain, self.shapes(input_shape), fields, strict=True)
+            for step, shape, field in zip(self.steps, io_shapes[1:], fields, strict=True)
         ]
 
-    def _trace_shapes(self, input_shape: tuple) -> list[torch.Size]:
-        x = torch.empty(1, *input_shape, device="meta")
-        shapes = []
-        for step in self.chain:
+    def _trace_shapes(self, input_shape: tuple) -> list:
+        meta = torch.device("meta")
+        weights = graph_weights(self.graph, self.model, meta)
+        shapes: list = []
+
+        def compute(step: Step, w, env):
+            x = env.get(step.node.args[0]) if step.node.args else None
             if step.kind == "linear" and x.shape[-1] != step.module.in_features:
                 raise ValueError(
                     f"an input of shape {input_shape} gives {x.shape[-1]} features at layer "
@@ -159,29 +244,40 @@ class Inspector:
                     "does not match what the model was built for" + self._size_hint(input_shape)
                 )
             try:
-                x = step_forward(step, step_weights(step, torch.device("meta")), x)
-            except RuntimeError as err:
+                y = evaluate(step, w, env)
+            except (RuntimeError, ValueError, IndexError) as err:
+                got = f", input {tuple(x.shape[1:])}" if isinstance(x, Tensor) else ""
                 raise ValueError(
                     f"an input of shape {input_shape} does not fit layer '{step.name}' "
-                    f"({step.kind}, input {tuple(x.shape[1:])}): {err}"
+                    f"({step.kind}{got}): {err}"
                 ) from err
-            shapes.append(x.shape)
+            shapes.append(_shape_of(y))
+            return y
+
+        with torch.no_grad():
+            run_graph(
+                self.graph, weights, torch.empty(1, *input_shape, device=meta), None, (), compute
+            )
         return shapes
 
     def _size_hint(self, input_shape: tuple) -> str:
         """``"; it takes (C, S, S) images"`` when a square size fits the first linear layer."""
-        stop = next(i for i, s in enumerate(self.chain) if s.kind == "linear")
+        linear = next(s for s in self.steps if s.kind == "linear")
+        feeding = linear.inputs[0]
+        weights = graph_weights(self.graph, self.model, torch.device("meta"))
 
         def features(side: int) -> int | None:
             x = torch.empty(1, input_shape[0], side, side, device="meta")
+            if feeding < 0:
+                return int(x[0].numel())
             try:
-                for step in self.chain[:stop]:
-                    x = step_forward(step, step_weights(step, torch.device("meta")), x)
-            except RuntimeError:
+                with torch.no_grad():
+                    out = run_graph(self.graph, weights, x, feeding)[feeding]
+            except (RuntimeError, ValueError, IndexError):
                 return None
-            return int(x[0].numel())
+            return int(out[0].numel())
 
-        sides = fitting_side(features, self.chain[stop].module.in_features)
+        sides = fitting_side(features, linear.module.in_features)
         if sides is None:
             return ""
         low, high = sides
@@ -190,19 +286,19 @@ class Inspector:
         return f"; it takes images of shape ({input_shape[0]}, S, S) with S in {low}..{high}"
 
     # ----- records ------------------------------------------------------------------------
-    def _current_weights(self) -> list[dict[str, Tensor]]:
+    def _current_weights(self) -> Weights:
         with self._lock:
             version = parameter_version(self.model)
             if version != self._version:
-                self._weights = [step_weights(s, self.device) for s in self.chain]
+                self._weights = graph_weights(self.graph, self.model, self.device)
                 self._version = version
                 self._cache.clear()  # records of the old weights can never be asked for again
             return self._weights
 
-    def current_weights(self) -> list[dict[str, Tensor]]:
+    def current_weights(self) -> Weights:
         """Per step, the inspector's copies of the model's current tensors (read-only use).
 
-        For engines that run the chain themselves, such as incremental occlusion.
+        For engines that run the steps themselves, such as incremental occlusion.
         """
         return self._current_weights()
 
@@ -211,14 +307,14 @@ class Inspector:
         img = as_image(x, self.in_channels)
         shapes = self.shapes(tuple(img.shape[1:]))
         # Memory guard: a huge image is refused before its forward pass can exhaust memory.
-        need = forward_bytes(shapes, 1, sorted(self._keep), img[0].numel())
+        need = forward_bytes(shapes, 1, sorted(self._keep), img[0].numel(), self._live)
         check_fits(
             need, self.device, f"an image of shape {tuple(img.shape[1:])}", "Use a smaller image."
         )
         return img.to(self.device)
 
     def _depth(self, depth: int | None) -> int:
-        return len(self.chain) - 1 if depth is None else depth
+        return len(self.steps) - 1 if depth is None else depth
 
     @staticmethod
     def _serves(rec: Record | None, need: set[int], depth: int) -> bool:
@@ -243,7 +339,7 @@ class Inspector:
                 if rec is not None:
                     keep |= set(rec.outputs)
                     depth = max(depth, rec.depth)
-                rec = record_forward(self.chain, weights, img, keep, depth)
+                rec = record_forward(self.graph, weights, img, keep, depth)
                 self._cache.put(key, rec)
             return rec
 
@@ -273,7 +369,7 @@ class Inspector:
                         keep |= set(found[i].outputs)
                         depth = max(depth, found[i].depth)
                 batch = torch.cat([imgs[i] for i in missing])
-                fresh = record_forward(self.chain, weights, batch, keep, depth).split()
+                fresh = record_forward(self.graph, weights, batch, keep, depth).split()
                 for i, rec in zip(missing, fresh, strict=True):
                     self._cache.put(keys[i], rec)
                     found[i] = rec
@@ -293,13 +389,13 @@ class Inspector:
     def activations(self, x, layer: str) -> Tensor:
         """The activations of ``layer`` for one image: (C, H, W), or (F,) for a linear layer."""
         index = self.layer_index(layer)
-        rec = self.record(x, [self.chain[index].name], depth=index)
+        rec = self.record(x, [self.steps[index].name], depth=index)
         return rec.outputs[index][0].clone()
 
     def predict(self, x) -> Tensor:
         """Class probabilities (softmax of the model's output) for one image."""
         rec = self.record(x)
-        return torch.softmax(rec.outputs[len(self.chain) - 1][0], dim=-1)
+        return torch.softmax(rec.outputs[len(self.steps) - 1][0], dim=-1)
 
     def project(
         self,
@@ -338,16 +434,16 @@ class Inspector:
 
         ``positions`` defaults to ``"max"`` for every channel; otherwise one per channel.
         """
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        self.check_method(method)
         index = self.layer_index(layer)
         positions = ["max"] * len(channels) if positions is None else list(positions)
         if len(positions) != len(channels):
             raise ValueError(
                 f"got {len(channels)} channels but {len(positions)} positions; give one each"
             )
-        rec = self.record(x, [self.chain[index].name], depth=index)
-        top = self.top_signals(rec.outputs[index], channels, positions, self.chain[index].name)
+        name = self.steps[index].name
+        rec = self.record(x, [name], depth=index)
+        top = self.top_signals(rec.outputs[index], channels, positions, name)
         return self.pass_down(rec, top, index, method)
 
     def project_units(
@@ -363,16 +459,22 @@ class Inspector:
         ``images[k]`` is projected from ``channels[k]`` at ``positions[k]`` of ``layer``; the
         images must share one shape. Each image's record comes from the cache when it can.
         """
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        self.check_method(method)
         if not len(images) == len(channels) == len(positions):
             raise ValueError(
                 f"got {len(images)} images, {len(channels)} channels and {len(positions)} "
                 "positions; give one of each per projection"
             )
         index = self.layer_index(layer)
-        name = self.chain[index].name
+        name = self.steps[index].name
         records = self.record_many(images, [name], depth=index)
+        if self._reads_side_values():  # their side values (x.size(0)...) are per batch size
+            return torch.cat(
+                [
+                    self.project_many(img, name, [c], [p], method)
+                    for img, c, p in zip(images, channels, positions, strict=True)
+                ]
+            )
         rec = Record.cat(records)
         top = torch.cat(
             [
@@ -399,23 +501,24 @@ class Inspector:
         with torch.inference_mode():
             for start in range(0, max(len(x), 1), step_count):
                 h = x[start : start + step_count].to(self.device, torch.float32)
-                for step in self.chain[: max(wanted) + 1]:
-                    h = step_forward(step, weights[step.index], h)
-                    if step.index in wanted:
-                        name = wanted[step.index]
-                        if step_count >= len(x):
-                            out[name] = h
-                        else:  # chunked: fill one preallocated result (no concat copy)
-                            if name not in out:
-                                out[name] = h.new_empty((len(x), *h.shape[1:]))
-                            out[name][start : start + len(h)] = h
+                got = run_graph(self.graph, weights, h, max(wanted), set(wanted))
+                for index, name in wanted.items():
+                    if step_count >= len(x):
+                        out[name] = got[index]
+                    else:  # chunked: fill one preallocated result (no concat copy)
+                        if name not in out:
+                            out[name] = got[index].new_empty((len(x), *got[index].shape[1:]))
+                        out[name][start : start + len(h)] = got[index]
         return out
 
     def _batch_chunk(self, x: Tensor, wanted: dict[int, str]) -> int:
         """Images per pass so that ``run_batch`` fits in memory; refuses what never fits."""
         shapes = self.shapes(tuple(x.shape[1:]))[: max(wanted) + 1]
-        per_image = forward_bytes(shapes, 1, (), x[0].numel())
-        kept = forward_bytes(shapes, len(x), list(wanted)) - forward_bytes(shapes, len(x))
+        live = None if self._live is None else self._live[: max(wanted) + 1]
+        per_image = forward_bytes(shapes, 1, (), x[0].numel(), live)
+        kept = forward_bytes(shapes, len(x), list(wanted), 0, live) - forward_bytes(
+            shapes, len(x), (), 0, live
+        )
         what = f"run_batch of {len(x)} images of shape {tuple(x.shape[1:])}"
         check_fits(kept, self.device, what, "Pass fewer images or fewer layers at a time.")
         count = chunk_size(per_image, kept, len(x), self.device)
@@ -431,9 +534,13 @@ class Inspector:
         The shared backward pass behind every projection and class gradient, on the current
         weights; ``stop=-1`` ends at the input pixels.
         """
+        self.check_method(method)
         if stop == -1:  # single units are passed down inside their receptive field only
-            return backward_units(self.chain, self._current_weights(), rec, grad, start, method)
-        return backward(self.chain, self._current_weights(), rec, grad, start, method, stop)
+            return backward_units(self.steps, self._current_weights(), rec, grad, start, method)
+        return backward(self.steps, self._current_weights(), rec, grad, start, method, stop)
+
+    def _reads_side_values(self) -> bool:
+        return any(s.kind in ("linear_op", "generic") for s in self.steps)
 
     def trace_projection(
         self,
@@ -449,13 +556,19 @@ class Inspector:
         entry is the signal after passing down through ``step`` (so at that step's input).
         The last signal equals ``project(...)``.
         """
+        self.check_method(method)
         index = self.layer_index(layer)
-        rec = self.record(x, [self.chain[index].name], depth=index)
-        signal = self.top_signals(rec.outputs[index], [channel], [position], self.chain[index].name)
-        trace = [(self.chain[index], signal[0])]
-        for step in reversed(self.chain[: index + 1]):
-            signal = self.pass_down(rec, signal, step.index, method, step.index - 1)
-            trace.append((step, signal[0]))
+        step = self.steps[index]
+        rec = self.record(x, [step.name], depth=index)
+        signal = self.top_signals(rec.outputs[index], [channel], [position], step.name)
+        trace = [(step, signal[0])]
+
+        def after(passed: Step, grads: dict) -> None:
+            below = grads.get(passed.inputs[0]) if passed.inputs else None
+            if isinstance(below, Tensor):
+                trace.append((passed, below[0]))
+
+        graph_backward(self.steps, self._current_weights(), rec, signal, index, method, -1, after)
         return trace
 
     @staticmethod
@@ -483,6 +596,6 @@ class Inspector:
 
     def __repr__(self) -> str:
         return (
-            f"Inspector({type(self.model).__name__}, {len(self.chain)} layers, "
+            f"Inspector({type(self.model).__name__}, {len(self.steps)} steps, "
             f"device={self.device}, cache={self._cache.budget} bytes)"
         )

@@ -150,7 +150,12 @@ def transform(x: Tensor, kind: str, amount: float, fill: float = 0.0) -> Tensor:
 
 
 def default_layers(insp: Inspector) -> list[str]:
-    """The paper's layers 1 and 7: the first conv layer and the penultimate linear layer."""
+    """The paper's layers 1 and 7: the first conv layer and the penultimate linear layer.
+
+    On a graph: its first block and the block before the class scores (ResNet's avgpool).
+    """
+    if not insp.graph.is_chain:
+        return [insp.blocks[0], insp.blocks[-2]] if len(insp.blocks) > 2 else insp.blocks[:1]
     convs = [a for a in insp.aliases if a.startswith("conv")]
     fcs = [a for a in insp.aliases if a.startswith("fc")]
     layers = convs[:1] + (fcs[-2:-1] if len(fcs) >= 2 else fcs[-1:])

@@ -1,23 +1,45 @@
-"""Running each step of the chain forwards, on weights we hold ourselves.
+"""Running each step forwards, on weights we hold ourselves.
 
 We never call the user's modules: that could run their hooks, change their BatchNorm
 statistics, or write through an in-place ReLU. Instead each step is computed with the
 functional form of its layer on a private copy of the weights (on the inspector's device),
-always with inference semantics (dropout off, batch norm on running statistics).
+always with inference semantics (dropout off, batch norm on running statistics). A module we
+have no functional form for (a ``generic`` step: LayerNorm, attention, SiLU...) runs as a
+hook-free deep copy of it, in eval mode, owned by us.
+
+Example:
+    >>> import torch, torch.nn as nn
+    >>> from zfwidgets.core.graph import build_graph
+    >>> graph = build_graph(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()))
+    >>> weights = graph_weights(graph, nn.Module(), torch.device("cpu"))
+    >>> run_graph(graph, weights, torch.ones(1, 1, 5, 5))[-1].shape
+    torch.Size([1, 2, 3, 3])
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from zfwidgets.core.chain import Step
+from zfwidgets.core.graph import _OUT_OF_PLACE, Graph, Step
 
-__all__ = ["PoolGeometry", "pool_geometry", "step_forward", "step_weights"]
+__all__ = [
+    "PoolGeometry",
+    "Weights",
+    "evaluate",
+    "graph_weights",
+    "pool_geometry",
+    "run_graph",
+    "step_forward",
+    "step_weights",
+]
 
 
 @dataclass(frozen=True)
@@ -43,23 +65,62 @@ def pool_geometry(module: nn.MaxPool2d) -> PoolGeometry:
     )
 
 
-def step_weights(step: Step, device: torch.device) -> dict[str, Tensor]:
+class Weights(list):
+    """Per step, our copies of its tensors; ``attrs`` holds tensors read with ``get_attr``."""
+
+    attrs: dict[str, Any]
+
+
+def _private_copy(module: nn.Module, device: torch.device) -> nn.Module:
+    """A deep copy with no hooks, in eval mode, detached from the user's parameters."""
+    mine = copy.deepcopy(module)
+    for m in mine.modules():
+        for hooks in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks"):
+            getattr(m, hooks).clear()
+        if getattr(m, "inplace", False):
+            m.inplace = False
+    return mine.to(device).eval().requires_grad_(False)
+
+
+def step_weights(step: Step, device: torch.device) -> dict[str, Any]:
     """Detached copies (or views, when already on ``device``) of a step's tensors."""
     if step.module is None:
         return {}
+    if step.kind == "generic" and step.node.op == "call_module":
+        return {"module": _private_copy(step.module, device)}
     tensors = dict(step.module.named_parameters(recurse=False))
     tensors.update(dict(step.module.named_buffers(recurse=False)))
     return {k: v.detach().to(device) for k, v in tensors.items() if v is not None}
 
 
+def _attr(model: nn.Module, target: str) -> Any:
+    value = model
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value.detach() if isinstance(value, Tensor) else value
+
+
+def graph_weights(graph: Graph, model: nn.Module, device: torch.device) -> Weights:
+    """Our copies of every step's weights and of every tensor the forward reads directly."""
+    weights = Weights(step_weights(s, device) for s in graph.steps)
+    weights.attrs = {}
+    for node in graph.nodes:
+        if node.op == "get_attr":
+            value = _attr(model, node.target)
+            weights.attrs[node.target] = value.to(device) if isinstance(value, Tensor) else value
+    return weights
+
+
 def step_forward(step: Step, w: dict[str, Tensor], x: Tensor) -> Tensor:
-    """The output of ``step`` for input ``x`` (inference semantics, no autograd needed)."""
+    """The output of a one-input ``step`` with a rule of its own (no autograd needed)."""
     m = step.module
     kind = step.kind
     if kind == "conv":
         return F.conv2d(x, w["weight"], w.get("bias"), m.stride, m.padding, m.dilation, m.groups)
     if kind == "relu":
         return torch.relu(x)
+    if kind == "relu6":
+        return F.hardtanh(x, 0.0, 6.0)
     if kind == "maxpool":
         g = pool_geometry(m)
         return F.max_pool2d(x, g.kernel, g.stride, g.padding, g.dilation, g.ceil_mode)
@@ -78,11 +139,114 @@ def step_forward(step: Step, w: dict[str, Tensor], x: Tensor) -> Tensor:
         )
     if kind in ("dropout", "identity"):
         return x
+    if kind == "avgpool" and isinstance(m, nn.AdaptiveAvgPool2d):
+        return F.adaptive_avg_pool2d(x, m.output_size)
     if kind == "avgpool":
-        return m(x)  # parameter-free and side-effect free
+        return F.avg_pool2d(
+            x,
+            m.kernel_size,
+            m.stride,
+            m.padding,
+            m.ceil_mode,
+            m.count_include_pad,
+            m.divisor_override,
+        )
+    if kind == "pad":
+        return F.pad(x, m.padding, value=m.value)
     if kind == "flatten":
-        start = m.start_dim if isinstance(m, nn.Flatten) else 1
-        return x.flatten(start)
+        return x.flatten(m.start_dim, m.end_dim)
     if kind == "linear":
         return F.linear(x, w["weight"], w.get("bias"))
-    raise AssertionError(f"unknown step kind {kind}")
+    raise AssertionError(f"step kind {kind} has no one-input rule")
+
+
+_OWN_FORWARD = {
+    "conv", "relu", "relu6", "maxpool", "lrn", "bn", "dropout", "avgpool", "pad", "flatten",
+    "linear", "identity",
+}  # fmt: skip
+
+
+_FUNCTIONAL = ("relu", "relu6", "dropout")  # kinds whose functional forms we run ourselves
+
+
+def _no_inplace(kwargs: dict) -> dict:
+    return {**kwargs, "inplace": False} if kwargs.get("inplace") else kwargs
+
+
+def call_node(step: Step, w: dict[str, Any], args: tuple, kwargs: dict) -> Any:
+    """Runs a function step's own operation on evaluated arguments (never in place)."""
+    node = step.node
+    kwargs = _no_inplace(kwargs)
+    if node.op == "call_module":
+        return w["module"].forward(*args, **kwargs)  # our copy, without hooks
+    if node.op == "call_method":
+        name = node.target
+        if name.endswith("_") and not name.startswith("_"):
+            name = name[:-1]
+        return getattr(args[0], name)(*args[1:], **kwargs)
+    return _OUT_OF_PLACE.get(node.target, node.target)(*args, **kwargs)
+
+
+def evaluate(step: Step, w: dict[str, Any], env: dict[torch.fx.Node, Any]) -> Any:
+    """The output of ``step`` given the values of every node before it in ``env``."""
+    if step.kind in _OWN_FORWARD and (step.module is not None or step.kind in _FUNCTIONAL):
+        return step_forward(step, w, env[step.node.args[0]])
+    args = torch.fx.node.map_arg(step.node.args, env.__getitem__)
+    kwargs = torch.fx.node.map_arg(step.node.kwargs, env.__getitem__)
+    return call_node(step, w, args, kwargs)
+
+
+def _side_value(node: torch.fx.Node, weights: Weights, env: dict) -> Any:
+    if node.op == "get_attr":
+        return weights.attrs[node.target]
+    args = torch.fx.node.map_arg(node.args, env.__getitem__)
+    kwargs = torch.fx.node.map_arg(node.kwargs, env.__getitem__)
+    if node.op == "call_method":
+        return getattr(args[0], node.target)(*args[1:], **kwargs)
+    if node.op == "call_function":
+        return node.target(*args, **kwargs)
+    raise AssertionError(f"side node {node.op} {node.target}")
+
+
+def run_graph(
+    graph: Graph,
+    weights: Weights,
+    x: Tensor,
+    last: int | None = None,
+    keep: set[int] = frozenset(),
+    compute=None,
+    side: dict | None = None,
+) -> dict[int, Any]:
+    """Runs ``x`` through steps ``0..last``; returns the outputs of ``keep`` and of ``last``.
+
+    ``compute(step, w, env)``, when given, runs each step instead of :func:`evaluate` (to
+    record what its backward will need); ``env`` holds the value of every fx node the step
+    reads. Other values are dropped as soon as no later step reads them, so a pass holds
+    little more than the widest point of the network. ``side``, when given, receives the
+    values computed beside the image path (shapes read, parameters), by fx node.
+    """
+    compute = compute or evaluate
+    last = len(graph.steps) - 1 if last is None else last
+    env: dict[torch.fx.Node, Any] = {}
+    kept: dict[int, Any] = {}
+    for position, node in enumerate(graph.nodes):
+        index = graph.step_of.get(node)
+        if index is not None and index > last:
+            break
+        if index == -1:
+            env[node] = x
+        elif node.op == "placeholder":
+            env[node] = node.args[0] if node.args else None  # a default argument
+            if side is not None:
+                side[node] = env[node]
+        elif index is None:
+            env[node] = _side_value(node, weights, env)
+            if side is not None:
+                side[node] = env[node]
+        else:
+            env[node] = compute(graph.steps[index], weights[index], env)
+            if index in keep or index == last:
+                kept[index] = env[node]
+        for done in graph.frees[position]:
+            env.pop(done, None)
+    return kept

@@ -93,6 +93,7 @@ def forward_bytes(
     batch: int = 1,
     keep: Sequence[int] = (),
     input_numel: int = 0,
+    live: Sequence[Sequence[int]] | None = None,
 ) -> int:
     """Bytes a plain forward pass of ``batch`` images needs at its peak.
 
@@ -101,13 +102,25 @@ def forward_bytes(
         batch: images per pass.
         keep: indices of steps whose outputs are held until the end of the pass.
         input_numel: elements of one input image (it is alive while the first step runs).
+        live: for a graph, per step the steps (-1: the input) whose outputs are alive while it
+            runs (``Graph.live_sets``); without it, a chain is assumed.
 
-    The peak is the largest input + output pair of one step plus everything kept.
+    The peak is the largest set of tensors alive at once plus everything kept.
     """
-    sizes = [input_numel] + [int(torch.Size(s).numel()) for s in shapes]
-    pair = max(a + b for a, b in zip(sizes, sizes[1:], strict=False)) if len(sizes) > 1 else 0
+    sizes = [input_numel] + [_numel(s) for s in shapes]
+    if live is None:
+        pair = max(a + b for a, b in zip(sizes, sizes[1:], strict=False)) if len(sizes) > 1 else 0
+    else:
+        pair = max((sum(sizes[i + 1] for i in alive) for alive in live), default=0)
     kept = sum(sizes[i + 1] for i in set(keep))
     return (pair + kept) * batch * FLOAT_BYTES
+
+
+def _numel(shape) -> int:
+    """Elements of a shape, or of every shape of a tuple output."""
+    if isinstance(shape, list):
+        return sum(_numel(s) for s in shape)
+    return int(torch.Size(shape).numel()) if shape is not None else 0
 
 
 def check_fits(need: int, device: torch.device, what: str, advice: str = "") -> None:

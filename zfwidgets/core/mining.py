@@ -304,7 +304,7 @@ def mine(
         source, offset = _shard(data, batch_size)
         total = len(as_indexable(source))
     if layers is None:
-        layers = [a for a in insp.aliases if a.startswith("conv")]
+        layers = insp.map_layers(_first_shape(data))
     names = [insp.layer_name(layer) for layer in layers]
     best: dict[str, LayerTopK] = {}
     done = 0
@@ -399,3 +399,8 @@ def _gather_merge(layers: dict[str, LayerTopK], count: int, k: int):
             best = _merge(best, t.values, t.images, t.positions, k)
         merged[name] = best
     return merged, sum(c for _, c in gathered)
+
+
+def _first_shape(data) -> tuple:
+    """The (C, H, W) shape of a data set's first image."""
+    return tuple(ImageCollator()([as_indexable(data)[0]]).shape[-3:])

@@ -112,11 +112,8 @@ def _strongest_channel(insp: Inspector, x, layer: str) -> int:
     return int(act.flatten(1).amax(1).argmax()) if act.ndim == 3 else int(act.argmax())
 
 
-def _default_layer(insp: Inspector) -> str:
-    convs = [a for a in insp.aliases if a.startswith("conv")]
-    if not convs:
-        raise ValueError("the model has no conv layer; pass layer= explicitly")
-    return convs[-1]
+def _default_layer(insp: Inspector, img: Tensor) -> str:
+    return insp.default_layer(tuple(img.shape[1:]))
 
 
 def _target(insp: Inspector, img: Tensor, target: int | None) -> int:
@@ -159,7 +156,7 @@ def occlusion_sweep(
     """
     img = insp.image(x)
     _check_square(img.shape, size, stride)
-    layer = layer or _default_layer(insp)
+    layer = layer or _default_layer(insp, img)
     name = insp.layer_name(layer)
     channel = _strongest_channel(insp, img, name)
     target = _target(insp, img, target)
@@ -167,7 +164,7 @@ def occlusion_sweep(
     corners = [(y, x0) for y in ys for x0 in xs]
     index = insp.layer_index(name)
     if incremental:
-        plan = OcclusionPlan(insp.chain, insp.current_weights(), img, size, corners)
+        plan = OcclusionPlan(insp.graph, insp.current_weights(), img, size, corners)
     activity, probs = [], []
     for start in range(0, len(corners), batch_size):
         chunk = corners[start : start + batch_size]
@@ -198,7 +195,7 @@ def occlusion_sweep(
         target_prob=probs[..., target],
         top_class=top_class,
         top_prob=top_prob,
-        projection=insp.project(img, name, channel)[0],
+        projection=insp.project(img, name, channel, method=insp.projection_method)[0],
         base_activity=float(base_map.sum()),
         base_prob=float(insp.predict(img)[target]),
     )
@@ -223,7 +220,7 @@ def occlusion_at(
             f"occluder at ({y}, {x0}) of size {size} leaves the {img.shape[-2]}x{img.shape[-1]} "
             f"image: y in 0..{img.shape[-2] - size}, x in 0..{img.shape[-1] - size}"
         )
-    name = insp.layer_name(layer or _default_layer(insp))
+    name = insp.layer_name(layer or _default_layer(insp, img))
     channel = _strongest_channel(insp, img, name) if channel is None else channel
     target = _target(insp, img, target)
     activity, probs = _readings(insp, occlude(img, y, x0, size, fill), name, channel)

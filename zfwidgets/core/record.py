@@ -1,12 +1,14 @@
 """One forward pass that records everything later projections need.
 
-For each image we keep, per layer kind:
+For each image we keep, per step (one per call: a module used twice has two records):
 
 * max pool: the switches, one byte per pooled unit: the offset of the max inside its window
   (0..8 for a 3x3 window). This is all the deconvnet's unpooling needs.
-* ReLU: the sign of its input, bit-packed (8 units per byte), for guided backprop and saliency.
-* local response norm: its input, because the exact gradient of LRN (saliency, guided) depends
-  on it. The deconvnet itself skips contrast normalisation on the way down.
+* ReLU: ``input > 0``, bit-packed (8 units per byte), for guided backprop and saliency;
+  ReLU6: ``0 < input < 6``, the same way.
+* local response norm and generic steps (no rule of their own): their inputs, because their
+  exact gradient depends on them. The deconvnet skips contrast normalisation on the way down.
+* the shape of every step's output, and the side values the forward read (``x.size(0)``...).
 * the activations of the requested layers, and the output of the last step run: the class
   scores after a full pass; a pass for a projection stops at the projected layer.
 """
@@ -14,12 +16,13 @@ For each image we keep, per layer kind:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from zfwidgets.core.chain import Step
-from zfwidgets.core.layers import PoolGeometry, pool_geometry, step_forward
+from zfwidgets.core.graph import Graph, Step
+from zfwidgets.core.layers import PoolGeometry, Weights, evaluate, pool_geometry, run_graph
 
 __all__ = ["Record", "record_forward", "pack_bits", "unpack_bits", "encode_switches"]
 
@@ -73,76 +76,112 @@ def decode_switches(offsets: Tensor, g: PoolGeometry, in_width: int) -> Tensor:
     return iy * in_width + ix
 
 
+_GROUPS = ("outputs", "switches", "masks", "saved")
+
+
 @dataclass
 class Record:
     """What one forward pass left behind for later projections (batch of N images).
 
     Attributes:
-        input_shapes: the input shape of every step (batch included).
+        image_shape: the input's shape (batch included).
+        input_shapes: per step, the shape of its first image-path input.
+        shapes: per step, the shape of its output (a list of shapes for a tuple output).
         outputs: the kept activations, by step index (the output of that step).
         switches: max-pool switches by step index (offsets inside the window).
-        masks: bit-packed ``input > 0`` of every ReLU, by step index.
-        lrn_inputs: inputs of local response norm layers, by step index.
+        masks: bit-packed rectifier masks by step index (``x > 0``; ``0 < x < 6`` for ReLU6).
+        saved: the image-path inputs of steps whose backward needs them (LRN, generic).
+        side: values the forward computed beside the image path (shapes, parameters), by fx
+            node; they belong to one batch size.
         depth: the index of the last step the forward pass ran (steps 0..depth are recorded).
     """
 
-    input_shapes: list[torch.Size]
+    image_shape: torch.Size
+    input_shapes: list[torch.Size] = field(default_factory=list)
+    shapes: list[Any] = field(default_factory=list)
     depth: int = -1
     outputs: dict[int, Tensor] = field(default_factory=dict)
     switches: dict[int, Tensor] = field(default_factory=dict)
     masks: dict[int, Tensor] = field(default_factory=dict)
-    lrn_inputs: dict[int, Tensor] = field(default_factory=dict)
+    saved: dict[int, tuple[Tensor, ...]] = field(default_factory=dict)
+    side: dict[Any, Any] = field(default_factory=dict)
+
+    @property
+    def batch(self) -> int:
+        """Images in this record."""
+        return self.image_shape[0]
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the recorded tensors."""
-        groups = (self.outputs, self.switches, self.masks, self.lrn_inputs)
-        return sum(t.numel() * t.element_size() for g in groups for t in g.values())
+        total = 0
+        for group in _GROUPS:
+            for value in getattr(self, group).values():
+                for t in value if isinstance(value, tuple) else (value,):
+                    total += t.numel() * t.element_size()
+        return total
+
+    def _with(self, n: int, fn) -> Record:
+        """A record of ``n`` images whose every recorded tensor is ``fn(group, index, t)``."""
+
+        def mapped(group: str) -> dict:
+            out = {}
+            for i, v in getattr(self, group).items():
+                out[i] = tuple(fn(t) for t in v) if isinstance(v, tuple) else fn(v)
+            return out
+
+        return Record(
+            image_shape=torch.Size((n, *self.image_shape[1:])),
+            input_shapes=[_rebatch(s, n) for s in self.input_shapes],
+            shapes=[_rebatch(s, n) for s in self.shapes],
+            depth=self.depth,
+            **{g: mapped(g) for g in _GROUPS},
+            side=self.side,
+        )
 
     @classmethod
     def cat(cls, records: list[Record]) -> Record:
         """One record holding several images' records along the batch (for batched projections).
 
-        Only activations that every record kept are carried over.
+        Only activations that every record kept are carried over. Side values are those of
+        the first record (one image): graphs whose steps read them are projected one image
+        at a time.
         """
         depth = min(r.depth for r in records)
-        n = sum(r.input_shapes[0][0] for r in records)
-
-        def joined(group: str) -> dict[int, Tensor]:
-            keys = set.intersection(*(set(getattr(r, group)) for r in records))
-            keys = {i for i in keys if i <= depth}  # the deeper records' extra steps are dropped
-            return {i: torch.cat([getattr(r, group)[i] for r in records]) for i in keys}
-
-        return cls(
-            input_shapes=[torch.Size((n, *s[1:])) for s in records[0].input_shapes[: depth + 1]],
+        n = sum(r.batch for r in records)
+        first = records[0]
+        out = Record(
+            image_shape=torch.Size((n, *first.image_shape[1:])),
+            input_shapes=[_rebatch(s, n) for s in first.input_shapes[: depth + 1]],
+            shapes=[_rebatch(s, n) for s in first.shapes[: depth + 1]],
             depth=depth,
-            outputs=joined("outputs"),
-            switches=joined("switches"),
-            masks=joined("masks"),
-            lrn_inputs=joined("lrn_inputs"),
+            side=first.side,
         )
+        for group in _GROUPS:
+            keys = set.intersection(*(set(getattr(r, group)) for r in records))
+            joined = getattr(out, group)
+            for i in sorted(k for k in keys if k <= depth):
+                values = [getattr(r, group)[i] for r in records]
+                if isinstance(values[0], tuple):
+                    joined[i] = tuple(torch.cat(parts) for parts in zip(*values, strict=True))
+                else:
+                    joined[i] = torch.cat(values)
+        return out
 
     def split(self) -> list[Record]:
         """One record per image of the batch (copies, so each can be cached on its own)."""
-        n = self.input_shapes[0][0]
+        return [self.rows([k], copy=True) for k in range(self.batch)]
 
-        def one(group: dict[int, Tensor], k: int) -> dict[int, Tensor]:
-            return {i: t[k : k + 1].clone() for i, t in group.items()}
-
-        return [
-            Record(
-                input_shapes=[torch.Size((1, *s[1:])) for s in self.input_shapes],
-                depth=self.depth,
-                outputs=one(self.outputs, k),
-                switches=one(self.switches, k),
-                masks=one(self.masks, k),
-                lrn_inputs=one(self.lrn_inputs, k),
-            )
-            for k in range(n)
-        ]
+    def rows(self, rows: list[int], copy: bool = False) -> Record:
+        """The records of some images of a batched record."""
+        if copy and len(rows) == 1:
+            k = rows[0]
+            return self._with(1, lambda t: t[k : k + 1].clone())
+        pick = torch.tensor(rows)
+        return self._with(len(rows), lambda t: t[pick.to(t.device)])
 
     def relu_mask(self, index: int) -> Tensor:
-        """``input > 0`` of the ReLU at ``index`` as a bool tensor."""
+        """The rectifier mask of the step at ``index`` as a bool tensor."""
         return unpack_bits(self.masks[index], self.input_shapes[index])
 
     def pool_indices(self, step: Step) -> Tensor:
@@ -151,36 +190,59 @@ class Record:
         return decode_switches(self.switches[step.index], pool_geometry(step.module), width)
 
 
+def _rebatch(shape: Any, n: int) -> Any:
+    if isinstance(shape, torch.Size):
+        return torch.Size((n, *shape[1:])) if len(shape) else shape
+    return [_rebatch(s, n) for s in shape] if isinstance(shape, list) else shape
+
+
+def _shape_of(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.shape
+    if isinstance(value, tuple | list):
+        return [_shape_of(v) for v in value]
+    return None
+
+
 def record_forward(
-    chain: list[Step],
-    weights: list[dict[str, Tensor]],
+    graph: Graph,
+    weights: Weights,
     x: Tensor,
     keep: set[int],
     depth: int | None = None,
 ) -> Record:
-    """Runs ``x`` (N, C, H, W) through ``chain`` and records switches, masks and ``keep``.
+    """Runs ``x`` (N, C, H, W) through ``graph`` and records switches, masks and ``keep``.
 
-    ``depth``: the last step to run (default the end of the chain); its output is always kept.
+    ``depth``: the last step to run (default the end of the graph); its output is always kept.
     A projection from a layer needs nothing above it, so the forward pass can stop there.
     """
-    last = len(chain) - 1 if depth is None else depth
-    rec = Record(input_shapes=[], depth=last)
+    steps = graph.steps
+    last = len(steps) - 1 if depth is None else depth
+    rec = Record(image_shape=x.shape, depth=last)
+    rec.input_shapes = [None] * (last + 1)
+    rec.shapes = [None] * (last + 1)
+
+    def compute(step: Step, w: Weights, env: dict) -> Any:
+        inputs = [env[n] for n in step.node.all_input_nodes if graph.step_of.get(n) is not None]
+        first = inputs[0] if inputs else None
+        rec.input_shapes[step.index] = first.shape if isinstance(first, Tensor) else None
+        if step.kind == "maxpool":
+            g = pool_geometry(step.module)
+            y, idx = torch.nn.functional.max_pool2d(
+                first, g.kernel, g.stride, g.padding, g.dilation, g.ceil_mode, return_indices=True
+            )
+            rec.switches[step.index] = encode_switches(idx, g, first.shape[-1])
+        else:
+            if step.kind == "relu":
+                rec.masks[step.index] = pack_bits(first > 0)
+            elif step.kind == "relu6":
+                rec.masks[step.index] = pack_bits((first > 0) & (first < 6))
+            elif step.kind in ("lrn", "generic"):
+                rec.saved[step.index] = tuple(inputs)
+            y = evaluate(step, w, env)
+        rec.shapes[step.index] = _shape_of(y)
+        return y
+
     with torch.no_grad():
-        for step in chain[: last + 1]:
-            rec.input_shapes.append(x.shape)
-            if step.kind == "maxpool":
-                g = pool_geometry(step.module)
-                y, idx = torch.nn.functional.max_pool2d(
-                    x, g.kernel, g.stride, g.padding, g.dilation, g.ceil_mode, return_indices=True
-                )
-                rec.switches[step.index] = encode_switches(idx, g, x.shape[-1])
-            else:
-                if step.kind == "relu":
-                    rec.masks[step.index] = pack_bits(x > 0)
-                elif step.kind == "lrn":
-                    rec.lrn_inputs[step.index] = x
-                y = step_forward(step, weights[step.index], x)
-            if step.index in keep or step.index == last:
-                rec.outputs[step.index] = y
-            x = y
+        rec.outputs = run_graph(graph, weights, x, last, keep, compute, rec.side)
     return rec

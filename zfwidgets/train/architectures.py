@@ -19,7 +19,7 @@ __all__ = ["ALLOWED_CLASSES", "allowed_class", "architecture_spec", "describe", 
 
 # zfwidgets.zoo classes whose constructors take plain JSON values (ints, lists of ints).
 # SmallKrizhevskyNet joins the zoo later; names missing from the installed zoo are skipped.
-ALLOWED_CLASSES = ("SmallZFNet", "SmallKrizhevskyNet", "ZFNet", "KrizhevskyNet")
+ALLOWED_CLASSES = ("SmallZFNet", "SmallKrizhevskyNet", "SmallResNet", "ZFNet", "KrizhevskyNet")
 
 
 def allowed_class(name: str) -> Callable[..., nn.Module] | None:

@@ -3,6 +3,7 @@
 Example::
 
     zfwidgets train --arch small-zf --data demo --epochs 10 --out runs/small
+    zfwidgets train --arch small-resnet --data demo --epochs 5 --out runs/residual
     zfwidgets train --arch zfnet --data ~/images --epochs 70 --out runs/zf --device cuda
 """
 
@@ -25,10 +26,12 @@ from zfwidgets.train.snapshots import DEFAULT_EPOCHS, SnapshotError, SnapshotRec
 
 __all__ = ["ARCHITECTURES", "add_parser", "build_model", "run"]
 
-# --arch name -> (zoo class name, input side); "small" models take image_size, the big ones 224.
+# --arch name -> (zoo class name, input side); "small" models take any small side (the ZF ones
+# as image_size, the residual one through its global pool), the big ones 224.
 ARCHITECTURES = {
     "small-zf": ("SmallZFNet", None),
     "small-krizhevsky": ("SmallKrizhevskyNet", None),
+    "small-resnet": ("SmallResNet", None),
     "zfnet": ("ZFNet", 224),
     "krizhevsky": ("KrizhevskyNet", 224),
 }
@@ -47,7 +50,7 @@ def build_model(
     if fixed is not None and image_size != fixed:
         raise ValueError(
             f"{arch} takes {fixed}x{fixed} images, not {image_size}x{image_size}; use "
-            "small-zf or small-krizhevsky for small images (such as --data demo)"
+            "small-zf, small-krizhevsky or small-resnet for small images (such as --data demo)"
         )
     wanted = {"in_channels": in_channels, "num_classes": num_classes, "image_size": image_size}
     accepted = inspect.signature(cls).parameters
@@ -137,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
         if fixed is not None:
             raise ValueError(
                 f"{args.arch} takes {fixed}x{fixed} images and --data demo holds 1x28x28 "
-                "digits; use small-zf or small-krizhevsky for the demo"
+                "digits; use small-zf, small-krizhevsky or small-resnet for the demo"
             )
         if channels != 1 or size != 28:
             raise ValueError(

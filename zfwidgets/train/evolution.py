@@ -143,7 +143,7 @@ class Evolution:
         self._mine_lock = threading.Lock()
         insp = self.inspector(self.run.epochs[0])
         if layers is None:
-            layers = [a for a in insp.aliases if a.startswith("conv")]
+            layers = insp.map_layers(tuple(image_of(as_indexable(probe)[0]).shape[-3:]))
         self._names = {layer: insp.layer_name(layer) for layer in layers}
         self.layers: list[str] = list(self._names)
         self._probe_fp = data_fingerprint(probe)
@@ -279,7 +279,7 @@ class Evolution:
         img = insp.image(self.image(int(t.images[channel, 0])))
         spatial = len(insp.shapes(tuple(img.shape[1:]))[insp.layer_index(name)]) == 4
         pos = tuple(int(v) for v in t.positions[channel, 0]) if spatial else None
-        proj = insp.project_units([img], name, [channel], [pos])[0]
+        proj = insp.project_units([img], name, [channel], [pos], insp.projection_method)[0]
         box = insp.receptive_field(name, *(pos or (0, 0)), tuple(img.shape[1:]))
         rows, cols = box.slices
         result = (proj[:, rows, cols].cpu(), box)
@@ -305,8 +305,10 @@ class Evolution:
     def entries(self, epoch: int, layer: str, channel: int) -> list[TopEntry]:
         """All k top activations of the map at ``epoch`` with projections and patches."""
         self._check_epoch(epoch)
+        insp = self.inspector(epoch)
+        name = self._name(layer)
         return top_projections(
-            self.inspector(epoch), self.mine(epoch), self.probe, self._name(layer), channel
+            insp, self.mine(epoch), self.probe, name, channel, insp.projection_method
         )
 
     def model_fingerprint(self, epoch: int) -> str:

@@ -560,7 +560,8 @@ class EvolutionScrubber(widgets.VBox):
             entries = self.evolution.entries(self.epoch, self.layer, self.selected)
             image_shape = tuple(entries[0].image.shape)
             side = patch_side(self.evolution.inspector(self.epoch), self.layer, image_shape)
-            pictures = top_nine_pictures(entries, "deconvnet", self.mean, side)
+            method = self.evolution.inspector(self.epoch).projection_method
+            pictures = top_nine_pictures(entries, method, self.mean, side)
             self._tops[key] = pictures
             while len(self._tops) > TOPS_KEPT:
                 self._tops.popitem(last=False)
@@ -648,7 +649,9 @@ class EvolutionScrubber(widgets.VBox):
         )
         tiles = []
         for c in maps:
-            picture = unit_picture(evo.projection(epoch, layer, c), "deconvnet")
+            picture = unit_picture(
+                evo.projection(epoch, layer, c), evo.inspector(epoch).projection_method
+            )
             tile = place_patch(picture, evo.box(epoch, layer, c), side)
             tiles.append(render.upscale(tile[: side[0], : side[1]], zoom))
         picture = rgba(

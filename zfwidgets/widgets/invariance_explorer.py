@@ -4,8 +4,10 @@ Pick a transformation (vertical translation, scale or rotation) and slide throug
 the transformed image is shown beside three curves over the whole sweep, as in Fig. 5: the
 Euclidean distance between the feature vectors of the original and the transformed image at
 two layers (default the first conv layer and the penultimate fully connected one, the paper's
-layers 1 and 7) and the probability of the true class. Every image's curve is drawn faintly;
-the selected image's curve is bold and the current amount is marked on it.
+layers 1 and 7; on a graph such as ResNet its first block and the one before the class scores;
+the two menus offer the model's blocks) and the probability of the true class. Every image's
+curve is drawn faintly; the selected image's curve is bold and the current amount is marked on
+it.
 
 Example:
     >>> from zfwidgets import InvarianceExplorer, demo
@@ -46,6 +48,7 @@ from zfwidgets.core.invariance import (
     invariance_curves,
     transform,
 )
+from zfwidgets.widgets.menus import LayerMenu, display_name
 from zfwidgets.widgets.parts import (
     COLOURS,
     FONT,
@@ -98,7 +101,9 @@ class InvarianceExplorer(widgets.VBox):
         mean: the mean image subtracted from the model's inputs, to show images in true
             colours; without it each picture is stretched min..max.
         layers: the two (or more; the first two are plotted) layers whose feature distances
-            are plotted; default the first conv and the penultimate linear layer.
+            are plotted: blocks (``conv1``, ``layer3``) or step names; default
+            :func:`~zfwidgets.core.invariance.default_layers` (the first conv and the
+            penultimate linear layer on a chain).
         steps: how many amounts each sweep has (the identity is added when it falls between).
         ranges: ``{kind: (start, stop)}`` to replace the default ranges (translate: a quarter
             of the image up and down; scale 0.6..1.8; rotate -180..180 degrees).
@@ -107,7 +112,8 @@ class InvarianceExplorer(widgets.VBox):
 
     Traits (set them from code; the controls follow):
         kind: ``"translate"``, ``"scale"`` or ``"rotate"``. step: index of the amount shown
-        (``amount`` is its value). image_index: the image whose curve is bold. status: the
+        (``amount`` is its value). image_index: the image whose curve is bold. layers: the
+        layers compared (assign a new list; the two menus set its first two). status: the
         status line's message. A value that cannot be used keeps the previous one and says why
         in ``status``. ``curves`` holds the finished :class:`InvarianceCurves` per kind.
 
@@ -118,6 +124,7 @@ class InvarianceExplorer(widgets.VBox):
     kind = traitlets.Unicode("translate")
     step = traitlets.Int(0)
     image_index = traitlets.Int(0)
+    layers = traitlets.List(traitlets.Unicode(), minlen=0)
     status = traitlets.Unicode("", read_only=True)
 
     def __init__(
@@ -151,11 +158,8 @@ class InvarianceExplorer(widgets.VBox):
         self.classes = self._class_names(classes)
         self.mean = mean
         self.fill = fill
+        # Raises now for an unknown layer (the core's message) or fewer than two.
         self.layers = list(layers) if layers is not None else default_layers(self.inspector)
-        for layer in self.layers:
-            self.inspector.layer_index(layer)  # unknown layer: the core's message, now
-        if len(self.layers) < 2:
-            raise ValueError(f"give two layers to compare; got {self.layers}")
         self.amounts = self._sweeps(steps, ranges)
         self.curves: dict[str, InvarianceCurves] = {}
         # The sweep's thread draws its curves while the kernel thread may be drawing too.
@@ -251,7 +255,19 @@ class InvarianceExplorer(widgets.VBox):
         self._picture_caption = caption(tooltip=self._picture.help_text)
         self._readout = widgets.HTML(layout=full_width(min_height="3em"))
         self._readout.add_class("zfw-invariance-readout")
-        names = [f"distance at {layer}" for layer in self.layers[:2]]
+        self._layer_menus = [
+            LayerMenu(
+                self.inspector,
+                self.inspector.blocks,
+                description=f"layer {name}",
+                tooltip=f"Plot ({name}): the distance between the feature vectors at this layer",
+                layout=widgets.Layout(width="320px"),
+            )
+            for name in ("a", "b")
+        ]
+        for i, menu in enumerate(self._layer_menus):
+            menu.on_pick(self._layer_picked(i))
+        names = [f"distance at {layer}" for layer in self._plotted()]
         self._plots = [self._plot(name) for name in names + ["p(true class)"]]
         for (figure, *_), name in zip(self._plots, ("a", "b", "prob"), strict=True):
             figure.add_class(f"zfw-invariance-plot-{name}")
@@ -268,7 +284,9 @@ class InvarianceExplorer(widgets.VBox):
         plots = widgets.HBox(
             [figure for figure, *_ in self._plots], layout=full_width(flex_flow="row wrap")
         )
-        right = widgets.VBox([self._readout], layout=widgets.Layout(flex="1 1 320px"))
+        right = widgets.VBox(
+            [self._readout, *self._layer_menus], layout=widgets.Layout(flex="1 1 320px")
+        )
         self.children = [
             self._kind_toggle,
             widgets.HBox([left, right], layout=full_width(flex_flow="row wrap")),
@@ -329,6 +347,7 @@ class InvarianceExplorer(widgets.VBox):
         self._kind_toggle.value = self.kind
         self._amount_slider.value = self.step
         self._image_slider.value = self.image_index
+        self._show_layers()
         self._show()
         self._compute()
 
@@ -363,6 +382,16 @@ class InvarianceExplorer(widgets.VBox):
 
         return self._refuse("step", proposal, check)
 
+    @traitlets.validate("layers")
+    def _valid_layers(self, proposal: dict) -> list[str]:
+        def check(layers: list[str]) -> None:
+            for layer in layers:
+                self.inspector.layer_index(layer)  # unknown layer: the core's message
+            if len(layers) < 2:
+                raise ValueError(f"give two layers to compare; got {list(layers)}")
+
+        return list(self._refuse("layers", proposal, check))
+
     @traitlets.validate("image_index")
     def _valid_image(self, proposal: dict) -> int:
         def check(index: int) -> None:
@@ -392,6 +421,36 @@ class InvarianceExplorer(widgets.VBox):
         self._sync_controls()
         self._show()
         self._compute()
+
+    def _layer_picked(self, which: int) -> Callable[[str], None]:
+        def pick(layer: str) -> None:
+            layers = list(self.layers)
+            layers[which] = layer
+            self.layers = layers
+
+        return pick
+
+    @traitlets.observe("layers")
+    def _layers_changed(self, change: dict) -> None:
+        if not self._ready:
+            return
+        with self._lock:
+            self.curves.clear()  # every kind's curves were for the old layers
+        self._show_layers()
+        self._show()
+        self._compute()
+
+    def _plotted(self) -> list[str]:
+        """The two layers whose distances are plotted."""
+        return list(self.layers[:2])
+
+    def _show_layers(self) -> None:
+        """The menus and the distance plots' axis labels follow ``layers``."""
+        for menu, (figure, *_), layer in zip(
+            self._layer_menus, self._plots, self._plotted(), strict=False
+        ):
+            menu.show(layer)
+            figure.axes[1].label = f"distance at {display_name(self.inspector, layer)}"
 
     @traitlets.observe("step", "image_index")
     def _position_changed(self, change: dict) -> None:
@@ -445,7 +504,7 @@ class InvarianceExplorer(widgets.VBox):
                 [f"computing the {KINDS[self.kind][0]} sweep...", "&nbsp;"]
             )
             return
-        series = [curves.distances[layer] for layer in self.layers[:2]] + [curves.true_prob]
+        series = [curves.distances[layer] for layer in self._plotted()] + [curves.true_prob]
         x = list(curves.amounts)
         for (figure, others, current, point, x_axis), values in zip(
             self._plots, series, strict=True
@@ -467,7 +526,7 @@ class InvarianceExplorer(widgets.VBox):
                 with point.hold_sync():
                     point.x, point.y = [x[j]], [float(data[i, j])]
                 x_axis.label = UNITS[self.kind]
-        a, b = self.layers[:2]
+        a, b = (display_name(self.inspector, layer) for layer in self._plotted())
         self._readout.value = self._html(
             [
                 f"{KINDS[self.kind][0]} {_unit(self.kind, self.amount)} of image {i}:",
@@ -484,7 +543,7 @@ class InvarianceExplorer(widgets.VBox):
 
     # ----- the sweep -----------------------------------------------------------------------
     def _compute(self) -> None:
-        kind = self.kind
+        kind, layers = self.kind, list(self.layers)
         if kind in self.curves:
             return
         values = self.amounts[kind]
@@ -496,16 +555,19 @@ class InvarianceExplorer(widgets.VBox):
                 self.labels,
                 kind,
                 values,
-                self.layers,
+                layers,
                 self.fill,
                 callback=report,
                 should_stop=should_stop,
             )
 
-        self._task.start(kind, work, self._sweep_done, label=f"{kind} sweep")
+        key = f"{kind}:{','.join(layers)}"
+        self._task.start(key, work, self._sweep_done, label=f"{kind} sweep")
 
     def _sweep_done(self, curves: InvarianceCurves) -> None:
         with errors_to(self._status, "curves"):
+            if list(curves.distances) != list(dict.fromkeys(self.layers)):
+                return  # the layers changed meanwhile; the newer sweep will draw
             self.curves[curves.kind] = curves
             if curves.kind == self.kind:
                 self._draw_curves()

@@ -1,9 +1,12 @@
 """LayerBrowser: one image's feature maps, one map's projection, and its top 9 in a data set.
 
-The paper's Figs. 1-2 as a live widget. Pick a layer and a feature map (click the grid or use
-the slider); see the input, the map's activations, and the map projected to pixels with the
-deconvnet, guided backprop or saliency (or the predicted class's Grad-CAM map); with a data set,
-see the 9 images that excite the map most, projected beside their patches (Fig. 2).
+The paper's Figs. 1-2 as a live widget. Pick a layer (the model's blocks: ``conv1``.. on a
+chain, ``layer1``.. ``layer4`` and their blocks on a ResNet) and a feature map (click the grid or
+use the slider); see the input, the map's activations, and the map projected to pixels with the
+deconvnet, guided backprop or saliency (or the predicted class's Grad-CAM or guided Grad-CAM
+map); with a data set, see the 9 images that excite the map most, projected beside their
+patches (Fig. 2). Methods the model cannot have (the deconvnet on a model with SiLU) are not
+offered, and the toggle says why.
 
 Example:
     >>> from zfwidgets import LayerBrowser, demo
@@ -30,10 +33,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from zfwidgets.core import Inspector, render
-from zfwidgets.core.backward import METHODS as PROJECTIONS
-from zfwidgets.core.gradcam import cam_layer_for, gradcam, upsample
+from zfwidgets.core.gradcam import cam_layer_for
+from zfwidgets.core.methods import REGISTRY
 from zfwidgets.core.mining import TopK, mine
 from zfwidgets.core.top_views import TopEntry, top_projections
+from zfwidgets.widgets.menus import LayerMenu, display_name, method_choices
 from zfwidgets.widgets.parts import (
     BACKGROUND,
     PICTURE_SIDE,
@@ -62,18 +66,9 @@ from zfwidgets.widgets.top_nine import (
 
 __all__ = ["LayerBrowser", "METHODS", "POSITIONS", "unit_picture"]
 
-METHODS = {
-    "deconvnet": (
-        "deconvnet",
-        "Zeiler & Fergus: unpool with the switches, rectify, transposed filters",
-    ),
-    "guided": (
-        "guided",
-        "Guided backprop: the deconvnet also masked where the forward ReLU was off",
-    ),
-    "saliency": ("saliency", "Saliency: |plain gradient| of the unit, max over colour channels"),
-    "gradcam": ("Grad-CAM", "Grad-CAM: where the predicted class's evidence lies (a class map)"),
-}
+# name -> (label, help) of every method, for code that lists them; a browser offers only the
+# ones its model supports (see ``LayerBrowser.methods``).
+METHODS = {name: (m.label, m.help) for name, m in REGISTRY.items()}
 POSITIONS = {
     "max": ("strongest", "Project only the map's strongest activation"),
     "map": ("whole map", "Project the whole feature map (every activation of the channel)"),
@@ -97,8 +92,11 @@ class LayerBrowser(widgets.VBox):
         **state: initial values of the traits below.
 
     Traits (set them from code; the controls follow):
-        layer: a layer alias (``"conv2"``) or module name. channel: the feature map (or unit).
-        method: ``"deconvnet"``, ``"guided"``, ``"saliency"`` or ``"gradcam"``.
+        layer: a block or alias (``"conv2"``, ``"layer3"``) or any step name; default the
+        first block with feature maps. channel: the feature map (or unit).
+        method: a name of ``zfwidgets.core.methods.REGISTRY`` the model supports
+        (``methods``): ``"deconvnet"``, ``"guided"``, ``"saliency"``, ``"gradcam"``,
+        ``"guided_gradcam"``; default ``inspector.projection_method``.
         position: ``"max"`` (the strongest unit) or ``"map"`` (the whole map).
         image_index: the picked image. show_upload: show the uploaded file instead.
         show_top: show the top 9 (mined in the background on first use per layer).
@@ -157,6 +155,16 @@ class LayerBrowser(widgets.VBox):
 
     # ----- public --------------------------------------------------------------------------
     @property
+    def methods(self) -> list[str]:
+        """The methods the toggle offers: those of the registry this model supports."""
+        return [name for _, name in self._methods.options]
+
+    @property
+    def absent_methods(self) -> dict[str, str]:
+        """Methods of the registry this model cannot have, with the reason."""
+        return dict(self._methods.absent)
+
+    @property
     def image(self) -> Tensor | None:
         """The image shown now (the uploaded one or ``images[image_index]``), or None."""
         if self.show_upload and self._upload is not None:
@@ -206,10 +214,10 @@ class LayerBrowser(widgets.VBox):
 
     # ----- building ------------------------------------------------------------------------
     def _build_controls(self) -> None:
-        self._layer_menu = widgets.Dropdown(
-            options=self._layer_options(),
+        self._layer_menu = LayerMenu(
+            self.inspector,
             description="layer",
-            tooltip="Layer whose feature maps are shown (conv layers first; every layer allowed)",
+            tooltip="Layer whose feature maps are shown (the model's blocks, input to output)",
             layout=widgets.Layout(width="300px"),
         )
         self._channel_slider = widgets.IntSlider(
@@ -217,11 +225,21 @@ class LayerBrowser(widgets.VBox):
             tooltip="Feature map (channel) to inspect; focus and use ←/→, or click the grid",
             layout=widgets.Layout(width="420px", min_width="260px", flex="1 1 auto"),
         )
+        self._methods = method_choices(self.inspector)
         self._method_toggle = widgets.ToggleButtons(
-            options=[(label, key) for key, (label, _) in METHODS.items()],
-            tooltips=[tip for _, tip in METHODS.values()],
+            options=self._methods.options,
+            tooltips=self._methods.tooltips,
+            tooltip=self._methods.note or "How the selected map is projected to pixels",
             style={"button_width": "auto"},
         )
+        # Shown only when the model lacks a method: which ones, and why (hover: the reason).
+        self._method_note = caption(
+            "not offered: " + ", ".join(REGISTRY[m].label for m in self._methods.absent)
+            if self._methods.absent
+            else "",
+            tooltip=self._methods.note,
+        )
+        self._method_note.add_class("zfw-method-note")
         self._position_toggle = widgets.ToggleButtons(
             options=[(label, key) for key, (label, _) in POSITIONS.items()],
             tooltips=[tip for _, tip in POSITIONS.values()],
@@ -302,11 +320,12 @@ class LayerBrowser(widgets.VBox):
         controls = widgets.HBox([self._layer_menu, self._channel_slider], layout=full_width(**wrap))
         toggles = widgets.HBox(
             [
-                caption("method", "body", "How the selected map is projected to pixels"),
+                caption("method", "body", self._method_help()),
                 self._method_toggle,
                 caption("unit", "body", "Which activations of the map are projected"),
                 self._position_toggle,
-            ],
+            ]
+            + ([self._method_note] if self._methods.absent else []),
             layout=full_width(**wrap),
         )
         for label in toggles.children[::2]:
@@ -324,7 +343,8 @@ class LayerBrowser(widgets.VBox):
         )
         self._top_patches.layout.margin = "0 0 0 12px"
         self._top_panel = widgets.VBox(
-            [widgets.HBox([self._top_projections, self._top_patches]), self._top_caption]
+            [widgets.HBox([self._top_projections, self._top_patches]), self._top_caption],
+            layout=widgets.Layout(display="none"),  # until the top 9 are asked for
         )
         top_header = widgets.HBox([self._top_toggle, self._progress], layout=full_width(**wrap))
         right = widgets.VBox([pictures, top_header, self._top_panel])
@@ -341,6 +361,10 @@ class LayerBrowser(widgets.VBox):
         )
         return [controls, toggles, main, picker, self.status_line]
 
+    def _method_help(self) -> str:
+        text = "How the selected map is projected to pixels"
+        return f"{text}. {self._methods.note}" if self._methods.note else text
+
     def _start(self, state: dict[str, Any]) -> None:
         """Applies the initial state, links the controls to the traits, draws once."""
         unknown = set(state) - {"layer", "channel", "method", "position", "image_index", "show_top"}
@@ -350,11 +374,13 @@ class LayerBrowser(widgets.VBox):
         with self._quiet:
             self.layer = state.get("layer", self._default_layer())
             self._sync_channel_range()
+            self.method = self.inspector.projection_method
             for name in ("image_index", "channel", "method", "position"):
                 if name in state:
                     setattr(self, name, state[name])
+        self._layer_menu.show(self.layer)
+        self._layer_menu.on_pick(lambda layer: setattr(self, "layer", layer))
         links = [
-            ("layer", self._layer_menu),
             ("channel", self._channel_slider),
             ("method", self._method_toggle),
             ("position", self._position_toggle),
@@ -367,30 +393,28 @@ class LayerBrowser(widgets.VBox):
             widgets.link((self, trait), (control, "value"))
         widgets.link((self, "status"), (self.status_line, "message"))
         self._upload_button.observe(self._on_upload, names="value")
-        self._position_toggle.disabled = self.method == "gradcam"
+        self._position_toggle.disabled = self._class_method()
         if len(self.source) == 0:
             self.status_line.info("No images given: upload a picture to start.")
         self._refresh({"grid", "input", "heat", "projection"})
         self.show_top = bool(state.get("show_top", False))
 
     # ----- layers and channels -------------------------------------------------------------
-    def _layer_options(self) -> list[tuple[str, str]]:
-        insp = self.inspector
-        kinds = {step.name: step.kind for step in insp.chain}
-        aliases = sorted(
-            insp.aliases, key=lambda a: (not a.startswith("conv"), insp.layer_index(a))
-        )
-        named = [(f"{a}  ({insp.aliases[a]})", a) for a in aliases]
-        return named + [(f"{name}  · {kinds[name]}", name) for name in insp.layers]
-
     def _default_layer(self) -> str:
-        return self._layer_options()[0][1]
+        """The first block with feature maps (the paper's layer 1), as Figs. 1-2 begin."""
+        shape = self._input_shape() or self.source.shape
+        if shape is None:
+            return self.inspector.blocks[0]
+        maps = self.inspector.map_layers(shape)
+        return maps[0] if maps else self.inspector.default_layer(shape)
 
     def _display_name(self, layer: str) -> str:
-        """The alias of a layer when it has one (``conv2``), else its module name."""
-        name = self.inspector.layer_name(layer)
-        aliases = [a for a, target in self.inspector.aliases.items() if target == name]
-        return layer if layer in self.inspector.aliases else (aliases[0] if aliases else name)
+        """The block or alias a layer is known by (``conv2``, ``layer3``), else its name."""
+        return display_name(self.inspector, layer)
+
+    def _class_method(self) -> bool:
+        """Whether the method explains a class (Grad-CAM), not the selected unit."""
+        return REGISTRY[self.method].kind == "class"
 
     def _input_shape(self) -> tuple[int, ...] | None:
         x = self.image
@@ -441,10 +465,14 @@ class LayerBrowser(widgets.VBox):
 
     @traitlets.validate("method")
     def _check_method(self, proposal: dict) -> str:
-        if proposal["value"] not in METHODS:
-            choices = ", ".join(METHODS)
-            return self._reject("method", f"unknown method {proposal['value']!r}; use {choices}")
-        return proposal["value"]
+        value = proposal["value"]
+        if value in self._methods.absent:
+            reason = self._methods.absent[value]
+            return self._reject("method", f"{value} is not available for this model: {reason}")
+        if value not in self.methods:
+            choices = ", ".join(self.methods)
+            return self._reject("method", f"unknown method {value!r}; use {choices}")
+        return value
 
     @traitlets.validate("position")
     def _check_position(self, proposal: dict) -> str:
@@ -466,18 +494,19 @@ class LayerBrowser(widgets.VBox):
     def _layer_changed(self, change: dict) -> None:
         if self._quiet:
             return
+        self._layer_menu.show(self.layer)
         with errors_to(self.status_line, "changing layer"):
             self._sync_channel_range()
         self._refresh({"grid", "heat", "projection", "top"})
 
     @traitlets.observe("channel")
     def _channel_changed(self, change: dict) -> None:
-        class_map = self.method == "gradcam"  # a class map does not depend on the channel
+        class_map = self._class_method()  # a class map does not depend on the channel
         self._refresh({"highlight", "heat", "top"} | (set() if class_map else {"projection"}))
 
     @traitlets.observe("method")
     def _method_changed(self, change: dict) -> None:
-        self._position_toggle.disabled = change["new"] == "gradcam"
+        self._position_toggle.disabled = self._class_method()
         self._refresh({"projection", "top"})
 
     @traitlets.observe("position")
@@ -620,31 +649,32 @@ class LayerBrowser(widgets.VBox):
         )
 
     def _draw_projection(self, x: Tensor) -> None:
-        if self.method == "gradcam":
-            picture, text = self._gradcam_picture(x)
+        method = REGISTRY[self.method]
+        position = "max" if self.position == "max" else None
+        signal = method.compute(self.inspector, x, self.layer, self.channel, position, None)
+        if method.kind == "class":
+            picture, text = self._class_picture(x, signal)
         else:
-            position = "max" if self.position == "max" else None
-            p = self.inspector.project(x, self.layer, self.channel, position, self.method)
-            picture = unit_picture(p, self.method)
+            picture = unit_picture(signal, self.method)
             unit = "strongest unit" if position == "max" else "whole map"
-            text = f"{METHODS[self.method][0]} projection of map {self.channel}'s {unit}"
+            text = f"{method.label} projection of map {self.channel}'s {unit}"
         self._projection_image.value = render.to_png(
             render.upscale(picture, zoom_for(picture.shape[0]))
         )
         self._projection_caption.text = text
 
-    def _gradcam_picture(self, x: Tensor) -> tuple[np.ndarray, str]:
-        cam_layer = cam_layer_for(self.inspector, self.layer)
-        cam = gradcam(self.inspector, x, cam_layer)
-        probs = self.inspector.predict(x)
-        best = int(probs.argmax())
-        size = tuple(x.shape[-2:])
-        heat = render.heatmap(upsample(cam, size))
-        picture = render.overlay(render.input_image(x, self.mean), heat)
-        text = (
-            f"Grad-CAM of class {self._class_name(best)} (predicted) at "
-            f"{self._display_name(cam_layer)}, over the input"
-        )
+    def _class_picture(self, x: Tensor, signal: Tensor) -> tuple[np.ndarray, str]:
+        """Grad-CAM as a heat map over the input; guided Grad-CAM as a signed projection."""
+        cam_layer = self._display_name(cam_layer_for(self.inspector, self.layer, x))
+        best = int(self.inspector.predict(x).argmax())
+        label = REGISTRY[self.method].label
+        if self.method == "gradcam":
+            picture = render.overlay(render.input_image(x, self.mean), render.heatmap(signal))
+            how = ", over the input"
+        else:
+            picture = render.projection_image(signal)
+            how = ": guided backprop times Grad-CAM"
+        text = f"{label} of class {self._class_name(best)} (predicted) at {cam_layer}{how}"
         return picture, text
 
     def _class_name(self, index: int) -> str:
@@ -666,10 +696,15 @@ class LayerBrowser(widgets.VBox):
             self._start_mining(name)
             return
         self._tasks.cancel()  # a mining pass for another layer is no longer wanted
-        method = self.method if self.method in PROJECTIONS else "deconvnet"
+        method = self._top_method()
         entries = top_projections(self.inspector, top, self.dataset, name, self.channel, method)
         self._draw_top(entries, method, top.count)
         self._top_entries = entries
+
+    def _top_method(self) -> str:
+        """The unit method the top 9 are projected with: the toggle's, or for a class method
+        the model's projection method (the deconvnet, or saliency where it has none)."""
+        return self.inspector.projection_method if self._class_method() else self.method
 
     def _start_mining(self, name: str) -> None:
         if self._tasks.running == name:
@@ -710,7 +745,7 @@ class LayerBrowser(widgets.VBox):
         self._top_patches.value = pictures.patches
         self._top_caption.help = f"Image index (activation), strongest first: {pictures.listing}"
         note = (
-            " (Grad-CAM is a class map, so units use the deconvnet)"
+            f" ({REGISTRY[self.method].label} is a class map, so units use {method})"
             if method != self.method
             else ""
         )

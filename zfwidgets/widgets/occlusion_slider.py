@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from zfwidgets.core import render
 from zfwidgets.core.inspector import Inspector
+from zfwidgets.core.methods import REGISTRY
 from zfwidgets.core.occlusion import (
     OcclusionMaps,
     OcclusionReading,
@@ -38,6 +39,7 @@ from zfwidgets.core.occlusion import (
     occlusion_at,
     occlusion_sweep,
 )
+from zfwidgets.widgets.menus import LayerMenu, display_name
 from zfwidgets.widgets.parts import (
     COLOURS,
     FONT,
@@ -51,11 +53,13 @@ from zfwidgets.widgets.parts import (
     text_html,
     zoom_for,
 )
+from zfwidgets.widgets.top_nine import unit_picture
 
-__all__ = ["OcclusionSlider", "class_colours"]
+__all__ = ["OcclusionSlider", "bar_labels", "class_colours"]
 
 CANVAS_SIDE = 224  # about how big the draggable image is on screen, in pixels
 MAP_SIDE = 168  # about how big each map is on screen
+SHORT_LABEL = 4  # class names up to this long stand upright under the top-5 bars
 SQUARE_EDGE = (255, 196, 0)  # the occluder's outline: amber reads on black digits and on grey
 MARK_EDGE = (255, 255, 255)  # the current position on the maps
 MARK_SHADOW = (0, 0, 0)
@@ -98,6 +102,18 @@ def _outline(picture: np.ndarray, box: tuple[int, int, int, int], colour, width:
     return picture
 
 
+def bar_labels(classes: Sequence[str], longest: int = 12) -> list[str]:
+    """One distinct label per class, short enough for the top-5 bars: ``"Greater Swi…"``.
+
+    A label that two classes would share (ImageNet has two "crane"s) gets the class number.
+    """
+    short = [c if len(c) <= longest else c[: longest - 1] + "…" for c in classes]
+    counts: dict[str, int] = {}
+    for label in short:
+        counts[label] = counts.get(label, 0) + 1
+    return [f"{label} ({i})" if counts[label] > 1 else label for i, label in enumerate(short)]
+
+
 def _rgb(picture: np.ndarray) -> np.ndarray:
     return np.repeat(picture[..., None], 3, axis=2) if picture.ndim == 2 else picture.copy()
 
@@ -118,15 +134,17 @@ class OcclusionSlider(widgets.VBox):
         classes: class names (index = class); default the class numbers.
         mean: the mean image that was subtracted from ``image``, to show it in true grey
             levels; without it the picture is stretched min..max.
-        layer: the layer whose strongest map (on the unoccluded image) is watched; default
-            the last conv layer.
+        layer: the layer whose strongest map (on the unoccluded image) is watched: a block
+            (``conv5``, ``layer3``) or any step name; default ``Inspector.default_layer``
+            (the last block with maps larger than 1x1). The menu lists the model's blocks.
         size, stride: the occluder's side and the sweep's step in pixels; default a quarter of
             the image and a third of that.
         fill: the occluder's value in model-input units (0 is the mean: grey).
 
     Traits ``x``, ``y`` (top-left corner of the square), ``size``, ``stride``, ``target`` and
     ``layer`` drive everything; a bad value shows in ``status`` (and the status line) and the
-    trait keeps its previous value. ``reading`` is the current
+    trait keeps its previous value. Map (c) is the deconvnet projection where the model allows
+    one, else saliency (its caption says which, and why). ``reading`` is the current
     :class:`~zfwidgets.core.occlusion.OcclusionReading`, ``maps`` the last finished
     :class:`~zfwidgets.core.occlusion.OcclusionMaps` (None while the first sweep runs).
 
@@ -170,6 +188,7 @@ class OcclusionSlider(widgets.VBox):
         self.maps: OcclusionMaps | None = None
         self._map_pictures: dict[str, np.ndarray] = {}
         self._classes = self._class_names(classes)
+        self._bar_labels = bar_labels(self._classes)
         self._build()
         self._set_defaults(target, layer, size, stride)
         self._ready = True
@@ -313,22 +332,16 @@ class OcclusionSlider(widgets.VBox):
             tooltip="the class whose probability is watched in (d) and the readout",
             layout=widgets.Layout(width="320px"),
         )
-        layers = list(self._insp.aliases)[:-1] or list(self._insp.aliases)
-        self._layer_menu = widgets.Dropdown(
+        self._layer_menu = LayerMenu(
+            self._insp,
+            self._insp.blocks[:-1] or self._insp.blocks,  # not the class scores
             description="layer",
-            options=layers,
             tooltip="the layer whose strongest feature map (on the unoccluded image) is watched",
             layout=widgets.Layout(width="320px"),
         )
-        for name, control in (
-            ("x", self._x_slider),
-            ("y", self._y_slider),
-            ("size", self._size_slider),
-            ("stride", self._stride_slider),
-            ("target", self._target_menu),
-            ("layer", self._layer_menu),
-        ):
+        for name, control in self._controls().items():
             control.observe(self._control_changed(name), names="value")
+        self._layer_menu.on_pick(self._layer_picked)
 
     def _control_changed(self, name: str) -> Callable[[dict], None]:
         def handler(change: dict) -> None:
@@ -337,6 +350,11 @@ class OcclusionSlider(widgets.VBox):
                 change["owner"].value = getattr(self, name)
 
         return handler
+
+    def _layer_picked(self, layer: str) -> None:
+        self.layer = layer
+        if self.layer != layer:  # refused: the menu goes back too
+            self._layer_menu.show(self.layer)
 
     def _build_readouts(self) -> None:
         self._readout = widgets.HTML(layout=full_width(min_height="3.2em"))
@@ -351,13 +369,17 @@ class OcclusionSlider(widgets.VBox):
             tooltip=None,
         )
         text = {"fill": COLOURS["body"], "font-family": FONT}
+        slanted = max(len(label) for label in self._bar_labels) > SHORT_LABEL
         axes = [
             Axis(
                 scale=x_scale,
                 side="bottom",
                 label="top 5 classes",
-                tick_style=text,
+                tick_style={**text, "text-anchor": "end"} if slanted else text,
                 label_color="#888",
+                # Long names (ImageNet's) are slanted so that five fit side by side.
+                tick_rotate=-30 if slanted else 0,
+                label_offset="62px" if slanted else None,
             ),
             Axis(
                 scale=y_scale,
@@ -370,9 +392,9 @@ class OcclusionSlider(widgets.VBox):
         self._bars_figure = Figure(
             marks=[self._bars],
             axes=axes,
-            fig_margin={"top": 10, "bottom": 40, "left": 45, "right": 10},
+            fig_margin={"top": 10, "bottom": 72 if slanted else 40, "left": 45, "right": 10},
             background_style={"fill": "transparent"},
-            layout=widgets.Layout(width="320px", height="180px"),
+            layout=widgets.Layout(width="320px", height="212px" if slanted else "180px"),
         )
 
     def _build_maps(self) -> None:
@@ -403,7 +425,7 @@ class OcclusionSlider(widgets.VBox):
         side = min(height, width)
         size = max(1, round(side / 4)) if size is None else size
         stride = max(1, size // 3) if stride is None else stride
-        layer = layer or _last_conv(self._insp)
+        layer = layer or self._insp.default_layer(tuple(self._image.shape[-3:]))
         target = self._predicted(self._image) if target is None else target
         # Checked here, where a bad argument can still raise (the widget does not exist yet).
         occlusion_at(self._insp, self._image, 0, 0, size, self._fill, target, layer)
@@ -412,6 +434,7 @@ class OcclusionSlider(widgets.VBox):
         self.x, self.y = (width - size) // 2, (height - size) // 2
         for name, control in self._controls().items():
             control.value = getattr(self, name)
+        self._layer_menu.show(self.layer)
         self._x_slider.max, self._y_slider.max = width - size, height - size
 
     def _controls(self) -> dict[str, widgets.ValueWidget]:
@@ -421,7 +444,6 @@ class OcclusionSlider(widgets.VBox):
             "size": self._size_slider,
             "stride": self._stride_slider,
             "target": self._target_menu,
-            "layer": self._layer_menu,
         }
 
     # ----- validation: a refused value keeps the previous one -----------------------------
@@ -501,6 +523,9 @@ class OcclusionSlider(widgets.VBox):
         self.set_trait("status", change["new"])
 
     def _sync_control(self, name: str) -> None:
+        if name == "layer":
+            self._layer_menu.show(self.layer)
+            return
         control = self._controls()[name]
         if control.value != getattr(self, name):
             control.value = getattr(self, name)
@@ -564,7 +589,7 @@ class OcclusionSlider(widgets.VBox):
         style = f"color: {COLOURS['body']}; font-family: {FONT}; line-height: 1.5"
         self._readout.value = f'<div style="{style}">' + "<br>".join(lines) + "</div>"
         with self._bars.hold_sync():
-            self._bars.x = [self._classes[c] for c in reading.top_classes]
+            self._bars.x = [self._bar_labels[c] for c in reading.top_classes]
             self._bars.y = list(reading.top_probs)
 
     def _maps_current(self) -> bool:
@@ -631,7 +656,7 @@ class OcclusionSlider(widgets.VBox):
     def _render_maps(self, maps: OcclusionMaps) -> dict[str, np.ndarray]:
         zoom = zoom_for(max(len(maps.ys), len(maps.xs)), MAP_SIDE)
         colours = class_colours(len(self._classes))
-        projection = render.projection_image(maps.projection)
+        projection = unit_picture(maps.projection, self._insp.projection_method)
         return {
             "activity": render.upscale(render.heatmap(maps.activity), zoom),
             "projection": _rgb(render.upscale(projection, zoom_for(projection.shape[0], MAP_SIDE))),
@@ -642,16 +667,26 @@ class OcclusionSlider(widgets.VBox):
     def _label_maps(self, maps: OcclusionMaps) -> None:
         activity = render.as_numpy(maps.activity)
         target = self._classes[maps.target]
+        layer = display_name(self._insp, self.layer)
+        method = REGISTRY[self._insp.projection_method].label
         texts = {
-            "activity": f"(b) {self.layer} map {maps.channel}: "
+            "activity": f"(b) {layer} map {maps.channel}: "
             f"{activity.min():.3g}..{activity.max():.3g}",
-            "projection": f"(c) projection of {self.layer} map {maps.channel}",
+            "projection": f"(c) {method} projection of {layer} map {maps.channel}",
             "target_prob": f"(d) p({target}): 0 (dark)..1 (bright)",
             "top_class": "(e) most probable class",
         }
         for name, text in texts.items():
-            self._map_captions[name].value = text_html(text, "muted")
+            self._map_captions[name].value = text_html(text, "muted", self._map_help(name))
         self._legend.value = self._legend_html(maps)
+
+    def _map_help(self, name: str) -> str:
+        """A map's hover help; (c)'s also says why it is saliency when there is no deconvnet."""
+        help_text = self._map_images[name].help_text
+        reason = self._insp.no_rule_reason()
+        if name == "projection" and reason:
+            help_text += f" (saliency: no deconvnet for this model; {reason})"
+        return help_text
 
     def _legend_html(self, maps: OcclusionMaps) -> str:
         colours = class_colours(len(self._classes))
@@ -678,11 +713,6 @@ def _inspector(model_or_inspector: nn.Module | Inspector) -> Inspector:
     raise TypeError(
         f"expected a torch.nn.Module or an Inspector; got {type(model_or_inspector).__name__}"
     )
-
-
-def _last_conv(insp: Inspector) -> str:
-    convs = [alias for alias in insp.aliases if alias.startswith("conv")]
-    return convs[-1] if convs else list(insp.aliases)[-1]
 
 
 def _check_stride(stride: int) -> None:

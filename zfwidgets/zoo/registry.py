@@ -1,8 +1,9 @@
-"""Models by name, for the command line and notebooks: the demo, our ZF nets, torchvision's.
+"""Models by name, for the command line and notebooks: the demo, our own nets, torchvision's.
 
 ``demo`` is the trained :class:`~zfwidgets.zoo.SmallZFNet`; ``small_zfnet``,
-``small_krizhevsky``, ``zfnet`` and ``krizhevsky`` are our architectures freshly initialised
-(digits-sized 1x28x28 for the small ones, 3x224x224 for the paper's); the rest are torchvision's.
+``small_krizhevsky``, ``small_resnet``, ``zfnet`` and ``krizhevsky`` are our architectures
+freshly initialised (digits-sized 1x28x28 for the small ones, 3x224x224 for the paper's); the
+rest are torchvision's.
 
 Example:
     >>> model, input_shape = get_model("demo")
@@ -20,16 +21,19 @@ from collections.abc import Callable
 import torchvision
 from torch import nn
 
+from zfwidgets.zoo.residual import SmallResNet
 from zfwidgets.zoo.small import SmallKrizhevskyNet, SmallZFNet
 from zfwidgets.zoo.zfnet import KrizhevskyNet, ZFNet
 
 __all__ = ["get_model", "MODEL_NAMES"]
 
-_TORCHVISION = ("alexnet", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg16_bn")
+# Every torchvision classification model: chains (AlexNet, VGG) and graphs (ResNet, DenseNet...).
+_TORCHVISION = tuple(torchvision.models.list_models(module=torchvision.models))
 # Our own architectures: (builder, input shape). They have no published weights.
 _ZOO: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int]]] = {
     "small_zfnet": (SmallZFNet, (1, 28, 28)),
     "small_krizhevsky": (SmallKrizhevskyNet, (1, 28, 28)),
+    "small_resnet": (SmallResNet, (1, 28, 28)),
     "zfnet": (ZFNet, (3, 224, 224)),
     "krizhevsky": (KrizhevskyNet, (3, 224, 224)),
 }
@@ -58,15 +62,25 @@ def get_model(name: str, pretrained: bool = False) -> tuple[nn.Module, tuple[int
     if name not in _TORCHVISION:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     builder = getattr(torchvision.models, name)
+    shape = _input_shape(name)
     if not pretrained:
-        return builder().eval(), (3, 224, 224)
+        return builder().eval(), shape
     try:
         weights = torchvision.models.get_model_weights(name).DEFAULT
-        return builder(weights=weights).eval(), (3, 224, 224)
+        return builder(weights=weights).eval(), shape
     except Exception as err:  # offline: urllib/OSError/RuntimeError depending on the failure
         warnings.warn(
             f"could not load ImageNet weights for {name} ({type(err).__name__}: {err}); "
             "continuing with random weights",
             stacklevel=2,
         )
-        return builder().eval(), (3, 224, 224)
+        return builder().eval(), shape
+
+
+def _input_shape(name: str) -> tuple[int, int, int]:
+    """The input a torchvision model's weights were made for (Inception v3: 299), from their
+    metadata (nothing is downloaded)."""
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    crop = getattr(weights.transforms, "keywords", {}).get("crop_size", 224)
+    side = crop[0] if isinstance(crop, list | tuple) else crop
+    return (3, int(side), int(side))

@@ -1,0 +1,492 @@
+"""The image path of a model as a graph of steps, read with ``torch.fx``.
+
+We read the model's forward code with ``torch.fx`` (no data runs, no hooks, never a call of
+the user's modules) into a list of :class:`Step` in the order the forward computes them. Each
+step names the steps whose outputs it reads, so residual additions, concatenations, splits and
+branches are graphs like any other. A module called several times (ResNet's ``self.relu``)
+gives one step per call, each with its own name and record.
+
+Every step has a kind. Kinds the deconvnet has a rule for (conv, relu, relu6, maxpool, bn,
+lrn, linear, and the linear wiring: add, cat, reshapes, pools, ...) run on our own copies of the
+weights; anything else becomes a ``generic`` step: computed exactly (on a hook-free copy for
+modules), differentiated exactly by autograd, but with no rectifier rule, so deconvnet and
+guided backprop are refused for such a model and the gradient methods keep working.
+
+Example:
+    >>> import torch.nn as nn
+    >>> graph = build_graph(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten()))
+    >>> [(s.name, s.kind, s.inputs) for s in graph.steps]
+    [('0', 'conv', (-1,)), ('1', 'relu', (0,)), ('2', 'flatten', (1,))]
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["Graph", "Step", "UnsupportedModelError", "build_graph", "SUPPORTED"]
+
+
+class UnsupportedModelError(ValueError):
+    """The model cannot be read into a graph of steps (or a method has no rule for it)."""
+
+
+# Module types with a rule of their own, and the step kind each becomes.
+_MODULE_KINDS: dict[type, str] = {
+    nn.Conv2d: "conv",
+    nn.ReLU: "relu",
+    nn.ReLU6: "relu6",
+    nn.MaxPool2d: "maxpool",
+    nn.LocalResponseNorm: "lrn",
+    nn.BatchNorm2d: "bn",
+    nn.Dropout: "dropout",
+    nn.Dropout2d: "dropout",
+    nn.AvgPool2d: "avgpool",
+    nn.AdaptiveAvgPool2d: "avgpool",
+    nn.Flatten: "flatten",
+    nn.Linear: "linear",
+    nn.Identity: "identity",
+    nn.ZeroPad2d: "pad",
+    nn.ConstantPad2d: "pad",
+}
+
+SUPPORTED = ", ".join(sorted({t.__name__ for t in _MODULE_KINDS}))
+
+# Functions and tensor methods that are linear (affine) in the image path's tensors: their
+# backward is the exact vector-Jacobian product, which does not depend on the input values.
+_LINEAR_FUNCTIONS = {
+    operator.add,
+    operator.sub,
+    operator.neg,
+    operator.getitem,
+    torch.add,
+    torch.sub,
+    torch.cat,
+    torch.concat,
+    torch.stack,
+    torch.flatten,
+    torch.reshape,
+    torch.transpose,
+    torch.permute,
+    torch.squeeze,
+    torch.unsqueeze,
+    torch.narrow,
+    torch.split,
+    torch.chunk,
+    torch.unbind,
+    torch.mean,
+    torch.sum,
+    F.adaptive_avg_pool2d,
+    F.avg_pool2d,
+    F.pad,
+}
+_LINEAR_METHODS = {
+    "add",
+    "sub",
+    "neg",
+    "view",
+    "reshape",
+    "flatten",
+    "transpose",
+    "permute",
+    "contiguous",
+    "squeeze",
+    "unsqueeze",
+    "narrow",
+    "split",
+    "chunk",
+    "unbind",
+    "mean",
+    "sum",
+    "expand",
+    "clone",
+}
+# Multiplication and division are linear when only one operand is on the image path.
+_SCALING_FUNCTIONS = {operator.mul, operator.truediv, torch.mul, torch.div}
+_SCALING_METHODS = {"mul", "div"}
+_RELU_FUNCTIONS = {F.relu, torch.relu}
+_DROPOUT_FUNCTIONS = {F.dropout, F.dropout2d}
+_RESHAPES = {torch.flatten, torch.reshape, "view", "reshape", "flatten"}
+# Reads of a tensor's shape: their results do not depend on the image's values.
+_SHAPE_METHODS = {"size", "dim"}
+_SHAPE_ATTRS = {"shape", "dtype", "device", "ndim"}
+# In-place operators and their out-of-place forms (we never write into recorded tensors).
+_OUT_OF_PLACE = {
+    operator.iadd: operator.add,
+    operator.isub: operator.sub,
+    operator.imul: operator.mul,
+    operator.itruediv: operator.truediv,
+    torch.relu_: torch.relu,
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Step:
+    """One node of the image path.
+
+    Attributes:
+        index: position in forward order (every input of a step comes before it).
+        name: the module's ``named_modules()`` name (``"layer1.0.relu#2"`` for its second
+            call), or, for a function, the innermost module's name plus the fx node name
+            (``"layer1.0.add"``).
+        kind: conv, relu, relu6, maxpool, lrn, bn, dropout, avgpool, flatten, linear, identity,
+            pad, add, cat, reshape, item, linear_op (other linear wiring), or generic.
+        module: the user's module (read, never called or changed), a pool we built for a
+            functional max pool, or None.
+        inputs: indices of the steps whose outputs this step reads (-1: the model's input),
+            in argument order.
+        node: the fx node, to evaluate a function's arguments.
+    """
+
+    index: int
+    name: str
+    kind: str
+    module: nn.Module | None
+    inputs: tuple[int, ...]
+    node: torch.fx.Node = field(repr=False)
+
+    @property
+    def source(self) -> str:
+        """What the user wrote: the module type or the function's name."""
+        if self.module is not None:
+            return type(self.module).__name__
+        target = self.node.target
+        return target if isinstance(target, str) else getattr(target, "__name__", str(target))
+
+
+@dataclass
+class Graph:
+    """A model's image path: steps in forward order plus the side values they read.
+
+    Attributes:
+        steps: the steps; the last one is the model's output.
+        nodes: every fx node the forward needs, in order (steps and side computations such
+            as ``x.size(0)`` or parameters read with ``get_attr``).
+        step_of: the step index of each step node.
+        containers: module names (containers included) mapped to the step giving their output.
+        is_chain: every step reads the one before it (a plain chain such as AlexNet or VGG).
+        frees: for each position in ``nodes``, the nodes no later node reads.
+    """
+
+    steps: list[Step]
+    nodes: list[torch.fx.Node]
+    step_of: dict[torch.fx.Node, int]
+    containers: dict[str, int]
+    is_chain: bool
+    frees: list[list[torch.fx.Node]] = field(default_factory=list)
+
+    def no_rule_step(self) -> Step | None:
+        """The first step that has no rectifier rule (deconvnet and guided are refused)."""
+        return next((s for s in self.steps if s.kind == "generic"), None)
+
+    def live_sets(self) -> list[list[int]]:
+        """Per step, the steps (-1: the input) whose outputs are held while it runs."""
+        alive: set[int] = set()
+        out: list[list[int]] = []
+        for position, node in enumerate(self.nodes):
+            index = self.step_of.get(node)
+            if index is not None:
+                alive.add(index)
+                if index >= 0:
+                    out.append(sorted(alive))
+            for done in self.frees[position]:
+                alive.discard(self.step_of.get(done, -2))
+        return out
+
+    def consumers(self) -> list[list[int]]:
+        """For each step, the steps that read its output."""
+        out: list[list[int]] = [[] for _ in self.steps]
+        for step in self.steps:
+            for i in step.inputs:
+                if i >= 0:
+                    out[i].append(step.index)
+        return out
+
+
+class _Tracer(torch.fx.Tracer):
+    """Keeps every module we have a rule for, and every torch.nn module, as one call."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return type(m) in _MODULE_KINDS or super().is_leaf_module(m, qualname)
+
+
+def _trace(model: nn.Module) -> torch.fx.Graph:
+    if isinstance(model, torch.jit.ScriptModule):
+        raise UnsupportedModelError(
+            f"{type(model).__name__} is a TorchScript module: torch.fx cannot read its forward. "
+            "Pass the original Python nn.Module instead."
+        )
+    if hasattr(model, "_orig_mod") and type(model).__name__ == "OptimizedModule":
+        raise UnsupportedModelError(
+            "this model was wrapped by torch.compile; pass the original module "
+            "(model._orig_mod) instead."
+        )
+    # Trace in inference mode: forwards that branch on self.training (auxiliary heads,
+    # stochastic depth) must give their inference path. Every flag is restored at once.
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        for m, _ in modes:
+            m.training = False
+        return _Tracer().trace(model)
+    except Exception as err:  # fx raises many types; we re-raise with what it means for users
+        raise UnsupportedModelError(
+            f"could not read the forward pass of {type(model).__name__} with torch.fx "
+            f"({type(err).__name__}: {err}). Forwards whose control flow depends on the data "
+            "cannot be read; pass a model (or a wrapper module) whose forward is the same "
+            "sequence of operations for every image."
+        ) from err
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def where(node: torch.fx.Node) -> str:
+    """A human description of where a graph node comes from."""
+    if node.op == "call_module":
+        return f"module '{node.target}'"
+    if node.op == "placeholder":
+        return "the model's input"
+    owner = _owner(node)
+    inside = f" inside module '{owner}'" if owner else ""
+    return f"'{node.name}'{inside}"
+
+
+def _owner(node: torch.fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    owners = [v[0] for v in stack.values() if v and v[0]]
+    return owners[-1] if owners else ""
+
+
+def _is_shape_read(node: torch.fx.Node) -> bool:
+    if node.op == "call_method" and node.target in _SHAPE_METHODS:
+        return True
+    if node.op == "call_function" and node.target is getattr:
+        return node.args[1] in _SHAPE_ATTRS
+    return node.op == "call_function" and node.target is len
+
+
+def _relu6_module(m: nn.Module) -> bool:
+    return isinstance(m, nn.Hardtanh) and m.min_val == 0.0 and m.max_val == 6.0
+
+
+def _function_kind(node: torch.fx.Node, path: set[torch.fx.Node]) -> str:
+    target = node.target
+    on_path = [n for n in node.all_input_nodes if n in path]
+    if node.op == "call_method":
+        name = target.rstrip("_") if target.endswith("_") else target
+        if name == "relu":
+            return "relu"
+        if name in ("view", "reshape", "flatten"):
+            return "reshape"
+        if name in ("add",) and len(on_path) == 2 and node.args[0] is not node.args[1]:
+            return "add" if "alpha" not in node.kwargs else "linear_op"
+        if name in _LINEAR_METHODS:
+            return "linear_op"
+        if name in _SCALING_METHODS and len(on_path) == 1 and node.args[0] in path:
+            return "linear_op"
+        return "generic"
+    target = _OUT_OF_PLACE.get(target, target)
+    if target in _RELU_FUNCTIONS:
+        return "relu"
+    if target is F.relu6:
+        return "relu6"
+    if target is F.hardtanh and _hardtanh_bounds(node) == (0.0, 6.0):
+        return "relu6"
+    if target in _DROPOUT_FUNCTIONS:
+        return "dropout"
+    if target is F.max_pool2d:
+        return "maxpool"
+    if target in (torch.flatten, torch.reshape):
+        return "reshape"
+    if target in (torch.cat, torch.concat) and _plain_cat(node, path):
+        return "cat"
+    if target in (operator.add, torch.add) and len(on_path) == 2:
+        distinct = node.args[0] is not node.args[1] and "alpha" not in node.kwargs
+        return "add" if distinct else "linear_op"
+    if target is F.pad and node.kwargs.get("mode", "constant") != "constant":
+        return "generic"
+    if target in _LINEAR_FUNCTIONS:
+        return "linear_op"
+    if target in _SCALING_FUNCTIONS and len(on_path) == 1:
+        numerator = node.args[0] in path
+        return "linear_op" if numerator or target in (operator.mul, torch.mul) else "generic"
+    return "generic"
+
+
+def _plain_cat(node: torch.fx.Node, path: set[torch.fx.Node]) -> bool:
+    """A concatenation of distinct image-path tensors along a fixed non-batch dimension."""
+    parts = node.args[0]
+    if not isinstance(parts, list | tuple):
+        return False
+    dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+    distinct = len(set(parts)) == len(parts) and all(p in path for p in parts)
+    return distinct and isinstance(dim, int) and dim != 0
+
+
+def _hardtanh_bounds(node: torch.fx.Node) -> tuple[float, float]:
+    args = list(node.args[1:3]) + [None] * 2
+    low = node.kwargs.get("min_val", args[0] if args[0] is not None else -1.0)
+    high = node.kwargs.get("max_val", args[1] if args[1] is not None else 1.0)
+    return float(low), float(high)
+
+
+def _pool_from_call(node: torch.fx.Node) -> nn.MaxPool2d:
+    """Our own ``nn.MaxPool2d`` with the geometry of a ``F.max_pool2d(...)`` call."""
+    names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    given = dict(zip(names, node.args[1:], strict=False))
+    given.update(node.kwargs)
+    for name, value in given.items():
+        if isinstance(value, torch.fx.Node):
+            raise UnsupportedModelError(
+                f"max pool {where(node)} computes its {name} from the data; give it as a number."
+            )
+    if given.get("return_indices"):
+        raise UnsupportedModelError(f"max pool {where(node)} returns indices; not supported.")
+    given.pop("return_indices", None)
+    return nn.MaxPool2d(**given)
+
+
+def _module_kind(name: str, module: nn.Module) -> str:
+    kind = _MODULE_KINDS.get(type(module))
+    if kind is None and _relu6_module(module):
+        return "relu6"
+    if kind == "conv" and (module.padding_mode != "zeros" or isinstance(module.padding, str)):
+        return "generic"  # exact through autograd; the transposed filter rule needs zeros
+    if kind == "bn" and module.running_mean is None:
+        raise UnsupportedModelError(
+            f"batch norm '{name}' has track_running_stats=False: its output depends on the "
+            "whole batch, so one image has no well-defined projection."
+        )
+    return kind or "generic"
+
+
+def _path_nodes(graph: torch.fx.Graph) -> tuple[torch.fx.Node, set[torch.fx.Node]]:
+    """The image placeholder and every node whose value depends on the image's values."""
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    image = placeholders[0]
+    for extra in placeholders[1:]:
+        if not extra.args:  # a second argument without a default value
+            raise UnsupportedModelError("the model's forward takes more than one input tensor.")
+    path = {image}
+    for node in graph.nodes:
+        if node.op in ("placeholder", "output", "get_attr") or _is_shape_read(node):
+            continue
+        if any(n in path for n in node.all_input_nodes):
+            path.add(node)
+    return image, path
+
+
+def _needed(graph: torch.fx.Graph) -> tuple[torch.fx.Node, list[torch.fx.Node]]:
+    """The node the model returns and every node it depends on, in forward order."""
+    output = next(n for n in graph.nodes if n.op == "output")
+    result = output.args[0]
+    if not isinstance(result, torch.fx.Node):
+        raise UnsupportedModelError(
+            "the model's forward returns several values (a tuple, list or dict); pass a "
+            "module whose forward returns one tensor of class scores."
+        )
+    keep = {result}
+    for node in reversed(list(graph.nodes)):
+        if node in keep or node.op == "call_function" and node.target is torch._assert:
+            keep.update(node.all_input_nodes)
+            keep.add(node)
+    return result, [n for n in graph.nodes if n in keep]
+
+
+def _step_names(nodes: list[torch.fx.Node], path: set[torch.fx.Node]) -> dict:
+    """Unique, readable names: module names per call, function nodes under their owner."""
+    names: dict[torch.fx.Node, str] = {}
+    used: dict[str, int] = {}
+    for node in nodes:
+        if node not in path or node.op == "placeholder":
+            continue
+        if node.op == "call_module":
+            base = str(node.target)
+        else:
+            owner = _owner(node)
+            what = _function_name(node)
+            base = f"{owner}.{what}" if owner else what
+        used[base] = used.get(base, 0) + 1
+        names[node] = base if used[base] == 1 else f"{base}#{used[base]}"
+    return names
+
+
+def _function_name(node: torch.fx.Node) -> str:
+    """``add`` for ``x + y`` or ``torch.add``, ``view`` for ``x.view(...)``: fx's node name
+    without the counter it appends (``add_3``)."""
+    target = node.target
+    name = target if isinstance(target, str) else getattr(target, "__name__", node.name)
+    return name.strip("_") or node.name
+
+
+def _containers(steps: list[Step]) -> dict[str, int]:
+    """Each module (containers included) mapped to the last step computed inside it.
+
+    A module's forward returns the value it computed last, so that step is its output.
+    """
+    out: dict[str, int] = {}
+    for step in steps:
+        stack = step.node.meta.get("nn_module_stack") or {}
+        for entry in stack.values():
+            path = entry[0] if entry else ""
+            if path:
+                out[path] = step.index
+    return out
+
+
+def build_graph(model: nn.Module) -> Graph:
+    """Reads ``model``'s forward pass into a :class:`Graph`.
+
+    Raises:
+        UnsupportedModelError: fx cannot read the forward, it takes several inputs or
+            returns several values, or a layer is set up so that one image has no defined
+            output; the message says what to pass instead.
+    """
+    fx_graph = _trace(model)
+    image, path = _path_nodes(fx_graph)
+    result, nodes = _needed(fx_graph)
+    if result not in path:
+        raise UnsupportedModelError("the model's output does not depend on its input.")
+    modules = dict(model.named_modules())
+    names = _step_names(nodes, path)
+    step_of: dict[torch.fx.Node, int] = {image: -1}
+    steps: list[Step] = []
+    for node in nodes:
+        if node not in path or node.op == "placeholder":
+            continue
+        inputs = tuple(step_of[n] for n in node.all_input_nodes if n in path)
+        module = None
+        if node.op == "call_module":
+            module = modules[node.target]
+            kind = _module_kind(node.target, module)
+        else:
+            kind = _function_kind(node, path)
+            if kind == "maxpool":
+                module = _pool_from_call(node)
+        step_of[node] = len(steps)
+        steps.append(Step(len(steps), names[node], kind, module, inputs, node))
+    if not any(s.kind in ("conv", "linear") for s in steps) and not any(
+        isinstance(s.module, nn.Conv2d | nn.Linear) for s in steps
+    ):
+        raise UnsupportedModelError(f"{type(model).__name__} has no Conv2d or Linear layer.")
+    is_chain = all(s.inputs == (s.index - 1,) for s in steps)
+    return Graph(steps, nodes, step_of, _containers(steps), is_chain, _frees(nodes))
+
+
+def _frees(nodes: list[torch.fx.Node]) -> list[list[torch.fx.Node]]:
+    """For each position, the nodes whose value is read for the last time there."""
+    position = {n: i for i, n in enumerate(nodes)}
+    last = {n: position[n] for n in nodes}
+    for node in nodes:
+        for used in node.all_input_nodes:
+            if used in last:
+                last[used] = max(last[used], position[node])
+    out: list[list[torch.fx.Node]] = [[] for _ in nodes]
+    for node, at in last.items():
+        out[at].append(node)
+    return out

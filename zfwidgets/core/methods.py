@@ -1,0 +1,138 @@
+"""The one list of visualisation methods: every widget, figure and doc reads it from here.
+
+Each entry says what the method is called, a one-line help for tooltips, whether it explains
+one unit (``"unit"``: pick a layer, a map, a position) or one class (``"class"``: pick a
+target), which models it works on, and the function that computes it. A new method is one
+entry here.
+
+Example:
+    >>> import torch.nn as nn
+    >>> from zfwidgets.core.inspector import Inspector
+    >>> insp = Inspector(nn.Sequential(nn.Conv2d(1, 2, 3), nn.SiLU(), nn.Flatten()))
+    >>> [m for m in REGISTRY if m not in insp.methods]
+    ['deconvnet', 'guided', 'guided_gradcam']
+    >>> REGISTRY["saliency"].kind
+    'unit'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from zfwidgets.core import gradcam as cam
+from zfwidgets.core.graph import UnsupportedModelError
+from zfwidgets.core.inspector import Inspector
+
+__all__ = ["Method", "REGISTRY", "available", "run_method"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One visualisation method.
+
+    Attributes:
+        name: the key used everywhere (``method="guided"``).
+        label: a short label for buttons and figure titles.
+        help: one line for tooltips and docs.
+        kind: ``"unit"`` (explains one activation) or ``"class"`` (explains a class score).
+        rectifier_rules: needs a rule at every nonlinearity (deconvnet, guided backprop).
+        compute: ``compute(insp, x, layer, channel, position, target)``: a (C, H, W) picture
+            signal for unit methods, an (H, W) or (C, H, W) map at image size for class ones.
+    """
+
+    name: str
+    label: str
+    help: str
+    kind: str
+    rectifier_rules: bool
+    compute: Callable[..., Tensor]
+
+    def refusal(self, insp: Inspector) -> str | None:
+        """Why ``insp``'s model cannot have this method, or None when it can."""
+        if self.rectifier_rules:
+            return insp.no_rule_reason()
+        return None
+
+
+def _projection(name: str) -> Callable[..., Tensor]:
+    def compute(insp, x, layer, channel, position="max", target=None) -> Tensor:
+        return insp.project_many(x, layer, [channel], [position], method=name)[0]
+
+    return compute
+
+
+def _gradcam(insp, x, layer, channel=None, position=None, target=None) -> Tensor:
+    img = insp.image(x)
+    layer = cam.cam_layer_for(insp, layer, x)
+    return cam.upsample(cam.gradcam(insp, x, layer, target), tuple(img.shape[-2:]))
+
+
+def _guided_gradcam(insp, x, layer, channel=None, position=None, target=None) -> Tensor:
+    return cam.guided_gradcam(insp, x, cam.cam_layer_for(insp, layer, x), target)
+
+
+REGISTRY: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(
+            "deconvnet",
+            "deconvnet",
+            "Zeiler & Fergus: unpool with the switches, rectify, transposed filters",
+            "unit",
+            True,
+            _projection("deconvnet"),
+        ),
+        Method(
+            "guided",
+            "guided",
+            "Guided backprop: the deconvnet also masked where the forward ReLU was off",
+            "unit",
+            True,
+            _projection("guided"),
+        ),
+        Method(
+            "saliency",
+            "saliency",
+            "Saliency: the plain gradient of the unit (shown as |gradient|, max over colours)",
+            "unit",
+            False,
+            _projection("saliency"),
+        ),
+        Method(
+            "gradcam",
+            "Grad-CAM",
+            "Grad-CAM: where the predicted class's evidence lies (a class map)",
+            "class",
+            False,
+            _gradcam,
+        ),
+        Method(
+            "guided_gradcam",
+            "guided Grad-CAM",
+            "Guided Grad-CAM: guided backprop of the class score times its Grad-CAM map",
+            "class",
+            True,
+            _guided_gradcam,
+        ),
+    )
+}
+
+
+def available(insp: Inspector) -> list[str]:
+    """The names of the methods ``insp``'s model supports, in registry order."""
+    return [name for name, m in REGISTRY.items() if m.refusal(insp) is None]
+
+
+def run_method(
+    insp: Inspector, name: str, x, layer: str, channel: int = 0, position="max", target=None
+) -> Tensor:
+    """Computes method ``name``; refuses unknown names and methods the model lacks."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(REGISTRY)}")
+    reason = REGISTRY[name].refusal(insp)
+    if reason:
+        raise UnsupportedModelError(f"{name} is not available: {reason}")
+    return REGISTRY[name].compute(insp, x, layer, channel, position, target)
