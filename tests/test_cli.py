@@ -29,8 +29,19 @@ def test_info_reports_bad_input_shapes(capsys):
 
 
 def test_info_unknown_model(capsys):
-    assert main(["info", "--model", "resnet50"]) == 2
-    assert "unknown model 'resnet50'" in capsys.readouterr().err
+    assert main(["info", "--model", "resnet500"]) == 2
+    assert "unknown model 'resnet500'" in capsys.readouterr().err
+
+
+def test_info_prints_a_graph_models_blocks_and_methods(capsys):
+    """``zfwidgets info --model resnet18``: blocks a teacher recognises, every step with its
+    shape and receptive field, the reused ReLU's second call by its own name."""
+    assert main(["info", "--model", "resnet18"]) == 0
+    out = capsys.readouterr().out
+    assert "blocks: conv1, relu, maxpool, layer1.0, layer1, layer2.0, layer2" in out
+    assert "methods: deconvnet, guided, saliency, gradcam, guided_gradcam" in out
+    row = next(line for line in out.splitlines() if line.startswith("layer1.1.relu#2"))
+    assert row.split()[1:4] == ["layer1", "relu", "64x56x56"]
 
 
 def test_console_entry_point_runs():

@@ -36,7 +36,6 @@ __all__ = [
     "METHODS",
     "backward",
     "backward_units",
-    "graph_backward",
     "unpool",
     "transposed_conv",
 ]
@@ -236,7 +235,7 @@ def _accumulate(grads: dict, index: int, signal) -> None:
         grads[index] = have + signal
 
 
-def graph_backward(
+def backward(
     steps: list[Step],
     weights: list[dict[str, Tensor]],
     rec: Record,
@@ -272,23 +271,6 @@ def graph_backward(
         shape = _input_shape(rec, stop)
         out = grad.new_zeros(k, *shape[1:])
     return out
-
-
-def backward(
-    chain: list[Step],
-    weights: list[dict[str, Tensor]],
-    rec: Record,
-    grad: Tensor,
-    start: int,
-    method: str = "deconvnet",
-    stop: int = -1,
-) -> Tensor:
-    """Passes ``grad`` (the signal at the output of step ``start``) down to step ``stop``.
-
-    Returns the signal at the output of step ``stop`` (``stop=-1``: at the input pixels).
-    ``grad`` may hold K signals for one recorded image (batch K vs 1), or one per image.
-    """
-    return graph_backward(chain, weights, rec, grad, start, method, stop)
 
 
 # ----- one unit at a time: only inside its receptive field -----------------------------------
@@ -388,11 +370,22 @@ def _conv_boxed(step: Step, w: dict, sig: _Boxed, in_shape) -> _Boxed:
     if sig.channel is not None and m.groups != 1:
         sig = sig.full_channels(w["weight"].shape[0])
     ch = slice(None) if sig.channel is None else slice(sig.channel, sig.channel + 1)
+    weight = w["weight"][ch]
     y0, _, x0, _ = sig.box
     s, p, d = m.stride, m.padding, m.dilation
-    out = _transposed_crop(sig.t, w["weight"][ch], s, d, m.groups)
-    # ``out`` covers input rows y0*s-p .. ; keep what lies inside the plane.
+    # The full extent the box reaches starts at input row y0*s-p; rows outside the plane are
+    # not computed where both ends overhang (a box over the whole plane: the conv's padding).
     top, left = y0 * s[0] - p[0], x0 * s[1] - p[1]
+    extent = [
+        (n - 1) * s[a] + d[a] * (weight.shape[2 + a] - 1) + 1
+        for a, n in enumerate(sig.t.shape[-2:])
+    ]
+    trim = tuple(
+        max(0, min(-start, start + extent[a] - in_shape[-2 + a]))
+        for a, start in enumerate((top, left))
+    )
+    out = _transposed_crop(sig.t, weight, s, d, m.groups, trim)
+    top, left = top + trim[0], left + trim[1]
     ny0, nx0 = max(top, 0), max(left, 0)
     ny1 = min(top + out.shape[-2], in_shape[-2])
     nx1 = min(left + out.shape[-1], in_shape[-1])
@@ -461,22 +454,25 @@ def _unit_backward(
     return full
 
 
-def _transposed_crop(grad: Tensor, weight: Tensor, stride, dilation, groups: int) -> Tensor:
-    """``conv_transpose2d`` without padding: the full extent every output reaches.
+def _transposed_crop(
+    grad: Tensor, weight: Tensor, stride, dilation, groups: int, trim=(0, 0)
+) -> Tensor:
+    """``conv_transpose2d`` over the full extent every output reaches, less ``trim`` rows
+    and columns at both ends.
 
     Strided layers (conv1) go through one matrix product and ``fold`` (col2im), about twice
     as fast on the CPU as ``conv_transpose2d`` for a crop of one image.
     """
     if groups != 1 or stride == (1, 1) or grad.shape[0] != 1:
-        return F.conv_transpose2d(grad, weight, None, stride, 0, 0, groups, dilation)
+        return F.conv_transpose2d(grad, weight, None, stride, trim, 0, groups, dilation)
     c_out, h, w = grad.shape[1:]
     kh, kw = weight.shape[-2:]
     cols = weight.reshape(c_out, -1).t() @ grad.reshape(c_out, h * w)
     size = tuple(
-        (n - 1) * stride[a] + dilation[a] * (k - 1) + 1
+        (n - 1) * stride[a] + dilation[a] * (k - 1) + 1 - 2 * trim[a]
         for a, (n, k) in enumerate(((h, kh), (w, kw)))
     )
-    return F.fold(cols[None], size, (kh, kw), dilation=dilation, stride=stride)
+    return F.fold(cols[None], size, (kh, kw), dilation=dilation, padding=trim, stride=stride)
 
 
 def _unpool_box(step: Step, rec: Record, row: int, ch: slice, grad: Tensor, box, in_shape):

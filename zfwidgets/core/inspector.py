@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from zfwidgets.core.backward import METHODS, backward, backward_units, graph_backward
+from zfwidgets.core.backward import METHODS, backward, backward_units
 from zfwidgets.core.cache import CacheInfo, RecordCache, image_key, parameter_version
 from zfwidgets.core.checks import (
     as_image,
@@ -568,7 +568,7 @@ class Inspector:
             if isinstance(below, Tensor):
                 trace.append((passed, below[0]))
 
-        graph_backward(self.steps, self._current_weights(), rec, signal, index, method, -1, after)
+        backward(self.steps, self._current_weights(), rec, signal, index, method, -1, after)
         return trace
 
     @staticmethod
