@@ -426,7 +426,7 @@ def correspondence_table(insp: Inspector, fd: FigureData, out_md: Path, out_csv:
         "top centre": (round(side * 0.15), (side - size) // 2),
         "centre": ((side - size) // 2, (side - size) // 2),
     }
-    layers = list(insp.aliases)[:-1]
+    layers = insp.blocks[:-1]
     rows = []
     for part, corner in parts.items():
         for r in correspondence(insp, chosen, [corner] * len(chosen), size, layers, draws=10):

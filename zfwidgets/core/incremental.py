@@ -254,10 +254,14 @@ class OcclusionPlan:
             window, _ = self._boxed_input(step.inputs[0], state, new_starts, layer.size, win, pad)
             return self._window_step(step, w, window)
         parts = [self._boxed_input(i, state, new_starts, layer.size) for i in step.inputs]
+        # The windows are fresh copies (``_paste``), so rectifiers and additions may write
+        # into them.
+        if step.kind == "relu":
+            return parts[0][0].relu_()
         if step.kind in _POINTWISE:
             return step_forward(step, w, parts[0][0])
         if step.kind == "add":
-            return parts[0][0] + parts[1][0]
+            return parts[0][0].add_(parts[1][0])
         return torch.cat([p for p, _ in parts], dim=1)
 
     def _boxed_input(self, index: int, state: dict, out_starts, out_size, win=None, pad=0.0):

@@ -283,7 +283,8 @@ def mine(
         insp: the inspector of the model.
         data: a tensor (N, C, H, W), a Dataset yielding images or (image, label), or a
             DataLoader with a fixed order.
-        layers: layer names or aliases; default every conv layer's rectified output.
+        layers: layer names or aliases; default every block with feature maps (on chains
+            every conv layer's rectified output).
         k: entries kept per map.
         batch_size: images per forward pass (ignored for a DataLoader).
         progress: show a tqdm progress bar.
