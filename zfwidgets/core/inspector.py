@@ -168,9 +168,14 @@ class Inspector:
         name = self.aliases.get(layer, layer)
         if name not in self._by_name:
             known = list(self._by_name) + list(self.aliases)
+            steps = (
+                f"every step: {', '.join(self.layers)}"
+                if len(self.layers) <= 30
+                else f"or any of the {len(self.layers)} steps listed by Inspector.layers"
+            )
             raise ValueError(
                 f"unknown layer {layer!r}{closest_names(layer, known)} Blocks: "
-                f"{', '.join(self.blocks)}; every step: {', '.join(self.layers)}"
+                f"{', '.join(self.blocks)}; {steps}"
             )
         return self._by_name[name].index
 
