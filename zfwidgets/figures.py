@@ -219,17 +219,24 @@ def _conv_layers(insp: Inspector, fd: FigureData) -> list[str]:
 # ----- the figures ----------------------------------------------------------------------------
 
 
+def _signal_picture(signal, method: str) -> np.ndarray:
+    return (
+        render.saliency_image(signal) if method == "saliency" else render.projection_image(signal)
+    )
+
+
 def deconvnet_steps(insp: Inspector, fd: FigureData, out: Path) -> Path:
     """One unit of the last conv layer, traced down to the pixels step by step."""
     x = fd.images[0]
     layer = _conv_layers(insp, fd)[-1]
     channel = int(insp.activations(x, layer).flatten(1).amax(1).argmax())
-    trace = insp.trace_projection(x, layer, channel)
+    method = insp.projection_method  # saliency where the model has no rectifier rules
+    trace = insp.trace_projection(x, layer, channel, method=method)
     tiles, names = [_enlarge(_shown(x, fd.mean))], ["input"]
     for step, signal in trace[1:]:
-        if signal.ndim == 3 and step.kind in ("maxpool", "relu", "conv"):
+        if signal.ndim == 3 and step.kind in ("maxpool", "relu", "relu6", "conv"):
             summed = signal if signal.shape[0] in (1, 3) else signal.sum(0, keepdim=True)
-            tiles.append(_enlarge(render.projection_image(summed.cpu())))
+            tiles.append(_enlarge(_signal_picture(summed.cpu(), method)))
             names.append(f"below {step.kind} {step.name}")
     return _save(render.grid(tiles, cols=min(len(tiles), 7), pad=4, labels=names), out)
 
@@ -241,9 +248,10 @@ def top9(insp: Inspector, fd: FigureData, layer: str, out: Path, maps: int = 6, 
     side = 48
     rows = []
     for channel in range(count):
-        entries = top_projections(insp, top, fd.images, layer, channel)
+        method = insp.projection_method
+        entries = top_projections(insp, top, fd.images, layer, channel, method)
         projections = [
-            _enlarge(render.projection_image(e.projection_patch.cpu()), side) for e in entries
+            _enlarge(_signal_picture(e.projection_patch.cpu(), method), side) for e in entries
         ]
         patches = []
         for e in entries:
