@@ -165,7 +165,7 @@ def _to_shape(grad: Tensor, shape: torch.Size) -> Tensor:
     return grad.sum_to_size(grad.shape[0], *shape[1:])
 
 
-def _wiring_backward(step: Step, w: dict, rec: Record, grad, method: str) -> list:
+def _wiring_backward(step: Step, w: dict, rec: Record, grad) -> list:
     """add, cat, item, reshapes and other linear wiring: the signal is routed, not changed."""
     kind = step.kind
     if kind == "add":
@@ -219,7 +219,7 @@ def _step_backward(
         return [grad @ weights["weight"]]
     if kind == "generic":
         return _node_vjp(step, weights, rec, grad, list(rec.saved[step.index]))
-    return _wiring_backward(step, weights, rec, grad, method)
+    return _wiring_backward(step, weights, rec, grad)
 
 
 def _accumulate(grads: dict, index: int, signal) -> None:

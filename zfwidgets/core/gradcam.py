@@ -103,14 +103,11 @@ def _has_maps(insp: Inspector, img: Tensor, index: int) -> bool:
     return isinstance(shape, torch.Size) and len(shape) == 4
 
 
-def cam_layer_for(insp: Inspector, layer: str, x=None) -> str:
+def cam_layer_for(insp: Inspector, layer: str, x) -> str:
     """``layer`` itself when it has feature maps, else the last block before it with maps
-    larger than 1x1.
-
-    ``x`` is an image (for its size); default the size the first image asked about had.
-    """
+    larger than 1x1, for images shaped like ``x``."""
     index = insp.layer_index(layer)
-    shape = tuple(insp.image(x).shape[1:]) if x is not None else insp.last_input_shape()
+    shape = tuple(insp.image(x).shape[1:])
     if _has_maps(insp, torch.empty(1, *shape), index):
         return insp.steps[index].name
     shapes = insp.shapes(shape)

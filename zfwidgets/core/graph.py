@@ -198,15 +198,6 @@ class Graph:
                 alive.discard(self.step_of.get(done, -2))
         return out
 
-    def consumers(self) -> list[list[int]]:
-        """For each step, the steps that read its output."""
-        out: list[list[int]] = [[] for _ in self.steps]
-        for step in self.steps:
-            for i in step.inputs:
-                if i >= 0:
-                    out[i].append(step.index)
-        return out
-
 
 class _Tracer(torch.fx.Tracer):
     """Keeps every module we have a rule for, and every torch.nn module, as one call."""

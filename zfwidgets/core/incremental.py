@@ -30,7 +30,6 @@ from torch.nn.modules.utils import _pair
 from zfwidgets.core.graph import Graph, Step
 from zfwidgets.core.layers import (
     Weights,
-    _side_value,
     evaluate,
     pool_geometry,
     run_graph,
@@ -194,42 +193,32 @@ class OcclusionPlan:
             -1: (self._fill_patch(corners, fill), corners)
         }
         totals: dict[int, Tensor] = {}
-        env: dict = {}  # fx node -> value, for steps computed whole and their side values
+
+        def compute(step: Step, w: dict, env: dict):
+            layer = self.layers[step.index]
+            if layer.size is None:  # whole: its boxed inputs are pasted into their bases
+                for i, n in zip(step.inputs, self._input_nodes(step), strict=True):
+                    env[n] = self._whole(i, state)
+                out = evaluate(step, w, env)
+                state[step.index] = (out, None)
+            else:  # boxed: side values such as x.size() read the stand-in's full shape
+                patch = self._boxed(step, layer, state, pos)
+                state[step.index] = (patch, layer.starts[pos].to(device))
+                out = self._stand_in(step.index, len(pos))
+            if step.index in watch:
+                totals[step.index] = self._total(
+                    step.index, watch[step.index], state[step.index], layer
+                )
+            return out
+
         with torch.inference_mode():
-            for node in self.graph.nodes:
-                index = self.graph.step_of.get(node)
-                if index is None:
-                    if node.op not in ("placeholder", "output"):
-                        env[node] = _side_value(node, self.weights, env)
-                    elif node.op == "placeholder":
-                        env[node] = node.args[0] if node.args else None
-                    continue
-                if index == -1:
-                    env[node] = self._stand_in(-1, state, len(pos))
-                    continue
-                step = self.steps[index]
-                layer = self.layers[index]
-                if layer.size is None:
-                    for i, n in zip(step.inputs, self._input_nodes(step), strict=True):
-                        env[n] = self._whole(i, state)
-                    out = evaluate(step, self.weights[index], env)
-                    state[index] = (out, None)
-                    env[node] = out
-                else:
-                    state[index] = (
-                        self._boxed(step, layer, state, pos),
-                        layer.starts[pos].to(device),
-                    )
-                    env[node] = self._stand_in(index, state, len(pos))
-                if index in watch:
-                    totals[index] = self._total(index, watch[index], state[index], layer)
-        last = len(self.steps) - 1
-        return totals, self._whole(last, state)
+            run_graph(self.graph, self.weights, self._stand_in(-1, len(pos)), None, (), compute)
+        return totals, self._whole(len(self.steps) - 1, state)
 
     def _input_nodes(self, step: Step) -> list:
         return [n for n in step.node.all_input_nodes if n in self.graph.step_of]
 
-    def _stand_in(self, index: int, state: dict, n: int) -> Tensor:
+    def _stand_in(self, index: int, n: int) -> Tensor:
         """A meta tensor of the full output's shape: side values read shapes only."""
         base = self._base(index)
         return torch.empty((n, *base.shape[1:]), device="meta")
@@ -251,18 +240,18 @@ class OcclusionPlan:
         win = _window(step)
         if win is not None:
             pad = float("-inf") if step.kind == "maxpool" else 0.0
-            window, _ = self._boxed_input(step.inputs[0], state, new_starts, layer.size, win, pad)
+            window = self._boxed_input(step.inputs[0], state, new_starts, layer.size, win, pad)
             return self._window_step(step, w, window)
         parts = [self._boxed_input(i, state, new_starts, layer.size) for i in step.inputs]
         # The windows are fresh copies (``_paste``), so rectifiers and additions may write
         # into them.
         if step.kind == "relu":
-            return parts[0][0].relu_()
+            return parts[0].relu_()
         if step.kind in _POINTWISE:
-            return step_forward(step, w, parts[0][0])
+            return step_forward(step, w, parts[0])
         if step.kind == "add":
-            return parts[0][0].add_(parts[1][0])
-        return torch.cat([p for p, _ in parts], dim=1)
+            return parts[0].add_(parts[1])
+        return torch.cat(parts, dim=1)
 
     def _boxed_input(self, index: int, state: dict, out_starts, out_size, win=None, pad=0.0):
         """The window of (boxed) input ``index`` that the output box at ``out_starts`` reads."""
@@ -273,7 +262,7 @@ class OcclusionPlan:
             k, s, p, d = win
             need = tuple((out_size[a] - 1) * s[a] + d[a] * (k[a] - 1) + 1 for a in range(2))
             origin = (out_starts[:, 0] * s[0] - p[0], out_starts[:, 1] * s[1] - p[1])
-        return _paste(self._base(index), patch, starts, need, origin, pad), origin
+        return _paste(self._base(index), patch, starts, need, origin, pad)
 
     def _window_step(self, step: Step, w: dict[str, Tensor], window: Tensor) -> Tensor:
         """The box of a windowed step's output from the window of its input it reads."""

@@ -128,12 +128,6 @@ class Inspector:
                 "Saliency, Grad-CAM, occlusion, top-9 mining and invariance work on it."
             )
 
-    def last_input_shape(self) -> tuple:
-        """The (C, H, W) of the last image shape asked about (for defaults that need one)."""
-        if not self._shape_memo:
-            raise ValueError("no image has been seen yet: pass an image")
-        return next(reversed(self._shape_memo))
-
     @property
     def methods(self) -> list[str]:
         """The methods this model supports (see ``zfwidgets.core.methods.REGISTRY``)."""

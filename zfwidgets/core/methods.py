@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from zfwidgets.core import gradcam as cam
-from zfwidgets.core.graph import UnsupportedModelError
 from zfwidgets.core.inspector import Inspector
 
-__all__ = ["Method", "REGISTRY", "available", "run_method"]
+__all__ = ["Method", "REGISTRY", "available"]
 
 
 @dataclass(frozen=True)
@@ -124,15 +123,3 @@ REGISTRY: dict[str, Method] = {
 def available(insp: Inspector) -> list[str]:
     """The names of the methods ``insp``'s model supports, in registry order."""
     return [name for name, m in REGISTRY.items() if m.refusal(insp) is None]
-
-
-def run_method(
-    insp: Inspector, name: str, x, layer: str, channel: int = 0, position="max", target=None
-) -> Tensor:
-    """Computes method ``name``; refuses unknown names and methods the model lacks."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(REGISTRY)}")
-    reason = REGISTRY[name].refusal(insp)
-    if reason:
-        raise UnsupportedModelError(f"{name} is not available: {reason}")
-    return REGISTRY[name].compute(insp, x, layer, channel, position, target)
