@@ -98,6 +98,16 @@ def _vgg16() -> nn.Module:
     return torchvision.models.vgg16(weights=None).eval()
 
 
+def _first_projection(insp, x, layer, c, reference, repeats) -> list[float]:
+    """Seconds of a projection on an image not seen before (cache cleared), and of Captum."""
+
+    def first():
+        insp.clear_cache()
+        return insp.project(x, layer, c)
+
+    return timed([first, reference], repeats)
+
+
 # ----- 1, 2: projections --------------------------------------------------------------------
 def projection_rows(device: str, quick: bool, repeats: int) -> list[dict]:
     from captum.attr import NeuronDeconvolution
@@ -148,11 +158,7 @@ def projection_rows(device: str, quick: bool, repeats: int) -> list[dict]:
             )
         )
 
-        def first(layer=layer, c=c):
-            insp.clear_cache()
-            return insp.project(x, layer, c)
-
-        t_first, t_ref = timed([first, reference], repeats)
+        t_first, t_ref = _first_projection(insp, x, layer, c, reference, repeats)
         rows.append(
             row(f"2 first projection {layer} vs Captum", device, t_first, t_ref, 1.5, "min", agreed)
         )
@@ -223,11 +229,7 @@ def graph_rows(device: str, quick: bool, repeats: int) -> list[dict]:
             )
         )
 
-        def first(layer=layer, c=c):
-            insp.clear_cache()
-            return insp.project(x, layer, c)
-
-        t_first, t_ref = timed([first, reference], repeats)
+        t_first, t_ref = _first_projection(insp, x, layer, c, reference, repeats)
         rows.append(
             row(f"9 ResNet-50 first projection {layer} vs Captum", device, t_first, t_ref, 1.2)
         )
