@@ -258,7 +258,7 @@ def top9(insp: Inspector, fd: FigureData, layer: str, out: Path, maps: int = 6, 
             rows_, cols_ = e.box.slices
             mean = None if fd.mean is None else fd.mean[:, rows_, cols_]
             patches.append(_enlarge(_shown(e.patch, mean), side))
-        blank = np.full((side, side, 3), render_background(), np.uint8)
+        blank = np.full((side, side, 3), render.BACKGROUND, np.uint8)
         while len(projections) < 9:
             projections.append(blank)
             patches.append(blank)
@@ -267,11 +267,6 @@ def top9(insp: Inspector, fd: FigureData, layer: str, out: Path, maps: int = 6, 
         rows.append(render.grid([left, right], cols=2, pad=6))
     labels = [f"{layer} map {c}" for c in range(count)]
     return _save(render.grid(rows, cols=min(3, len(rows)), pad=10, labels=labels), out)
-
-
-def render_background() -> int:
-    """The grey behind empty tiles."""
-    return 40
 
 
 def evolution(
@@ -376,8 +371,8 @@ def architecture(
 
 
 def _pad(picture: np.ndarray, side: int) -> np.ndarray:
-    rgb = np.repeat(picture[..., None], 3, axis=2) if picture.ndim == 2 else picture
-    tile = np.full((side, side, 3), render_background(), np.uint8)
+    rgb = render.to_rgb(picture)
+    tile = np.full((side, side, 3), render.BACKGROUND, np.uint8)
     tile[: rgb.shape[0], : rgb.shape[1]] = rgb[:side, :side]
     return tile
 
@@ -397,11 +392,9 @@ def _text_picture(text: str, width: int) -> np.ndarray:
 
 def occlusion(insp: Inspector, fd: FigureData, out: Path, count: int = 3) -> Path:
     """Fig. 7: (a) image, (b) activity, (c) projection, (d) p(true class), (e) top class."""
-    from zfwidgets.widgets.occlusion_slider import class_colours
-
     side = int(fd.images.shape[-1])
     size, stride = max(1, round(side / 4)), max(1, round(side / 14))
-    palette = class_colours(len(fd.classes))
+    palette = render.class_colours(len(fd.classes))
     tiles, labels = [], []
     for i in _spread(fd.labels, count):
         x, label = fd.images[i], int(fd.labels[i])

@@ -31,6 +31,7 @@ for kind, data in (("tensor", images), ("dataset", TensorDataset(images, torch.z
                distributed=True)
     if dist.get_rank() == 1:  # every rank holds the merged result: save a non-zero rank's copy
         top.save({out!r} + kind)
+dist.barrier()  # no rank tears gloo down while another still works (it aborts)
 dist.destroy_process_group()
 """
 

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import colorsys
 import io
 from collections.abc import Sequence
 
@@ -20,7 +21,10 @@ import torch
 from PIL import Image, ImageDraw
 
 __all__ = [
+    "BACKGROUND",
+    "TAB10",
     "as_numpy",
+    "class_colours",
     "colormap",
     "grid",
     "heatmap",
@@ -29,7 +33,23 @@ __all__ = [
     "projection_image",
     "saliency_image",
     "to_png",
+    "to_rgb",
     "upscale",
+]
+
+BACKGROUND = 40  # grey level behind tiles: reads as "nothing here" in light and dark themes
+# matplotlib's tab10: distinct, colour-blind friendlier than a rainbow, readable on dark and light
+TAB10 = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
 ]
 
 # A perceptually ordered dark-to-bright map (after matplotlib's "inferno"): anchors are
@@ -127,6 +147,30 @@ def input_image(x, mean=None) -> np.ndarray:
     return np.round(255 * _hwc(a)).astype(np.uint8)
 
 
+def class_colours(count: int) -> np.ndarray:
+    """``count`` x 3 uint8 colours, one per class: tab10, then evenly spaced hues.
+
+    Example:
+        >>> class_colours(12).shape, class_colours(2)[0].tolist()
+        ((12, 3), [31, 119, 180])
+    """
+    extra = [
+        tuple(round(255 * c) for c in colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.65, 0.9))
+        for i in range(max(0, count - len(TAB10)))
+    ]
+    return np.array((TAB10 + extra)[:count], dtype=np.uint8).reshape(count, 3)
+
+
+def to_rgb(picture: np.ndarray) -> np.ndarray:
+    """A grey (H, W) or RGB (H, W, 3) uint8 picture as RGB; RGB input is returned as it is.
+
+    Example:
+        >>> to_rgb(np.zeros((2, 5), np.uint8)).shape
+        (2, 5, 3)
+    """
+    return np.repeat(picture[..., None], 3, axis=2) if picture.ndim == 2 else picture
+
+
 def upscale(img: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour enlargement, so small digits stay crisp in the browser."""
     if factor < 1:
@@ -136,7 +180,7 @@ def upscale(img: np.ndarray, factor: int) -> np.ndarray:
 
 def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """Blends an RGB heat map over an image (grey images are promoted to RGB)."""
-    base = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
+    base = to_rgb(image)
     if heat.shape[:2] != base.shape[:2]:
         heat = np.asarray(Image.fromarray(heat).resize(base.shape[1::-1], Image.BILINEAR))
     mixed = (1 - alpha) * base.astype(np.float64) + alpha * heat.astype(np.float64)
@@ -147,7 +191,7 @@ def grid(
     images: Sequence[np.ndarray],
     cols: int,
     pad: int = 2,
-    background: int = 40,
+    background: int = BACKGROUND,
     labels: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Tiles equally sized uint8 images (grey or RGB) into one RGB picture, row by row.
@@ -156,7 +200,7 @@ def grid(
     """
     if not images:
         raise ValueError("grid needs at least one image")
-    tiles = [np.repeat(t[..., None], 3, axis=2) if t.ndim == 2 else t for t in images]
+    tiles = [to_rgb(t) for t in images]
     h, w = tiles[0].shape[:2]
     rows = -(-len(tiles) // cols)
     out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), background, np.uint8)

@@ -43,7 +43,6 @@ from zfwidgets.core import render
 from zfwidgets.train.evolution import Evolution
 from zfwidgets.train.snapshots import Run, load_run
 from zfwidgets.widgets.parts import (
-    BACKGROUND,
     COLOURS,
     FONT,
     PICTURE_SIDE,
@@ -518,7 +517,9 @@ class EvolutionScrubber(widgets.VBox):
 
     def _draw_grid(self, frame: Frame | None) -> None:
         if frame is None:
-            self._grid_rgba = rgba(np.full((PICTURE_SIDE, PICTURE_SIDE), BACKGROUND, np.uint8))
+            self._grid_rgba = rgba(
+                np.full((PICTURE_SIDE, PICTURE_SIDE), render.BACKGROUND, np.uint8)
+            )
             self._grid_caption.say(f"{self.layer} at epoch {self.epoch}: being computed…", "busy")
         else:
             picture = frame.picture
@@ -655,7 +656,7 @@ class EvolutionScrubber(widgets.VBox):
             tile = place_patch(picture, evo.box(epoch, layer, c), side)
             tiles.append(render.upscale(tile[: side[0], : side[1]], zoom))
         picture = rgba(
-            render.grid(tiles, cols=geometry.cols, pad=geometry.pad, background=BACKGROUND)
+            render.grid(tiles, cols=geometry.cols, pad=geometry.pad, background=render.BACKGROUND)
         )
         flags = tuple(bool(changed[c]) for c in maps)
         for index, flag in enumerate(flags):

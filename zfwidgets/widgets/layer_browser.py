@@ -39,7 +39,6 @@ from zfwidgets.core.mining import TopK, mine
 from zfwidgets.core.top_views import TopEntry, top_projections
 from zfwidgets.widgets.menus import LayerMenu, display_name, method_choices
 from zfwidgets.widgets.parts import (
-    BACKGROUND,
     PICTURE_SIDE,
     BackgroundTask,
     GridGeometry,
@@ -74,7 +73,7 @@ POSITIONS = {
     "map": ("whole map", "Project the whole feature map (every activation of the channel)"),
 }
 HIGHLIGHT = "#29b6f6"  # selection frame on the feature-map grid: a cyan absent from the heat map
-GAP_COLOUR = f"rgb({BACKGROUND}, {BACKGROUND}, {BACKGROUND})"
+GAP_COLOUR = f"rgb({render.BACKGROUND}, {render.BACKGROUND}, {render.BACKGROUND})"
 
 
 class LayerBrowser(widgets.VBox):
@@ -573,7 +572,7 @@ class LayerBrowser(widgets.VBox):
         heat = render.heatmap(maps)  # one colour scale for the whole layer
         tiles = [render.upscale(h, zoom) for h in heat]
         picture = render.grid(
-            tiles, cols=self._grid.cols, pad=self._grid.pad, background=BACKGROUND
+            tiles, cols=self._grid.cols, pad=self._grid.pad, background=render.BACKGROUND
         )
         self._grid_rgba = rgba(picture)
         self._redraw_canvas()

@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import colorsys
 import html
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -55,7 +54,7 @@ from zfwidgets.widgets.parts import (
 )
 from zfwidgets.widgets.top_nine import unit_picture
 
-__all__ = ["OcclusionSlider", "bar_labels", "class_colours"]
+__all__ = ["OcclusionSlider", "bar_labels"]
 
 CANVAS_SIDE = 224  # about how big the draggable image is on screen, in pixels
 MAP_SIDE = 168  # about how big each map is on screen
@@ -64,28 +63,6 @@ SQUARE_EDGE = (255, 196, 0)  # the occluder's outline: amber reads on black digi
 MARK_EDGE = (255, 255, 255)  # the current position on the maps
 MARK_SHADOW = (0, 0, 0)
 BAR_COLOUR = "#1976d2"  # SVG fill: a fixed blue that reads on both themes
-# matplotlib's tab10: distinct, colour-blind friendlier than a rainbow, readable on dark and light
-TAB10 = [
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-]
-
-
-def class_colours(count: int) -> np.ndarray:
-    """``count`` x 3 uint8 colours, one per class: tab10, then evenly spaced hues."""
-    extra = [
-        tuple(round(255 * c) for c in colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.65, 0.9))
-        for i in range(max(0, count - len(TAB10)))
-    ]
-    return np.array((TAB10 + extra)[:count], dtype=np.uint8).reshape(count, 3)
 
 
 def _outline(picture: np.ndarray, box: tuple[int, int, int, int], colour, width: int = 2):
@@ -115,7 +92,7 @@ def bar_labels(classes: Sequence[str], longest: int = 12) -> list[str]:
 
 
 def _rgb(picture: np.ndarray) -> np.ndarray:
-    return np.repeat(picture[..., None], 3, axis=2) if picture.ndim == 2 else picture.copy()
+    return render.to_rgb(picture).copy()
 
 
 def _nearest(positions: Sequence[int], value: int) -> int:
@@ -655,7 +632,7 @@ class OcclusionSlider(widgets.VBox):
 
     def _render_maps(self, maps: OcclusionMaps) -> dict[str, np.ndarray]:
         zoom = zoom_for(max(len(maps.ys), len(maps.xs)), MAP_SIDE)
-        colours = class_colours(len(self._classes))
+        colours = render.class_colours(len(self._classes))
         projection = unit_picture(maps.projection, self._insp.projection_method)
         return {
             "activity": render.upscale(render.heatmap(maps.activity), zoom),
@@ -689,7 +666,7 @@ class OcclusionSlider(widgets.VBox):
         return help_text
 
     def _legend_html(self, maps: OcclusionMaps) -> str:
-        colours = class_colours(len(self._classes))
+        colours = render.class_colours(len(self._classes))
         present = sorted({int(c) for c in render.as_numpy(maps.top_class).ravel()})
         items = [
             f'<span style="display:inline-block;margin-right:8px">'

@@ -74,7 +74,6 @@ COLOURS = {
     "info": "var(--jp-success-color1, #388e3c)",
 }
 FONT = "var(--jp-ui-font-family, sans-serif)"
-BACKGROUND = 40  # grey level behind tiles: reads as "nothing here" in both themes
 PICTURE_SIDE = 168  # about how big the main pictures are on screen, in pixels
 
 
@@ -410,7 +409,7 @@ def png_image(tooltip: str = "", css_class: str = "", **layout: Any) -> widgets.
 
 def blank_png(side: int = PICTURE_SIDE) -> bytes:
     """A square of the background grey: shown where there is nothing to show yet."""
-    return render.to_png(np.full((side, side), BACKGROUND, np.uint8))
+    return render.to_png(np.full((side, side), render.BACKGROUND, np.uint8))
 
 
 def zoom_for(size: int, target: int = PICTURE_SIDE) -> int:
@@ -420,7 +419,7 @@ def zoom_for(size: int, target: int = PICTURE_SIDE) -> int:
 
 def rgba(picture: np.ndarray) -> np.ndarray:
     """A grey or RGB uint8 picture as opaque RGBA (what ipycanvas sends losslessly, as PNG)."""
-    rgb = np.repeat(picture[..., None], 3, axis=2) if picture.ndim == 2 else picture
+    rgb = render.to_rgb(picture)
     alpha = np.full(rgb.shape[:2] + (1,), 255, np.uint8)
     return np.concatenate([rgb, alpha], axis=2)
 
@@ -438,7 +437,7 @@ def place_patch(patch: np.ndarray, box: Box, side: tuple[int, int]) -> np.ndarra
     so that every patch of one layer lines up as in the paper's Fig. 2.
     """
     h, w = max(side[0], patch.shape[0]), max(side[1], patch.shape[1])
-    tile = np.full((h, w) + patch.shape[2:], BACKGROUND, np.uint8)
+    tile = np.full((h, w) + patch.shape[2:], render.BACKGROUND, np.uint8)
     top = h - patch.shape[0] if box.top == 0 else 0
     left = w - patch.shape[1] if box.left == 0 else 0
     tile[top : top + patch.shape[0], left : left + patch.shape[1]] = patch

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from zfwidgets.core import Inspector, render
 from zfwidgets.core.top_views import TopEntry
-from zfwidgets.widgets.parts import BACKGROUND, fit_patch, zoom_for
+from zfwidgets.widgets.parts import fit_patch, zoom_for
 
 __all__ = ["TOP_K", "TOP_TILE", "TopPictures", "patch_side", "top_nine_pictures", "unit_picture"]
 
@@ -80,6 +80,6 @@ def top_nine_pictures(
     pngs = []
     for tiles in (projections, patches):
         big = [render.upscale(t, zoom) for t in tiles]
-        pngs.append(render.to_png(render.grid(big, cols=3, background=BACKGROUND)))
+        pngs.append(render.to_png(render.grid(big, cols=3, background=render.BACKGROUND)))
     listing = ", ".join(f"#{e.image_index} ({e.value:.3g})" for e in entries)
     return TopPictures(pngs[0], pngs[1], listing)
