@@ -42,17 +42,14 @@ from ipycanvas import Canvas, hold_canvas
 from zfwidgets.core import render
 from zfwidgets.train.evolution import Evolution
 from zfwidgets.train.snapshots import Run, load_run
+from zfwidgets.widgets.base import WidgetBase, errors_to, refusing
 from zfwidgets.widgets.parts import (
     COLOURS,
     FONT,
     PICTURE_SIDE,
-    BackgroundTask,
     GridGeometry,
-    Silencer,
-    StatusLine,
     blank_png,
     caption,
-    errors_to,
     full_width,
     place_patch,
     png_image,
@@ -119,7 +116,7 @@ def frame_ring(picture: np.ndarray, geometry: GridGeometry, index: int, colour) 
     picture[top:bottom, x + w : right] = colour
 
 
-class EvolutionScrubber(widgets.VBox):
+class EvolutionScrubber(WidgetBase):
     """Scrub through a training run's snapshots and watch the features form (Fig. 4).
 
     Args:
@@ -148,7 +145,9 @@ class EvolutionScrubber(widgets.VBox):
     layer = traitlets.Unicode("")
     selected = traitlets.Int(-1)
     follow = traitlets.Bool(False)
-    status = traitlets.Unicode("")
+
+    css_class = "zfw-evolution-scrubber"
+    status_hint = "Drag the epoch slider or press Play; click a map for its top 9 at this epoch."
 
     def __init__(
         self,
@@ -162,8 +161,7 @@ class EvolutionScrubber(widgets.VBox):
         poll_seconds: float = 2.0,
         **state: Any,
     ) -> None:
-        super().__init__(layout=full_width())
-        self.add_class("zfw-evolution-scrubber")
+        super().__init__()
         unknown = set(state) - {"epoch", "layer", "selected"}
         if unknown:
             raise TypeError(
@@ -177,12 +175,8 @@ class EvolutionScrubber(widgets.VBox):
         self._maps = {layer: self._check_maps(layer, maps) for layer in self.evolution.layers}
         self._frames: dict[tuple[str, int], Frame] = {}
         self._tops: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
-        self._lock = threading.RLock()
-        self._quiet = Silencer()
-        self._ready = False
         self._shown: Frame | None = None
-        self._watcher: threading.Thread | None = None
-        self._closed = threading.Event()
+        self._watcher: threading.Thread | None = None  # polls the run while ``follow`` is on
         self._build()
         self._start(state, follow)
 
@@ -243,10 +237,6 @@ class EvolutionScrubber(widgets.VBox):
         """Epochs of the current layer that are drawn (scrubbing over them is instant)."""
         return [e for e in self.run.epochs if (self.layer, e) in self._frames]
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Blocks until background work (mining, drawing) is done; False on ``timeout``."""
-        return self._tasks.wait(timeout)
-
     def check_for_snapshots(self) -> bool:
         """Re-reads the run's manifest; True (and the new epochs appear) when it grew."""
         with self._lock:
@@ -254,12 +244,6 @@ class EvolutionScrubber(widgets.VBox):
                 return False
             self._epochs_changed()
             return True
-
-    def close(self) -> None:
-        """Stops watching the run and background work, then closes the widget."""
-        self._closed.set()
-        self._tasks.cancel()
-        super().close()
 
     # ----- building ------------------------------------------------------------------------
     def _build(self) -> None:
@@ -304,11 +288,6 @@ class EvolutionScrubber(widgets.VBox):
         self._top_patches = png_image("Top-9 image patches", "zfw-evolution-top-patches")
         self._top_patches.layout.margin = "0 0 0 12px"
         self._top_caption = caption(width="440px")
-        self._progress = widgets.IntProgress(layout=widgets.Layout(width="260px"))
-        self.status_line = StatusLine(
-            hint="Drag the epoch slider or press Play; click a map for its top 9 at this epoch."
-        )
-        self._tasks = BackgroundTask(self._progress, self.status_line)
         self._build_curves()
 
     def _build_curves(self) -> None:
@@ -394,68 +373,54 @@ class EvolutionScrubber(widgets.VBox):
         with self._quiet:
             self.layer = state.get("layer", self.evolution.layers[0])
             self.epoch = state.get("epoch", self.run.epochs[0])
-        self._ready = True
-        with self._quiet:
-            if "selected" in state:
-                self.selected = state["selected"]
+            self.selected = state.get("selected", -1)
+        self._finish_building()
         for trait, control in (
             ("layer", self._layer_menu),
             ("epoch", self._epoch_slider),
             ("follow", self._follow_toggle),
         ):
             widgets.link((self, trait), (control, "value"))
-        widgets.link((self, "status"), (self.status_line, "message"))
         self._draw_curves()
         self._show()
         self._prepare()
         self.follow = bool(follow)
 
-    # ----- validation: a bad value keeps the old one and says why ---------------------------
-    def _reject(self, trait: str, message: str) -> Any:
-        if not self._ready and not getattr(self, trait):
-            raise ValueError(message)  # a bad initial value: nothing to keep
-        self.status_line.error(message)
-        return getattr(self, trait)
+    # ----- validation (WidgetBase's rule: raise while building, then keep and say why) ------
+    @refusing("epoch")
+    def _check_epoch(self, epoch: int) -> int:
+        if epoch not in self.run.epochs:
+            raise ValueError(f"epoch {epoch!r} has no snapshot; epochs: {self.run.epochs}")
+        return epoch
 
-    @traitlets.validate("epoch")
-    def _check_epoch(self, proposal: dict) -> int:
-        value = proposal["value"]
-        if value not in self.run.epochs:
-            return self._reject(
-                "epoch", f"epoch {value!r} has no snapshot; epochs: {self.run.epochs}"
-            )
-        return value
-
-    @traitlets.validate("layer")
-    def _check_layer(self, proposal: dict) -> str:
-        value = proposal["value"]
-        if value not in self.evolution.layers:
+    @refusing("layer")
+    def _check_layer(self, layer: str) -> str:
+        if layer not in self.evolution.layers:
             followed = ", ".join(self.evolution.layers)
-            return self._reject("layer", f"layer {value!r} is not followed; layers: {followed}")
-        return value
+            raise ValueError(f"layer {layer!r} is not followed; layers: {followed}")
+        return layer
 
-    @traitlets.validate("selected")
-    def _check_selected(self, proposal: dict) -> int:
-        value, count = proposal["value"], self._map_count(self.layer)
-        if value != -1 and not 0 <= value < count:
-            return self._reject(
-                "selected", f"map {value} is out of range for {self.layer}: 0..{count - 1} "
-                "(or -1 for none)"
-            )  # fmt: skip
-        return value
+    @refusing("selected")
+    def _check_selected(self, selected: int) -> int:
+        count = self._map_count(self.layer)
+        if selected != -1 and not 0 <= selected < count:
+            raise ValueError(
+                f"map {selected} is out of range for {self.layer}: 0..{count - 1} (or -1 for none)"
+            )
+        return selected
 
     # ----- reacting to changes -------------------------------------------------------------
 
     @traitlets.observe("epoch")
     def _epoch_changed(self, change: dict) -> None:
-        if self._quiet or not self._ready:
+        if not self._live:
             return
         self._marker.x = [self.epoch, self.epoch]
         self._show()
 
     @traitlets.observe("layer")
     def _layer_changed(self, change: dict) -> None:
-        if self._quiet or not self._ready:
+        if not self._live:
             return
         with self._quiet:
             if self.selected >= self._map_count(self.layer):
@@ -465,7 +430,7 @@ class EvolutionScrubber(widgets.VBox):
 
     @traitlets.observe("selected")
     def _selected_changed(self, change: dict) -> None:
-        if self._quiet or not self._ready:
+        if not self._live:
             return
         self._show()
 
@@ -631,7 +596,7 @@ class EvolutionScrubber(widgets.VBox):
             self._say_ready(layer)
 
         key = f"{layer}@{','.join(map(str, todo))}"
-        self._tasks.start(key, work, done, label=f"preparing {layer}")
+        self._in_background(key, work, done, label=f"preparing {layer}")
 
     def _say_ready(self, layer: str) -> None:
         ready = [e for e in self.run.epochs if (layer, e) in self._frames]

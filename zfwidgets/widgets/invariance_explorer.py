@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import html
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -48,16 +47,14 @@ from zfwidgets.core.invariance import (
     invariance_curves,
     transform,
 )
+from zfwidgets.widgets.base import WidgetBase, class_names, errors_to, inspector_for, refusing
 from zfwidgets.widgets.menus import LayerMenu, display_name
 from zfwidgets.widgets.parts import (
     COLOURS,
     FONT,
     PICTURE_SIDE,
-    BackgroundTask,
     ImageSource,
-    StatusLine,
     caption,
-    errors_to,
     full_width,
     png_image,
     zoom_for,
@@ -87,7 +84,7 @@ def _unit(kind: str, amount: float) -> str:
     return f"{amount:g}°"
 
 
-class InvarianceExplorer(widgets.VBox):
+class InvarianceExplorer(WidgetBase):
     """The paper's Fig. 5 on your images, live: transform, slide, compare curves.
 
     Args:
@@ -125,7 +122,10 @@ class InvarianceExplorer(widgets.VBox):
     step = traitlets.Int(0)
     image_index = traitlets.Int(0)
     layers = traitlets.List(traitlets.Unicode(), minlen=0)
-    status = traitlets.Unicode("", read_only=True)
+    css_class = "zfw-invariance-explorer"
+    status_hint = "pick a transformation and move the amount slider"
+    progress_width = "320px"
+    name_in_refusals = True  # "step: step 99 is out of range: 0..8"
 
     def __init__(
         self,
@@ -140,13 +140,8 @@ class InvarianceExplorer(widgets.VBox):
         fill: float = 0.0,
         **state: Any,
     ) -> None:
-        super().__init__(layout=full_width())
-        self.add_class("zfw-invariance-explorer")
-        self._ready = False
-        self.inspector = _inspector(model_or_inspector)
-        # Sweeps run in a thread on an Inspector of their own (own cache, same model), so they
-        # never race the kernel thread's readouts.
-        self._sweep_insp = Inspector(self.inspector.model, device=self.inspector.device)
+        super().__init__()
+        self.inspector = inspector_for(model_or_inspector)
         source = ImageSource(images)
         if len(source) == 0:
             raise ValueError("images is empty: give at least one image")
@@ -155,15 +150,13 @@ class InvarianceExplorer(widgets.VBox):
         if len(shapes) > 1:
             raise ValueError(f"images must share one shape; got {sorted(shapes)}")
         self.labels = self._labels(labels, source)
-        self.classes = self._class_names(classes)
+        self.classes = class_names(classes, int(self.inspector.predict(self.images[0]).numel()))
         self.mean = mean
         self.fill = fill
         # Raises now for an unknown layer (the core's message) or fewer than two.
         self.layers = list(layers) if layers is not None else default_layers(self.inspector)
         self.amounts = self._sweeps(steps, ranges)
         self.curves: dict[str, InvarianceCurves] = {}
-        # The sweep's thread draws its curves while the kernel thread may be drawing too.
-        self._lock = threading.RLock()
         self._build()
         self._start(state)
 
@@ -177,10 +170,6 @@ class InvarianceExplorer(widgets.VBox):
     def transformed(self) -> Tensor:
         """The selected image transformed by the current amount, (1, C, H, W)."""
         return transform(self.images[self.image_index], self.kind, self.amount, self.fill)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Blocks until the background sweep is done; False if ``timeout`` seconds ran out."""
-        return self._task.wait(timeout)
 
     # ----- set-up --------------------------------------------------------------------------
     def _labels(self, labels: Sequence[int] | None, source: ImageSource) -> list[int]:
@@ -197,14 +186,6 @@ class InvarianceExplorer(widgets.VBox):
         if bad:
             raise ValueError(f"labels {bad} are out of range: the model has classes 0..{count - 1}")
         return [int(c) for c in labels]
-
-    def _class_names(self, classes: Sequence[str] | None) -> list[str]:
-        count = int(self.inspector.predict(self.images[0]).numel())
-        if classes is None:
-            return [str(i) for i in range(count)]
-        if len(classes) != count:
-            raise ValueError(f"got {len(classes)} class names but the model has {count} classes")
-        return [str(c) for c in classes]
 
     def _sweeps(self, steps: int, ranges: Mapping[str, tuple[float, float]] | None):
         ranges = dict(ranges or {})
@@ -271,12 +252,6 @@ class InvarianceExplorer(widgets.VBox):
         self._plots = [self._plot(name) for name in names + ["p(true class)"]]
         for (figure, *_), name in zip(self._plots, ("a", "b", "prob"), strict=True):
             figure.add_class(f"zfw-invariance-plot-{name}")
-        self._status = StatusLine(hint="pick a transformation and move the amount slider")
-        self._status.observe(self._mirror_status, names="message")
-        self._progress = widgets.IntProgress(
-            value=0, min=0, max=1, description="sweep", layout=widgets.Layout(width="320px")
-        )
-        self._task = BackgroundTask(self._progress, self._status)
         left = widgets.VBox(
             [self._picture_caption, self._picture, self._amount_slider, self._image_slider],
             layout=widgets.Layout(flex="0 0 auto", margin="0 24px 0 0"),
@@ -292,7 +267,7 @@ class InvarianceExplorer(widgets.VBox):
             widgets.HBox([left, right], layout=full_width(flex_flow="row wrap")),
             plots,
             widgets.HBox([self._progress], layout=full_width()),
-            self._status,
+            self.status_line,
         ]
         for name, control in (
             ("kind", self._kind_toggle),
@@ -334,16 +309,11 @@ class InvarianceExplorer(widgets.VBox):
         unknown = set(state) - {"kind", "step", "image_index"}
         if unknown:
             raise TypeError(f"unknown state {sorted(unknown)}; use kind, step or image_index")
-        kind = state.get("kind", "translate")
-        if kind not in TRANSFORMS:
-            raise ValueError(
-                f"unknown transformation {kind!r}; choose one of {', '.join(TRANSFORMS)}"
-            )
-        self.kind = kind
+        self.kind = state.get("kind", "translate")
         self._set_amount_options()
         self.step = state.get("step", self._identity_step())
         self.image_index = state.get("image_index", 0)
-        self._ready = True
+        self._finish_building()
         self._kind_toggle.value = self.kind
         self._amount_slider.value = self.step
         self._image_slider.value = self.image_index
@@ -351,54 +321,35 @@ class InvarianceExplorer(widgets.VBox):
         self._show()
         self._compute()
 
-    # ----- validation: a refused value keeps the previous one ------------------------------
-    def _refuse(self, name: str, proposal: dict, check: Callable[[Any], None]) -> Any:
-        if not self._ready:
-            check(proposal["value"])  # during construction a bad value raises
-            return proposal["value"]
-        try:
-            check(proposal["value"])
-        except (ValueError, TypeError) as err:
-            self._status.error(f"{name}: {err}")
-            return getattr(self, name)
-        return proposal["value"]
+    # ----- validation (WidgetBase's rule: raise while building, then keep and say why) ------
+    @refusing("kind")
+    def _check_kind(self, kind: str) -> str:
+        if kind not in TRANSFORMS:
+            raise ValueError(
+                f"unknown transformation {kind!r}; choose one of {', '.join(TRANSFORMS)}"
+            )
+        return kind
 
-    @traitlets.validate("kind")
-    def _valid_kind(self, proposal: dict) -> str:
-        def check(kind: str) -> None:
-            if kind not in TRANSFORMS:
-                raise ValueError(
-                    f"unknown transformation {kind!r}; choose one of {', '.join(TRANSFORMS)}"
-                )
+    @refusing("step")
+    def _check_step(self, step: int) -> int:
+        count = len(self.amounts[self.kind])
+        if not 0 <= step < count:
+            raise ValueError(f"step {step} is out of range: 0..{count - 1}")
+        return step
 
-        return self._refuse("kind", proposal, check)
+    @refusing("layers")
+    def _check_layers(self, layers: list[str]) -> list[str]:
+        for layer in layers:
+            self.inspector.layer_index(layer)  # unknown layer: the core's message
+        if len(layers) < 2:
+            raise ValueError(f"give two layers to compare; got {list(layers)}")
+        return list(layers)
 
-    @traitlets.validate("step")
-    def _valid_step(self, proposal: dict) -> int:
-        def check(step: int) -> None:
-            count = len(self.amounts[self.kind])
-            if not 0 <= step < count:
-                raise ValueError(f"step {step} is out of range: 0..{count - 1}")
-
-        return self._refuse("step", proposal, check)
-
-    @traitlets.validate("layers")
-    def _valid_layers(self, proposal: dict) -> list[str]:
-        def check(layers: list[str]) -> None:
-            for layer in layers:
-                self.inspector.layer_index(layer)  # unknown layer: the core's message
-            if len(layers) < 2:
-                raise ValueError(f"give two layers to compare; got {list(layers)}")
-
-        return list(self._refuse("layers", proposal, check))
-
-    @traitlets.validate("image_index")
-    def _valid_image(self, proposal: dict) -> int:
-        def check(index: int) -> None:
-            if not 0 <= index < len(self.images):
-                raise ValueError(f"image {index} is out of range: 0..{len(self.images) - 1}")
-
-        return self._refuse("image_index", proposal, check)
+    @refusing("image_index")
+    def _check_image(self, index: int) -> int:
+        if not 0 <= index < len(self.images):
+            raise ValueError(f"image {index} is out of range: 0..{len(self.images) - 1}")
+        return index
 
     # ----- reacting ------------------------------------------------------------------------
     def _control_changed(self, name: str) -> Callable[[dict], None]:
@@ -411,13 +362,11 @@ class InvarianceExplorer(widgets.VBox):
 
     @traitlets.observe("kind")
     def _kind_changed(self, change: dict) -> None:
-        if not self._ready:
+        if not self._live:
             return
-        with self.hold_trait_notifications():
-            self._ready = False
+        with self._quietly():
             self._set_amount_options()
             self.step = self._identity_step()
-            self._ready = True
         self._sync_controls()
         self._show()
         self._compute()
@@ -432,7 +381,7 @@ class InvarianceExplorer(widgets.VBox):
 
     @traitlets.observe("layers")
     def _layers_changed(self, change: dict) -> None:
-        if not self._ready:
+        if not self._live:
             return
         with self._lock:
             self.curves.clear()  # every kind's curves were for the old layers
@@ -454,12 +403,9 @@ class InvarianceExplorer(widgets.VBox):
 
     @traitlets.observe("step", "image_index")
     def _position_changed(self, change: dict) -> None:
-        if self._ready:
+        if self._live:
             self._sync_controls()
             self._show()
-
-    def _mirror_status(self, change: dict) -> None:
-        self.set_trait("status", change["new"])
 
     def _sync_controls(self) -> None:
         for control, value in (
@@ -483,7 +429,7 @@ class InvarianceExplorer(widgets.VBox):
 
     # ----- drawing -------------------------------------------------------------------------
     def _show(self) -> None:
-        with errors_to(self._status, "picture"):
+        with self._lock, errors_to(self.status_line, "picture"):
             picture = render.input_image(self.transformed[0], self.mean)
             self._picture.value = render.to_png(render.upscale(picture, self._zoom))
             self._picture_caption.say(
@@ -550,7 +496,7 @@ class InvarianceExplorer(widgets.VBox):
 
         def work(should_stop, report) -> InvarianceCurves:
             return invariance_curves(
-                self._sweep_insp,
+                self.inspector,
                 self.images,
                 self.labels,
                 kind,
@@ -562,28 +508,18 @@ class InvarianceExplorer(widgets.VBox):
             )
 
         key = f"{kind}:{','.join(layers)}"
-        self._task.start(key, work, self._sweep_done, label=f"{kind} sweep")
+        self._in_background(key, work, self._sweep_done, label=f"{kind} sweep")
 
     def _sweep_done(self, curves: InvarianceCurves) -> None:
-        with errors_to(self._status, "curves"):
+        with errors_to(self.status_line, "curves"):
             if list(curves.distances) != list(dict.fromkeys(self.layers)):
                 return  # the layers changed meanwhile; the newer sweep will draw
             self.curves[curves.kind] = curves
             if curves.kind == self.kind:
                 self._draw_curves()
-            self._status.info(
+            self.status_line.info(
                 f"{KINDS[curves.kind][0]}: {len(curves.amounts)} amounts x "
                 f"{len(self.images)} images"
             )
             if self.kind not in self.curves:  # the user moved on while this one ran
                 self._compute()
-
-
-def _inspector(model_or_inspector: nn.Module | Inspector) -> Inspector:
-    if isinstance(model_or_inspector, Inspector):
-        return model_or_inspector
-    if isinstance(model_or_inspector, nn.Module):
-        return Inspector(model_or_inspector)
-    raise TypeError(
-        f"expected a torch.nn.Module or an Inspector; got {type(model_or_inspector).__name__}"
-    )

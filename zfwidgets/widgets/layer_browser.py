@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -37,17 +36,14 @@ from zfwidgets.core.gradcam import cam_layer_for
 from zfwidgets.core.methods import REGISTRY
 from zfwidgets.core.mining import TopK, mine
 from zfwidgets.core.top_views import TopEntry, top_projections
+from zfwidgets.widgets.base import WidgetBase, class_names, errors_to, inspector_for, refusing
 from zfwidgets.widgets.menus import LayerMenu, display_name, method_choices
 from zfwidgets.widgets.parts import (
     PICTURE_SIDE,
-    BackgroundTask,
     GridGeometry,
     ImageSource,
-    Silencer,
-    StatusLine,
     blank_png,
     caption,
-    errors_to,
     full_width,
     image_from_bytes,
     png_image,
@@ -76,7 +72,7 @@ HIGHLIGHT = "#29b6f6"  # selection frame on the feature-map grid: a cyan absent 
 GAP_COLOUR = f"rgb({render.BACKGROUND}, {render.BACKGROUND}, {render.BACKGROUND})"
 
 
-class LayerBrowser(widgets.VBox):
+class LayerBrowser(WidgetBase):
     """Browse a convnet's feature maps and what drives them, for one image at a time.
 
     Args:
@@ -114,7 +110,9 @@ class LayerBrowser(widgets.VBox):
     image_index = traitlets.Int(0)
     show_upload = traitlets.Bool(False)
     show_top = traitlets.Bool(False)
-    status = traitlets.Unicode("")
+
+    css_class = "zfw-layer-browser"
+    status_hint = "Click a feature map or use the map slider (←/→); hover over a control for help."
 
     def __init__(
         self,
@@ -125,25 +123,18 @@ class LayerBrowser(widgets.VBox):
         classes: Any = None,
         **state: Any,
     ) -> None:
-        super().__init__(layout=full_width())
-        self.add_class("zfw-layer-browser")
-        if isinstance(model_or_inspector, Inspector):
-            self.inspector = model_or_inspector
-        else:
-            self.inspector = Inspector(model_or_inspector)
+        super().__init__()
+        self.inspector = inspector_for(model_or_inspector)
         if images is None:  # pick from the data set (a DataLoader's, when given one)
             images = dataset.dataset if isinstance(dataset, DataLoader) else dataset
         self.source = ImageSource(images)
         self.dataset = dataset
         self.mean = mean
-        self.classes = None if classes is None else [str(c) for c in classes]
         self.mining_seconds: dict[str, float] = {}
         self._upload: tuple[str, Tensor] | None = None
+        self.classes = class_names(classes, self._class_count())
         self._mined: dict[str, TopK] = {}
         self._top_entries: list[TopEntry] | None = None
-        self._lock = threading.RLock()  # one handler at a time: the inspector's cache is shared
-        self._quiet = Silencer()
-        self._ready = False
         self._grid: GridGeometry | None = None
         self._grid_rgba: np.ndarray | None = None
         self._framed: int | None = None
@@ -181,13 +172,6 @@ class LayerBrowser(widgets.VBox):
     def grid(self) -> GridGeometry | None:
         """Where each feature map lies on the canvas (to click one from code or a test)."""
         return self._grid
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Blocks until background work (top-9 mining) is done; False if ``timeout`` ran out.
-
-        Example: ``browser.show_top = True; browser.wait()`` shows the top 9 synchronously.
-        """
-        return self._tasks.wait(timeout)
 
     def upload(self, data: bytes, name: str = "upload") -> None:
         """Shows an image file's bytes (what the upload button does); bad files go to status."""
@@ -282,13 +266,7 @@ class LayerBrowser(widgets.VBox):
                 else "Pass dataset= to LayerBrowser to find each map's top images"
             ),
         )
-        self._progress = widgets.IntProgress(
-            description="", tooltip="Mining progress", layout=widgets.Layout(width="260px")
-        )
-        self.status_line = StatusLine(
-            hint="Click a feature map or use the map slider (←/→); hover over a control for help."
-        )
-        self._tasks = BackgroundTask(self._progress, self.status_line)
+        self._progress.tooltip = "Mining progress"
 
     def _build_pictures(self) -> None:
         self._canvas = Canvas(width=PICTURE_SIDE, height=PICTURE_SIDE)
@@ -369,7 +347,6 @@ class LayerBrowser(widgets.VBox):
         unknown = set(state) - {"layer", "channel", "method", "position", "image_index", "show_top"}
         if unknown:
             raise TypeError(f"LayerBrowser got unexpected arguments: {', '.join(sorted(unknown))}")
-        self._ready = True
         with self._quiet:
             self.layer = state.get("layer", self._default_layer())
             self._sync_channel_range()
@@ -377,6 +354,7 @@ class LayerBrowser(widgets.VBox):
             for name in ("image_index", "channel", "method", "position"):
                 if name in state:
                     setattr(self, name, state[name])
+        self._finish_building()
         self._layer_menu.show(self.layer)
         self._layer_menu.on_pick(lambda layer: setattr(self, "layer", layer))
         links = [
@@ -390,7 +368,6 @@ class LayerBrowser(widgets.VBox):
         ]
         for trait, control in links:
             widgets.link((self, trait), (control, "value"))
-        widgets.link((self, "status"), (self.status_line, "message"))
         self._upload_button.observe(self._on_upload, names="value")
         self._position_toggle.disabled = self._class_method()
         if len(self.source) == 0:
@@ -400,12 +377,18 @@ class LayerBrowser(widgets.VBox):
 
     # ----- layers and channels -------------------------------------------------------------
     def _default_layer(self) -> str:
-        """The first block with feature maps (the paper's layer 1), as Figs. 1-2 begin."""
-        shape = self._input_shape() or self.source.shape
+        """The first block with feature maps (the paper's layer 1), as Figs. 1-2 begin; on a
+        model without maps, ``Inspector.default_layer``; without an image, the first block."""
+        shape = self._input_shape()
         if shape is None:
             return self.inspector.blocks[0]
         maps = self.inspector.map_layers(shape)
         return maps[0] if maps else self.inspector.default_layer(shape)
+
+    def _class_count(self) -> int | None:
+        """How many classes the model has, or None while there is no image to ask it with."""
+        x = self.image
+        return None if x is None else int(self.inspector.predict(x).numel())
 
     def _display_name(self, layer: str) -> str:
         """The block or alias a layer is known by (``conv2``, ``layer3``), else its name."""
@@ -436,62 +419,46 @@ class LayerBrowser(widgets.VBox):
             self.channel = min(self.channel, last)
             slider.max = last
 
-    # ----- validation: a bad value keeps the old one and says why ---------------------------
-    def _reject(self, trait: str, message: str) -> Any:
-        self.status_line.error(message)
-        return getattr(self, trait)
+    # ----- validation (WidgetBase's rule: raise while building, then keep and say why) ------
+    @refusing("layer")
+    def _check_layer(self, layer: str) -> str:
+        self.inspector.layer_index(layer)  # an unknown layer: the core's message
+        return layer
 
-    @traitlets.validate("layer")
-    def _check_layer(self, proposal: dict) -> str:
-        try:
-            self.inspector.layer_index(proposal["value"])
-        except (ValueError, TypeError) as err:
-            return self._reject("layer", str(err))
-        return proposal["value"]
-
-    @traitlets.validate("channel")
-    def _check_channel(self, proposal: dict) -> int:
-        value = proposal["value"]
-        if not self._ready:
-            return value
+    @refusing("channel")
+    def _check_channel(self, channel: int) -> int:
         count = self._layer_shape(self.layer)[0]
-        if not 0 <= value < count:
+        if not 0 <= channel < count:
             name = self._display_name(self.layer)
-            return self._reject(
-                "channel", f"map {value} is out of range for {name}: 0..{count - 1}"
-            )
-        return value
+            raise ValueError(f"map {channel} is out of range for {name}: 0..{count - 1}")
+        return channel
 
-    @traitlets.validate("method")
-    def _check_method(self, proposal: dict) -> str:
-        value = proposal["value"]
-        if value in self._methods.absent:
-            reason = self._methods.absent[value]
-            return self._reject("method", f"{value} is not available for this model: {reason}")
-        if value not in self.methods:
-            choices = ", ".join(self.methods)
-            return self._reject("method", f"unknown method {value!r}; use {choices}")
-        return value
+    @refusing("method")
+    def _check_method(self, method: str) -> str:
+        if method in self._methods.absent:
+            reason = self._methods.absent[method]
+            raise ValueError(f"{method} is not available for this model: {reason}")
+        if method not in self.methods:
+            raise ValueError(f"unknown method {method!r}; use {', '.join(self.methods)}")
+        return method
 
-    @traitlets.validate("position")
-    def _check_position(self, proposal: dict) -> str:
-        if proposal["value"] not in POSITIONS:
-            return self._reject(
-                "position", f"position must be 'max' or 'map'; got {proposal['value']!r}"
-            )
-        return proposal["value"]
+    @refusing("position")
+    def _check_position(self, position: str) -> str:
+        if position not in POSITIONS:
+            raise ValueError(f"position must be 'max' or 'map'; got {position!r}")
+        return position
 
-    @traitlets.validate("image_index")
-    def _check_image_index(self, proposal: dict) -> int:
-        value, count = proposal["value"], len(self.source)
-        if count and not 0 <= value < count:
-            return self._reject("image_index", f"image {value} is out of range: 0..{count - 1}")
-        return value if count else 0
+    @refusing("image_index")
+    def _check_image_index(self, index: int) -> int:
+        count = len(self.source)
+        if count and not 0 <= index < count:
+            raise ValueError(f"image {index} is out of range: 0..{count - 1}")
+        return index if count else 0
 
     # ----- reacting to changes -------------------------------------------------------------
     @traitlets.observe("layer")
     def _layer_changed(self, change: dict) -> None:
-        if self._quiet:
+        if not self._live:
             return
         self._layer_menu.show(self.layer)
         with errors_to(self.status_line, "changing layer"):
@@ -521,7 +488,7 @@ class LayerBrowser(widgets.VBox):
 
     @traitlets.observe("show_upload")
     def _show_upload_changed(self, change: dict) -> None:
-        if self._quiet:
+        if not self._live:
             return
         with errors_to(self.status_line, "changing image"):
             self._sync_channel_range()
@@ -544,7 +511,7 @@ class LayerBrowser(widgets.VBox):
     # ----- drawing -------------------------------------------------------------------------
     def _refresh(self, parts: set[str]) -> None:
         """Redraws ``parts`` (grid, highlight, input, heat, projection, top) for the state now."""
-        if self._quiet or not self._ready:
+        if not self._live:
             return
         with self._lock:
             x = self.image
@@ -730,12 +697,11 @@ class LayerBrowser(widgets.VBox):
         def done(top: TopK) -> None:
             self._mined[name] = top
             seconds = self.mining_seconds[name]
-            with self._lock:
-                self.status_line.info(f"mined {shown} over {top.count:,} images in {seconds:.1f} s")
-                with errors_to(self.status_line, "top 9"):
-                    self._refresh_top()
+            self.status_line.info(f"mined {shown} over {top.count:,} images in {seconds:.1f} s")
+            with errors_to(self.status_line, "top 9"):
+                self._refresh_top()
 
-        self._tasks.start(name, work, done, label=f"mining {shown}")
+        self._in_background(name, work, done, label=f"mining {shown}")
 
     def _draw_top(self, entries: list[TopEntry], method: str, count: int) -> None:
         side = patch_side(self.inspector, self.layer, tuple(entries[0].image.shape))

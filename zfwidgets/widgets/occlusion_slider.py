@@ -38,14 +38,12 @@ from zfwidgets.core.occlusion import (
     occlusion_at,
     occlusion_sweep,
 )
+from zfwidgets.widgets.base import WidgetBase, class_names, errors_to, inspector_for, refusing
 from zfwidgets.widgets.menus import LayerMenu, display_name
 from zfwidgets.widgets.parts import (
     COLOURS,
     FONT,
-    BackgroundTask,
-    StatusLine,
     caption,
-    errors_to,
     full_width,
     png_image,
     rgba,
@@ -100,7 +98,7 @@ def _nearest(positions: Sequence[int], value: int) -> int:
     return min(range(len(positions)), key=lambda i: abs(positions[i] - value))
 
 
-class OcclusionSlider(widgets.VBox):
+class OcclusionSlider(WidgetBase):
     """Zeiler & Fergus's occlusion experiment (Fig. 7) on one image, live.
 
     Args:
@@ -136,7 +134,10 @@ class OcclusionSlider(widgets.VBox):
     stride = traitlets.Int(1)
     target = traitlets.Int(0)
     layer = traitlets.Unicode("")
-    status = traitlets.Unicode("", read_only=True)
+    css_class = "zfw-occlusion-slider"
+    status_hint = "drag the square on the image, or use the x / y sliders"
+    progress_width = "320px"
+    name_in_refusals = True  # "size: occluder size 40 is larger than the image (28x28)"
 
     def __init__(
         self,
@@ -150,75 +151,62 @@ class OcclusionSlider(widgets.VBox):
         stride: int | None = None,
         fill: float | Tensor = 0.0,
     ) -> None:
-        super().__init__(layout=full_width())
-        self.add_class("zfw-occlusion-slider")
-        self._ready = False
-        self._insp = _inspector(model_or_inspector)
-        # The sweep runs in a thread: it gets its own Inspector (own cache) on the same model,
-        # so that it never races the live readouts over one cache.
-        self._sweep_insp = Inspector(self._insp.model, device=self._insp.device)
-        self._image = self._insp.image(image)  # raises the core's message for a bad image
+        super().__init__()
+        self.inspector = inspector_for(model_or_inspector)
+        self._image = self.inspector.image(image)  # raises the core's message for a bad image
         self._mean = mean
         self._fill = fill
         self._dragging = False
         self.reading: OcclusionReading | None = None
         self.maps: OcclusionMaps | None = None
         self._map_pictures: dict[str, np.ndarray] = {}
-        self._classes = self._class_names(classes)
+        self._classes = class_names(classes, int(self.inspector.predict(self._image).numel()))
         self._bar_labels = bar_labels(self._classes)
         self._build()
         self._set_defaults(target, layer, size, stride)
-        self._ready = True
+        self._finish_building()
         self._show_position()
         self._start_sweep()
 
     # ----- public -------------------------------------------------------------------------
     @property
-    def inspector(self) -> Inspector:
-        """The Inspector that computes the live readouts."""
-        return self._insp
-
-    @property
     def image(self) -> Tensor:
         """The image under the occluder, (1, C, H, W) on the inspector's device."""
         return self._image
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Blocks until the background sweep has finished; False if ``timeout`` s passed first."""
-        return self._task.wait(timeout)
 
     def set_image(self, image: Any, target: int | None = None) -> None:
         """Shows a new image (target: the given class, else its predicted class).
 
         A bad image shows in the status line and the widget keeps the previous one.
         """
-        with errors_to(self._status, "image"):
-            img = self._insp.image(image)
+        with errors_to(self.status_line, "image"):
+            img = self.inspector.image(image)
             if tuple(img.shape[-2:]) != tuple(self._image.shape[-2:]):
                 raise ValueError(
                     f"the new image is {tuple(img.shape[-2:])}; this widget shows "
                     f"{tuple(self._image.shape[-2:])} images"
                 )
             new_target = self._predicted(img) if target is None else target
-            occlusion_at(self._insp, img, 0, 0, self.size, self._fill, new_target, self.layer)
-            self._ready = False
-            self._image = img
-            self.target = new_target
+            occlusion_at(self.inspector, img, 0, 0, self.size, self._fill, new_target, self.layer)
+            with self._quietly():
+                self._image = img
+                self.target = new_target
             self._base_picture = render.input_image(img[0], self._mean)
-            self._ready = True
-            self._status.clear()
+            self.status_line.clear()
             self._show_position()
             self._start_sweep(force=True)
 
-    # ----- building -----------------------------------------------------------------------
-    def _class_names(self, classes: Sequence[str] | None) -> list[str]:
-        count = int(self._insp.predict(self._image).numel())
-        if classes is None:
-            return [str(i) for i in range(count)]
-        if len(classes) != count:
-            raise ValueError(f"got {len(classes)} class names but the model has {count} classes")
-        return [str(c) for c in classes]
+    # Old names, still read by tests/reliability: the status line, and the Inspector that the
+    # sweep used to have to itself (it now shares ``inspector``, which is thread-safe).
+    @property
+    def _status(self):
+        return self.status_line
 
+    @property
+    def _sweep_insp(self) -> Inspector:
+        return self.inspector
+
+    # ----- building -----------------------------------------------------------------------
     def _build(self) -> None:
         height, width = self._image.shape[-2:]
         self._zoom = zoom_for(max(height, width), CANVAS_SIDE)
@@ -241,12 +229,6 @@ class OcclusionSlider(widgets.VBox):
         self._build_controls()
         self._build_readouts()
         self._build_maps()
-        self._status = StatusLine(hint="drag the square on the image, or use the x / y sliders")
-        self._status.observe(self._mirror_status, names="message")
-        self._progress = widgets.IntProgress(
-            value=0, min=0, max=1, description="sweep", layout=widgets.Layout(width="320px")
-        )
-        self._task = BackgroundTask(self._progress, self._status)
         left = widgets.VBox(
             [
                 caption("(a) the image; drag the square", margin="0 0 2px 0"),
@@ -265,44 +247,21 @@ class OcclusionSlider(widgets.VBox):
             widgets.HBox([left, right], layout=full_width(flex_flow="row wrap")),
             self._maps_box,
             widgets.HBox([self._progress], layout=full_width()),
-            self._status,
+            self.status_line,
         ]
 
     def _build_controls(self) -> None:
         height, width = (int(s) for s in self._image.shape[-2:])
-        self._x_slider = widgets.IntSlider(
-            description="x",
-            min=0,
-            max=width - 1,
-            tooltip="left edge of the occluder, in image pixels (arrow keys move it)",
-            style={"description_width": "24px"},
-            layout=widgets.Layout(width=f"{max(width * self._zoom, 220)}px"),
-        )
-        self._y_slider = widgets.IntSlider(
-            description="y",
-            min=0,
-            max=height - 1,
-            tooltip="top edge of the occluder, in image pixels (arrow keys move it)",
-            style={"description_width": "24px"},
-            layout=widgets.Layout(width=f"{max(width * self._zoom, 220)}px"),
-        )
         side = min(height, width)
-        self._size_slider = widgets.IntSlider(
-            description="size",
-            min=1,
-            max=side,
-            continuous_update=False,
-            tooltip="side of the grey occluder square, in image pixels (recomputes the maps)",
-            layout=widgets.Layout(width="320px"),
-        )
-        self._stride_slider = widgets.IntSlider(
-            description="stride",
-            min=1,
-            max=side,
-            continuous_update=False,
-            tooltip="step between occluder positions in the maps (recomputes the maps)",
-            layout=widgets.Layout(width="320px"),
-        )
+        specs = {  # name: lowest, highest, help
+            "x": (0, width - 1, "left edge of the occluder, in image pixels (arrow keys move it)"),
+            "y": (0, height - 1, "top edge of the occluder, in image pixels (arrow keys move it)"),
+            "size": (1, side, "side of the grey occluder square, in image pixels"),
+            "stride": (1, side, "step between occluder positions in the maps"),
+        }
+        canvas_width = max(width * self._zoom, 220)
+        sliders = [_slider(name, *spec, canvas_width) for name, spec in specs.items()]
+        self._x_slider, self._y_slider, self._size_slider, self._stride_slider = sliders
         self._target_menu = widgets.Dropdown(
             description="target",
             options=[(f"{i}: {name}", i) for i, name in enumerate(self._classes)],
@@ -310,8 +269,8 @@ class OcclusionSlider(widgets.VBox):
             layout=widgets.Layout(width="320px"),
         )
         self._layer_menu = LayerMenu(
-            self._insp,
-            self._insp.blocks[:-1] or self._insp.blocks,  # not the class scores
+            self.inspector,
+            self.inspector.blocks[:-1] or self.inspector.blocks,  # not the class scores
             description="layer",
             tooltip="the layer whose strongest feature map (on the unoccluded image) is watched",
             layout=widgets.Layout(width="320px"),
@@ -402,11 +361,8 @@ class OcclusionSlider(widgets.VBox):
         side = min(height, width)
         size = max(1, round(side / 4)) if size is None else size
         stride = max(1, size // 3) if stride is None else stride
-        layer = layer or self._insp.default_layer(tuple(self._image.shape[-3:]))
+        layer = layer or self.inspector.default_layer(tuple(self._image.shape[-3:]))
         target = self._predicted(self._image) if target is None else target
-        # Checked here, where a bad argument can still raise (the widget does not exist yet).
-        occlusion_at(self._insp, self._image, 0, 0, size, self._fill, target, layer)
-        _check_stride(stride)
         self.layer, self.target, self.size, self.stride = layer, target, size, stride
         self.x, self.y = (width - size) // 2, (height - size) // 2
         for name, control in self._controls().items():
@@ -423,44 +379,34 @@ class OcclusionSlider(widgets.VBox):
             "target": self._target_menu,
         }
 
-    # ----- validation: a refused value keeps the previous one -----------------------------
-    def _refuse(self, name: str, proposal: dict, check: Callable[[Any], None]) -> Any:
-        if not self._ready:
-            return proposal["value"]
-        try:
-            check(proposal["value"])
-        except (ValueError, TypeError) as err:
-            self._status.error(f"{name}: {err}")
-            return getattr(self, name)
-        return proposal["value"]
+    # ----- validation (WidgetBase's rule: raise while building, then keep and say why) -----
+    def _occlusion_at(self, size: int = 1, target: int | None = None, layer: str | None = None):
+        """Checks a setting with the core's own checks (a readout at the corner)."""
+        target = self.target if target is None else target
+        layer = self.layer if layer is None else layer
+        return occlusion_at(self.inspector, self._image, 0, 0, size, self._fill, target, layer)
 
-    @traitlets.validate("size")
-    def _valid_size(self, proposal: dict) -> int:
-        return self._refuse(
-            "size",
-            proposal,
-            lambda v: occlusion_at(self._insp, self._image, 0, 0, v, self._fill, self.target),
-        )
+    @refusing("size")
+    def _check_size(self, size: int) -> int:
+        self._occlusion_at(size=size)
+        return size
 
-    @traitlets.validate("stride")
-    def _valid_stride(self, proposal: dict) -> int:
-        return self._refuse("stride", proposal, _check_stride)
+    @refusing("stride")
+    def _check_stride(self, stride: int) -> int:
+        # The core checks stride only in a sweep; the widget refuses it before starting one.
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+            raise ValueError(f"occluder stride must be a positive int; got {stride!r}")
+        return stride
 
-    @traitlets.validate("target")
-    def _valid_target(self, proposal: dict) -> int:
-        return self._refuse(
-            "target",
-            proposal,
-            lambda v: occlusion_at(self._insp, self._image, 0, 0, 1, self._fill, v, self.layer),
-        )
+    @refusing("target")
+    def _check_target(self, target: int) -> int:
+        self._occlusion_at(target=target)
+        return target
 
-    @traitlets.validate("layer")
-    def _valid_layer(self, proposal: dict) -> str:
-        return self._refuse(
-            "layer",
-            proposal,
-            lambda v: occlusion_at(self._insp, self._image, 0, 0, 1, self._fill, self.target, v),
-        )
+    @refusing("layer")
+    def _check_layer(self, layer: str) -> str:
+        self._occlusion_at(layer=layer)
+        return layer
 
     @traitlets.validate("x", "y")
     def _clamp_position(self, proposal: dict) -> int:
@@ -473,13 +419,13 @@ class OcclusionSlider(widgets.VBox):
     @traitlets.observe("x", "y")
     def _position_changed(self, change: dict) -> None:
         self._sync_control(change["name"])
-        if self._ready:
+        if self._live:
             self._show_position()
 
     @traitlets.observe("size")
     def _size_changed(self, change: dict) -> None:
         self._sync_control("size")
-        if not self._ready:
+        if not self._live:
             return
         height, width = (int(s) for s in self._image.shape[-2:])
         self._x_slider.max, self._y_slider.max = width - self.size, height - self.size
@@ -491,13 +437,10 @@ class OcclusionSlider(widgets.VBox):
     @traitlets.observe("stride", "target", "layer")
     def _sweep_setting_changed(self, change: dict) -> None:
         self._sync_control(change["name"])
-        if self._ready:
+        if self._live:
             if change["name"] != "stride":
                 self._show_position()
             self._start_sweep()
-
-    def _mirror_status(self, change: dict) -> None:
-        self.set_trait("status", change["new"])
 
     def _sync_control(self, name: str) -> None:
         if name == "layer":
@@ -529,9 +472,9 @@ class OcclusionSlider(widgets.VBox):
 
     # ----- drawing ------------------------------------------------------------------------
     def _show_position(self) -> None:
-        with errors_to(self._status, "readout"):
+        with self._lock, errors_to(self.status_line, "readout"):
             self.reading = occlusion_at(
-                self._insp,
+                self.inspector,
                 self._image,
                 self.y,
                 self.x,
@@ -576,7 +519,7 @@ class OcclusionSlider(widgets.VBox):
             and maps.size == self.size
             and maps.stride == self.stride
             and maps.target == self.target
-            and maps.layer == self._insp.layer_name(self.layer)
+            and maps.layer == self.inspector.layer_name(self.layer)
         )
 
     def _draw_maps(self) -> None:
@@ -599,11 +542,11 @@ class OcclusionSlider(widgets.VBox):
         size, stride, target, layer = self.size, self.stride, self.target, self.layer
         key = f"{id(self._image)}:{size}:{stride}:{target}:{layer}"
         if force:
-            self._task.cancel()
+            self._tasks.cancel()
 
         def work(should_stop, report) -> OcclusionMaps:
             return occlusion_sweep(
-                self._sweep_insp,
+                self.inspector,
                 self._image,
                 size,
                 stride,
@@ -614,10 +557,10 @@ class OcclusionSlider(widgets.VBox):
                 should_stop=should_stop,
             )
 
-        self._task.start(key, work, self._sweep_done, label="occlusion sweep")
+        self._in_background(key, work, self._sweep_done, label="occlusion sweep")
 
     def _sweep_done(self, maps: OcclusionMaps) -> None:
-        with errors_to(self._status, "maps"):
+        with errors_to(self.status_line, "maps"):
             self.maps = maps
             if not self._maps_current():
                 return  # settings moved on meanwhile; the newer sweep will draw
@@ -625,7 +568,7 @@ class OcclusionSlider(widgets.VBox):
             self._label_maps(maps)
             self._draw_maps()
             self._draw_readout()
-            self._status.info(
+            self.status_line.info(
                 f"maps ready: {len(maps.ys)}x{len(maps.xs)} positions, "
                 f"{self.layer} map {maps.channel}"
             )
@@ -633,7 +576,7 @@ class OcclusionSlider(widgets.VBox):
     def _render_maps(self, maps: OcclusionMaps) -> dict[str, np.ndarray]:
         zoom = zoom_for(max(len(maps.ys), len(maps.xs)), MAP_SIDE)
         colours = render.class_colours(len(self._classes))
-        projection = unit_picture(maps.projection, self._insp.projection_method)
+        projection = unit_picture(maps.projection, self.inspector.projection_method)
         return {
             "activity": render.upscale(render.heatmap(maps.activity), zoom),
             "projection": _rgb(render.upscale(projection, zoom_for(projection.shape[0], MAP_SIDE))),
@@ -644,8 +587,8 @@ class OcclusionSlider(widgets.VBox):
     def _label_maps(self, maps: OcclusionMaps) -> None:
         activity = render.as_numpy(maps.activity)
         target = self._classes[maps.target]
-        layer = display_name(self._insp, self.layer)
-        method = REGISTRY[self._insp.projection_method].label
+        layer = display_name(self.inspector, self.layer)
+        method = REGISTRY[self.inspector.projection_method].label
         texts = {
             "activity": f"(b) {layer} map {maps.channel}: "
             f"{activity.min():.3g}..{activity.max():.3g}",
@@ -660,7 +603,7 @@ class OcclusionSlider(widgets.VBox):
     def _map_help(self, name: str) -> str:
         """A map's hover help; (c)'s also says why it is saliency when there is no deconvnet."""
         help_text = self._map_images[name].help_text
-        reason = self._insp.no_rule_reason()
+        reason = self.inspector.no_rule_reason()
         if name == "projection" and reason:
             help_text += f" (saliency: no deconvnet for this model; {reason})"
         return help_text
@@ -679,20 +622,26 @@ class OcclusionSlider(widgets.VBox):
         return f'<div style="{style}">' + "".join(items) + "</div>"
 
     def _predicted(self, img: Tensor) -> int:
-        return int(self._insp.predict(img).argmax())
+        return int(self.inspector.predict(img).argmax())
 
 
-def _inspector(model_or_inspector: nn.Module | Inspector) -> Inspector:
-    if isinstance(model_or_inspector, Inspector):
-        return model_or_inspector
-    if isinstance(model_or_inspector, nn.Module):
-        return Inspector(model_or_inspector)
-    raise TypeError(
-        f"expected a torch.nn.Module or an Inspector; got {type(model_or_inspector).__name__}"
+def _slider(name: str, low: int, high: int, tooltip: str, canvas_width: int) -> widgets.IntSlider:
+    """The slider of setting ``name``: x and y live under the canvas, as wide as it; size and
+    stride start a sweep, so they change only once the slider is let go."""
+    if name in ("x", "y"):
+        return widgets.IntSlider(
+            description=name,
+            min=low,
+            max=high,
+            tooltip=tooltip,
+            style={"description_width": "24px"},
+            layout=widgets.Layout(width=f"{canvas_width}px"),
+        )
+    return widgets.IntSlider(
+        description=name,
+        min=low,
+        max=high,
+        continuous_update=False,
+        tooltip=f"{tooltip} (recomputes the maps)",
+        layout=widgets.Layout(width="320px"),
     )
-
-
-def _check_stride(stride: int) -> None:
-    # The core checks stride only in a sweep; the widget refuses it before starting one.
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"occluder stride must be a positive int; got {stride!r}")

@@ -1,8 +1,8 @@
 """Small pieces every zfwidgets widget shares.
 
-- :class:`StatusLine`: the line inside a widget where errors and news go (never a traceback).
-- :func:`errors_to`: runs a handler and turns its exception into a status message.
-- :class:`BackgroundTask`: long work in a thread, with a progress bar, superseded by newer work.
+(The skeleton itself, status line, background work and refusals, is
+:mod:`zfwidgets.widgets.base`.)
+
 - :class:`ImageSource`: the images a widget can show, from a tensor, a list or a Dataset.
 - :func:`image_from_bytes`: an uploaded file as a model input.
 - :class:`GridGeometry`: where each tile of a :func:`zfwidgets.core.render.grid` picture lies.
@@ -13,23 +13,16 @@ Colours come from JupyterLab's CSS variables (with fallbacks for other front end
 widget reads well in the light and the dark theme.
 
 Example:
-    >>> status = StatusLine()
-    >>> with errors_to(status, "loading"):
-    ...     raise ValueError("no such file")
-    >>> status.level, status.message
-    ('error', 'loading: no such file')
+    >>> zoom_for(28), full_width().width
+    (6, '100%')
 """
 
 from __future__ import annotations
 
 import html
-import logging
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
@@ -41,15 +34,11 @@ from zfwidgets.core.images import image_from_bytes
 from zfwidgets.core.receptive import Box
 
 __all__ = [
-    "BackgroundTask",
     "Caption",
     "GridGeometry",
     "ImageSource",
-    "Silencer",
-    "StatusLine",
     "blank_png",
     "caption",
-    "errors_to",
     "fit_patch",
     "full_width",
     "image_from_bytes",
@@ -60,10 +49,6 @@ __all__ = [
     "uploaded_files",
     "zoom_for",
 ]
-
-log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # JupyterLab theme variables, with fallbacks for front ends without them (classic, Voila).
 COLOURS = {
@@ -133,212 +118,6 @@ class Caption(widgets.HTML):
 def caption(text: str = "", role: str = "muted", tooltip: str = "", **layout: Any) -> Caption:
     """A :class:`Caption` (small text under or above a picture); ``tooltip`` explains it."""
     return Caption(text=text, role=role, help=tooltip, layout=widgets.Layout(**layout))
-
-
-class StatusLine(widgets.HTML):
-    """One line inside a widget that says what is happening or what went wrong.
-
-    ``message`` and ``level`` (``"hint"``, ``"info"``, ``"busy"`` or ``"error"``) are traitlets;
-    an empty message shows ``hint`` in a muted colour.
-
-    Example:
-        >>> line = StatusLine(hint="click a map")
-        >>> line.error("channel 99 is out of range")
-        >>> line.level
-        'error'
-    """
-
-    message = traitlets.Unicode("")
-    level = traitlets.Enum(("hint", "info", "busy", "error"), default_value="hint")
-    hint = traitlets.Unicode("")
-
-    def __init__(self, hint: str = "", **kwargs: Any) -> None:
-        super().__init__(layout=full_width(min_height="1.6em"), hint=hint, **kwargs)
-        self.add_class("zfw-status")
-        self._show()
-
-    def info(self, message: str) -> None:
-        """Shows news (something finished)."""
-        self._set(message, "info")
-
-    def busy(self, message: str) -> None:
-        """Shows work in progress."""
-        self._set(message, "busy")
-
-    def error(self, message: str) -> None:
-        """Shows what went wrong, in the error colour."""
-        self._set(message, "error")
-
-    def clear(self) -> None:
-        """Back to the hint."""
-        self._set("", "hint")
-
-    def _set(self, message: str, level: str) -> None:
-        with self.hold_trait_notifications():
-            self.message, self.level = message, level
-
-    @traitlets.observe("message", "level", "hint")
-    def _show(self, change: dict | None = None) -> None:
-        if self.message:
-            mark = {"error": "⚠ ", "busy": "⏳ ", "info": "✓ "}.get(self.level, "")
-            self.value = text_html(
-                mark + self.message, self.level if self.level != "hint" else "muted"
-            )
-        else:
-            self.value = text_html(self.hint, "muted")
-
-
-@contextmanager
-def errors_to(status: StatusLine, what: str) -> Iterator[None]:
-    """Runs the block; an exception becomes ``"<what>: <message>"`` on ``status``.
-
-    ValueError and TypeError carry messages written for people (the core's checks); anything
-    else is a bug, so it is also logged with its traceback.
-    """
-    try:
-        yield
-    except (ValueError, TypeError) as err:
-        status.error(f"{what}: {err}")
-    except Exception as err:  # a widget must survive its own bugs; the log keeps the traceback
-        log.exception("%s failed", what)
-        status.error(f"{what} failed: {type(err).__name__}: {err}")
-
-
-class BackgroundTask:
-    """Runs one long job at a time in a daemon thread, with a progress bar; newer work wins.
-
-    ``start(key, work, done)`` runs ``work(should_stop, report)`` in a thread, where
-    ``report(done, total)`` moves the progress bar and ``should_stop()`` turns True once the job
-    has been superseded (another ``start`` with a different key) or cancelled. When ``work``
-    returns and is still current, ``done(result)`` runs (in the thread). An exception raised
-    while current goes to the status line; one raised after ``should_stop()`` is a cancellation.
-
-    Example:
-        >>> task = BackgroundTask(widgets.IntProgress(), StatusLine())
-        >>> results = []
-        >>> task.start("sum", lambda should_stop, report: sum(range(10)), results.append)
-        >>> task.wait(), results
-        (True, [45])
-    """
-
-    def __init__(self, progress: widgets.IntProgress, status: StatusLine) -> None:
-        self.progress = progress
-        self.status = status
-        self._generation = 0
-        self._key: str | None = None
-        self._threads: list[threading.Thread] = []
-        self._guard = threading.Lock()
-        self._show_progress(False)
-
-    @property
-    def running(self) -> str | None:
-        """Key of the current job while it runs, else None."""
-        with self._guard:
-            return self._key
-
-    def start(
-        self,
-        key: str,
-        work: Callable[[Callable[[], bool], Callable[[int, int], None]], T],
-        done: Callable[[T], None],
-        label: str = "",
-    ) -> None:
-        """Starts ``work`` unless a job with the same ``key`` is already running."""
-        with self._guard:
-            if self._key == key:
-                return
-            self._generation += 1
-            self._key = key
-            generation = self._generation
-            self._threads = [t for t in self._threads if t.is_alive()]
-            thread = threading.Thread(
-                target=self._run, args=(generation, work, done, label or key), daemon=True
-            )
-            self._threads.append(thread)
-        with self.progress.hold_sync():
-            self.progress.value, self.progress.description = 0, (label or key)[:20]
-        self._show_progress(True)
-        thread.start()
-
-    def cancel(self) -> None:
-        """Asks the current job to stop (it stops at its next ``should_stop()`` check)."""
-        with self._guard:
-            self._generation += 1
-            self._key = None
-        self._show_progress(False)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Blocks until every started job has ended; False if ``timeout`` seconds passed first."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self._guard:
-                alive = [t for t in self._threads if t.is_alive()]
-            if not alive:
-                return True
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            alive[0].join(left)
-
-    def _current(self, generation: int) -> bool:
-        return self._generation == generation
-
-    def _run(self, generation: int, work, done, label: str) -> None:
-        def should_stop() -> bool:
-            return not self._current(generation)
-
-        def report(count: int, total: int) -> None:
-            if self._current(generation):
-                with self.progress.hold_sync():
-                    self.progress.max, self.progress.value = total, count
-                self.status.busy(f"{label}: {count:,} of {total:,} images")
-
-        try:
-            result = work(should_stop, report)
-            if self._current(generation):
-                self._finish(generation)
-                done(result)
-        except Exception as err:
-            if self._current(generation):  # a superseded job's exception is its cancellation
-                self._finish(generation)
-                with errors_to(self.status, label):
-                    raise err
-
-    def _finish(self, generation: int) -> None:
-        with self._guard:
-            if self._generation == generation:
-                self._key = None
-        self._show_progress(False)
-
-    def _show_progress(self, visible: bool) -> None:
-        self.progress.layout.visibility = "visible" if visible else "hidden"
-
-
-class Silencer:
-    """Nested "change traits now, redraw once later" blocks: true while one is open.
-
-    Handlers return early while it is true; the code that opened the block redraws at the end.
-
-    Example:
-        >>> quiet = Silencer()
-        >>> with quiet:
-        ...     inside = bool(quiet)
-        >>> inside, bool(quiet)
-        (True, False)
-    """
-
-    def __init__(self) -> None:
-        self.depth = 0
-
-    def __enter__(self) -> Silencer:
-        self.depth += 1
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.depth -= 1
-
-    def __bool__(self) -> bool:
-        return self.depth > 0
 
 
 class ImageSource:

@@ -1,0 +1,483 @@
+"""The skeleton every zfwidgets widget is built on: :class:`WidgetBase`.
+
+It gives each widget, written once here:
+
+- a status line (:class:`StatusLine`, public ``status_line``) and a read-only ``status`` trait
+  that mirrors its message (the line is the one source of truth);
+- a progress bar and one :class:`BackgroundTask` (newer work cancels older work) whose worker
+  :meth:`WidgetBase.close` cancels and joins, as an ``atexit`` hook does for every live widget;
+- validate-and-refuse with one rule (:func:`refusing`): while the widget is being built a bad
+  value raises, afterwards it keeps the previous value and says why in the status line;
+- quiet batched redraws (:class:`Silencer` and ``hold_sync()``) and the ``_ready`` state;
+- one lock that serialises handlers and the worker's updates of widget state;
+- :func:`inspector_for` (model or Inspector) and :func:`class_names`.
+
+A widget module is then its layout and its handlers only.
+
+Example:
+    >>> status = StatusLine()
+    >>> with errors_to(status, "loading"):
+    ...     raise ValueError("no such file")
+    >>> status.level, status.message
+    ('error', 'loading: no such file')
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar, TypeVar
+
+import ipywidgets as widgets
+import traitlets
+from torch import nn
+
+from zfwidgets.core.inspector import Inspector
+from zfwidgets.widgets.parts import full_width, text_html
+
+__all__ = [
+    "BackgroundTask",
+    "Silencer",
+    "StatusLine",
+    "WidgetBase",
+    "class_names",
+    "errors_to",
+    "inspector_for",
+    "refusing",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# Background work: ``work(should_stop, report)``; ``report(done, total)`` moves the progress bar.
+Work = Callable[[Callable[[], bool], Callable[[int, int], None]], T]
+STOP_SECONDS = 10.0  # how long close() and interpreter exit wait for a cancelled worker
+
+
+class StatusLine(widgets.HTML):
+    """One line inside a widget that says what is happening or what went wrong.
+
+    ``message`` and ``level`` (``"hint"``, ``"info"``, ``"busy"`` or ``"error"``) are traitlets;
+    an empty message shows ``hint`` in a muted colour.
+
+    Example:
+        >>> line = StatusLine(hint="click a map")
+        >>> line.error("channel 99 is out of range")
+        >>> line.level
+        'error'
+    """
+
+    message = traitlets.Unicode("")
+    level = traitlets.Enum(("hint", "info", "busy", "error"), default_value="hint")
+    hint = traitlets.Unicode("")
+
+    def __init__(self, hint: str = "", **kwargs: Any) -> None:
+        super().__init__(layout=full_width(min_height="1.6em"), hint=hint, **kwargs)
+        self.add_class("zfw-status")
+        self._show()
+
+    def info(self, message: str) -> None:
+        """Shows news (something finished)."""
+        self._set(message, "info")
+
+    def busy(self, message: str) -> None:
+        """Shows work in progress."""
+        self._set(message, "busy")
+
+    def error(self, message: str) -> None:
+        """Shows what went wrong, in the error colour."""
+        self._set(message, "error")
+
+    def clear(self) -> None:
+        """Back to the hint."""
+        self._set("", "hint")
+
+    def _set(self, message: str, level: str) -> None:
+        with self.hold_trait_notifications():
+            self.message, self.level = message, level
+
+    @traitlets.observe("message", "level", "hint")
+    def _show(self, change: dict | None = None) -> None:
+        if self.message:
+            mark = {"error": "⚠ ", "busy": "⏳ ", "info": "✓ "}.get(self.level, "")
+            self.value = text_html(
+                mark + self.message, self.level if self.level != "hint" else "muted"
+            )
+        else:
+            self.value = text_html(self.hint, "muted")
+
+
+@contextmanager
+def errors_to(status: StatusLine, what: str) -> Iterator[None]:
+    """Runs the block; an exception becomes ``"<what>: <message>"`` on ``status``.
+
+    ValueError and TypeError carry messages written for people (the core's checks); anything
+    else is a bug, so it is also logged with its traceback.
+    """
+    try:
+        yield
+    except (ValueError, TypeError) as err:
+        status.error(f"{what}: {err}")
+    except Exception as err:  # a widget must survive its own bugs; the log keeps the traceback
+        log.exception("%s failed", what)
+        status.error(f"{what} failed: {type(err).__name__}: {err}")
+
+
+class BackgroundTask:
+    """Runs one long job at a time in a daemon thread, with a progress bar; newer work wins.
+
+    ``start(key, work, done)`` runs ``work(should_stop, report)`` in a thread, where
+    ``report(done, total)`` moves the progress bar and ``should_stop()`` turns True once the job
+    has been superseded (another ``start`` with a different key) or cancelled. When ``work``
+    returns and is still current, ``done(result)`` runs (in the thread). An exception raised
+    while current goes to the status line; one raised after ``should_stop()`` is a cancellation.
+    After :meth:`stop` nothing starts any more.
+
+    Example:
+        >>> task = BackgroundTask(widgets.IntProgress(), StatusLine())
+        >>> results = []
+        >>> task.start("sum", lambda should_stop, report: sum(range(10)), results.append)
+        >>> task.wait(), results
+        (True, [45])
+    """
+
+    def __init__(self, progress: widgets.IntProgress, status: StatusLine) -> None:
+        self.progress = progress
+        self.status = status
+        self._generation = 0
+        self._key: str | None = None
+        self._stopped = False
+        self._threads: list[threading.Thread] = []
+        self._guard = threading.Lock()
+        self._show_progress(False)
+
+    @property
+    def running(self) -> str | None:
+        """Key of the current job while it runs, else None."""
+        with self._guard:
+            return self._key
+
+    def start(self, key: str, work: Work[T], done: Callable[[T], None], label: str = "") -> None:
+        """Starts ``work`` unless a job with the same ``key`` is already running."""
+        with self._guard:
+            if self._key == key or self._stopped:
+                return
+            self._generation += 1
+            self._key = key
+            generation = self._generation
+            self._threads = [t for t in self._threads if t.is_alive()]
+            # Daemon, so that a stuck job cannot keep the interpreter alive; the atexit hook
+            # of WidgetBase still stops it first (see WidgetBase.close).
+            thread = threading.Thread(
+                target=self._run, args=(generation, work, done, label or key), daemon=True
+            )
+            self._threads.append(thread)
+        with self.progress.hold_sync():
+            self.progress.value, self.progress.description = 0, (label or key)[:20]
+        self._show_progress(True)
+        thread.start()
+
+    def cancel(self) -> None:
+        """Asks the current job to stop (it stops at its next ``should_stop()`` check)."""
+        with self._guard:
+            self._generation += 1
+            self._key = None
+        self._show_progress(False)
+
+    def stop(self, timeout: float | None = STOP_SECONDS) -> bool:
+        """Cancels, refuses new jobs and waits for the workers; False if ``timeout`` ran out."""
+        with self._guard:
+            self._stopped = True
+        self.cancel()
+        return self.wait(timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks until every started job has ended; False if ``timeout`` seconds passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        me = threading.current_thread()
+        while True:
+            with self._guard:  # a worker never waits for itself (it may close its widget)
+                alive = [t for t in self._threads if t.is_alive() and t is not me]
+            if not alive:
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            alive[0].join(left)
+
+    def _current(self, generation: int) -> bool:
+        return self._generation == generation
+
+    def _run(self, generation: int, work, done, label: str) -> None:
+        def should_stop() -> bool:
+            return not self._current(generation)
+
+        def report(count: int, total: int) -> None:
+            if self._current(generation):
+                with self.progress.hold_sync():
+                    self.progress.max, self.progress.value = total, count
+                self.status.busy(f"{label}: {count:,} of {total:,} images")
+
+        try:
+            result = work(should_stop, report)
+            if self._current(generation):
+                self._finish(generation)
+                done(result)
+        except Exception as err:
+            if self._current(generation):  # a superseded job's exception is its cancellation
+                self._finish(generation)
+                with errors_to(self.status, label):
+                    raise err
+
+    def _finish(self, generation: int) -> None:
+        with self._guard:
+            if self._generation == generation:
+                self._key = None
+        self._show_progress(False)
+
+    def _show_progress(self, visible: bool) -> None:
+        self.progress.layout.visibility = "visible" if visible else "hidden"
+
+
+class Silencer:
+    """Nested "change traits now, redraw once later" blocks: true while one is open.
+
+    Handlers return early while it is true; the code that opened the block redraws at the end.
+
+    Example:
+        >>> quiet = Silencer()
+        >>> with quiet:
+        ...     inside = bool(quiet)
+        >>> inside, bool(quiet)
+        (True, False)
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+    def __enter__(self) -> Silencer:
+        self.depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.depth -= 1
+
+    def __bool__(self) -> bool:
+        return self.depth > 0
+
+
+def inspector_for(model_or_inspector: nn.Module | Inspector) -> Inspector:
+    """The user's Inspector itself (shared: its cache, and it is thread-safe), or a new one
+    around an ``nn.Module`` (never modified).
+
+    Example:
+        >>> inspector_for("alexnet")
+        Traceback (most recent call last):
+        TypeError: expected a torch.nn.Module or an Inspector; got str
+    """
+    if isinstance(model_or_inspector, Inspector):
+        return model_or_inspector
+    if isinstance(model_or_inspector, nn.Module):
+        return Inspector(model_or_inspector)
+    raise TypeError(
+        f"expected a torch.nn.Module or an Inspector; got {type(model_or_inspector).__name__}"
+    )
+
+
+def class_names(classes: Sequence[Any] | None, count: int | None) -> list[str] | None:
+    """``classes`` as strings, checked against the model's ``count`` classes; by default the
+    class numbers. ``count=None`` (not known yet: no image to ask the model with) checks
+    nothing and keeps None as None.
+
+    Example:
+        >>> class_names(None, 3), class_names(["cat", "dog"], 2)
+        (['0', '1', '2'], ['cat', 'dog'])
+    """
+    if classes is None:
+        return None if count is None else [str(i) for i in range(count)]
+    if count is not None and len(classes) != count:
+        raise ValueError(f"got {len(classes)} class names but the model has {count} classes")
+    return [str(c) for c in classes]
+
+
+def refusing(*names: str) -> traitlets.ValidateHandler:
+    """Decorator: ``check(self, value) -> value`` becomes the validator of traits ``names``,
+    under the one rule of :meth:`WidgetBase._refuse`.
+
+    ``check`` raises ValueError or TypeError with a message naming what was given and what is
+    allowed, or returns the value to store (usually ``value`` itself).
+    """
+
+    def decorate(check: Callable[[Any, Any], Any]) -> traitlets.ValidateHandler:
+        def validate(self: WidgetBase, proposal: dict) -> Any:
+            return self._refuse(proposal, lambda value: check(self, value))
+
+        validate.__name__, validate.__doc__ = check.__name__, check.__doc__
+        return traitlets.validate(*names)(validate)
+
+    return decorate
+
+
+# Widgets with a worker that may still run; weak, so that a widget nobody holds can go.
+_LIVE: weakref.WeakSet[WidgetBase] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_every_worker() -> None:
+    # A daemon thread still inside a torch op when the interpreter finalises aborts the
+    # process ("terminate called without an active exception"): stop them all first.
+    for widget in list(_LIVE):
+        widget._stop_work()
+
+
+class WidgetBase(widgets.VBox):
+    """A VBox with the parts every zfwidgets widget shares; subclass it to write a widget.
+
+    How to write a widget on it:
+
+    1. Declare its state as traitlets; give each checked trait a validator with
+       :func:`refusing` (raise ValueError/TypeError with a message for people, or return the
+       value). While the widget is being built a bad value raises (the caller's argument is
+       wrong and there is nothing to keep); once built, it keeps the previous value and the
+       status line says why. The rule lives in :meth:`_refuse` and nowhere else.
+    2. Declare ``css_class`` and ``status_hint`` (class attributes). In ``__init__``: call
+       ``super().__init__()``, get the model with
+       :func:`inspector_for`, build the controls, set ``children`` (put ``self._progress``
+       and ``self.status_line`` where they belong), set the initial traits, then call
+       :meth:`_finish_building` and draw once.
+    3. Handlers return early unless :attr:`_live` (built, and not inside :meth:`_quietly`);
+       redraws take ``self._lock``, which also guards what the worker changes.
+    4. Long work goes to :meth:`_in_background` (``work(should_stop, report)`` runs in the
+       worker without the lock, on the shared Inspector, which is thread-safe; ``done(result)``
+       runs under the lock). Starting new work cancels the old; :meth:`close` and interpreter
+       exit stop the worker; :meth:`wait` blocks until it is done.
+
+    Example:
+        >>> import traitlets
+        >>> class Summer(WidgetBase):
+        ...     '''Sums 0..n in the background.'''
+        ...     n = traitlets.Int(0)
+        ...     css_class, status_hint = "zfw-summer", "set n"
+        ...     def __init__(self, n: int = 0) -> None:
+        ...         super().__init__()
+        ...         self.children = [self._progress, self.status_line]
+        ...         self.n = n  # a bad n raises here
+        ...         self._finish_building()
+        ...         self._sum()
+        ...     @refusing("n")
+        ...     def _check_n(self, value: int) -> int:
+        ...         if not 0 <= value <= 100:
+        ...             raise ValueError(f"n must be in 0..100; got {value}")
+        ...         return value
+        ...     @traitlets.observe("n")
+        ...     def _n_changed(self, change: dict) -> None:
+        ...         if self._live:
+        ...             self._sum()
+        ...     def _sum(self) -> None:
+        ...         def work(should_stop, report):
+        ...             return sum(range(self.n + 1))
+        ...         done = lambda total: self.status_line.info(f"sum {total}")
+        ...         self._in_background(f"sum {self.n}", work, done)
+        >>> w = Summer(3)
+        >>> w.wait(), w.status
+        (True, 'sum 6')
+        >>> w.n = 999                      # refused: n stays 3, and the status line says why
+        >>> w.n, w.status
+        (3, 'n must be in 0..100; got 999')
+        >>> Summer(-1)
+        Traceback (most recent call last):
+        ValueError: n must be in 0..100; got -1
+        >>> w.close()                      # cancels and joins the worker
+    """
+
+    status = traitlets.Unicode("", read_only=True)
+    """The status line's message (read-only: the line is the source; say things through
+    ``status_line.info/busy/error``)."""
+
+    # What a subclass declares about itself:
+    css_class: ClassVar[str] = "zfw-widget"  # the CSS class of the whole widget (tests, styling)
+    status_hint: ClassVar[str] = ""  # what the status line says while there is no news
+    progress_width: ClassVar[str] = "260px"
+    # Whether a refusal reads "<trait>: <why>" (True) or just "<why>" (False). Two widgets
+    # always named the trait and docs/reliability.md quotes both forms, so each keeps its own.
+    name_in_refusals: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        super().__init__(layout=full_width())
+        self.add_class(self.css_class)
+        self._ready = False  # True once built: from then on a refusal no longer raises
+        self._quiet = Silencer()
+        # One lock for the widget's state: handlers (kernel thread) and the worker's updates.
+        self._lock = threading.RLock()
+        self._closed = threading.Event()  # set by close(): pollers and workers end
+        self.status_line = StatusLine(hint=self.status_hint)
+        self.status_line.observe(self._mirror_status, names="message")
+        self._progress = widgets.IntProgress(
+            value=0, min=0, max=1, layout=widgets.Layout(width=self.progress_width)
+        )
+        self._tasks = BackgroundTask(self._progress, self.status_line)
+        _LIVE.add(self)
+
+    # ----- public ---------------------------------------------------------------------------
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks until the background work is done; False if ``timeout`` seconds ran out."""
+        return self._tasks.wait(timeout)
+
+    def close(self) -> None:
+        """Stops the background work (cancels it and joins the worker), then closes."""
+        self._stop_work()
+        super().close()
+
+    # ----- for subclasses -------------------------------------------------------------------
+    def _finish_building(self) -> None:
+        """Marks the widget built: refusals now go to the status line instead of raising."""
+        self._ready = True
+
+    @property
+    def _live(self) -> bool:
+        """Whether handlers should redraw: built, and no quiet block is open."""
+        return self._ready and not self._quiet
+
+    @contextmanager
+    def _quietly(self) -> Iterator[None]:
+        """Changes several traits with the handlers silent and the front end updated once;
+        the caller redraws after the block."""
+        with self._quiet, self.hold_sync():
+            yield
+
+    def _refuse(self, proposal: dict, check: Callable[[Any], Any]) -> Any:
+        """The one validate-and-refuse rule: ``check(value)`` returns the value to store, or
+        raises. While building, the error propagates; afterwards the trait keeps its value and
+        the status line says why."""
+        name = proposal["trait"].name
+        try:
+            return check(proposal["value"])
+        except (ValueError, TypeError) as err:
+            if not self._ready:
+                raise
+            self.status_line.error(f"{name}: {err}" if self.name_in_refusals else str(err))
+            return getattr(self, name)
+
+    def _in_background(
+        self, key: str, work: Work[T], done: Callable[[T], None], label: str = ""
+    ) -> None:
+        """Runs ``work`` in the worker (unless ``key`` runs already; other work is cancelled),
+        then ``done(result)`` under the widget's lock."""
+
+        def locked_done(result: T) -> None:
+            with self._lock:
+                done(result)
+
+        self._tasks.start(key, work, locked_done, label)
+
+    def _mirror_status(self, change: dict) -> None:
+        self.set_trait("status", change["new"])
+
+    def _stop_work(self) -> None:
+        self._closed.set()
+        self._tasks.stop(STOP_SECONDS)
