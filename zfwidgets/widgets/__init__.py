@@ -3,7 +3,9 @@
 Example:
     >>> from zfwidgets import LayerBrowser, demo
     >>> d = demo.load()
-    >>> LayerBrowser(d.model, dataset=d.dataset, mean=d.mean, classes=d.classes)  # doctest: +SKIP
+    >>> browser = LayerBrowser(d.model, dataset=d.dataset, mean=d.mean, classes=d.classes)
+    >>> browser.layer, browser.status
+    ('conv1', '')
 """
 
 from zfwidgets.widgets.evolution_scrubber import EvolutionScrubber

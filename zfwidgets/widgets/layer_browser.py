@@ -99,8 +99,13 @@ class LayerBrowser(WidgetBase):
         was and says why in ``status``.
 
     Example:
-        >>> browser = LayerBrowser(d.model, images=d.dataset, mean=d.mean)  # doctest: +SKIP
-        >>> browser.method = "guided"                                       # doctest: +SKIP
+        >>> from zfwidgets import demo
+        >>> d = demo.load()
+        >>> browser = LayerBrowser(d.model, images=d.dataset, mean=d.mean)
+        >>> browser.method = "guided"
+        >>> browser.channel = 99                  # refused: the map stays, the status says why
+        >>> browser.channel, browser.status
+        (0, 'map 99 is out of range for conv1: 0..31')
     """
 
     layer = traitlets.Unicode("")

@@ -10,9 +10,12 @@ Example:
     >>> from zfwidgets.widgets.occlusion_slider import OcclusionSlider
     >>> d = demo.load()
     >>> image, label = d.dataset[0]
-    >>> w = OcclusionSlider(d.model, image, classes=d.classes, mean=d.mean)   # doctest: +SKIP
-    >>> w.x, w.y = 10, 4        # move the square: readouts follow at once   # doctest: +SKIP
-    >>> w.wait()                # the maps of the full sweep are ready       # doctest: +SKIP
+    >>> w = OcclusionSlider(d.model, image, classes=d.classes, mean=d.mean)
+    >>> w.x, w.y = 10, 4        # move the square: readouts follow at once
+    >>> w.wait()                # the maps of the full sweep are ready
+    True
+    >>> w.maps is not None and w.status.startswith("maps ready")
+    True
 """
 
 from __future__ import annotations

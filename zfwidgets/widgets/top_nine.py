@@ -6,10 +6,17 @@ field, so the patches of one layer line up; a box cut short by the image border 
 content on the side away from that border.
 
 Example:
-    >>> entries = top_projections(insp, top, data, "conv2", channel=5)     # doctest: +SKIP
-    >>> side = patch_side(insp, "conv2", tuple(entries[0].image.shape))      # doctest: +SKIP
-    >>> pictures = top_nine_pictures(entries, "deconvnet", mean, side)      # doctest: +SKIP
-    >>> image_widget.value = pictures.projections                          # doctest: +SKIP
+    >>> from zfwidgets import Inspector, demo
+    >>> from zfwidgets.core.mining import mine
+    >>> from zfwidgets.core.top_views import top_projections
+    >>> d = demo.load()
+    >>> insp, data = Inspector(d.model), d.dataset.images[:60]
+    >>> top = mine(insp, data, layers=["conv2"], k=TOP_K, progress=False)
+    >>> entries = top_projections(insp, top, data, "conv2", channel=5)
+    >>> side = patch_side(insp, "conv2", tuple(entries[0].image.shape))
+    >>> pictures = top_nine_pictures(entries, "deconvnet", d.mean, side)
+    >>> pictures.projections[:4]              # PNG bytes, for an Image widget's value
+    b'\x89PNG'
 """
 
 from __future__ import annotations
