@@ -450,6 +450,15 @@ class WidgetBase(widgets.VBox):
         with self._quiet, self.hold_sync():
             yield
 
+    def _check_state(self, state: dict[str, Any], allowed: Sequence[str]) -> None:
+        """Refuses keyword arguments (initial trait values) the widget does not take."""
+        unknown = set(state) - set(allowed)
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unexpected arguments: {', '.join(sorted(unknown))}; "
+                f"allowed state: {', '.join(allowed)}"
+            )
+
     def _refuse(self, proposal: dict, check: Callable[[Any], Any]) -> Any:
         """The one validate-and-refuse rule: ``check(value)`` returns the value to store, or
         raises. While building, the error propagates; afterwards the trait keeps its value and

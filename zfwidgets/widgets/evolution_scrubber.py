@@ -141,13 +141,13 @@ class EvolutionScrubber(WidgetBase):
         message. A value that cannot be used leaves the trait as it was and says why.
     """
 
+    css_class = "zfw-evolution-scrubber"
+    status_hint = "Drag the epoch slider or press Play; click a map for its top 9 at this epoch."
+
     epoch = traitlets.Int(0)
     layer = traitlets.Unicode("")
     selected = traitlets.Int(-1)
     follow = traitlets.Bool(False)
-
-    css_class = "zfw-evolution-scrubber"
-    status_hint = "Drag the epoch slider or press Play; click a map for its top 9 at this epoch."
 
     def __init__(
         self,
@@ -162,12 +162,7 @@ class EvolutionScrubber(WidgetBase):
         **state: Any,
     ) -> None:
         super().__init__()
-        unknown = set(state) - {"epoch", "layer", "selected"}
-        if unknown:
-            raise TypeError(
-                f"EvolutionScrubber got unexpected arguments: {', '.join(sorted(unknown))}; "
-                "allowed state: epoch, layer, selected"
-            )
+        self._check_state(state, ("epoch", "layer", "selected"))
         self.evolution = self._evolution(snapshots_or_run_dir, probe, layers, device)
         self.run = self.evolution.run
         self.mean = mean if mean is not None else self.run.mean

@@ -118,14 +118,15 @@ class InvarianceExplorer(WidgetBase):
         ValueError, TypeError: bad images, labels, layers or ranges (the core's messages).
     """
 
-    kind = traitlets.Unicode("translate")
-    step = traitlets.Int(0)
-    image_index = traitlets.Int(0)
-    layers = traitlets.List(traitlets.Unicode(), minlen=0)
     css_class = "zfw-invariance-explorer"
     status_hint = "pick a transformation and move the amount slider"
     progress_width = "320px"
     name_in_refusals = True  # "step: step 99 is out of range: 0..8"
+
+    kind = traitlets.Unicode("translate")
+    step = traitlets.Int(0)
+    image_index = traitlets.Int(0)
+    layers = traitlets.List(traitlets.Unicode(), minlen=0)
 
     def __init__(
         self,
@@ -141,6 +142,7 @@ class InvarianceExplorer(WidgetBase):
         **state: Any,
     ) -> None:
         super().__init__()
+        self._check_state(state, ("kind", "step", "image_index"))
         self.inspector = inspector_for(model_or_inspector)
         source = ImageSource(images)
         if len(source) == 0:
@@ -306,9 +308,6 @@ class InvarianceExplorer(WidgetBase):
         return figure, others, current, point, x_axis
 
     def _start(self, state: dict[str, Any]) -> None:
-        unknown = set(state) - {"kind", "step", "image_index"}
-        if unknown:
-            raise TypeError(f"unknown state {sorted(unknown)}; use kind, step or image_index")
         self.kind = state.get("kind", "translate")
         self._set_amount_options()
         self.step = state.get("step", self._identity_step())

@@ -68,6 +68,7 @@ POSITIONS = {
     "max": ("strongest", "Project only the map's strongest activation"),
     "map": ("whole map", "Project the whole feature map (every activation of the channel)"),
 }
+STATE = ("layer", "channel", "method", "position", "image_index", "show_top")  # **state
 HIGHLIGHT = "#29b6f6"  # selection frame on the feature-map grid: a cyan absent from the heat map
 GAP_COLOUR = f"rgb({render.BACKGROUND}, {render.BACKGROUND}, {render.BACKGROUND})"
 
@@ -108,6 +109,9 @@ class LayerBrowser(WidgetBase):
         (0, 'map 99 is out of range for conv1: 0..31')
     """
 
+    css_class = "zfw-layer-browser"
+    status_hint = "Click a feature map or use the map slider (←/→); hover over a control for help."
+
     layer = traitlets.Unicode("")
     channel = traitlets.Int(0)
     method = traitlets.Unicode("deconvnet")
@@ -115,9 +119,6 @@ class LayerBrowser(WidgetBase):
     image_index = traitlets.Int(0)
     show_upload = traitlets.Bool(False)
     show_top = traitlets.Bool(False)
-
-    css_class = "zfw-layer-browser"
-    status_hint = "Click a feature map or use the map slider (←/→); hover over a control for help."
 
     def __init__(
         self,
@@ -129,6 +130,7 @@ class LayerBrowser(WidgetBase):
         **state: Any,
     ) -> None:
         super().__init__()
+        self._check_state(state, STATE)
         self.inspector = inspector_for(model_or_inspector)
         if images is None:  # pick from the data set (a DataLoader's, when given one)
             images = dataset.dataset if isinstance(dataset, DataLoader) else dataset
@@ -349,9 +351,6 @@ class LayerBrowser(WidgetBase):
 
     def _start(self, state: dict[str, Any]) -> None:
         """Applies the initial state, links the controls to the traits, draws once."""
-        unknown = set(state) - {"layer", "channel", "method", "position", "image_index", "show_top"}
-        if unknown:
-            raise TypeError(f"LayerBrowser got unexpected arguments: {', '.join(sorted(unknown))}")
         with self._quiet:
             self.layer = state.get("layer", self._default_layer())
             self._sync_channel_range()

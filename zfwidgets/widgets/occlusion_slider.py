@@ -131,16 +131,17 @@ class OcclusionSlider(WidgetBase):
             existing widget shows the same errors from :meth:`set_image` in its status line.
     """
 
+    css_class = "zfw-occlusion-slider"
+    status_hint = "drag the square on the image, or use the x / y sliders"
+    progress_width = "320px"
+    name_in_refusals = True  # "size: occluder size 40 is larger than the image (28x28)"
+
     x = traitlets.Int(0)
     y = traitlets.Int(0)
     size = traitlets.Int(1)
     stride = traitlets.Int(1)
     target = traitlets.Int(0)
     layer = traitlets.Unicode("")
-    css_class = "zfw-occlusion-slider"
-    status_hint = "drag the square on the image, or use the x / y sliders"
-    progress_width = "320px"
-    name_in_refusals = True  # "size: occluder size 40 is larger than the image (28x28)"
 
     def __init__(
         self,
