@@ -137,8 +137,9 @@ class EvolutionScrubber(WidgetBase):
 
     Traits (set them from code; the controls follow):
         epoch: a snapshot epoch. layer: a followed layer. selected: the map whose top 9 is
-        shown, or -1 for none. follow: watch for new snapshots. status: the status line's
-        message. A value that cannot be used leaves the trait as it was and says why.
+        shown, or -1 for none. follow: watch for new snapshots. status (read-only): the
+        status line's message. A value that cannot be used leaves the trait as it was and says
+        why.
     """
 
     css_class = "zfw-evolution-scrubber"
@@ -365,7 +366,7 @@ class EvolutionScrubber(WidgetBase):
 
     def _start(self, state: dict[str, Any], follow: bool) -> None:
         self._arrange()
-        with self._quiet:
+        with self._quietly():
             self.layer = state.get("layer", self.evolution.layers[0])
             self.epoch = state.get("epoch", self.run.epochs[0])
             self.selected = state.get("selected", -1)
@@ -417,7 +418,7 @@ class EvolutionScrubber(WidgetBase):
     def _layer_changed(self, change: dict) -> None:
         if not self._live:
             return
-        with self._quiet:
+        with self._quietly():
             if self.selected >= self._map_count(self.layer):
                 self.selected = -1
         self._show()
@@ -452,7 +453,7 @@ class EvolutionScrubber(WidgetBase):
     def _epochs_changed(self) -> None:
         """New snapshots: the slider, Play and curves grow; the new epochs get drawn."""
         epochs, current = self.run.epochs, self.epoch
-        with self._quiet, self._epoch_slider.hold_sync(), self._play.hold_sync():
+        with self._quietly(), self._epoch_slider.hold_sync(), self._play.hold_sync():
             # New options move the slider to the first epoch (and the link, the trait): back.
             self._epoch_slider.options = [(str(e), e) for e in epochs]
             self._epoch_slider.value = current

@@ -110,9 +110,10 @@ class InvarianceExplorer(WidgetBase):
     Traits (set them from code; the controls follow):
         kind: ``"translate"``, ``"scale"`` or ``"rotate"``. step: index of the amount shown
         (``amount`` is its value). image_index: the image whose curve is bold. layers: the
-        layers compared (assign a new list; the two menus set its first two). status: the
-        status line's message. A value that cannot be used keeps the previous one and says why
-        in ``status``. ``curves`` holds the finished :class:`InvarianceCurves` per kind.
+        layers compared (assign a new list; the two menus set its first two). status
+        (read-only): the status line's message. A value that cannot be used keeps the previous
+        one and says why in ``status``. ``curves`` holds the finished :class:`InvarianceCurves`
+        per kind.
 
     Raises:
         ValueError, TypeError: bad images, labels, layers or ranges (the core's messages).

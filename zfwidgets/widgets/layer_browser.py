@@ -96,8 +96,8 @@ class LayerBrowser(WidgetBase):
         position: ``"max"`` (the strongest unit) or ``"map"`` (the whole map).
         image_index: the picked image. show_upload: show the uploaded file instead.
         show_top: show the top 9 (mined in the background on first use per layer).
-        status: the status line's message. A value that cannot be used leaves the trait as it
-        was and says why in ``status``.
+        status (read-only): the status line's message. A value that cannot be used leaves the
+        trait as it was and says why in ``status``.
 
     Example:
         >>> from zfwidgets import demo
@@ -351,7 +351,7 @@ class LayerBrowser(WidgetBase):
 
     def _start(self, state: dict[str, Any]) -> None:
         """Applies the initial state, links the controls to the traits, draws once."""
-        with self._quiet:
+        with self._quietly():
             self.layer = state.get("layer", self._default_layer())
             self._sync_channel_range()
             self.method = self.inspector.projection_method
@@ -417,7 +417,7 @@ class LayerBrowser(WidgetBase):
         """Fits the channel slider (and the channel, if it is now too big) to the layer."""
         last = self._layer_shape(self.layer)[0] - 1
         slider = self._channel_slider
-        with self._quiet, slider.hold_sync():
+        with self._quietly(), slider.hold_sync():
             if last >= slider.max:
                 slider.max = last
             self.channel = min(self.channel, last)

@@ -41,7 +41,14 @@ from zfwidgets.core.occlusion import (
     occlusion_at,
     occlusion_sweep,
 )
-from zfwidgets.widgets.base import WidgetBase, class_names, errors_to, inspector_for, refusing
+from zfwidgets.widgets.base import (
+    StatusLine,
+    WidgetBase,
+    class_names,
+    errors_to,
+    inspector_for,
+    refusing,
+)
 from zfwidgets.widgets.menus import LayerMenu, display_name
 from zfwidgets.widgets.parts import (
     COLOURS,
@@ -203,7 +210,7 @@ class OcclusionSlider(WidgetBase):
     # Old names, still read by tests/reliability: the status line, and the Inspector that the
     # sweep used to have to itself (it now shares ``inspector``, which is thread-safe).
     @property
-    def _status(self):
+    def _status(self) -> StatusLine:
         return self.status_line
 
     @property
@@ -367,6 +374,7 @@ class OcclusionSlider(WidgetBase):
         stride = max(1, size // 3) if stride is None else stride
         layer = layer or self.inspector.default_layer(tuple(self._image.shape[-3:]))
         target = self._predicted(self._image) if target is None else target
+        # The validators check each one; not built yet, so a bad argument raises here.
         self.layer, self.target, self.size, self.stride = layer, target, size, stride
         self.x, self.y = (width - size) // 2, (height - size) // 2
         for name, control in self._controls().items():
@@ -384,7 +392,9 @@ class OcclusionSlider(WidgetBase):
         }
 
     # ----- validation (WidgetBase's rule: raise while building, then keep and say why) -----
-    def _occlusion_at(self, size: int = 1, target: int | None = None, layer: str | None = None):
+    def _occlusion_at(
+        self, size: int = 1, target: int | None = None, layer: str | None = None
+    ) -> OcclusionReading:
         """Checks a setting with the core's own checks (a readout at the corner)."""
         target = self.target if target is None else target
         layer = self.layer if layer is None else layer
