@@ -323,7 +323,7 @@ def refusing(*names: str) -> traitlets.ValidateHandler:
     return decorate
 
 
-# Widgets with a worker that may still run; weak, so that a widget nobody holds can go.
+# Every widget built, held weakly (a widget nobody holds can go), so that exit can stop workers.
 _LIVE: weakref.WeakSet[WidgetBase] = weakref.WeakSet()
 
 
@@ -345,11 +345,12 @@ class WidgetBase(widgets.VBox):
        value). While the widget is being built a bad value raises (the caller's argument is
        wrong and there is nothing to keep); once built, it keeps the previous value and the
        status line says why. The rule lives in :meth:`_refuse` and nowhere else.
-    2. Declare ``css_class`` and ``status_hint`` (class attributes). In ``__init__``: call
-       ``super().__init__()``, get the model with
-       :func:`inspector_for`, build the controls, set ``children`` (put ``self._progress``
-       and ``self.status_line`` where they belong), set the initial traits, then call
-       :meth:`_finish_building` and draw once.
+    2. Declare ``css_class`` and ``status_hint`` (and, if wanted, ``progress_width`` and
+       ``name_in_refusals``) as class attributes. In ``__init__``: call ``super().__init__()``,
+       refuse unknown keyword state with :meth:`_check_state`, get the model with
+       :func:`inspector_for` and class names with :func:`class_names`, build the controls,
+       set ``children`` (placing ``self._progress`` and ``self.status_line``), set the
+       initial traits, then call :meth:`_finish_building` and draw once.
     3. Handlers return early unless :attr:`_live` (built, and not inside :meth:`_quietly`);
        redraws take ``self._lock``, which also guards what the worker changes.
     4. Long work goes to :meth:`_in_background` (``work(should_stop, report)`` runs in the
