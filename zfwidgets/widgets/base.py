@@ -10,6 +10,8 @@ It gives each widget, written once here:
   value raises, afterwards it keeps the previous value and says why in the status line;
 - quiet batched redraws (:class:`Silencer` and ``hold_sync()``) and the ``_ready`` state;
 - one lock that serialises handlers and the worker's updates of widget state;
+- controls tied to traits both ways (:meth:`WidgetBase._bind`; a refused value puts the
+  control back);
 - :func:`inspector_for` (model or Inspector) and :func:`class_names`.
 
 A widget module is then its layout and its handlers only.
@@ -348,9 +350,10 @@ class WidgetBase(widgets.VBox):
     2. Declare ``css_class`` and ``status_hint`` (and, if wanted, ``progress_width`` and
        ``name_in_refusals``) as class attributes. In ``__init__``: call ``super().__init__()``,
        refuse unknown keyword state with :meth:`_check_state`, get the model with
-       :func:`inspector_for` and class names with :func:`class_names`, build the controls,
-       set ``children`` (placing ``self._progress`` and ``self.status_line``), set the
-       initial traits, then call :meth:`_finish_building` and draw once.
+       :func:`inspector_for` and class names with :func:`class_names`, build the controls
+       (tie each to its trait with :meth:`_bind`), set ``children`` (placing
+       ``self._progress`` and ``self.status_line``), set the initial traits, then call
+       :meth:`_finish_building` and draw once.
     3. Handlers return early unless :attr:`_live` (built, and not inside :meth:`_quietly`);
        redraws take ``self._lock``, which also guards what the worker changes.
     4. Long work goes to :meth:`_in_background` (``work(should_stop, report)`` runs in the
@@ -450,6 +453,25 @@ class WidgetBase(widgets.VBox):
         the caller redraws after the block."""
         with self._quiet, self.hold_sync():
             yield
+
+    def _bind(self, trait: str, control: widgets.ValueWidget) -> None:
+        """Ties ``control.value`` to ``trait`` both ways: the control follows the trait, and a
+        value the trait refuses (or clamps) puts the control back."""
+
+        def from_control(change: dict) -> None:
+            if change["new"] is None:  # a selection control between two lists of options
+                return
+            setattr(self, trait, change["new"])
+            if control.value != getattr(self, trait):
+                control.value = getattr(self, trait)
+
+        def from_trait(change: dict) -> None:
+            if control.value != change["new"]:
+                control.value = change["new"]
+
+        control.value = getattr(self, trait)
+        control.observe(from_control, names="value")
+        self.observe(from_trait, names=trait)
 
     def _check_state(self, state: dict[str, Any], allowed: Sequence[str]) -> None:
         """Refuses keyword arguments (initial trait values) the widget does not take."""

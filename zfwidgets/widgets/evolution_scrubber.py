@@ -376,7 +376,7 @@ class EvolutionScrubber(WidgetBase):
             ("epoch", self._epoch_slider),
             ("follow", self._follow_toggle),
         ):
-            widgets.link((self, trait), (control, "value"))
+            self._bind(trait, control)
         self._draw_curves()
         self._show()
         self._prepare()

@@ -272,12 +272,9 @@ class InvarianceExplorer(WidgetBase):
             widgets.HBox([self._progress], layout=full_width()),
             self.status_line,
         ]
-        for name, control in (
-            ("kind", self._kind_toggle),
-            ("step", self._amount_slider),
-            ("image_index", self._image_slider),
-        ):
-            control.observe(self._control_changed(name), names="value")
+        self._bind("kind", self._kind_toggle)
+        self._bind("step", self._amount_slider)
+        self._bind("image_index", self._image_slider)
 
     def _plot(self, label: str):
         """A bqplot figure with every image's curve, the selected one and the current point."""
@@ -314,9 +311,6 @@ class InvarianceExplorer(WidgetBase):
         self.step = state.get("step", self._identity_step())
         self.image_index = state.get("image_index", 0)
         self._finish_building()
-        self._kind_toggle.value = self.kind
-        self._amount_slider.value = self.step
-        self._image_slider.value = self.image_index
         self._show_layers()
         self._show()
         self._compute()
@@ -352,14 +346,6 @@ class InvarianceExplorer(WidgetBase):
         return index
 
     # ----- reacting ------------------------------------------------------------------------
-    def _control_changed(self, name: str) -> Callable[[dict], None]:
-        def handler(change: dict) -> None:
-            if change["new"] is None:
-                return
-            setattr(self, name, change["new"])
-
-        return handler
-
     @traitlets.observe("kind")
     def _kind_changed(self, change: dict) -> None:
         if not self._live:
@@ -367,7 +353,6 @@ class InvarianceExplorer(WidgetBase):
         with self._quietly():
             self._set_amount_options()
             self.step = self._identity_step()
-        self._sync_controls()
         self._show()
         self._compute()
 
@@ -404,17 +389,7 @@ class InvarianceExplorer(WidgetBase):
     @traitlets.observe("step", "image_index")
     def _position_changed(self, change: dict) -> None:
         if self._live:
-            self._sync_controls()
             self._show()
-
-    def _sync_controls(self) -> None:
-        for control, value in (
-            (self._kind_toggle, self.kind),
-            (self._amount_slider, self.step),
-            (self._image_slider, self.image_index),
-        ):
-            if control.value != value:
-                control.value = value
 
     def _set_amount_options(self) -> None:
         options = [(_unit(self.kind, a), i) for i, a in enumerate(self.amounts[self.kind])]

@@ -361,7 +361,7 @@ class LayerBrowser(WidgetBase):
         self._finish_building()
         self._layer_menu.show(self.layer)
         self._layer_menu.on_pick(lambda layer: setattr(self, "layer", layer))
-        links = [
+        bound = [
             ("channel", self._channel_slider),
             ("method", self._method_toggle),
             ("position", self._position_toggle),
@@ -370,8 +370,8 @@ class LayerBrowser(WidgetBase):
             ("show_upload", self._upload_toggle),
             ("show_top", self._top_toggle),
         ]
-        for trait, control in links:
-            widgets.link((self, trait), (control, "value"))
+        for trait, control in bound:
+            self._bind(trait, control)
         self._upload_button.observe(self._on_upload, names="value")
         self._position_toggle.disabled = self._class_method()
         if len(self.source) == 0:

@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import ipywidgets as widgets
@@ -286,17 +286,10 @@ class OcclusionSlider(WidgetBase):
             tooltip="the layer whose strongest feature map (on the unoccluded image) is watched",
             layout=widgets.Layout(width="320px"),
         )
-        for name, control in self._controls().items():
-            control.observe(self._control_changed(name), names="value")
+        for name, slider in zip(specs, sliders, strict=True):
+            self._bind(name, slider)
+        self._bind("target", self._target_menu)
         self._layer_menu.on_pick(self._layer_picked)
-
-    def _control_changed(self, name: str) -> Callable[[dict], None]:
-        def handler(change: dict) -> None:
-            setattr(self, name, change["new"])
-            if getattr(self, name) != change["new"]:  # refused: the control goes back too
-                change["owner"].value = getattr(self, name)
-
-        return handler
 
     def _layer_picked(self, layer: str) -> None:
         self.layer = layer
@@ -377,19 +370,8 @@ class OcclusionSlider(WidgetBase):
         # The validators check each one; not built yet, so a bad argument raises here.
         self.layer, self.target, self.size, self.stride = layer, target, size, stride
         self.x, self.y = (width - size) // 2, (height - size) // 2
-        for name, control in self._controls().items():
-            control.value = getattr(self, name)
         self._layer_menu.show(self.layer)
         self._x_slider.max, self._y_slider.max = width - size, height - size
-
-    def _controls(self) -> dict[str, widgets.ValueWidget]:
-        return {
-            "x": self._x_slider,
-            "y": self._y_slider,
-            "size": self._size_slider,
-            "stride": self._stride_slider,
-            "target": self._target_menu,
-        }
 
     # ----- validation (WidgetBase's rule: raise while building, then keep and say why) -----
     def _occlusion_at(
@@ -432,13 +414,11 @@ class OcclusionSlider(WidgetBase):
     # ----- reacting -----------------------------------------------------------------------
     @traitlets.observe("x", "y")
     def _position_changed(self, change: dict) -> None:
-        self._sync_control(change["name"])
         if self._live:
             self._show_position()
 
     @traitlets.observe("size")
     def _size_changed(self, change: dict) -> None:
-        self._sync_control("size")
         if not self._live:
             return
         height, width = (int(s) for s in self._image.shape[-2:])
@@ -450,19 +430,12 @@ class OcclusionSlider(WidgetBase):
 
     @traitlets.observe("stride", "target", "layer")
     def _sweep_setting_changed(self, change: dict) -> None:
-        self._sync_control(change["name"])
+        if change["name"] == "layer":
+            self._layer_menu.show(self.layer)
         if self._live:
             if change["name"] != "stride":
                 self._show_position()
             self._start_sweep()
-
-    def _sync_control(self, name: str) -> None:
-        if name == "layer":
-            self._layer_menu.show(self.layer)
-            return
-        control = self._controls()[name]
-        if control.value != getattr(self, name):
-            control.value = getattr(self, name)
 
     # ----- the canvas: drag the square ----------------------------------------------------
     def _mouse_down(self, px: float, py: float) -> None:
