@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-import zfwidgets
 from zfwidgets.core.checks import check_channel, resolve_device
 from zfwidgets.core.inspector import Inspector
 from zfwidgets.core.mining import (
@@ -75,9 +74,13 @@ def default_probe(run: Run):
     return probe
 
 
+# The installed zfwidgets package folder (this file is zfwidgets/train/evolution.py).
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
 def _is_bundled(path: Path) -> bool:
-    package = Path(zfwidgets.__file__).resolve().parent
-    return path.resolve().is_relative_to(package)
+    """True for a run inside the package (the demo's): its cache goes to the user cache."""
+    return path.resolve().is_relative_to(_PACKAGE_DIR)
 
 
 class Evolution:
