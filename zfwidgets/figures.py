@@ -345,7 +345,7 @@ def architecture(
     train_set = fd.train
     if train_limit is not None and train_limit < len(train_set):
         train_set = torch.utils.data.Subset(train_set, range(train_limit))
-    from zfwidgets.core.architecture import compare_architectures
+    from zfwidgets.core.selection import compare_architectures
     from zfwidgets.train import TrainConfig, train
     from zfwidgets.zoo import SmallKrizhevskyNet, SmallZFNet
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from zfwidgets.core.architecture import (
+from zfwidgets.core.selection import (
     aliasing,
     compare_architectures,
     filter_health,
