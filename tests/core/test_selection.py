@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from zfwidgets.core.inspector import Inspector
 from zfwidgets.core.selection import (
     aliasing,
     compare_architectures,
@@ -17,7 +18,6 @@ from zfwidgets.core.selection import (
     filter_spectrum,
     spectral_energy,
 )
-from zfwidgets.core.inspector import Inspector
 
 
 def _wave(size: int, fy: float, fx: float, phase: float = 0.0) -> torch.Tensor:
