@@ -14,7 +14,14 @@ Example:
 """
 
 from zfwidgets.train.evolution import Evolution
-from zfwidgets.train.recipe import History, TrainConfig, TrainContext, renorm_conv_filters, train
+from zfwidgets.train.recipe import (
+    History,
+    TrainConfig,
+    TrainContext,
+    renorm_conv_filters,
+    train,
+    train_briefly,
+)
 from zfwidgets.train.snapshots import Run, SnapshotError, SnapshotRecorder, load_run
 
 __all__ = [
@@ -28,4 +35,5 @@ __all__ = [
     "load_run",
     "renorm_conv_filters",
     "train",
+    "train_briefly",
 ]

@@ -40,6 +40,7 @@ __all__ = [
     "pixel_mean",
     "renorm_conv_filters",
     "train",
+    "train_briefly",
 ]
 
 INITS = ("paper", "default")
@@ -432,6 +433,40 @@ def train(
             cb(epoch, model, dict(row))
     model.eval()
     return History(context.history, mean)
+
+
+def train_briefly(
+    build: Callable[[], nn.Module],
+    train_set,
+    epochs: int = 1,
+    seed: int = 0,
+    mean: str | Tensor | None = "auto",
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> nn.Module:
+    """A model from ``build()`` trained for ``epochs`` with the paper's recipe, all seeded.
+
+    ``torch.manual_seed(seed)`` is set before ``build()``, so initialisation, dropout, shuffling
+    and augmentation repeat exactly: two calls give the same weights. ``mean`` is
+    :attr:`TrainConfig.mean`. Used by Fig. 6 (:mod:`zfwidgets.figures`), which trains two
+    architectures side by side for a comparison.
+
+    Example:
+        >>> from zfwidgets.train.data import demo_data, subset_evenly
+        >>> from zfwidgets.zoo import SmallZFNet
+        >>> few = subset_evenly(demo_data()[0], 64)
+        >>> model = train_briefly(SmallZFNet, few, epochs=1)
+        >>> model.training
+        False
+
+    Returns:
+        The trained model, in eval mode on ``device``.
+    """
+    torch.manual_seed(seed)
+    model = build()
+    config = TrainConfig(epochs=epochs, seed=seed, mean=mean)
+    train(model, train_set, config=config, device=device, progress=progress)
+    return model.eval()
 
 
 def _checked_config(model: nn.Module, train_set, config: TrainConfig | None) -> TrainConfig:
