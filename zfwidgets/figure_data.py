@@ -87,7 +87,12 @@ def load_figure_data(model: str = "demo", data: str | None = None, limit: int = 
 
 
 def shape_is_imagenet(model: str) -> bool:
-    """True for torchvision's ImageNet models (they are loaded with their pretrained weights)."""
+    """True for torchvision's ImageNet models (they are loaded with their pretrained weights).
+
+    Example:
+        >>> shape_is_imagenet("alexnet"), shape_is_imagenet("demo")
+        (True, False)
+    """
     from zfwidgets.zoo.registry import MODEL_NAMES
 
     return model in MODEL_NAMES and model.startswith(("alexnet", "vgg"))
