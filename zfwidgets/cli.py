@@ -1,4 +1,12 @@
-"""The ``zfwidgets`` command line. Thin: each subcommand calls the library and prints."""
+"""The ``zfwidgets`` command line. Thin: each subcommand calls the library and prints.
+
+Example:
+    >>> main(["info", "--model", "demo"])  # doctest: +ELLIPSIS
+    demo: SmallZFNet, input (1, 28, 28), 16 steps
+    blocks: conv1, conv2, conv3, fc4, fc5
+    ...
+    0
+"""
 
 from __future__ import annotations
 
@@ -66,7 +74,12 @@ def _figures(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``zfwidgets`` command."""
+    """The argument parser of the ``zfwidgets`` command.
+
+    Example:
+        >>> build_parser().parse_args(["figures", "--out", "figs"]).limit
+        1000
+    """
     parser = argparse.ArgumentParser(prog="zfwidgets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="print a model's layers, shapes and receptive fields")
@@ -95,7 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the command line; returns the exit status."""
+    """Runs the command line; returns the exit status (2 for a refused argument).
+
+    Example:
+        >>> main(["info", "--model", "nope"])  # the message goes to stderr
+        2
+    """
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

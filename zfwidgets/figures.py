@@ -3,7 +3,10 @@
 Every picture is made with the same core calls the widgets make (``trace_projection``,
 ``mine`` + ``top_projections``, ``Evolution``, ``invariance_curves``, ``compare_architectures``,
 ``occlusion_sweep``, ``correspondence``) and drawn with :mod:`zfwidgets.core.render`; the
-invariance curves are plotted with matplotlib.
+invariance curves are plotted with matplotlib. Each figure function returns its picture (a uint8
+RGB array, or PNG bytes for the plots); only :func:`make_figures` writes files. The models and
+images come from :mod:`zfwidgets.figure_data`, and the brief training of Fig. 6 from
+:func:`zfwidgets.train.train_briefly`.
 
 Files written (``<layer>`` for every conv layer):
 
@@ -18,6 +21,10 @@ Files written (``<layer>`` for every conv layer):
 - ``correspondence.md`` and ``correspondence.csv``: Table 1 on the data.
 
 Example:
+    >>> from zfwidgets.core import Inspector
+    >>> fd = load_figure_data("demo", limit=20)
+    >>> occlusion(Inspector(fd.model, device="cpu"), fd, count=1).shape   # (a)-(e), one row
+    (120, 584, 3)
     >>> paths = make_figures("demo", "figures", progress=False)   # doctest: +SKIP
 """
 
@@ -26,15 +33,14 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm import tqdm
 
 from zfwidgets.core import Inspector, render
@@ -43,8 +49,9 @@ from zfwidgets.core.invariance import TRANSFORMS, UNITS, default_amounts, invari
 from zfwidgets.core.mining import mine
 from zfwidgets.core.occlusion import occlusion_sweep
 from zfwidgets.core.top_views import top_projections
+from zfwidgets.figure_data import FigureData, load_figure_data, shape_is_imagenet
 
-__all__ = ["FIGURES", "FigureData", "load_figure_data", "make_figures"]
+__all__ = ["FIGURES", "FigureData", "load_figure_data", "make_figures", "shape_is_imagenet"]
 
 TILE = 112  # side of most tiles, in pixels
 FIGURES = (
@@ -60,138 +67,9 @@ FIGURES = (
     "correspondence.csv",
 )
 
-
-@dataclass
-class FigureData:
-    """A model with the images the figures are made from.
-
-    Attributes:
-        name: the model's name (``demo``, ``alexnet``...).
-        model: the model (never modified).
-        images: (N, C, H, W) model inputs.
-        labels: (N,) true classes.
-        classes: class names.
-        mean: the mean image subtracted from the inputs (for display), or None.
-        run: the model's training run (``demo.snapshots()``), or None.
-        train: a training set for the architecture comparison (the demo's), or None.
-    """
-
-    name: str
-    model: nn.Module
-    images: Tensor
-    labels: Tensor
-    classes: list[str]
-    mean: Tensor | None = None
-    run: Any = None
-    train: Any = None
-    notes: list[str] = field(default_factory=list)
-
-
-def load_figure_data(model: str = "demo", data: str | None = None, limit: int = 1000) -> FigureData:
-    """The model called ``model`` (a :func:`~zfwidgets.zoo.registry.get_model` name) with images.
-
-    ``data``: ``None`` picks the demo digits for 28-pixel models and scikit-image's photos for
-    ImageNet models; ``"demo"``, ``"photos"`` or a folder of class folders of pictures
-    (torchvision ``ImageFolder``) choose explicitly. At most ``limit`` images are used.
-    """
-    from zfwidgets import demo
-    from zfwidgets.zoo.registry import get_model
-
-    if model == "demo":
-        d = demo.load()
-        net, shape = d.model, (1, 28, 28)
-    else:
-        net, shape = get_model(model, pretrained=shape_is_imagenet(model))
-        d = None
-    data = data or ("demo" if shape[-1] == 28 else "photos")
-    if data == "demo":
-        d = d or demo.load()
-        if shape[0] != 1 or shape[-1] != 28:
-            raise ValueError(f"the demo digits are (1, 28, 28) but {model} takes {shape}")
-        # Evenly spread over the held-out split (sorted by class): every class is present.
-        picks = torch.linspace(0, len(d.dataset) - 1, min(limit, len(d.dataset))).long()
-        return FigureData(
-            model,
-            net,
-            d.dataset.images[picks],
-            d.dataset.labels[picks],
-            d.classes,
-            d.mean,
-            run=demo.snapshots() if model == "demo" else None,
-            train=d.train,
-        )
-    if data == "photos":
-        return _photos(model, net, shape, limit)
-    return _image_folder(model, net, shape, Path(data), limit)
-
-
-def shape_is_imagenet(model: str) -> bool:
-    """True for torchvision's ImageNet models (they are loaded with their pretrained weights)."""
-    from zfwidgets.zoo.registry import MODEL_NAMES
-
-    return model in MODEL_NAMES and model.startswith(("alexnet", "vgg"))
-
-
-def _imagenet_names(model: str, count: int) -> list[str]:
-    import torchvision
-
-    try:
-        names = list(torchvision.models.get_model_weights(model).DEFAULT.meta["categories"])
-    except (ValueError, KeyError, AttributeError):
-        names = []
-    return names if len(names) == count else [str(i) for i in range(count)]
-
-
-_IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
-_IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
-
-
-def _prepare(picture: np.ndarray, shape: tuple[int, ...]) -> Tensor:
-    """An RGB uint8 picture resized and centre-cropped to ``shape``, ImageNet-normalised."""
-    channels, size = shape[0], shape[-1]
-    img = Image.fromarray(picture).convert("RGB" if channels == 3 else "L")
-    scale = size / min(img.size)
-    img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))))
-    left, top = (img.width - size) // 2, (img.height - size) // 2
-    img = img.crop((left, top, left + size, top + size))
-    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
-    x = x.permute(2, 0, 1) if x.ndim == 3 else x[None]
-    if channels == 3:
-        x = (x - _IMAGENET_MEAN) / _IMAGENET_STD
-    return x
-
-
-def _photos(model: str, net: nn.Module, shape, limit: int) -> FigureData:
-    from skimage import data as skdata
-
-    names = ["chelsea", "astronaut", "coffee", "rocket", "coins", "camera", "cat", "horse"]
-    pictures = []
-    for name in names:
-        picture = getattr(skdata, name)()
-        picture = picture if picture.dtype == np.uint8 else (picture * 255).astype(np.uint8)
-        pictures.append(_prepare(picture, shape))
-    images = torch.stack(pictures[:limit])
-    insp = Inspector(net, device="cpu")
-    logits = insp.run_batch(images, [insp.layers[-1]])[insp.layers[-1]]
-    labels = logits.argmax(1)  # photos have no labels: the model's own answer stands in
-    classes = _imagenet_names(model, int(logits.shape[1]))
-    return FigureData(model, net, images, labels.cpu(), classes, None)
-
-
-def _image_folder(model: str, net: nn.Module, shape, folder: Path, limit: int) -> FigureData:
-    from torchvision.datasets import ImageFolder
-
-    if not folder.is_dir():
-        raise ValueError(
-            f"data must be 'demo', 'photos' or a folder of class folders; got {folder}"
-        )
-    dataset = ImageFolder(str(folder))
-    if len(dataset) == 0:
-        raise ValueError(f"no pictures found under {folder}")
-    count = min(limit, len(dataset))
-    images = torch.stack([_prepare(np.asarray(dataset[i][0]), shape) for i in range(count)])
-    labels = torch.tensor([dataset[i][1] for i in range(count)])
-    return FigureData(model, net, images, labels, list(dataset.classes), None)
+# What a figure gives make_figures to write: file name -> picture (uint8 array, saved as PNG),
+# PNG bytes, or text; None when the model lacks what the figure needs.
+Files = dict[str, Any] | None
 
 
 # ----- drawing helpers ------------------------------------------------------------------------
@@ -201,11 +79,6 @@ def _enlarge(picture: np.ndarray, side: int = TILE) -> np.ndarray:
     """Nearest-neighbour resize of a uint8 picture to ``side`` x ``side``."""
     img = Image.fromarray(picture)
     return np.asarray(img.resize((side, side), Image.NEAREST))
-
-
-def _save(picture: np.ndarray, path: Path) -> Path:
-    path.write_bytes(render.to_png(picture))
-    return path
 
 
 def _shown(x: Tensor, mean: Tensor | None) -> np.ndarray:
@@ -225,7 +98,7 @@ def _signal_picture(signal, method: str) -> np.ndarray:
     )
 
 
-def deconvnet_steps(insp: Inspector, fd: FigureData, out: Path) -> Path:
+def deconvnet_steps(insp: Inspector, fd: FigureData) -> np.ndarray:
     """One unit of the last conv layer, traced down to the pixels step by step."""
     x = fd.images[0]
     layer = _conv_layers(insp, fd)[-1]
@@ -238,10 +111,10 @@ def deconvnet_steps(insp: Inspector, fd: FigureData, out: Path) -> Path:
             summed = signal if signal.shape[0] in (1, 3) else signal.sum(0, keepdim=True)
             tiles.append(_enlarge(_signal_picture(summed.cpu(), method)))
             names.append(f"below {step.kind} {step.name}")
-    return _save(render.grid(tiles, cols=min(len(tiles), 7), pad=4, labels=names), out)
+    return render.grid(tiles, cols=min(len(tiles), 7), pad=4, labels=names)
 
 
-def top9(insp: Inspector, fd: FigureData, layer: str, out: Path, maps: int = 6, mined=None):
+def top9(insp: Inspector, fd: FigureData, layer: str, maps: int = 6, mined=None) -> np.ndarray:
     """Fig. 2: for the first ``maps`` maps, 9 projections (left) beside their patches (right)."""
     top = mined if mined is not None else mine(insp, fd.images, [layer], k=9, progress=False)
     count = min(maps, top.layers[insp.layer_name(layer)].values.shape[0])
@@ -266,12 +139,12 @@ def top9(insp: Inspector, fd: FigureData, layer: str, out: Path, maps: int = 6, 
         right = render.grid(patches, cols=3, pad=2)
         rows.append(render.grid([left, right], cols=2, pad=6))
     labels = [f"{layer} map {c}" for c in range(count)]
-    return _save(render.grid(rows, cols=min(3, len(rows)), pad=10, labels=labels), out)
+    return render.grid(rows, cols=min(3, len(rows)), pad=10, labels=labels)
 
 
 def evolution(
-    fd: FigureData, out: Path, maps: int = 4, progress: bool = False, cache_dir=None
-) -> Path | None:
+    fd: FigureData, maps: int = 4, progress: bool = False, cache_dir=None
+) -> np.ndarray | None:
     """Fig. 4: projections of the first ``maps`` maps per layer over the snapshot epochs."""
     if fd.run is None:
         return None
@@ -287,12 +160,14 @@ def evolution(
                 p = evo.projection(epoch, layer, channel)
                 tiles.append(_enlarge(render.projection_image(p.cpu()), 56))
                 labels.append(f"{layer}/{channel} ep {epoch}")
-    cols = len(fd.run.epochs)
-    return _save(render.grid(tiles, cols=cols, pad=3, labels=labels), out)
+    return render.grid(tiles, cols=len(fd.run.epochs), pad=3, labels=labels)
 
 
-def invariance(insp: Inspector, fd: FigureData, kind: str, out: Path, count: int = 5) -> Path:
-    """Fig. 5: distance at two layers and p(true class) against the amount, one line per image."""
+def invariance(insp: Inspector, fd: FigureData, kind: str, count: int = 5) -> bytes:
+    """Fig. 5: distance at two layers and p(true class) against the amount, one line per image.
+
+    Returns the matplotlib plot as PNG bytes.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -318,8 +193,7 @@ def invariance(insp: Inspector, fd: FigureData, kind: str, out: Path, count: int
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
-    out.write_bytes(buffer.getvalue())
-    return out
+    return buffer.getvalue()
 
 
 def _spread(labels: Tensor, count: int) -> list[int]:
@@ -336,8 +210,8 @@ def _spread(labels: Tensor, count: int) -> list[int]:
 
 
 def architecture(
-    fd: FigureData, out: Path, epochs: int = 1, train_limit: int | None = None, progress=False
-):
+    fd: FigureData, epochs: int = 1, train_limit: int | None = None, progress: bool = False
+) -> np.ndarray | None:
     """Fig. 6: the small ZF net against the small Krizhevsky net, trained here for ``epochs``
     on the first ``train_limit`` training images (all by default)."""
     if fd.train is None:
@@ -345,17 +219,15 @@ def architecture(
     train_set = fd.train
     if train_limit is not None and train_limit < len(train_set):
         train_set = torch.utils.data.Subset(train_set, range(train_limit))
-    from zfwidgets.core.architecture import compare_architectures
-    from zfwidgets.train import TrainConfig, train
+    from zfwidgets.core.selection import compare_architectures
+    from zfwidgets.train import train_briefly
     from zfwidgets.zoo import SmallKrizhevskyNet, SmallZFNet
 
-    models = {}
-    for name, build in (("ZF 5x5/1", SmallZFNet), ("Krizhevsky 9x9/2", SmallKrizhevskyNet)):
-        torch.manual_seed(0)
-        model = build()
-        config = TrainConfig(epochs=epochs, seed=0, mean=None)  # digits: mean already removed
-        train(model, train_set, config=config, device="cpu", progress=progress)
-        models[name] = model.eval()
+    builds = {"ZF 5x5/1": SmallZFNet, "Krizhevsky 9x9/2": SmallKrizhevskyNet}
+    models = {  # the digits already have their mean removed: train subtracts nothing
+        name: train_briefly(build, train_set, epochs, seed=0, mean=None, progress=progress)
+        for name, build in builds.items()
+    }
     report = compare_architectures(models, fd.images[:500], fd.labels[:500], device="cpu")
     tiles, labels = [], []
     for name in models:
@@ -367,7 +239,7 @@ def architecture(
     tiles = [_pad(t, side) for t in tiles]
     picture = render.grid(tiles, cols=2, pad=8, labels=labels)
     table = _text_picture(report.table(), picture.shape[1])
-    return _save(np.concatenate([picture, table], axis=0), out)
+    return np.concatenate([picture, table], axis=0)
 
 
 def _pad(picture: np.ndarray, side: int) -> np.ndarray:
@@ -390,7 +262,7 @@ def _text_picture(text: str, width: int) -> np.ndarray:
     return np.asarray(img)
 
 
-def occlusion(insp: Inspector, fd: FigureData, out: Path, count: int = 3) -> Path:
+def occlusion(insp: Inspector, fd: FigureData, count: int = 3) -> np.ndarray:
     """Fig. 7: (a) image, (b) activity, (c) projection, (d) p(true class), (e) top class."""
     side = int(fd.images.shape[-1])
     size, stride = max(1, round(side / 4)), max(1, round(side / 14))
@@ -414,11 +286,14 @@ def occlusion(insp: Inspector, fd: FigureData, out: Path, count: int = 3) -> Pat
             f"(d) p({name})",
             "(e) top class",
         ]
-    return _save(render.grid(tiles, cols=5, pad=4, labels=labels), out)
+    return render.grid(tiles, cols=5, pad=4, labels=labels)
 
 
-def correspondence_table(insp: Inspector, fd: FigureData, out_md: Path, out_csv: Path):
-    """Table 1: Delta per layer for two parts of five images of one class, and random boxes."""
+def correspondence_table(insp: Inspector, fd: FigureData) -> tuple[str, bytes]:
+    """Table 1: Delta per layer for two parts of five images of one class, and random boxes.
+
+    Returns ``(markdown, csv)``: the table to read, and its rows as CSV bytes.
+    """
     label = int(torch.mode(fd.labels).values)
     chosen = [fd.images[i] for i in range(len(fd.labels)) if int(fd.labels[i]) == label][:5]
     side = int(fd.images.shape[-1])
@@ -430,22 +305,25 @@ def correspondence_table(insp: Inspector, fd: FigureData, out_md: Path, out_csv:
     layers = insp.blocks[:-1]
     rows = []
     for part, corner in parts.items():
-        for r in correspondence(insp, chosen, [corner] * len(chosen), size, layers, draws=10):
-            rows.append(
-                {
-                    "part": part,
-                    "layer": r.layer,
-                    "delta_part": round(r.part, 4),
-                    "delta_random": round(r.random_mean, 4),
-                    "random_std": round(r.random_std, 4),
-                }
-            )
-    with out_csv.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        found = correspondence(insp, chosen, [corner] * len(chosen), size, layers, draws=10)
+        rows += [_correspondence_row(part, r) for r in found]
+    title = f"on {len(chosen)} images of class {fd.classes[label]!r}"
+    return _correspondence_markdown(rows, title, size), _csv_bytes(rows)
+
+
+def _correspondence_row(part: str, r) -> dict[str, Any]:
+    return {
+        "part": part,
+        "layer": r.layer,
+        "delta_part": round(r.part, 4),
+        "delta_random": round(r.random_mean, 4),
+        "random_std": round(r.random_std, 4),
+    }
+
+
+def _correspondence_markdown(rows: list[dict[str, Any]], title: str, size: int) -> str:
     lines = [
-        f"# Correspondence (Table 1) on {len(chosen)} images of class {fd.classes[label]!r}",
+        f"# Correspondence (Table 1) {title}",
         "",
         f"Mask {size}x{size} pixels; Delta = mean normalised Hamming distance between the signs "
         "of the feature changes (lower = more consistent); random: 10 random boxes.",
@@ -458,8 +336,15 @@ def correspondence_table(insp: Inspector, fd: FigureData, out_md: Path, out_csv:
         f"{r['random_std']:.3f} |"
         for r in rows
     ]
-    out_md.write_text("\n".join(lines) + "\n")
-    return [out_md, out_csv]
+    return "\n".join(lines) + "\n"
+
+
+def _csv_bytes(rows: list[dict[str, Any]]) -> bytes:
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
 
 
 # ----- the command ----------------------------------------------------------------------------
@@ -484,40 +369,18 @@ def make_figures(
     out.mkdir(parents=True, exist_ok=True)
     fd = load_figure_data(model, data, limit)
     insp = Inspector(fd.model, device="auto")
-    layers = _conv_layers(insp, fd)
-    steps: list[tuple[str, Callable[[], Any]]] = [
-        ("deconvnet steps", lambda: deconvnet_steps(insp, fd, out / "deconvnet_steps.png")),
-        ("mining top 9", lambda: _top9_all(insp, fd, layers, out)),
-        ("feature evolution", lambda: evolution(fd, out / "evolution.png")),
-    ]
-    steps += [
-        (f"invariance {kind}", lambda k=kind: invariance(insp, fd, k, out / f"invariance_{k}.png"))
-        for kind in TRANSFORMS
-    ]
-    steps += [
-        (
-            "architecture",
-            lambda: architecture(fd, out / "architecture.png", arch_epochs, train_limit),
-        ),
-        ("occlusion", lambda: occlusion(insp, fd, out / "occlusion.png")),
-        (
-            "correspondence",
-            lambda: correspondence_table(
-                insp, fd, out / "correspondence.md", out / "correspondence.csv"
-            ),
-        ),
-    ]
     written: list[Path] = []
+    steps = _figure_steps(insp, fd, arch_epochs, train_limit)
     bar = tqdm(steps, desc="figures", unit="fig", disable=not progress)
-    for name, step in bar:
+    for name, draw in bar:
         bar.set_postfix_str(name)
         started = time.perf_counter()
-        result = step()
-        if result is None:
+        files = draw()
+        if files is None:
             if log:
                 log(f"skipped {name}: {model} has no training run / training set for it")
             continue
-        paths = result if isinstance(result, list) else [result]
+        paths = [_write(out / file, content) for file, content in files.items()]
         written += paths
         if log:
             names = ", ".join(p.name for p in paths)
@@ -525,6 +388,51 @@ def make_figures(
     return written
 
 
-def _top9_all(insp: Inspector, fd: FigureData, layers: Sequence[str], out: Path) -> list[Path]:
+def _figure_steps(
+    insp: Inspector, fd: FigureData, arch_epochs: int, train_limit: int | None
+) -> list[tuple[str, Callable[[], Files]]]:
+    """(name, draw) for every figure, in the order of :data:`FIGURES`."""
+
+    def one(file: str, picture) -> Files:
+        return None if picture is None else {file: picture}
+
+    steps: list[tuple[str, Callable[[], Files]]] = [
+        ("deconvnet steps", lambda: one("deconvnet_steps.png", deconvnet_steps(insp, fd))),
+        ("mining top 9", lambda: _top9_all(insp, fd)),
+        ("feature evolution", lambda: one("evolution.png", evolution(fd))),
+    ]
+    steps += [
+        (f"invariance {kind}", lambda k=kind: {f"invariance_{k}.png": invariance(insp, fd, k)})
+        for kind in TRANSFORMS
+    ]
+    steps += [
+        (
+            "architecture",
+            lambda: one("architecture.png", architecture(fd, arch_epochs, train_limit)),
+        ),
+        ("occlusion", lambda: one("occlusion.png", occlusion(insp, fd))),
+        ("correspondence", lambda: _correspondence_files(insp, fd)),
+    ]
+    return steps
+
+
+def _top9_all(insp: Inspector, fd: FigureData) -> Files:
+    layers = _conv_layers(insp, fd)
     mined = mine(insp, fd.images, layers, k=9, progress=False)
-    return [top9(insp, fd, layer, out / f"top9_{layer}.png", mined=mined) for layer in layers]
+    return {f"top9_{layer}.png": top9(insp, fd, layer, mined=mined) for layer in layers}
+
+
+def _correspondence_files(insp: Inspector, fd: FigureData) -> Files:
+    markdown, table = correspondence_table(insp, fd)
+    return {"correspondence.md": markdown, "correspondence.csv": table}
+
+
+def _write(path: Path, content: np.ndarray | bytes | str) -> Path:
+    """Write a picture (as PNG), bytes or text to ``path``."""
+    if isinstance(content, np.ndarray):
+        path.write_bytes(render.to_png(content))
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return path

@@ -13,6 +13,7 @@ import argparse
 import inspect
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,48 +131,94 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(str(err)) from err
 
 
+@dataclass
+class _Data:
+    """The data a ``zfwidgets train`` run trains on, and how the recipe should treat it."""
+
+    train_set: Any
+    val_set: Any
+    mean: Any  # a tensor (the demo's own mean) or "auto"
+    manifest: dict[str, Any]  # the run manifest's "data" entry, to rebuild the set later
+    crop: int | None
+    shift: int
+    num_classes: int
+
+
 def _run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     is_demo = args.data == "demo"
     channels = args.channels or (1 if is_demo else 3)
     name, fixed = ARCHITECTURES.get(args.arch, (None, None))
     size = args.size or fixed or (28 if is_demo else 32)
-    if is_demo:
-        if fixed is not None:
-            raise ValueError(
-                f"{args.arch} takes {fixed}x{fixed} images and --data demo holds 1x28x28 "
-                "digits; use small-zf, small-krizhevsky or small-resnet for the demo"
-            )
-        if channels != 1 or size != 28:
-            raise ValueError(
-                f"--data demo holds 1x28x28 digits; got --channels {channels} --size {size}"
-            )
-        train_set, val_set = demo_data()
-        mean: Any = demo_mean()
-        data = {"source": "demo", "split": "train"}
-        stored, crop, shift = 28, None, 2
-    else:
-        # Stored a little larger than the input, trained on random crops (the paper: 256 / 224).
-        stored = size if size < 64 else round(size * 256 / 224)
-        stored = stored + 4 if size < 64 else stored
-        train_set, val_set = image_folder(args.data, stored, channels, seed=args.seed)
-        mean = "auto"
-        data = {
-            "source": "imagefolder",
-            "path": str(Path(args.data).resolve()),
-            "size": stored,
-            "channels": channels,
-            "val_fraction": 0.1,
-            "split_seed": args.seed,
-        }
-        crop, shift = size, 0
-    num_classes = 10 if is_demo else len(train_set.dataset.classes)
+    data = _demo(args, fixed, channels, size) if is_demo else _folder(args, channels, size)
     if args.limit:
-        train_set = subset_evenly(train_set, args.limit)
-        val_set = None if val_set is None else subset_evenly(val_set, max(1, args.limit // 4))
-        data["limit"] = args.limit
-    model, kwargs = build_model(args.arch, channels, num_classes, size)
-    config = TrainConfig(
+        data.train_set = subset_evenly(data.train_set, args.limit)
+        if data.val_set is not None:
+            data.val_set = subset_evenly(data.val_set, max(1, args.limit // 4))
+        data.manifest["limit"] = args.limit
+    model, kwargs = build_model(args.arch, channels, data.num_classes, size)
+    recorder = SnapshotRecorder(
+        args.out,
+        epochs=args.snapshot_epochs,
+        model_kwargs=kwargs,
+        data=data.manifest,
+        extra={"arch": args.arch, "command": "zfwidgets train"},
+    )
+    print(
+        f"training {name}({', '.join(f'{k}={v}' for k, v in kwargs.items())}) on "
+        f"{len(data.train_set)} images ({args.data}) for {args.epochs} epochs -> {args.out}"
+    )
+    t0 = time.perf_counter()
+    history = train(
+        model,
+        data.train_set,
+        data.val_set,
+        _config(args, data, flip_default=not is_demo),
+        [recorder],
+        device=args.device,
+        progress=not args.no_progress,
+        resume=args.out if args.resume else None,
+    )
+    _print_done(args, history, recorder, time.perf_counter() - t0)
+    return 0
+
+
+def _demo(args: argparse.Namespace, fixed: int | None, channels: int, size: int) -> _Data:
+    """The bundled digits, refusing shapes they do not have."""
+    if fixed is not None:
+        raise ValueError(
+            f"{args.arch} takes {fixed}x{fixed} images and --data demo holds 1x28x28 "
+            "digits; use small-zf, small-krizhevsky or small-resnet for the demo"
+        )
+    if channels != 1 or size != 28:
+        raise ValueError(
+            f"--data demo holds 1x28x28 digits; got --channels {channels} --size {size}"
+        )
+    train_set, val_set = demo_data()
+    manifest = {"source": "demo", "split": "train"}
+    return _Data(train_set, val_set, demo_mean(), manifest, crop=None, shift=2, num_classes=10)
+
+
+def _folder(args: argparse.Namespace, channels: int, size: int) -> _Data:
+    """An ImageFolder tree, split by ``--seed``."""
+    # Stored a little larger than the input, trained on random crops (the paper: 256 / 224).
+    stored = size + 4 if size < 64 else round(size * 256 / 224)
+    train_set, val_set = image_folder(args.data, stored, channels, seed=args.seed)
+    manifest = {
+        "source": "imagefolder",
+        "path": str(Path(args.data).resolve()),
+        "size": stored,
+        "channels": channels,
+        "val_fraction": 0.1,
+        "split_seed": args.seed,
+    }
+    classes = len(train_set.dataset.classes)
+    return _Data(train_set, val_set, "auto", manifest, crop=size, shift=0, num_classes=classes)
+
+
+def _config(args: argparse.Namespace, data: _Data, flip_default: bool) -> TrainConfig:
+    """The recipe from the command's options (flips by default on photos, not on digits)."""
+    return TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -179,39 +226,20 @@ def _run(args: argparse.Namespace) -> int:
         milestones=args.milestones,
         init=args.init,
         renorm_radius=args.radius or None,
-        mean=mean,
-        shift=shift,
-        crop=crop,
-        flip=bool(args.flip) if args.flip is not None else not is_demo,
+        mean=data.mean,
+        shift=data.shift,
+        crop=data.crop,
+        flip=bool(args.flip) if args.flip is not None else flip_default,
         seed=args.seed,
     )
-    recorder = SnapshotRecorder(
-        args.out,
-        epochs=args.snapshot_epochs,
-        model_kwargs=kwargs,
-        data=data,
-        extra={"arch": args.arch, "command": "zfwidgets train"},
-    )
-    print(
-        f"training {name}({', '.join(f'{k}={v}' for k, v in kwargs.items())}) on "
-        f"{len(train_set)} images ({args.data}) for {args.epochs} epochs -> {args.out}"
-    )
-    t0 = time.perf_counter()
-    history = train(
-        model,
-        train_set,
-        val_set,
-        config,
-        [recorder],
-        device=args.device,
-        progress=not args.no_progress,
-        resume=args.out if args.resume else None,
-    )
+
+
+def _print_done(args: argparse.Namespace, history, recorder: SnapshotRecorder, seconds: float):
+    """The closing line: time, last loss and accuracy, where the snapshots are."""
     last = history[-1]
     val = "-" if last["val_acc"] is None else f"{last['val_acc']:.4f}"
     per_epoch = statistics.median(r["seconds"] for r in history)
     print(
-        f"done in {time.perf_counter() - t0:.1f} s ({per_epoch:.1f} s per epoch): loss "
+        f"done in {seconds:.1f} s ({per_epoch:.1f} s per epoch): loss "
         f"{last['loss']:.4f}, val acc {val}; snapshots at epochs {recorder.epochs} in {args.out}"
     )
-    return 0

@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from zfwidgets.train.recipe import center_crop
+from zfwidgets.zoo.demo import DigitDataset, pixels
 
 __all__ = [
     "ImageFolderPixels",
@@ -36,44 +37,31 @@ __all__ = [
 ]
 
 
-class PixelDataset(Dataset):
-    """Images held in memory: ``images`` float32 (N, C, H, W) in [0, 1], ``labels`` int64 (N,)."""
-
-    def __init__(self, images: Tensor, labels: Tensor) -> None:
-        if images.ndim != 4 or len(images) != len(labels):
-            raise ValueError(
-                f"expected images (N, C, H, W) and N labels, got {tuple(images.shape)} and "
-                f"{tuple(labels.shape)}"
-            )
-        self.images = images
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        return self.images[index], int(self.labels[index])
+# One in-memory data set class for the whole package: the zoo's (the demo needs it, and the zoo
+# never imports train). Here it holds pixels in [0, 1].
+PixelDataset = DigitDataset
 
 
 def demo_data() -> tuple[PixelDataset, PixelDataset]:
     """The bundled digits as ``(train, held-out)`` pixels in [0, 1] (4,000 and 1,000 digits)."""
-    from zfwidgets.demo import _arrays
+    p = pixels()
 
-    a = _arrays()
+    def split(images: np.ndarray, labels: np.ndarray) -> PixelDataset:
+        return PixelDataset(
+            torch.from_numpy(images).float()[:, None] / 255.0, torch.from_numpy(labels)
+        )
 
-    def split(idx: np.ndarray) -> PixelDataset:
-        idx = idx.astype(np.int64)
-        pixels = torch.from_numpy(a["images"][idx]).float()[:, None] / 255.0
-        return PixelDataset(pixels, torch.from_numpy(a["labels"][idx].astype(np.int64)))
-
-    return split(a["train_idx"]), split(a["test_idx"])
+    return split(p.train_images, p.train_labels), split(p.test_images, p.test_labels)
 
 
 def demo_mean() -> Tensor:
-    """The per-pixel training mean the demo model was trained with (1, 28, 28), bit-exact."""
-    from zfwidgets.demo import _splits
+    """The per-pixel training mean the demo model was trained with (1, 28, 28), bit-exact.
 
-    return _splits()[2]
+    Example:
+        >>> tuple(demo_mean().shape)
+        (1, 28, 28)
+    """
+    return pixels().mean()
 
 
 class Normalised(Dataset):

@@ -10,14 +10,21 @@ Mining results are cached on disk beside the snapshots (``run_dir/evolution``), 
 cache (``$ZFWIDGETS_CACHE`` or ``~/.cache/zfwidgets``) when the run directory is read-only or
 is the bundled demo inside the package.
 
-Example:
+Example (a probe of 100 digits keeps it quick; by default the probe is the run's training set,
+for the demo its 4,000 training digits):
+    >>> import tempfile
     >>> from zfwidgets import demo
     >>> from zfwidgets.train import Evolution
-    >>> evo = Evolution(demo.snapshots())                  # doctest: +SKIP
+    >>> probe = demo.load().dataset.images[:100]
+    >>> cache = tempfile.TemporaryDirectory()
+    >>> evo = Evolution(demo.snapshots(), probe=probe, cache_dir=cache.name, progress=False)
     >>> evo.layers
     ['conv1', 'conv2', 'conv3']
-    >>> evo.top(5, "conv2").images[7, 0]                   # probe image that excites map 7 most
-    >>> evo.projection(5, "conv2", 7).shape                # cropped to its receptive field
+    >>> int(evo.top(5, "conv2").images[7, 0]) in range(100)  # probe image exciting map 7 most
+    True
+    >>> evo.projection(5, "conv2", 7).ndim                   # (1, h, w): its receptive field
+    3
+    >>> cache.cleanup()
 """
 
 from __future__ import annotations
@@ -31,7 +38,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-import zfwidgets
 from zfwidgets.core.checks import check_channel, resolve_device
 from zfwidgets.core.inspector import Inspector
 from zfwidgets.core.mining import (
@@ -75,9 +81,13 @@ def default_probe(run: Run):
     return probe
 
 
+# The installed zfwidgets package folder (this file is zfwidgets/train/evolution.py).
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
 def _is_bundled(path: Path) -> bool:
-    package = Path(zfwidgets.__file__).resolve().parent
-    return path.resolve().is_relative_to(package)
+    """True for a run inside the package (the demo's): its cache goes to the user cache."""
+    return path.resolve().is_relative_to(_PACKAGE_DIR)
 
 
 class Evolution:

@@ -9,13 +9,15 @@ Data convention: ``train_set`` and ``val_set`` yield ``(pixels, label)`` with pi
 (not yet mean-subtracted); :func:`train` subtracts the per-pixel mean of the training images
 itself, after shifting, so that shifted-in borders are black like the image background.
 
-Example:
+Example (64 digits for one epoch, so that it is quick):
     >>> from zfwidgets.train import TrainConfig, train
-    >>> from zfwidgets.train.data import demo_data
+    >>> from zfwidgets.train.data import demo_data, subset_evenly
     >>> from zfwidgets.zoo import SmallZFNet
     >>> train_set, val_set = demo_data()
-    >>> history = train(SmallZFNet(), train_set, val_set, TrainConfig(epochs=1))  # doctest: +SKIP
-    >>> history[-1]["val_acc"]                                                    # doctest: +SKIP
+    >>> few, some = subset_evenly(train_set, 64), subset_evenly(val_set, 100)
+    >>> history = train(SmallZFNet(), few, some, TrainConfig(epochs=1), progress=False)
+    >>> len(history), 0 <= history[-1]["val_acc"] <= 1
+    (1, True)
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "pixel_mean",
     "renorm_conv_filters",
     "train",
+    "train_briefly",
 ]
 
 INITS = ("paper", "default")
@@ -398,6 +401,78 @@ def train(
     Returns:
         A :class:`History` of every epoch (including the resumed run's earlier ones).
     """
+    config = _checked_config(model, train_set, config)
+    dev = resolve_device(device)
+    mean = _training_mean(config, train_set)
+    context = _begin(model, train_set, config, mean, dev, resume)
+    for cb in callbacks:
+        if hasattr(cb, "on_train_begin"):
+            cb.on_train_begin(context)
+
+    mean_dev = None if mean is None else mean.to(dev)
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(context.start_epoch, config.epochs + 1):
+        t0 = time.perf_counter()
+        lr = context.lr_state["lr"]
+        loss, train_acc = _train_epoch(context, epoch, loss_fn, dev, progress)
+        val_acc = None
+        if val_set is not None:
+            val_acc = evaluate(model, val_set, mean_dev, config.crop, config.eval_batch_size, dev)
+        model.eval()
+        row = {
+            "epoch": epoch,
+            "loss": loss,
+            "train_acc": train_acc,
+            "val_acc": val_acc,
+            "lr": lr,
+            "seconds": time.perf_counter() - t0,
+        }
+        context.history.append(row)
+        _lr_after(config, context.lr_state, epoch, val_acc if val_acc is not None else -loss)
+        if progress:
+            _print_row(row)
+        for cb in callbacks:
+            cb(epoch, model, dict(row))
+    model.eval()
+    return History(context.history, mean)
+
+
+def train_briefly(
+    build: Callable[[], nn.Module],
+    train_set,
+    epochs: int = 1,
+    seed: int = 0,
+    mean: str | Tensor | None = "auto",
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> nn.Module:
+    """A model from ``build()`` trained for ``epochs`` with the paper's recipe, all seeded.
+
+    ``torch.manual_seed(seed)`` is set before ``build()``, so initialisation, dropout, shuffling
+    and augmentation repeat exactly: two calls give the same weights. ``mean`` is
+    :attr:`TrainConfig.mean`. Used by Fig. 6 (:mod:`zfwidgets.figures`), which trains two
+    architectures side by side for a comparison.
+
+    Example:
+        >>> from zfwidgets.train.data import demo_data, subset_evenly
+        >>> from zfwidgets.zoo import SmallZFNet
+        >>> few = subset_evenly(demo_data()[0], 64)
+        >>> model = train_briefly(SmallZFNet, few, epochs=1)
+        >>> model.training
+        False
+
+    Returns:
+        The trained model, in eval mode on ``device``.
+    """
+    torch.manual_seed(seed)
+    model = build()
+    config = TrainConfig(epochs=epochs, seed=seed, mean=mean)
+    train(model, train_set, config=config, device=device, progress=progress)
+    return model.eval()
+
+
+def _checked_config(model: nn.Module, train_set, config: TrainConfig | None) -> TrainConfig:
+    """The config to use (default :class:`TrainConfig()`), after refusing bad arguments."""
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
@@ -405,107 +480,105 @@ def train(
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     if len(train_set) == 0:
         raise ValueError("the training set is empty")
-    dev = resolve_device(device)
+    return config
 
+
+def _training_mean(config: TrainConfig, train_set) -> Tensor | None:
+    """The per-pixel mean training subtracts: the config's tensor, the data's, or none."""
     if isinstance(config.mean, Tensor):
-        mean: Tensor | None = config.mean.float()
-    elif config.mean == "auto":
-        mean = pixel_mean(train_set)
-    else:
-        mean = None
+        return config.mean.float()
+    if config.mean == "auto":
+        return pixel_mean(train_set)
+    return None
 
+
+def _begin(
+    model: nn.Module, train_set, config: TrainConfig, mean: Tensor | None, dev, resume
+) -> TrainContext:
+    """Optimizer, data generator and learning-rate state: fresh, or restored from ``resume``.
+
+    A fresh start initialises the model (``config.init``) and puts its filters inside the
+    renormalisation ball; a resumed one does neither.
+    """
     gen = torch.Generator()
     if config.seed is not None:
         gen.manual_seed(config.seed)
     lr_state = {"lr": float(config.lr), "best": -math.inf, "bad_epochs": 0.0}
-    rows: list[dict[str, Any]] = []
-    start_epoch = 1
     model.to(dev)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
+    context = TrainContext(model, optimizer, config, train_set, mean, gen, 1, lr_state, [])
     if resume is not None:
-        from zfwidgets.train.snapshots import load_run  # snapshots imports this module
+        _restore(context, resume, dev)
+        return context
+    if config.init == "paper":
+        paper_init(model)
+    if config.renorm_radius is not None:
+        renorm_conv_filters(model, config.renorm_radius)  # start inside the ball
+    return context
 
-        run = resume if hasattr(resume, "training_state") else load_run(resume)
-        epoch, weights, state = run.training_state()
-        model.load_state_dict(weights)
-        model.to(dev)
-        optimizer.load_state_dict(state["optimizer"])
-        lr_state.update({k: float(v) for k, v in state["lr_state"].items()})
-        torch.set_rng_state(state["rng_torch"])
-        gen.set_state(state["rng_data"])
-        if "rng_cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
-        rows = [dict(r) for r in run.history if r["epoch"] <= epoch]
-        start_epoch = epoch + 1
-    else:
-        if config.init == "paper":
-            paper_init(model)
-        if config.renorm_radius is not None:
-            renorm_conv_filters(model, config.renorm_radius)  # start inside the ball
 
-    context = TrainContext(
-        model, optimizer, config, train_set, mean, gen, start_epoch, lr_state, rows
-    )
-    for cb in callbacks:
-        if hasattr(cb, "on_train_begin"):
-            cb.on_train_begin(context)
+def _restore(context: TrainContext, resume, dev) -> None:
+    """Load weights, optimizer, learning rate, random generators and history from a run."""
+    from zfwidgets.train.snapshots import load_run  # snapshots imports this module
 
+    run = resume if hasattr(resume, "training_state") else load_run(resume)
+    epoch, weights, state = run.training_state()
+    context.model.load_state_dict(weights)
+    context.model.to(dev)
+    context.optimizer.load_state_dict(state["optimizer"])
+    context.lr_state.update({k: float(v) for k, v in state["lr_state"].items()})
+    torch.set_rng_state(state["rng_torch"])
+    context.generator.set_state(state["rng_data"])
+    if "rng_cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    context.history = [dict(r) for r in run.history if r["epoch"] <= epoch]
+    context.start_epoch = epoch + 1
+
+
+def _train_epoch(
+    context: TrainContext, epoch: int, loss_fn: nn.Module, dev, progress: bool
+) -> tuple[float, float]:
+    """One pass over the shuffled training set; returns (mean loss, training accuracy)."""
     from tqdm.auto import tqdm  # only training needs it
 
-    mean_dev = None if mean is None else mean.to(dev)
-    loss_fn = nn.CrossEntropyLoss()
-    n = len(train_set)
-    for epoch in range(start_epoch, config.epochs + 1):
-        t0 = time.perf_counter()
-        lr = lr_state["lr"]
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        model.train()
-        order = torch.randperm(n, generator=gen)
-        total_loss, correct = 0.0, 0
-        bar = tqdm(total=n, desc=f"epoch {epoch}/{config.epochs}", unit="img", disable=not progress)
-        try:
-            for start in range(0, n, config.batch_size):
-                idx = order[start : start + config.batch_size]
-                x, y = _items(train_set, idx)
-                x = _augment(x, mean, config, gen).to(dev)
-                y = y.to(dev)
-                logits = model(x)
-                loss = loss_fn(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if config.renorm_radius is not None:
-                    renorm_conv_filters(model, config.renorm_radius)
-                total_loss += loss.item() * len(idx)
-                correct += (logits.argmax(1) == y).sum().item()
-                bar.update(len(idx))
-                bar.set_postfix(loss=f"{total_loss / min(start + len(idx), n):.4f}")
-        finally:
-            bar.close()
-        val_acc = None
-        if val_set is not None:
-            val_acc = evaluate(model, val_set, mean_dev, config.crop, config.eval_batch_size, dev)
-        model.eval()
-        row = {
-            "epoch": epoch,
-            "loss": total_loss / n,
-            "train_acc": correct / n,
-            "val_acc": val_acc,
-            "lr": lr,
-            "seconds": time.perf_counter() - t0,
-        }
-        rows.append(row)
-        _lr_after(config, lr_state, epoch, val_acc if val_acc is not None else -row["loss"])
-        if progress:
-            va = "-" if val_acc is None else f"{val_acc:.4f}"
-            tqdm.write(
-                f"epoch {epoch:3d}  lr {lr:.0e}  loss {row['loss']:.4f}  "
-                f"train acc {row['train_acc']:.4f}  val acc {va}  ({row['seconds']:.1f} s)"
-            )
-        for cb in callbacks:
-            cb(epoch, model, dict(row))
-    model.eval()
-    return History(rows, mean)
+    model, optimizer, config = context.model, context.optimizer, context.config
+    for group in optimizer.param_groups:
+        group["lr"] = context.lr_state["lr"]
+    model.train()
+    n = len(context.train_set)
+    order = torch.randperm(n, generator=context.generator)
+    total_loss, correct = 0.0, 0
+    bar = tqdm(total=n, desc=f"epoch {epoch}/{config.epochs}", unit="img", disable=not progress)
+    try:
+        for start in range(0, n, config.batch_size):
+            idx = order[start : start + config.batch_size]
+            x, y = _items(context.train_set, idx)
+            x = _augment(x, context.mean, config, context.generator).to(dev)
+            y = y.to(dev)
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if config.renorm_radius is not None:
+                renorm_conv_filters(model, config.renorm_radius)
+            total_loss += loss.item() * len(idx)
+            correct += (logits.argmax(1) == y).sum().item()
+            bar.update(len(idx))
+            bar.set_postfix(loss=f"{total_loss / min(start + len(idx), n):.4f}")
+    finally:
+        bar.close()
+    return total_loss / n, correct / n
+
+
+def _print_row(row: dict[str, Any]) -> None:
+    """One line per epoch under the progress bars."""
+    from tqdm.auto import tqdm
+
+    va = "-" if row["val_acc"] is None else f"{row['val_acc']:.4f}"
+    tqdm.write(
+        f"epoch {row['epoch']:3d}  lr {row['lr']:.0e}  loss {row['loss']:.4f}  "
+        f"train acc {row['train_acc']:.4f}  val acc {va}  ({row['seconds']:.1f} s)"
+    )

@@ -13,11 +13,19 @@ file it names is complete, so a run killed at any moment keeps every completed s
 Loading uses ``torch.load(weights_only=True)`` (no pickled code runs) and checks each file's
 sha256 and parameter shapes.
 
-Example:
-    >>> from zfwidgets.train import SnapshotRecorder, load_run, train   # doctest: +SKIP
-    >>> train(model, train_set, val_set, callbacks=[SnapshotRecorder("runs/a")])
-    >>> run = load_run("runs/a")
-    >>> run.epochs, run.model(run.epochs[-1])
+Example (64 digits for one epoch, so that it is quick):
+    >>> import tempfile
+    >>> from zfwidgets.train import SnapshotRecorder, TrainConfig, load_run, train
+    >>> from zfwidgets.train.data import demo_data, subset_evenly
+    >>> from zfwidgets.zoo import SmallZFNet
+    >>> few = subset_evenly(demo_data()[0], 64)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> recorder = SnapshotRecorder(folder.name + "/a")
+    >>> history = train(SmallZFNet(), few, None, TrainConfig(epochs=1), [recorder], progress=False)
+    >>> run = load_run(folder.name + "/a")
+    >>> run.epochs, type(run.model(run.epochs[-1])).__name__
+    ([1], 'SmallZFNet')
+    >>> folder.cleanup()
 """
 
 from __future__ import annotations

@@ -32,10 +32,12 @@ class SmallZFNet(nn.Module):
         in_channels: image channels (1 for digits, 3 for colour images).
         num_classes: number of output logits.
         widths: number of filters in conv1, conv2 and conv3.
-        conv1_kernel: conv1 filter size (odd, padded to keep the size at stride 1).
-        conv1_stride: conv1 stride. The paper shrank AlexNet's conv1 (11x11 stride 4 to 7x7
-            stride 2) because a large stride aliases; on 28x28 inputs stride 1 is the natural
-            choice, and the parameter lets the architecture-selection comparison be redone.
+        conv1_kernel: conv1 filter size (odd, padded to keep the size at stride 1); default
+            ``CONV1[0]``, 5.
+        conv1_stride: conv1 stride; default ``CONV1[1]``, 1. The paper shrank AlexNet's conv1
+            (11x11 stride 4 to 7x7 stride 2) because a large stride aliases; on 28x28 inputs
+            stride 1 is the natural choice, and the parameter lets the architecture-selection
+            comparison be redone.
         image_size: side of the (square) input, needed to size the first linear layer.
 
     Example:
@@ -44,19 +46,23 @@ class SmallZFNet(nn.Module):
         torch.Size([2, 10])
     """
 
+    #: conv1's (kernel, stride) when the arguments are left out; a subclass changes only this.
+    CONV1: tuple[int, int] = (5, 1)
+
     def __init__(
         self,
         in_channels: int = 1,
         num_classes: int = 10,
         widths: Sequence[int] = (32, 64, 64),
-        conv1_kernel: int = 5,
-        conv1_stride: int = 1,
+        conv1_kernel: int | None = None,
+        conv1_stride: int | None = None,
         image_size: int = 28,
     ) -> None:
         super().__init__()
         if len(widths) != 3:
             raise ValueError(f"widths must have 3 entries (conv1..conv3), got {tuple(widths)}")
         w0, w1, w2 = (int(w) for w in widths)
+        conv1_kernel, conv1_stride = self._conv1(conv1_kernel, conv1_stride)
         pad1 = conv1_kernel // 2
 
         self.features = nn.Sequential(
@@ -89,9 +95,26 @@ class SmallZFNet(nn.Module):
             nn.Linear(128, num_classes),
         )
 
-    @staticmethod
-    def feature_size(image_size: int = 28, conv1_kernel: int = 5, conv1_stride: int = 1) -> int:
-        """Side of the conv3 feature map for a square input (6 for 28x28 at stride 1)."""
+    @classmethod
+    def _conv1(cls, kernel: int | None, stride: int | None) -> tuple[int, int]:
+        """conv1's (kernel, stride): the ones given, else the class's ``CONV1``."""
+        default_kernel, default_stride = cls.CONV1
+        return (
+            default_kernel if kernel is None else kernel,
+            default_stride if stride is None else stride,
+        )
+
+    @classmethod
+    def feature_size(
+        cls, image_size: int = 28, conv1_kernel: int | None = None, conv1_stride: int | None = None
+    ) -> int:
+        """Side of the conv3 feature map for a square input (6 for 28x28 at the default 5x5/1).
+
+        Example:
+            >>> SmallZFNet.feature_size(28), SmallKrizhevskyNet.feature_size(28)
+            (6, 2)
+        """
+        conv1_kernel, conv1_stride = cls._conv1(conv1_kernel, conv1_stride)
         s = _conv_out(image_size, conv1_kernel, conv1_stride, conv1_kernel // 2)  # conv1
         s = _conv_out(s, 3, 2, 0)  # pool1
         s = _conv_out(s, 3, 1, 1)  # conv2 keeps the size
@@ -131,7 +154,7 @@ class SmallKrizhevskyNet(SmallZFNet):
 
     Args:
         in_channels, num_classes, widths, image_size: as for :class:`SmallZFNet`.
-        conv1_kernel, conv1_stride: the first layer (default 9x9 stride 2).
+        conv1_kernel, conv1_stride: the first layer (default ``CONV1``: 9x9 stride 2).
 
     Example:
         >>> net = SmallKrizhevskyNet(in_channels=3, image_size=32)
@@ -139,25 +162,4 @@ class SmallKrizhevskyNet(SmallZFNet):
         torch.Size([2, 10])
     """
 
-    def __init__(
-        self,
-        in_channels: int = 1,
-        num_classes: int = 10,
-        widths: Sequence[int] = (32, 64, 64),
-        conv1_kernel: int = 9,
-        conv1_stride: int = 2,
-        image_size: int = 28,
-    ) -> None:
-        super().__init__(
-            in_channels=in_channels,
-            num_classes=num_classes,
-            widths=widths,
-            conv1_kernel=conv1_kernel,
-            conv1_stride=conv1_stride,
-            image_size=image_size,
-        )
-
-    @staticmethod
-    def feature_size(image_size: int = 28, conv1_kernel: int = 9, conv1_stride: int = 2) -> int:
-        """Side of the conv3 feature map for a square input (2 for 28x28, 3 for 32x32)."""
-        return SmallZFNet.feature_size(image_size, conv1_kernel, conv1_stride)
+    CONV1 = (9, 2)  # everything else is SmallZFNet's

@@ -530,17 +530,7 @@ def compare_architectures(
         >>> report.filter_grid("9x9/2", cols=4).shape  # uint8 RGB, for render.to_png
         (78, 154, 3)
     """
-    if not isinstance(models, Mapping) or not models:
-        raise ValueError("models must be a non-empty dict name -> nn.Module")
-    for name, model in models.items():
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model {name!r} must be a torch.nn.Module; got {type(model).__name__}")
-    images, labels = _check_images(images, labels)
-    if max_units is not None and (not isinstance(max_units, int) or max_units < 1):
-        raise ValueError(f"max_units must be a positive int or None; got {max_units!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
-
+    images, labels = _check_comparison(models, images, labels, max_units, batch_size)
     # A small record cache: one image is often the strongest for several maps, and its
     # forward pass is then reused for each of their projections.
     inspectors = {
@@ -553,36 +543,62 @@ def compare_architectures(
     result = ArchitectureComparison(rows=[])
     for name, insp in inspectors.items():
         conv1 = conv1s[name]
-        stride = max(conv1.stride)  # the coarser axis decides where aliasing starts
         weight = conv1.weight.detach().to("cpu", torch.float32).clone()
         health = filter_health(weight)
         spectrum = spectral_energy(weight, bands=bands)
-        projections, sources, correct = _layer2_projections(
+        projections, sources, accuracy = _layer2_projections(
             insp, images, labels, layer2, max_units, batch_size
         )
-        own = aliasing(projections, stride)
+        own = aliasing(projections, max(conv1.stride))  # the coarser axis decides where it starts
         common = aliasing(projections, common_stride)
-        kh, kw = conv1.kernel_size
-        row = {
-            "model": name,
-            "conv1": f"{kh}x{kw}/{stride}",
-            "dead": health.dead_fraction,
-            "dominating": health.dominating_fraction,
-            "median_rms": health.median_rms,
-            **spectrum.mean,
-            "aliasing": own.mean,
-            "hf_common": common.mean,
-        }
-        if labels is not None:
-            row["accuracy"] = correct
-        result.rows.append(row)
-        result.filters[name] = weight
-        result.projections[name] = projections
-        result.sources[name] = sources
-        result.health[name] = health
-        result.spectra[name] = spectrum
-        result.aliasing[name] = own
+        result.rows.append(_row(name, conv1, health, spectrum, own, common, accuracy))
+        result.filters[name], result.projections[name] = weight, projections
+        result.sources[name], result.health[name] = sources, health
+        result.spectra[name], result.aliasing[name] = spectrum, own
     return result
+
+
+def _check_comparison(
+    models, images, labels, max_units, batch_size
+) -> tuple[Tensor, Tensor | None]:
+    """Refuse bad arguments of :func:`compare_architectures`; returns the images and labels."""
+    if not isinstance(models, Mapping) or not models:
+        raise ValueError("models must be a non-empty dict name -> nn.Module")
+    for name, model in models.items():
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model {name!r} must be a torch.nn.Module; got {type(model).__name__}")
+    images, labels = _check_images(images, labels)
+    if max_units is not None and (not isinstance(max_units, int) or max_units < 1):
+        raise ValueError(f"max_units must be a positive int or None; got {max_units!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+    return images, labels
+
+
+def _row(
+    name: str,
+    conv1: nn.Conv2d,
+    health: FilterHealth,
+    spectrum: SpectralEnergy,
+    own: AliasingEnergy,
+    common: AliasingEnergy,
+    accuracy: float | None,
+) -> dict:
+    """One model's line of the comparison table (the keys :func:`compare_architectures` lists)."""
+    kh, kw = conv1.kernel_size
+    row = {
+        "model": name,
+        "conv1": f"{kh}x{kw}/{max(conv1.stride)}",
+        "dead": health.dead_fraction,
+        "dominating": health.dominating_fraction,
+        "median_rms": health.median_rms,
+        **spectrum.mean,
+        "aliasing": own.mean,
+        "hf_common": common.mean,
+    }
+    if accuracy is not None:  # only with labels
+        row["accuracy"] = accuracy
+    return row
 
 
 def _layer2_projections(

@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from zfwidgets.core.architecture import (
+from zfwidgets.core.inspector import Inspector
+from zfwidgets.core.selection import (
     aliasing,
     compare_architectures,
     filter_health,
     filter_spectrum,
     spectral_energy,
 )
-from zfwidgets.core.inspector import Inspector
 
 
 def _wave(size: int, fy: float, fx: float, phase: float = 0.0) -> torch.Tensor:
