@@ -90,6 +90,22 @@ def check_channel(channel, count: int, layer: str) -> int:
     return int(channel)
 
 
+def check_class(target, count: int) -> int:
+    """``target`` as a class index in [0, count).
+
+    Example:
+        >>> check_class(3, 10)
+        3
+    """
+    if isinstance(target, bool) or not isinstance(target, int | np.integer):
+        raise TypeError(
+            f"target class must be an int or None; got {type(target).__name__} {target!r}"
+        )
+    if not 0 <= target < count:
+        raise ValueError(f"target class {target} is out of range: 0..{count - 1}")
+    return int(target)
+
+
 def check_position(position, hw: tuple[int, ...] | None, layer: str):
     """None, "max" or an in-range (y, x) pair; ``hw`` is None for a fully connected layer."""
     if position is None or position == "max":

@@ -5,7 +5,7 @@ Example:
     >>> d = demo.load()
     >>> insp = Inspector(d.model)
     >>> x, label = d.dataset[0]
-    >>> insp.activations(x, "conv2").shape          # doctest: +SKIP
+    >>> insp.activations(x, "conv2").shape
     torch.Size([64, 13, 13])
     >>> insp.project(x, "conv2", channel=5).shape   # same shape as x
     torch.Size([1, 28, 28])
@@ -24,6 +24,7 @@ from zfwidgets.core.cache import CacheInfo, RecordCache, image_key, parameter_ve
 from zfwidgets.core.checks import (
     as_image,
     check_channel,
+    check_class,
     check_position,
     closest_names,
     fitting_side,
@@ -149,11 +150,15 @@ class Inspector:
             if isinstance(shape := shapes[self.layer_index(b)], torch.Size) and len(shape) == 4
         ]
 
+    def spatial_layers(self, input_shape: Sequence[int]) -> list[str]:
+        """The blocks with feature maps larger than 1x1, for inputs of ``input_shape``."""
+        shapes = self.shapes(input_shape)
+        return [b for b in self.map_layers(input_shape) if shapes[self.layer_index(b)][-1] > 1]
+
     def default_layer(self, input_shape: Sequence[int]) -> str:
         """The last block with feature maps larger than 1x1 (``conv5`` on AlexNet)."""
-        shapes = self.shapes(input_shape)
-        maps = [b for b in self.map_layers(input_shape) if shapes[self.layer_index(b)][-1] > 1]
-        return (maps or self.map_layers(input_shape) or self.blocks)[-1]
+        spatial = self.spatial_layers(input_shape)
+        return (spatial or self.map_layers(input_shape) or self.blocks)[-1]
 
     def layer_index(self, layer: str) -> int:
         """Position of ``layer`` (a name, container or alias such as ``conv2``) in the steps."""
@@ -395,6 +400,11 @@ class Inspector:
         """Class probabilities (softmax of the model's output) for one image."""
         rec = self.record(x)
         return torch.softmax(rec.outputs[len(self.steps) - 1][0], dim=-1)
+
+    def target_class(self, x, target: int | None = None) -> int:
+        """``target`` checked against the model's classes; None gives the predicted class."""
+        probs = self.predict(x)
+        return int(probs.argmax()) if target is None else check_class(target, probs.numel())
 
     def project(
         self,

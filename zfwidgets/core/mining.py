@@ -7,11 +7,14 @@ batch by batch with a stable sort, so the result equals sorting the full table o
 maxima by value (ties broken by the lower image index).
 
 Example:
+    >>> import torch
     >>> from zfwidgets import Inspector, demo
     >>> d = demo.load()
     >>> insp = Inspector(d.model)
-    >>> top = mine(insp, d.dataset, layers=["conv2"], k=9, progress=False)  # doctest: +SKIP
-    >>> top.layers["conv2"].images[5]        # the 9 images that excite map 5 most
+    >>> some = torch.utils.data.Subset(d.dataset, range(200))
+    >>> top = mine(insp, some, layers=["conv2"], k=9, progress=False)
+    >>> top.layers[insp.layer_name("conv2")].images[5].shape  # the 9 that excite map 5 most
+    torch.Size([9])
 """
 
 from __future__ import annotations
