@@ -23,11 +23,14 @@ from zfwidgets.core.backward import METHODS, backward, backward_units
 from zfwidgets.core.cache import CacheInfo, RecordCache, image_key, parameter_version
 from zfwidgets.core.checks import (
     as_image,
+    check_bytes,
     check_channel,
     check_class,
     check_position,
     closest_names,
     fitting_side,
+    int_list,
+    name_list,
     resolve_device,
 )
 from zfwidgets.core.graph import Step, UnsupportedModelError, build_graph
@@ -83,8 +86,8 @@ class Inspector:
         self._live = None if self.graph.is_chain else self.graph.live_sets()
         self._by_name = {name: self.steps[i] for name, i in self.graph.containers.items()}
         self._by_name.update({s.name: s for s in self.steps})
-        self._keep = {self.layer_index(name) for name in (keep or ())}
-        self._cache = RecordCache(cache_bytes)
+        self._keep = {self.layer_index(name) for name in name_list("keep", keep or ())}
+        self._cache = RecordCache(check_bytes("cache_bytes", cache_bytes))
         self._weights: Weights = Weights()
         self._version: tuple | None = None
         first = next(s for s in self.steps if isinstance(s.module, nn.Conv2d | nn.Linear))
@@ -445,6 +448,7 @@ class Inspector:
         """
         self.check_method(method)
         index = self.layer_index(layer)
+        channels = int_list("channels", channels)
         positions = ["max"] * len(channels) if positions is None else list(positions)
         if len(positions) != len(channels):
             raise ValueError(
@@ -498,7 +502,7 @@ class Inspector:
 
         Stops after the last requested layer. Used for streaming over data sets.
         """
-        wanted = {self.layer_index(name): name for name in layers}
+        wanted = {self.layer_index(name): name for name in name_list("layers", layers)}
         if not wanted:
             raise ValueError("run_batch needs at least one layer name")
         if not isinstance(x, Tensor) or x.ndim != 4:

@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
 from zfwidgets.core.cache import parameter_version
-from zfwidgets.core.checks import ImageCollator
+from zfwidgets.core.checks import ImageCollator, check_count, name_list
 from zfwidgets.core.inspector import Inspector
 
 __all__ = [
@@ -300,6 +300,7 @@ def mine(
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int; got {k!r}")
+    batch_size = check_count("batch_size", batch_size)
     total = len(as_indexable(data))
     if total == 0:
         raise ValueError("the data set is empty (0 images): mining needs at least one image")
@@ -309,7 +310,7 @@ def mine(
         total = len(as_indexable(source))
     if layers is None:
         layers = insp.map_layers(_first_shape(data))
-    names = [insp.layer_name(layer) for layer in layers]
+    names = [insp.layer_name(layer) for layer in name_list("layers", layers)]
     best: dict[str, LayerTopK] = {}
     done = 0
     from tqdm.auto import tqdm  # imported here: only mining needs it

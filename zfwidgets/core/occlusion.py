@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from zfwidgets.core.checks import check_channel
+from zfwidgets.core.checks import check_channel, check_count, check_fill
 from zfwidgets.core.incremental import OcclusionPlan
 from zfwidgets.core.inspector import Inspector
 
@@ -152,6 +152,8 @@ def occlusion_sweep(
     """
     img = insp.image(x)
     _check_square(img.shape, size, stride)
+    check_fill(fill, img)
+    batch_size = check_count("batch_size", batch_size)
     layer = layer or insp.default_layer(tuple(img.shape[1:]))
     name = insp.layer_name(layer)
     channel = _strongest_channel(insp, img, name)
@@ -214,6 +216,7 @@ def occlusion_at(
     """
     img = insp.image(image)
     _check_square(img.shape, size, 1)
+    check_fill(fill, img)
     rows, cols = img.shape[-2] - size, img.shape[-1] - size
     if not (0 <= row <= rows and 0 <= col <= cols):
         raise ValueError(
@@ -225,7 +228,7 @@ def occlusion_at(
     if channel is None:
         channel = _strongest_channel(insp, img, name)
     elif maps.ndim == 3:  # an explicit map must exist: -1 must not quietly read the last one
-        channel = check_channel(channel, maps.shape[0], name)
+        channel = check_channel(channel, maps.shape[0], layer or name)
     target = insp.target_class(img, target)
     activity, probs = _readings(insp, occlude(img, row, col, size, fill), name, channel)
     top = torch.topk(probs[0], min(5, probs.shape[1]))
