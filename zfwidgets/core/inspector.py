@@ -388,9 +388,11 @@ class Inspector:
             return self._cache.info()
 
     def clear_cache(self) -> None:
-        """Drops every cached record."""
+        """Drops every cached record and the copies of the weights (read again when next
+        needed): after editing a few weights through ``.data``, which no counter sees."""
         with self._lock:
             self._cache.clear()
+            self._version = None
 
     # ----- what users ask for -------------------------------------------------------------
     def activations(self, x, layer: str) -> Tensor:
