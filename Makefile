@@ -13,7 +13,7 @@ STAMP_INSTALL_TEST := $(VENV)/.stamp-install-test
 STAMP_INSTALL_BENCH := $(VENV)/.stamp-install-bench
 STAMP_INSTALL_DOCS := $(VENV)/.stamp-install-docs
 
-LINT_PATHS   ?= zfwidgets tests
+LINT_PATHS   ?= zfwidgets tests benchmarks scripts
 NOTEBOOKS    := $(wildcard notebooks/*.ipynb)
 QUICKSTART   ?= notebooks/01_quickstart.ipynb
 JUPYTER_ARGS ?=
@@ -31,7 +31,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: docs docs-fast docs-js install-docs
 
 help:
-	@echo "make test    - create .venv if missing, install .[test], ruff check, pytest (incl. browser tests), nbval"
+	@echo "make test    - create .venv if missing, install .[test], ruff, pytest (incl. browser tests), doctests, nbval"
 	@echo "make demo    - create .venv if missing, install, open $(QUICKSTART) in JupyterLab (JUPYTER_ARGS=...)"
 	@echo "make docs    - build the documentation site (docs-fast: without running the tutorials)"
 	@echo "make lint | format | bench | clean | distclean | venv | install | install-test"
@@ -64,10 +64,13 @@ install-bench: $(STAMP_INSTALL_BENCH)
 # ---- the two commands --------------------------------------------------------------------------
 
 test: $(STAMP_INSTALL_TEST)
-	@echo "== ruff check $(LINT_PATHS)"
+	@echo "== ruff check and ruff format --check $(LINT_PATHS)"
 	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m ruff format --check $(LINT_PATHS)
 	@echo "== pytest tests (unit, state and real-browser tests; screenshots in $(ZFW_SCREENSHOTS))"
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+	@echo "== doctests: every example in a docstring of zfwidgets runs"
+	$(PY) -m pytest -q --doctest-modules $(PYTEST_ARGS) zfwidgets
 ifneq ($(NOTEBOOKS),)
 	@echo "== pytest --nbval-lax notebooks/"
 	$(PY) -m pytest -q --nbval-lax $(PYTEST_ARGS) notebooks/

@@ -205,3 +205,78 @@ def test_image_key_tells_apart_shapes_and_single_values():
     assert image_key(x) != image_key(y)
     assert image_key(x) != image_key(x.reshape(3, 16, 64))
     assert image_key(x) == image_key(x.double())  # keyed on the float32 values used
+
+
+def _weight_edits():
+    """Every route a user has to change weights after the inspector answered once."""
+
+    def optimizer_step(m):
+        opt = torch.optim.SGD(m.parameters(), lr=0.5)
+        m(torch.randn(2, *INPUT)).sum().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def load_state_dict(m):
+        m.load_state_dict({k: v * 1.5 for k, v in m.state_dict().items()})
+
+    def in_place(m):
+        with torch.no_grad():
+            m[0].weight.mul_(-1)
+
+    def data_mul(m):
+        m[0].weight.data.mul_(2)
+
+    def data_copy(m):
+        m[0].weight.data.copy_(torch.randn_like(m[0].weight))
+
+    def data_assign(m):
+        m[0].weight.data = torch.randn_like(m[0].weight)
+
+    def buffer_data(m):
+        m[1].running_var.data.fill_(4.0)
+
+    return [
+        optimizer_step,
+        load_state_dict,
+        in_place,
+        data_mul,
+        data_copy,
+        data_assign,
+        buffer_data,
+    ]
+
+
+INPUT = (3, 12, 12)
+
+
+@pytest.mark.parametrize("edit", _weight_edits(), ids=lambda f: f.__name__)
+def test_every_route_of_changing_weights_is_seen(edit):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(100, 3),
+    ).eval()
+    insp = Inspector(model, device="cpu")
+    x = torch.randn(*INPUT)
+    before = insp.project(x, "0", 1).clone(), insp.predict(x).clone()
+    edit(model)
+    model.eval()
+    fresh = Inspector(model, device="cpu")
+    after = insp.project(x, "0", 1), insp.predict(x)
+    assert torch.equal(after[0], fresh.project(x, "0", 1))
+    assert torch.equal(after[1], fresh.predict(x))
+    assert not torch.equal(before[1], after[1]), "the edit must change the answer"
+
+
+def test_clear_cache_rereads_weights_after_an_unseen_single_value_write():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten())
+    insp = Inspector(model, device="cpu")
+    x = torch.randn(1, 8, 8)
+    insp.predict(x)
+    model[0].bias.data[1] += 3.0  # one value through .data: no counter sees it
+    insp.clear_cache()
+    assert torch.equal(insp.predict(x), Inspector(model, device="cpu").predict(x))

@@ -38,7 +38,7 @@ from zfwidgets import Inspector, LayerBrowser, OcclusionSlider, demo
 from zfwidgets.core import memory, render
 from zfwidgets.core.gradcam import gradcam
 from zfwidgets.core.mining import TopK, mine
-from zfwidgets.core.occlusion import occlusion_at
+from zfwidgets.core.occlusion import occlusion_at, occlusion_sweep
 from zfwidgets.zoo.small import SmallZFNet
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
@@ -426,6 +426,18 @@ def _cases() -> list[Case]:
     def _(e):
         return error_of(lambda: e.insp.project(e.x.tolist(), "conv1", 0))
 
+    @row("float64-huge", img, "a float64 image with values of 1e300", "beyond float32's range")
+    def _(e):
+        return error_of(lambda: e.insp.project(e.x.double() * 1e300, "conv1", 0))
+
+    @row("meta-image", img, "an image on the meta device (a shape, no values)", "meta device")
+    def _(e):
+        return error_of(lambda: e.insp.project(torch.empty(1, 28, 28, device="meta"), "conv1", 0))
+
+    @row("sparse-image", img, "a sparse image", "pass a dense one")
+    def _(e):
+        return error_of(lambda: e.insp.project(e.x.to_sparse(), "conv1", 0))
+
     arg = "Layers, units, classes"
 
     @row("unknown-layer", arg, "layer 'conv7' (no such layer)", "did you mean")
@@ -471,6 +483,80 @@ def _cases() -> list[Case]:
     @row("occluder-size", arg, "an occluder of 40 pixels on a 28x28 image", "larger than")
     def _(e):
         return error_of(lambda: occlusion_at(e.insp, e.x, 0, 0, 40))
+
+    @row("occluder-channel", arg, "occlusion readings of map -1 (conv3 has 64)", "0..63")
+    def _(e):
+        return error_of(lambda: occlusion_at(e.insp, e.x, 0, 0, 5, layer="conv3", channel=-1))
+
+    @row("fill-nan", arg, "a NaN occluder fill", "NaN or infinite")
+    def _(e):
+        return error_of(lambda: occlusion_at(e.insp, e.x, 0, 0, 5, fill=float("nan")))
+
+    @row("fill-inf", arg, "an infinite fill for a whole sweep", "NaN or infinite")
+    def _(e):
+        return error_of(lambda: occlusion_sweep(e.insp, e.x, 8, 4, fill=float("inf")))
+
+    @row("fill-shape", arg, "three fill values for a grey image", "a number, (1,)")
+    def _(e):
+        return error_of(lambda: occlusion_at(e.insp, e.x, 0, 0, 5, fill=torch.zeros(3)))
+
+    @row("fill-type", arg, "the fill 'grey' (a string)", "fill must be a number")
+    def _(e):
+        return error_of(lambda: occlusion_at(e.insp, e.x, 0, 0, 5, fill="grey"))
+
+    @row("position-numpy", arg, "position np.array([3, 3])", "accepted")
+    def _(e):
+        got = e.insp.project(e.x, "conv2", 0, position=np.array([3, 3]))
+        assert torch.equal(got, e.insp.project(e.x, "conv2", 0, position=(3, 3)))
+        return "accepted: the same projection as position (3, 3)"
+
+    @row("target-numpy", arg, "Grad-CAM of class np.int64(3)", "accepted")
+    def _(e):
+        got = gradcam(e.insp, e.x, "conv3", np.int64(3))
+        assert torch.equal(got, gradcam(e.insp, e.x, "conv3", 3))
+        return "accepted: the same map as class 3"
+
+    @row("channels-int", arg, "project_many with channels=3 (an int)", "write [3]")
+    def _(e):
+        return error_of(lambda: e.insp.project_many(e.x, "conv2", 3))
+
+    @row("channels-empty", arg, "project_many with channels=[]", "is empty")
+    def _(e):
+        return error_of(lambda: e.insp.project_many(e.x, "conv2", []))
+
+    @row("layers-str", arg, "run_batch(images, 'conv2'): a string, not a list", "write ['conv2']")
+    def _(e):
+        return error_of(lambda: e.insp.run_batch(e.d.dataset.images[:4], "conv2"))
+
+    setting = "Settings (Inspector, mining, occlusion)"
+
+    @row("cache-nan", setting, "cache_bytes=nan", "finite number of bytes")
+    def _(e):
+        return error_of(lambda: Inspector(e.d.model, cache_bytes=float("nan")))
+
+    @row("cache-text", setting, "cache_bytes='1MB'", "number of bytes")
+    def _(e):
+        return error_of(lambda: Inspector(e.d.model, cache_bytes="1MB"))
+
+    @row("keep-str", setting, "keep='conv2': a string, not a list", "write ['conv2']")
+    def _(e):
+        return error_of(lambda: Inspector(e.d.model, keep="conv2"))
+
+    @row("batch-zero", setting, "mining with batch_size=0", "positive int")
+    def _(e):
+        return error_of(lambda: mine(e.insp, e.d.dataset.images[:8], ["conv1"], batch_size=0))
+
+    @row("batch-negative", setting, "an occlusion sweep with batch_size=-1", "positive int")
+    def _(e):
+        return error_of(lambda: occlusion_sweep(e.insp, e.x, 8, 4, batch_size=-1))
+
+    @row("device-absent", setting, "device='mps' on a machine without it", "not available")
+    def _(e):
+        return error_of(lambda: Inspector(e.d.model, device="mps"))
+
+    @row("device-meta", setting, "device='meta'", "no values")
+    def _(e):
+        return error_of(lambda: Inspector(e.d.model, device="meta"))
 
     data = "Data sets and mined results"
 

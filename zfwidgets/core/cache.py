@@ -51,11 +51,37 @@ def image_key(x: Tensor) -> str:
     return h.hexdigest()
 
 
+def _samples(t: Tensor) -> bytes:
+    """Four of ``t``'s values, spread over it.
+
+    Writes through ``.data`` bump no version counter, but a whole-tensor edit
+    (``p.data.mul_(2)``, ``p.data.copy_(w)``) changes these. Reads a few values, not the data.
+    """
+    d = t.detach()
+    if d.device.type == "meta" or d.layout != torch.strided:
+        return b""  # no values to read (a meta model is only ever read for its shapes)
+    if d.device.type == "cpu" and d.dtype != torch.bfloat16 and d.is_contiguous():
+        flat = d.numpy().reshape(-1)  # numpy: a third of torch's cost for these tiny reads
+        return flat[:: max(1, flat.size // 4)][:4].tobytes()
+    if d.is_contiguous():
+        flat = d.view(-1)
+    elif d.ndim == 4 and d.is_contiguous(memory_format=torch.channels_last):
+        flat = d.permute(0, 2, 3, 1).reshape(-1)  # a view: no copy of the weights
+    else:
+        flat = d.flatten()  # an unusual layout: the one case that copies
+    picked = flat[:: max(1, flat.numel() // 4)][:4]
+    if picked.device.type != "cpu" or picked.dtype == torch.bfloat16:
+        picked = picked.to("cpu", torch.float32)
+    return picked.numpy().tobytes()
+
+
 def parameter_version(model: nn.Module) -> tuple:
     """Changes whenever any parameter or buffer is replaced or modified in place.
 
-    Uses each tensor's storage address and autograd version counter: in-place updates by
-    optimisers and ``load_state_dict`` bump the counter, so this costs no pass over the data.
+    Uses each tensor's storage address, its autograd version counter (in-place updates by
+    optimisers and ``load_state_dict`` bump it) and four of its values (a write through
+    ``.data`` bumps nothing; a whole-tensor one changes them). A write through ``.data`` to a
+    few elements can go unseen: call ``Inspector.clear_cache()`` after one.
     It runs on every question asked, so it walks the module tree itself: ``parameters()``
     and ``buffers()`` build two generators per module and cost three to four times as much.
     """
@@ -69,7 +95,7 @@ def parameter_version(model: nn.Module) -> tuple:
         seen.add(id(module))
         for t in (*module._parameters.values(), *module._buffers.values()):
             if t is not None:
-                stamps.append((t.data_ptr(), t._version, t.dtype, t.device))
+                stamps.append((t.data_ptr(), t._version, t.dtype, t.device, _samples(t)))
         stack.extend(module._modules.values())
     return tuple(stamps)
 

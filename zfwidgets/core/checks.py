@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -12,10 +13,16 @@ from torch import Tensor
 __all__ = [
     "ImageCollator",
     "as_image",
+    "check_bytes",
     "check_channel",
+    "check_class",
+    "check_count",
+    "check_fill",
     "check_position",
     "closest_names",
     "fitting_side",
+    "int_list",
+    "name_list",
     "resolve_device",
 ]
 
@@ -30,7 +37,69 @@ def resolve_device(device: str | torch.device) -> torch.device:
         raise ValueError(f"device {device!r} is not a device; use 'auto', 'cpu' or 'cuda'") from err
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was asked for but CUDA is not available; use 'auto'")
+    if resolved.type == "meta":
+        raise ValueError("device 'meta' holds shapes but no values; use 'auto', 'cpu' or 'cuda'")
+    if resolved.type != "cpu":
+        try:  # now, not at the first call: 'mps' or 'xla' on a machine without them
+            torch.empty(0, device=resolved)
+        except (RuntimeError, AssertionError) as err:
+            raise ValueError(
+                f"device {device!r} is not available on this machine; use 'auto' or 'cpu'"
+            ) from err
     return resolved
+
+
+def check_count(name: str, value) -> int:
+    """``value`` as a positive int (a batch size, a step count).
+
+    Example:
+        >>> check_count("batch_size", 0)
+        Traceback (most recent call last):
+        ValueError: batch_size must be a positive int; got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive int; got {value!r}")
+    return int(value)
+
+
+def check_bytes(name: str, value) -> int:
+    """``value`` as a whole number of bytes >= 0 (``256 * 2**20``, not ``"256MB"``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(
+            f"{name} must be a number of bytes (e.g. 256 * 2**20); got {type(value).__name__} "
+            f"{value!r}"
+        )
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be >= 0, a finite number of bytes; got {value!r}")
+    return int(value)
+
+
+def name_list(name: str, value) -> list[str]:
+    """``value`` as a list of layer names; a lone string is refused, not read letter by letter.
+
+    Example:
+        >>> name_list("layers", "conv2")
+        Traceback (most recent call last):
+        TypeError: layers must be a list of layer names; got the str 'conv2' (write ['conv2'])
+    """
+    if isinstance(value, str):
+        raise TypeError(
+            f"{name} must be a list of layer names; got the str {value!r} (write [{value!r}])"
+        )
+    if not isinstance(value, Sequence | set | frozenset | dict):
+        raise TypeError(f"{name} must be a list of layer names; got {type(value).__name__}")
+    return list(value)
+
+
+def int_list(name: str, value) -> list[int]:
+    """``value`` as a non-empty list of ints (channels, classes)."""
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        raise TypeError(f"{name} must be a list of ints; got the int {value} (write [{value}])")
+    if isinstance(value, str) or not isinstance(value, Sequence | np.ndarray | Tensor):
+        raise TypeError(f"{name} must be a list of ints; got {type(value).__name__}")
+    if len(value) == 0:
+        raise ValueError(f"{name} is empty; give at least one")
+    return list(value)
 
 
 def as_image(x, in_channels: int | None) -> Tensor:
@@ -45,6 +114,10 @@ def as_image(x, in_channels: int | None) -> Tensor:
         raise TypeError(
             f"image must be a torch.Tensor or numpy array shaped (C, H, W); got {type(x).__name__}"
         )
+    if x.layout != torch.strided:
+        raise TypeError(f"image is a {x.layout} tensor; pass a dense one (x.to_dense())")
+    if x.device.type == "meta":
+        raise ValueError("image is on the meta device: it has a shape but no pixel values")
     if x.ndim == 4 and x.shape[0] != 1:
         raise ValueError(
             f"expected one image shaped (C, H, W) or (1, C, H, W); got a batch of {x.shape[0]} "
@@ -59,12 +132,21 @@ def as_image(x, in_channels: int | None) -> Tensor:
             f"image dtype is {x.dtype}; a floating dtype is needed (e.g. x.float() / 255, "
             "normalised as the model was trained)"
         )
+    x, wide = x.reshape(1, *x.shape[-3:]).float(), x.reshape(1, *x.shape[-3:])
     # A finite sum proves every value finite (NaN and inf propagate) at a tenth of the cost
     # of the elementwise test; only an overflowing or non-finite sum needs the full count.
+    # The test runs after the cast: a float64 1e300 is finite, but inf in float32.
     if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
-        bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(f"image has {bad} NaN or infinite values; all pixels must be finite")
-    x = x.reshape(1, *x.shape[-3:]).float()
+        bad = ~torch.isfinite(x)
+        huge = int((bad & torch.isfinite(wide)).sum())
+        if huge:
+            raise ValueError(
+                f"image has {huge} values beyond float32's range (|x| > 3.4e38); the model "
+                "computes in float32: scale the image as the model was trained"
+            )
+        raise ValueError(
+            f"image has {int(bad.sum())} NaN or infinite values; all pixels must be finite"
+        )
     if in_channels is not None and x.shape[1] != in_channels:
         raise ValueError(
             f"image has {x.shape[1]} channels (shape {tuple(x.shape[1:])}) but the model's "
@@ -90,9 +172,56 @@ def check_channel(channel, count: int, layer: str) -> int:
     return int(channel)
 
 
+def check_class(target, count: int) -> int:
+    """``target`` as a class index in [0, count).
+
+    Example:
+        >>> check_class(3, 10)
+        3
+    """
+    if isinstance(target, bool) or not isinstance(target, int | np.integer):
+        raise TypeError(
+            f"target class must be an int or None; got {type(target).__name__} {target!r}"
+        )
+    if not 0 <= target < count:
+        raise ValueError(f"target class {target} is out of range: 0..{count - 1}")
+    return int(target)
+
+
+def check_fill(fill, image: Tensor):
+    """An occluder fill for ``image`` (1, C, H, W): a number, one value per channel (C,) or an
+    image (C, H, W), every value finite; returned as given.
+
+    Example:
+        >>> check_fill(float("nan"), torch.zeros(1, 1, 4, 4))
+        Traceback (most recent call last):
+        ValueError: fill has NaN or infinite values; it is a pixel value in model-input units
+    """
+    kinds = int | float | np.number | np.ndarray | Tensor
+    if isinstance(fill, bool) or not isinstance(fill, kinds):
+        raise TypeError(
+            "fill must be a number, one value per channel (C,) or an image (C, H, W); got "
+            f"{type(fill).__name__} {fill!r}"
+        )
+    values = torch.as_tensor(fill)
+    c, h, w = image.shape[-3:]
+    if tuple(values.shape) not in {(), (c,), (c, h, w)}:
+        raise ValueError(
+            f"fill has shape {tuple(values.shape)}; for a ({c}, {h}, {w}) image it must be a "
+            f"number, ({c},) or ({c}, {h}, {w})"
+        )
+    if not torch.isfinite(values.float()).all():
+        raise ValueError(
+            "fill has NaN or infinite values; it is a pixel value in model-input units"
+        )
+    return fill
+
+
 def check_position(position, hw: tuple[int, ...] | None, layer: str):
     """None, "max" or an in-range (y, x) pair; ``hw`` is None for a fully connected layer."""
-    if position is None or position == "max":
+    if isinstance(position, np.ndarray | Tensor) and tuple(position.shape) == (2,):
+        position = position.tolist()  # np.array([y, x]) is a pair too
+    if position is None or (isinstance(position, str) and position == "max"):
         return position
     if hw is None:
         raise ValueError(

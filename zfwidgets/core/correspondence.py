@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from zfwidgets.core.checks import check_fill
 from zfwidgets.core.inspector import Inspector
 from zfwidgets.core.occlusion import occlude
 
@@ -74,6 +75,7 @@ def correspondence(
     if len(images) != len(corners):
         raise ValueError(f"got {len(images)} images but {len(corners)} mask corners; give one each")
     batch = torch.cat([insp.image(img) for img in images])
+    check_fill(fill, batch[:1])
     height, width = batch.shape[-2:]
     for y, x in corners:
         if not (0 <= y <= height - size and 0 <= x <= width - size):

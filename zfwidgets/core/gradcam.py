@@ -23,17 +23,6 @@ __all__ = [
 ]
 
 
-def _target(insp: Inspector, x, target: int | None) -> int:
-    scores = insp.predict(x)
-    if target is None:
-        return int(scores.argmax())
-    if isinstance(target, bool) or not isinstance(target, int):
-        raise TypeError(f"target class must be an int or None; got {type(target).__name__}")
-    if not 0 <= target < scores.numel():
-        raise ValueError(f"target class {target} is out of range: 0..{scores.numel() - 1}")
-    return target
-
-
 def class_gradient(
     insp: Inspector, x, target: int | None, layer: str | None = None, method: str = "saliency"
 ) -> Tensor:
@@ -41,7 +30,7 @@ def class_gradient(
 
     ``target=None`` takes the predicted class. ``method="guided"`` gives guided backprop.
     """
-    target = _target(insp, x, target)
+    target = insp.target_class(x, target)
     stop = -1 if layer is None else insp.layer_index(layer)
     rec = insp.record(x, [] if layer is None else [insp.layer_name(layer)])
     last = len(insp.steps) - 1
@@ -110,12 +99,7 @@ def cam_layer_for(insp: Inspector, layer: str, x) -> str:
     shape = tuple(insp.image(x).shape[1:])
     if _has_maps(insp, torch.empty(1, *shape), index):
         return insp.steps[index].name
-    shapes = insp.shapes(shape)
-    maps = [
-        b
-        for b in insp.map_layers(shape)
-        if insp.layer_index(b) <= index and shapes[insp.layer_index(b)][-1] > 1
-    ]
+    maps = [b for b in insp.spatial_layers(shape) if insp.layer_index(b) <= index]
     if not maps:
         raise ValueError(f"no layer with feature maps at or before '{layer}' for Grad-CAM")
     return maps[-1]

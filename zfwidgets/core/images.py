@@ -1,8 +1,12 @@
 """Image files to model inputs: what a widget's upload button hands to the engine.
 
 Example:
-    >>> data = open("digit.png", "rb").read()  # doctest: +SKIP
-    >>> x = image_from_bytes(data, channels=1, size=(28, 28))  # doctest: +SKIP
+    >>> import io
+    >>> from PIL import Image
+    >>> png = io.BytesIO()
+    >>> Image.new("RGB", (40, 30), "white").save(png, "PNG")  # what an upload hands over
+    >>> image_from_bytes(png.getvalue(), channels=1, size=(28, 28)).shape
+    torch.Size([1, 28, 28])
 """
 
 from __future__ import annotations

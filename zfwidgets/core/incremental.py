@@ -13,8 +13,16 @@ which is cheap that late in the network.
 The result equals a plain forward pass of every occluded image, up to float rounding.
 
 Example:
-    >>> plan = OcclusionPlan(graph, weights, image, size=32, corners=corners)  # doctest: +SKIP
-    >>> outputs = plan.run(range(64), fill=0.0, watch={11: 3})                 # doctest: +SKIP
+    >>> import torch
+    >>> from zfwidgets import Inspector, demo
+    >>> d = demo.load()
+    >>> insp = Inspector(d.model)
+    >>> image = insp.image(d.dataset[0][0])
+    >>> corners = [(row, col) for row in range(0, 21, 4) for col in range(0, 21, 4)]
+    >>> plan = OcclusionPlan(insp.graph, insp.current_weights(), image, 8, corners)
+    >>> totals, scores = plan.run(range(len(corners)), fill=0.0, watch={2: 3})
+    >>> totals[2].shape, scores.shape   # map 3 of step 2, and the classes, per position
+    (torch.Size([36]), torch.Size([36, 10]))
 """
 
 from __future__ import annotations
@@ -31,9 +39,9 @@ from zfwidgets.core.graph import Graph, Step
 from zfwidgets.core.layers import (
     Weights,
     evaluate,
-    pool_geometry,
     run_graph,
     step_forward,
+    window,
 )
 
 __all__ = ["OcclusionPlan", "changed_interval"]
@@ -44,17 +52,14 @@ _WHOLE_SHARE = 0.75  # measured on ResNet-50 at 224: 0.5 -> 8.2 s, 0.7 -> 7.5 s,
 
 
 def _window(step: Step):
-    """(kernel, stride, padding, dilation) of a windowed step we recompute by parts, or None."""
+    """The window of a step we may recompute by parts, or None.
+
+    Average pools qualify only without padding or ceil mode: their divisor changes at the border.
+    """
     m = step.module
-    if step.kind == "conv":
-        return _pair(m.kernel_size), _pair(m.stride), _pair(m.padding), _pair(m.dilation)
-    if step.kind == "maxpool":
-        g = pool_geometry(m)
-        return g.kernel, g.stride, g.padding, g.dilation
-    if isinstance(m, nn.AvgPool2d) and not m.ceil_mode and _pair(m.padding) == (0, 0):
-        stride = m.stride if m.stride is not None else m.kernel_size
-        return _pair(m.kernel_size), _pair(stride), (0, 0), (1, 1)
-    return None
+    if isinstance(m, nn.AvgPool2d) and (m.ceil_mode or _pair(m.padding) != (0, 0)):
+        return None
+    return window(step)
 
 
 def changed_interval(lo: int, hi: int, k: int, s: int, p: int, d: int, out_len: int):

@@ -5,7 +5,7 @@ Example:
     >>> d = demo.load()
     >>> insp = Inspector(d.model)
     >>> x, label = d.dataset[0]
-    >>> insp.activations(x, "conv2").shape          # doctest: +SKIP
+    >>> insp.activations(x, "conv2").shape
     torch.Size([64, 13, 13])
     >>> insp.project(x, "conv2", channel=5).shape   # same shape as x
     torch.Size([1, 28, 28])
@@ -23,10 +23,14 @@ from zfwidgets.core.backward import METHODS, backward, backward_units
 from zfwidgets.core.cache import CacheInfo, RecordCache, image_key, parameter_version
 from zfwidgets.core.checks import (
     as_image,
+    check_bytes,
     check_channel,
+    check_class,
     check_position,
     closest_names,
     fitting_side,
+    int_list,
+    name_list,
     resolve_device,
 )
 from zfwidgets.core.graph import Step, UnsupportedModelError, build_graph
@@ -82,8 +86,8 @@ class Inspector:
         self._live = None if self.graph.is_chain else self.graph.live_sets()
         self._by_name = {name: self.steps[i] for name, i in self.graph.containers.items()}
         self._by_name.update({s.name: s for s in self.steps})
-        self._keep = {self.layer_index(name) for name in (keep or ())}
-        self._cache = RecordCache(cache_bytes)
+        self._keep = {self.layer_index(name) for name in name_list("keep", keep or ())}
+        self._cache = RecordCache(check_bytes("cache_bytes", cache_bytes))
         self._weights: Weights = Weights()
         self._version: tuple | None = None
         first = next(s for s in self.steps if isinstance(s.module, nn.Conv2d | nn.Linear))
@@ -149,11 +153,15 @@ class Inspector:
             if isinstance(shape := shapes[self.layer_index(b)], torch.Size) and len(shape) == 4
         ]
 
+    def spatial_layers(self, input_shape: Sequence[int]) -> list[str]:
+        """The blocks with feature maps larger than 1x1, for inputs of ``input_shape``."""
+        shapes = self.shapes(input_shape)
+        return [b for b in self.map_layers(input_shape) if shapes[self.layer_index(b)][-1] > 1]
+
     def default_layer(self, input_shape: Sequence[int]) -> str:
         """The last block with feature maps larger than 1x1 (``conv5`` on AlexNet)."""
-        shapes = self.shapes(input_shape)
-        maps = [b for b in self.map_layers(input_shape) if shapes[self.layer_index(b)][-1] > 1]
-        return (maps or self.map_layers(input_shape) or self.blocks)[-1]
+        spatial = self.spatial_layers(input_shape)
+        return (spatial or self.map_layers(input_shape) or self.blocks)[-1]
 
     def layer_index(self, layer: str) -> int:
         """Position of ``layer`` (a name, container or alias such as ``conv2``) in the steps."""
@@ -380,9 +388,11 @@ class Inspector:
             return self._cache.info()
 
     def clear_cache(self) -> None:
-        """Drops every cached record."""
+        """Drops every cached record and the copies of the weights (read again when next
+        needed): after editing a few weights through ``.data``, which no counter sees."""
         with self._lock:
             self._cache.clear()
+            self._version = None
 
     # ----- what users ask for -------------------------------------------------------------
     def activations(self, x, layer: str) -> Tensor:
@@ -395,6 +405,11 @@ class Inspector:
         """Class probabilities (softmax of the model's output) for one image."""
         rec = self.record(x)
         return torch.softmax(rec.outputs[len(self.steps) - 1][0], dim=-1)
+
+    def target_class(self, x, target: int | None = None) -> int:
+        """``target`` checked against the model's classes; None gives the predicted class."""
+        probs = self.predict(x)
+        return int(probs.argmax()) if target is None else check_class(target, probs.numel())
 
     def project(
         self,
@@ -435,6 +450,7 @@ class Inspector:
         """
         self.check_method(method)
         index = self.layer_index(layer)
+        channels = int_list("channels", channels)
         positions = ["max"] * len(channels) if positions is None else list(positions)
         if len(positions) != len(channels):
             raise ValueError(
@@ -488,7 +504,7 @@ class Inspector:
 
         Stops after the last requested layer. Used for streaming over data sets.
         """
-        wanted = {self.layer_index(name): name for name in layers}
+        wanted = {self.layer_index(name): name for name in name_list("layers", layers)}
         if not wanted:
             raise ValueError("run_batch needs at least one layer name")
         if not isinstance(x, Tensor) or x.ndim != 4:

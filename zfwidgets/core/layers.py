@@ -10,9 +10,10 @@ hook-free deep copy of it, in eval mode, owned by us.
 Example:
     >>> import torch, torch.nn as nn
     >>> from zfwidgets.core.graph import build_graph
-    >>> graph = build_graph(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()))
-    >>> weights = graph_weights(graph, nn.Module(), torch.device("cpu"))
-    >>> run_graph(graph, weights, torch.ones(1, 1, 5, 5))[-1].shape
+    >>> model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
+    >>> graph = build_graph(model)
+    >>> weights = graph_weights(graph, model, torch.device("cpu"))
+    >>> run_graph(graph, weights, torch.ones(1, 1, 5, 5))[1].shape  # the last step's output
     torch.Size([1, 2, 3, 3])
 """
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.fx
@@ -33,12 +34,14 @@ from zfwidgets.core.graph import _OUT_OF_PLACE, Graph, Step
 __all__ = [
     "PoolGeometry",
     "Weights",
+    "Window",
     "evaluate",
     "graph_weights",
     "pool_geometry",
     "run_graph",
     "step_forward",
     "step_weights",
+    "window",
 ]
 
 
@@ -63,6 +66,36 @@ def pool_geometry(module: nn.MaxPool2d) -> PoolGeometry:
         _pair(module.dilation),
         bool(module.ceil_mode),
     )
+
+
+class Window(NamedTuple):
+    """A sliding-window step's kernel, stride, padding and dilation, each (height, width)."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+
+
+def window(step: Step) -> Window | None:
+    """The window of a conv, max-pool or average-pool step; None for every other step.
+
+    Example:
+        >>> from zfwidgets.core.graph import build_graph
+        >>> graph = build_graph(nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(3, 2)))
+        >>> window(graph.steps[1])
+        Window(kernel=(3, 3), stride=(2, 2), padding=(0, 0), dilation=(1, 1))
+    """
+    m = step.module
+    if step.kind == "conv":
+        return Window(_pair(m.kernel_size), _pair(m.stride), _pair(m.padding), _pair(m.dilation))
+    if step.kind == "maxpool":
+        g = pool_geometry(m)
+        return Window(g.kernel, g.stride, g.padding, g.dilation)
+    if isinstance(m, nn.AvgPool2d):
+        stride = m.stride if m.stride is not None else m.kernel_size
+        return Window(_pair(m.kernel_size), _pair(stride), _pair(m.padding), (1, 1))
+    return None
 
 
 class Weights(list):

@@ -7,11 +7,14 @@ batch by batch with a stable sort, so the result equals sorting the full table o
 maxima by value (ties broken by the lower image index).
 
 Example:
+    >>> import torch
     >>> from zfwidgets import Inspector, demo
     >>> d = demo.load()
     >>> insp = Inspector(d.model)
-    >>> top = mine(insp, d.dataset, layers=["conv2"], k=9, progress=False)  # doctest: +SKIP
-    >>> top.layers["conv2"].images[5]        # the 9 images that excite map 5 most
+    >>> some = torch.utils.data.Subset(d.dataset, range(200))
+    >>> top = mine(insp, some, layers=["conv2"], k=9, progress=False)
+    >>> top.layers[insp.layer_name("conv2")].images[5].shape  # the 9 that excite map 5 most
+    torch.Size([9])
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
 from zfwidgets.core.cache import parameter_version
-from zfwidgets.core.checks import ImageCollator
+from zfwidgets.core.checks import ImageCollator, check_count, name_list
 from zfwidgets.core.inspector import Inspector
 
 __all__ = [
@@ -297,6 +300,7 @@ def mine(
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int; got {k!r}")
+    batch_size = check_count("batch_size", batch_size)
     total = len(as_indexable(data))
     if total == 0:
         raise ValueError("the data set is empty (0 images): mining needs at least one image")
@@ -306,7 +310,7 @@ def mine(
         total = len(as_indexable(source))
     if layers is None:
         layers = insp.map_layers(_first_shape(data))
-    names = [insp.layer_name(layer) for layer in layers]
+    names = [insp.layer_name(layer) for layer in name_list("layers", layers)]
     best: dict[str, LayerTopK] = {}
     done = 0
     from tqdm.auto import tqdm  # imported here: only mining needs it

@@ -8,8 +8,12 @@ occluder recomputes only the part of every layer it can change (see
 :mod:`zfwidgets.core.incremental`), which gives the same maps as full forward passes.
 
 Example:
-    >>> maps = occlusion_sweep(insp, x, size=8, stride=2)        # doctest: +SKIP
+    >>> from zfwidgets import Inspector, demo
+    >>> d = demo.load()
+    >>> insp = Inspector(d.model)
+    >>> maps = occlusion_sweep(insp, d.dataset[0][0], size=8, stride=2)
     >>> maps.target_prob.shape     # one value per occluder position
+    torch.Size([11, 11])
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from zfwidgets.core.checks import check_channel, check_count, check_fill
 from zfwidgets.core.incremental import OcclusionPlan
 from zfwidgets.core.inspector import Inspector
 
@@ -91,16 +96,20 @@ def _check_square(shape: torch.Size, size: int, stride: int) -> None:
         raise ValueError(f"occluder size {size} is larger than the image ({shape[-2]}x{shape[-1]})")
 
 
-def occlude(x: Tensor, y: int, x0: int, size: int, fill: float | Tensor = 0.0) -> Tensor:
-    """A copy of ``x`` (..., C, H, W) with the ``size`` square at ``(y, x0)`` set to ``fill``.
+def occlude(image: Tensor, row: int, col: int, size: int, fill: float | Tensor = 0.0) -> Tensor:
+    """A copy of ``image`` (..., C, H, W), the ``size`` square at ``(row, col)`` set to ``fill``.
 
     ``fill`` is in model-input units: 0 is the data mean for mean-subtracted inputs (grey).
+
+    Example:
+        >>> occlude(torch.ones(1, 4, 4), 1, 2, 2)[0].int().tolist()
+        [[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]]
     """
-    out = x.clone()
-    patch = out[..., y : y + size, x0 : x0 + size]
+    out = image.clone()
+    patch = out[..., row : row + size, col : col + size]
     fill = torch.as_tensor(fill, dtype=out.dtype, device=out.device)
     if fill.ndim == 3:  # a per-pixel fill image: take the same square from it
-        fill = fill[..., y : y + size, x0 : x0 + size]
+        fill = fill[..., row : row + size, col : col + size]
     elif fill.ndim == 1:  # one value per channel
         fill = fill.view(-1, 1, 1)
     patch.copy_(fill.expand_as(patch))
@@ -110,19 +119,6 @@ def occlude(x: Tensor, y: int, x0: int, size: int, fill: float | Tensor = 0.0) -
 def _strongest_channel(insp: Inspector, x, layer: str) -> int:
     act = insp.activations(x, layer)
     return int(act.flatten(1).amax(1).argmax()) if act.ndim == 3 else int(act.argmax())
-
-
-def _default_layer(insp: Inspector, img: Tensor) -> str:
-    return insp.default_layer(tuple(img.shape[1:]))
-
-
-def _target(insp: Inspector, img: Tensor, target: int | None) -> int:
-    probs = insp.predict(img)
-    if target is None:
-        return int(probs.argmax())
-    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < len(probs):
-        raise ValueError(f"target class {target!r} is out of range: 0..{len(probs) - 1}")
-    return target
 
 
 def _readings(insp: Inspector, batch: Tensor, name: str, channel: int) -> tuple[Tensor, Tensor]:
@@ -156,12 +152,14 @@ def occlusion_sweep(
     """
     img = insp.image(x)
     _check_square(img.shape, size, stride)
-    layer = layer or _default_layer(insp, img)
+    check_fill(fill, img)
+    batch_size = check_count("batch_size", batch_size)
+    layer = layer or insp.default_layer(tuple(img.shape[1:]))
     name = insp.layer_name(layer)
     channel = _strongest_channel(insp, img, name)
-    target = _target(insp, img, target)
+    target = insp.target_class(img, target)
     ys, xs = _positions(img.shape[-2], size, stride), _positions(img.shape[-1], size, stride)
-    corners = [(y, x0) for y in ys for x0 in xs]
+    corners = [(row, col) for row in ys for col in xs]
     index = insp.layer_index(name)
     if incremental:
         plan = OcclusionPlan(insp.graph, insp.current_weights(), img, size, corners)
@@ -172,7 +170,7 @@ def occlusion_sweep(
             totals, out = plan.run(range(start, start + len(chunk)), fill, {index: channel})
             a, p = totals[index], torch.softmax(out, dim=1)
         else:
-            batch = torch.cat([occlude(img, y, x0, size, fill) for y, x0 in chunk])
+            batch = torch.cat([occlude(img, row, col, size, fill) for row, col in chunk])
             a, p = _readings(insp, batch, name, channel)
         activity.append(a)
         probs.append(p)
@@ -203,27 +201,36 @@ def occlusion_sweep(
 
 def occlusion_at(
     insp: Inspector,
-    x,
-    y: int,
-    x0: int,
+    image,
+    row: int,
+    col: int,
     size: int,
     fill: float | Tensor = 0.0,
     target: int | None = None,
     layer: str | None = None,
     channel: int | None = None,
 ) -> OcclusionReading:
-    """The readings for one occluder position (for live interaction)."""
-    img = insp.image(x)
+    """The readings with the occluder's top-left corner at ``(row, col)`` (for live interaction).
+
+    ``channel`` defaults to the map strongest on the unoccluded image, as in the sweep.
+    """
+    img = insp.image(image)
     _check_square(img.shape, size, 1)
-    if not (0 <= y <= img.shape[-2] - size and 0 <= x0 <= img.shape[-1] - size):
+    check_fill(fill, img)
+    rows, cols = img.shape[-2] - size, img.shape[-1] - size
+    if not (0 <= row <= rows and 0 <= col <= cols):
         raise ValueError(
-            f"occluder at ({y}, {x0}) of size {size} leaves the {img.shape[-2]}x{img.shape[-1]} "
-            f"image: y in 0..{img.shape[-2] - size}, x in 0..{img.shape[-1] - size}"
+            f"occluder at ({row}, {col}) of size {size} leaves the {img.shape[-2]}x{img.shape[-1]} "
+            f"image: row in 0..{rows}, column in 0..{cols}"
         )
-    name = insp.layer_name(layer or _default_layer(insp, img))
-    channel = _strongest_channel(insp, img, name) if channel is None else channel
-    target = _target(insp, img, target)
-    activity, probs = _readings(insp, occlude(img, y, x0, size, fill), name, channel)
+    name = insp.layer_name(layer or insp.default_layer(tuple(img.shape[1:])))
+    maps = insp.activations(img, name)
+    if channel is None:
+        channel = _strongest_channel(insp, img, name)
+    elif maps.ndim == 3:  # an explicit map must exist: -1 must not quietly read the last one
+        channel = check_channel(channel, maps.shape[0], layer or name)
+    target = insp.target_class(img, target)
+    activity, probs = _readings(insp, occlude(img, row, col, size, fill), name, channel)
     top = torch.topk(probs[0], min(5, probs.shape[1]))
     return OcclusionReading(
         target_prob=float(probs[0, target]),

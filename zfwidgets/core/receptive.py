@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.modules.utils import _pair
 
 from zfwidgets.core.graph import Step
+from zfwidgets.core.layers import window
 
 __all__ = ["Box", "Field", "nominal_fields", "unit_box"]
 
@@ -47,18 +47,6 @@ class Field:
 
     size: int
     stride: int
-
-
-def _window(step: Step):
-    """(kernel, stride, padding, dilation) pairs of a sliding-window step, or None."""
-    m = step.module
-    if step.kind == "conv":
-        return m.kernel_size, m.stride, m.padding, m.dilation
-    if step.kind == "maxpool" or isinstance(m, nn.AvgPool2d):
-        stride = m.stride if m.stride is not None else m.kernel_size
-        dilation = getattr(m, "dilation", 1)
-        return _pair(m.kernel_size), _pair(stride), _pair(m.padding), _pair(dilation)
-    return None
 
 
 _POINTWISE = ("relu", "relu6", "bn", "lrn", "dropout", "identity", "add", "cat")
@@ -94,7 +82,7 @@ def nominal_fields(steps: list[Step], io_shapes: list[tuple] | None = None) -> l
         ins = [at(i) for i in step.inputs] or [(1, 1, False)]
         size, stride = max(f[0] for f in ins), max(f[1] for f in ins)
         is_whole = any(f[2] for f in ins)
-        win = _window(step)
+        win = window(step)
         if win is not None:
             k, s, _, d = win
             size += d[0] * (k[0] - 1) * stride
@@ -112,7 +100,7 @@ def nominal_fields(steps: list[Step], io_shapes: list[tuple] | None = None) -> l
 
 def _back_interval(step: Step, lo: int, hi: int, in_len: int, out_len: int, axis: int):
     """Input interval [lo, hi] (inclusive) that output interval [lo, hi] of ``step`` reads."""
-    win = _window(step)
+    win = window(step)
     if win is not None:
         k, s, p, d = win
         lo = lo * s[axis] - p[axis]
@@ -184,7 +172,7 @@ def _back_box(step: Step, box, in_shape, out_shape):
     if step.kind in _WHOLE or len(in_shape) < 3 or len(out_shape) < 3:
         return None
     plain = step.kind in _POINTWISE or _keeps_plane(tuple(in_shape), tuple(out_shape))
-    if not plain and _window(step) is None and step.kind not in ("pad", "linear_op"):
+    if not plain and window(step) is None and step.kind not in ("pad", "linear_op"):
         if not isinstance(step.module, nn.AdaptiveAvgPool2d):
             return None
     ys = _back_interval(step, box[0], box[1], in_shape[-2], out_shape[-2], 0)

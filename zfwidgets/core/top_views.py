@@ -1,8 +1,16 @@
 """What Fig. 2 shows for one feature map: each top image's projection beside its patch.
 
 Example:
-    >>> entries = top_projections(insp, top, d.dataset, "conv2", channel=5)  # doctest: +SKIP
-    >>> entries[0].projection.shape, entries[0].patch.shape
+    >>> import torch
+    >>> from zfwidgets import Inspector, demo
+    >>> from zfwidgets.core.mining import mine
+    >>> d = demo.load()
+    >>> insp = Inspector(d.model)
+    >>> some = torch.utils.data.Subset(d.dataset, range(200))
+    >>> top = mine(insp, some, layers=["conv2"], k=9, progress=False)
+    >>> entries = top_projections(insp, top, some, "conv2", channel=5)
+    >>> len(entries), entries[0].projection.shape  # a patch is the unit's receptive field
+    (9, torch.Size([1, 28, 28]))
 """
 
 from __future__ import annotations
