@@ -608,6 +608,49 @@ def _cases() -> list[Case]:
         assert not marker.exists(), "loading ran code"
         return e.path_text(message)
 
+    def topk_edit(e: Env, name: str, change: Callable[[dict], None]) -> Path:
+        """A copy of the saved top-9 file with its payload changed."""
+        payload = torch.load(e.topk_file, weights_only=True)
+        change(payload)
+        path = e.dir / name
+        torch.save(payload, path)
+        return path
+
+    def first_layer(payload: dict) -> dict:
+        return next(iter(payload["layers"].values()))
+
+    @row("topk-keys", data, "mined results with an extra key", "keys ['extra']")
+    def _(e):
+        path = topk_edit(e, "extra.pt", lambda p: p.update(extra=torch.zeros(1)))
+        return e.path_text(error_of(lambda: TopK.load(path)))
+
+    @row("topk-index", data, "mined results naming image 500 of 40", "outside the data set")
+    def _(e):
+        def far(p: dict) -> None:
+            first_layer(p)["images"][0, 0] = 500
+
+        return e.path_text(error_of(lambda: TopK.load(topk_edit(e, "far.pt", far))))
+
+    @row("topk-nan", data, "mined results with a NaN activation", "NaN")
+    def _(e):
+        def nan(p: dict) -> None:
+            first_layer(p)["values"][0, 0] = float("nan")
+
+        return e.path_text(error_of(lambda: TopK.load(topk_edit(e, "nan.pt", nan))))
+
+    @row("topk-fifo", data, "a FIFO (named pipe) as mined results", "not a regular file")
+    def _(e):
+        import os
+
+        path = e.dir / "pipe.pt"
+        os.mkfifo(path)
+        return e.path_text(error_of(lambda: TopK.load(path)))
+
+    @row("topk-no-folder", data, "saving mined results into a missing folder", "does not exist")
+    def _(e):
+        top = TopK.load(e.topk_file)
+        return e.path_text(error_of(lambda: top.save(e.dir / "no" / "such" / "top.pt"), OSError))
+
     @row(
         "batch-memory",
         data,
@@ -706,6 +749,88 @@ def _cases() -> list[Case]:
             (p.parent / "manifest.json").write_text("{ not json")
 
         return e.path_text(load_error(e.damaged_run("junk-manifest", junk)))
+
+    def edit_manifest(change: Callable[[dict], None]) -> Callable[[Path], None]:
+        """A damage that edits the manifest's JSON (the epoch-1 entry is ``snapshots[0]``)."""
+        import json
+
+        def damage(p: Path) -> None:
+            path = p.parent / "manifest.json"
+            manifest = json.loads(path.read_text())
+            change(manifest)
+            path.write_text(json.dumps(manifest))
+
+        return damage
+
+    def set_file(name: str) -> Callable[[dict], None]:
+        return lambda m: m["snapshots"][0].update(file=name)
+
+    @row("snap-dotdot", snap, "a manifest entry '../../etc/passwd'", "not a plain name")
+    def _(e):
+        run = e.damaged_run("dotdot", edit_manifest(set_file("../../etc/passwd")))
+        message = load_error(run)
+        assert "root:" not in message and "sha256" not in message, message
+        return e.path_text(message)
+
+    @row("snap-absolute", snap, "a manifest entry '/etc/passwd' (absolute)", "not a plain name")
+    def _(e):
+        return e.path_text(
+            load_error(e.damaged_run("absolute", edit_manifest(set_file("/etc/passwd"))))
+        )
+
+    @row(
+        "snap-symlink", snap, "a snapshot that is a link to /etc/passwd", "leads out of the folder"
+    )
+    def _(e):
+        def link(p: Path) -> None:
+            p.unlink()
+            p.symlink_to("/etc/passwd")
+
+        return e.path_text(load_error(e.damaged_run("symlink", link)))
+
+    @row("snap-fifo", snap, "a FIFO (named pipe) in place of a snapshot", "not a regular file")
+    def _(e):
+        import os
+
+        def fifo(p: Path) -> None:
+            p.unlink()
+            os.mkfifo(p)
+
+        return e.path_text(load_error(e.damaged_run("fifo", fifo)))
+
+    @row("snap-zip-bomb", snap, "a snapshot whose zip member inflates to 64 MiB", "not inflated")
+    def _(e):
+        import zipfile
+
+        def bomb(p: Path) -> None:
+            with zipfile.ZipFile(p, "w", zipfile.ZIP_DEFLATED) as z:
+                z.writestr("archive/data.pkl", b"\0" * (64 * 2**20))
+            with_manifest_entry(p)
+
+        return e.path_text(load_error(e.damaged_run("bomb", bomb)))
+
+    @row("snap-no-file", snap, "a manifest entry without 'file'", "names no file")
+    def _(e):
+        return e.path_text(
+            load_error(
+                e.damaged_run("nofile", edit_manifest(lambda m: m["snapshots"][0].pop("file")))
+            )
+        )
+
+    @row("snap-twice", snap, "a manifest listing epoch 1 twice", "more than once")
+    def _(e):
+        def twice(m: dict) -> None:
+            m["snapshots"].append(dict(m["snapshots"][0]))
+
+        return e.path_text(load_error(e.damaged_run("twice", edit_manifest(twice))))
+
+    @row("snap-huge-manifest", snap, "a 65 MiB manifest", "at most")
+    def _(e):
+        def huge(p: Path) -> None:
+            with open(p.parent / "manifest.json", "r+b") as f:
+                f.truncate(65 * 2**20)  # sparse: costs no disk, and is refused before reading
+
+        return e.path_text(load_error(e.damaged_run("huge", huge)))
 
     models = "Models: what is accepted, and which methods are refused"
 
