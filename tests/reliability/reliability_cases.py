@@ -286,6 +286,21 @@ def expected_projection(insp: Inspector, x: torch.Tensor, layer: str, channel: i
     return render.to_png(render.upscale(picture, zoom))
 
 
+@contextlib.contextmanager
+def _hooks_off(model: nn.Module) -> Iterator[None]:
+    """The reference run of a model without its hooks (they are put back afterwards)."""
+    saved = [(m, dict(m._forward_hooks), dict(m._forward_pre_hooks)) for m in model.modules()]
+    for m, _, _ in saved:
+        m._forward_hooks.clear()
+        m._forward_pre_hooks.clear()
+    try:
+        yield
+    finally:
+        for m, hooks, pre in saved:
+            m._forward_hooks.update(hooks)
+            m._forward_pre_hooks.update(pre)
+
+
 def in_browser(env: Env, act: Callable[[LayerBrowser], None], rgb: bool = False) -> str:
     """Does ``act`` (a bad action) on a LayerBrowser; returns the status line's message.
 
@@ -809,6 +824,17 @@ def _cases() -> list[Case]:
 
         return e.path_text(load_error(e.damaged_run("bomb", bomb)))
 
+    @row("snap-nan", snap, "a snapshot with NaN weights (a diverged run)", "NaN or infinite")
+    def _(e):
+        def diverge(p: Path) -> None:
+            payload = torch.load(p, weights_only=True)
+            first = next(iter(payload["state_dict"]))
+            payload["state_dict"][first][0] = float("nan")
+            torch.save(payload, p)
+            with_manifest_entry(p)
+
+        return e.path_text(load_error(e.damaged_run("nan", diverge)))
+
     @row("snap-no-file", snap, "a manifest entry without 'file'", "names no file")
     def _(e):
         return e.path_text(
@@ -872,6 +898,28 @@ def _cases() -> list[Case]:
     def _(e):
         return error_of(lambda: Inspector("alexnet"))
 
+    @row("flatten-batch", models, "nn.Flatten(0): the batch axis flattened away", "start_dim=1")
+    def _(e):
+        model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(0), nn.Linear(144, 4))
+        return error_of(lambda: Inspector(model))
+
+    @row("user-hooks", models, "a model with hooks on a block and on its pool", "never runs them")
+    def _(e):
+        import warnings
+
+        calls: list[str] = []
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.MaxPool2d(2), nn.ReLU()))
+        model[1].register_forward_pre_hook(lambda *a: calls.append("pre"))
+        model[1][0].register_forward_hook(lambda m, i, out: (calls.append("pool"), out * 0)[1])
+        x = torch.rand(3, 12, 12)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            insp = Inspector(model, device="cpu")
+        with torch.no_grad(), _hooks_off(model):
+            plain = model(x[None])[0]
+        assert torch.equal(insp.activations(x, "1"), plain) and not calls, calls
+        return f"accepted, with a warning: {caught[0].message}"
+
     up = "Uploads (LayerBrowser's upload button)"
     noise = np.random.default_rng(0).integers(0, 256, (28, 28), np.uint8)
 
@@ -907,6 +955,31 @@ def _cases() -> list[Case]:
     @row("upload-other-size", up, "a 300x200 picture to the 28x28 model", "(1, 28, 28)")
     def _(e):
         return upload_outcome(e, png_bytes(np.zeros((200, 300), np.uint8)))
+
+    @row("upload-16-bit", up, "a 16-bit grey PNG (a ramp over 0..65535)", "scaled")
+    def _(e):
+        from zfwidgets.core.images import image_from_bytes
+
+        ramp = np.linspace(0, 65535, 28 * 28).reshape(28, 28).astype(np.uint16)
+        x = image_from_bytes(png_bytes(ramp), channels=1)
+        expected = torch.from_numpy(np.round(ramp / 65535 * 255) / 255).float()
+        assert torch.allclose(x[0], expected, atol=1e-6)
+        white = float((x >= 1).float().mean())
+        return f"accepted: scaled to [0, 1] ({white:.1%} of the ramp is white, as in the file)"
+
+    @row("upload-exif", up, "a phone JPEG stored on its side (EXIF orientation 6)", "upright")
+    def _(e):
+        from zfwidgets.core.images import image_from_bytes
+
+        picture = Image.new("L", (30, 20), 0)
+        picture.paste(255, (0, 0, 5, 5))  # the top-left corner of the stored pixels
+        exif = picture.getexif()
+        exif[0x0112] = 6  # "rotate 90 degrees clockwise to show"
+        buffer = io.BytesIO()
+        picture.save(buffer, "JPEG", exif=exif.tobytes(), quality=95)
+        x = image_from_bytes(buffer.getvalue(), channels=1)
+        assert tuple(x.shape) == (1, 30, 20) and x[0, :5, -5:].mean() > 0.9, x.shape
+        return "accepted: turned upright as a photo viewer shows it (30x20 stored, 20 wide shown)"
 
     lb = "LayerBrowser traits"
     for trait, value, words in [
@@ -1019,8 +1092,9 @@ FOOTER_ROWS = [
         "test_safe_files.py",
     ),
     (
-        "work that would not fit in memory is chunked or refused before it starts",
-        "test_memory_guard.py",
+        "work that would not fit in memory is chunked or refused before it starts (the "
+        "batch-memory and batch-chunked rows above)",
+        "test_bad_input_table.py",
     ),
     (
         "10,000 random widget events: resident memory, cache budget, no escaped exception, "
@@ -1028,14 +1102,18 @@ FOOTER_ROWS = [
         "test_soak.py",
     ),
     (
-        "bursts of events while a sweep or a mining pass runs: no stale picture, cancelled "
-        "work lets go of its memory",
-        "test_bursts.py",
+        "a script that ends while each of the four widgets works in the background exits with "
+        "code 0, five runs each, and once more after close()",
+        "test_exit.py",
     ),
 ]
 FOOTER = "\n".join(
     ["## Integrity, files and long sessions", "", "| what | test |", "|---|---|"]
     + [f"| {what} | `tests/reliability/{test}` |" for what, test in FOOTER_ROWS]
+    + [
+        "| a newer request supersedes an older one: no stale picture, cancelled work stops | "
+        "`tests/widgets/test_occlusion_slider.py`, `tests/widgets/test_layer_browser.py` |"
+    ]
 )
 
 

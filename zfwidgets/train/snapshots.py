@@ -421,7 +421,16 @@ class Run:
             state = {
                 k: v.float() if v.is_floating_point() else v
                 for k, v in payload["state_dict"].items()
+                if isinstance(v, Tensor)
             }
+            broken = [
+                k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()
+            ]
+            if broken:
+                raise SnapshotError(
+                    f"snapshot file {path} (epoch {epoch}) has NaN or infinite weights in "
+                    f"{', '.join(broken[:3])}: the run diverged there, so it has no pictures"
+                )
             expected = self.architecture.get("parameters")
             if expected is not None and shapes_of(state) != expected:
                 raise SnapshotError(self._mismatch(path, payload, shapes_of(state), expected))
