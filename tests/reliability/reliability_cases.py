@@ -835,6 +835,23 @@ def _cases() -> list[Case]:
 
         return e.path_text(load_error(e.damaged_run("nan", diverge)))
 
+    @row("snap-huge-args", snap, "a manifest asking for widths of 100,000 maps", "not built")
+    def _(e):
+        def wide(m: dict) -> None:
+            m["architecture"]["kwargs"]["widths"] = [100_000] * 3
+
+        return e.path_text(load_error(e.damaged_run("wide-args", edit_manifest(wide))))
+
+    @row("snap-not-tensor", snap, "a snapshot whose state_dict holds a string", "not tensors")
+    def _(e):
+        def text(p: Path) -> None:
+            payload = torch.load(p, weights_only=True)
+            payload["state_dict"]["note"] = "hello"
+            torch.save(payload, p)
+            with_manifest_entry(p)
+
+        return e.path_text(load_error(e.damaged_run("text", text)))
+
     @row("snap-no-file", snap, "a manifest entry without 'file'", "names no file")
     def _(e):
         return e.path_text(
@@ -897,6 +914,32 @@ def _cases() -> list[Case]:
     @row("not-a-model", models, "the string 'alexnet' as the model", "torch.nn.Module")
     def _(e):
         return error_of(lambda: Inspector("alexnet"))
+
+    def small(*head: nn.Module) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(72, 3), *head)
+
+    @row("double-model", models, "a float64 (double) model", "accepted")
+    def _(e):
+        model, x = small().double(), torch.rand(1, 8, 8)
+        got = Inspector(model, device="cpu").predict(x)
+        want = torch.softmax(model(x[None].double())[0], 0).float()
+        assert torch.allclose(got, want, atol=1e-6) and model[0].weight.dtype == torch.float64
+        return "accepted: computed in float32 on our copies (the model stays float64)"
+
+    @row("meta-weights", models, "a model whose weights are on the meta device", "meta device")
+    def _(e):
+        return error_of(lambda: Inspector(small().to("meta")).predict(torch.rand(1, 8, 8)))
+
+    @row("quantized", models, "a dynamically quantised Linear", "pass the float model")
+    def _(e):
+        model = torch.ao.quantization.quantize_dynamic(small(), {nn.Linear}, dtype=torch.qint8)
+        return error_of(lambda: Inspector(model))
+
+    @row("weight-norm", models, "the old torch.nn.utils.weight_norm on a conv", "parametrizations")
+    def _(e):
+        model = small()
+        model[0] = torch.nn.utils.weight_norm(model[0])
+        return error_of(lambda: Inspector(model))
 
     @row("flatten-batch", models, "nn.Flatten(0): the batch axis flattened away", "start_dim=1")
     def _(e):

@@ -381,7 +381,25 @@ def _pool_from_call(node: torch.fx.Node) -> nn.MaxPool2d:
     return nn.MaxPool2d(**given)
 
 
+def _refuse_unreadable(name: str, module: nn.Module) -> None:
+    """Modules whose weights we cannot copy and compute in float32 as they are."""
+    if ".quantized" in type(module).__module__:
+        raise UnsupportedModelError(
+            f"'{name}' is a quantized {type(module).__name__} ({type(module).__module__}): "
+            "zfwidgets computes in float32 on its own copy of the weights; pass the float model "
+            "(the one before quantize_dynamic or convert)"
+        )
+    if any(type(h).__name__ == "WeightNorm" for h in module._forward_pre_hooks.values()):
+        raise UnsupportedModelError(
+            f"'{name}' uses the old torch.nn.utils.weight_norm, which sets its weight in a "
+            "forward pre-hook, and zfwidgets never runs hooks: use "
+            "torch.nn.utils.parametrizations.weight_norm, or call "
+            "torch.nn.utils.remove_weight_norm on the module first"
+        )
+
+
 def _module_kind(name: str, module: nn.Module) -> str:
+    _refuse_unreadable(name, module)
     kind = _MODULE_KINDS.get(type(module))
     if kind is None and _relu6_module(module):
         return "relu6"

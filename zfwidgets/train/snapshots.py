@@ -418,10 +418,15 @@ class Run:
             path, payload = self._load_entry(self._entry(epoch), f"epoch {epoch}")
             if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), dict):
                 raise SnapshotError(f"snapshot file {path} holds no 'state_dict' entry")
+            odd = [k for k, v in payload["state_dict"].items() if not isinstance(v, Tensor)]
+            if odd:
+                raise SnapshotError(
+                    f"snapshot file {path} has values that are not tensors in its state_dict: "
+                    f"{', '.join(map(str, odd[:3]))}"
+                )
             state = {
                 k: v.float() if v.is_floating_point() else v
                 for k, v in payload["state_dict"].items()
-                if isinstance(v, Tensor)
             }
             broken = [
                 k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()
@@ -467,7 +472,7 @@ class Run:
                     "rebuild by itself (only zoo models with known arguments are); pass "
                     "load_run(path, model_factory=lambda: YourModel(...))"
                 )
-            model = cls(**arch["kwargs"])
+            model = _build_checked(cls, arch, self.path)
         got = shapes_of(model.state_dict())
         if arch.get("parameters") is not None and got != arch["parameters"]:
             raise SnapshotError(
@@ -510,6 +515,26 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, {describe(self.architecture)}, epochs={self.epochs})"
+
+
+def _build_checked(cls: type, arch: dict[str, Any], path: Path) -> nn.Module:
+    """``cls(**kwargs)``, first built on the meta device (no memory): arguments that would
+    build another network (widths of a billion) are refused before anything is allocated."""
+    kwargs = arch["kwargs"]
+    try:
+        with torch.device("meta"):
+            shapes = shapes_of(cls(**kwargs).state_dict())
+    except Exception as err:  # TypeError, ValueError...: the manifest's arguments are wrong
+        raise SnapshotError(
+            f"{path / MANIFEST} gives {describe(arch)} arguments it cannot be built with: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    if arch.get("parameters") is not None and shapes != arch["parameters"]:
+        raise SnapshotError(
+            f"{path / MANIFEST}: the arguments {kwargs} build {cls.__name__} parameters "
+            "other than the shapes the manifest lists; it was not built"
+        )
+    return cls(**kwargs)
 
 
 def load_run(path: str | os.PathLike, model_factory: Callable[[], nn.Module] | None = None) -> Run:
