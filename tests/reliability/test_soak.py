@@ -1,4 +1,5 @@
-"""A long session: 10,000 random widget events on the demo, across the three widgets.
+"""A long session: 10,000 random widget events across the four widgets, on the demo and on
+a ResNet-18.
 
 Adding a widget is one entry in ``WIDGETS``: how to build it on the demo, its events, and how
 to check its final pictures against a fresh computation. Events drive traits directly (what
@@ -22,9 +23,18 @@ from dataclasses import dataclass
 import psutil
 import pytest
 import torch
+import torchvision
 from reliability_cases import expected_projection
 
-from zfwidgets import EvolutionScrubber, Inspector, LayerBrowser, OcclusionSlider, demo
+from zfwidgets import (
+    EvolutionScrubber,
+    Inspector,
+    InvarianceExplorer,
+    LayerBrowser,
+    OcclusionSlider,
+    demo,
+)
+from zfwidgets.core.invariance import invariance_curves
 from zfwidgets.core.occlusion import occlusion_at, occlusion_sweep
 from zfwidgets.train import Evolution
 
@@ -110,6 +120,52 @@ def _check_scrubber(s, d):
     fresh.close()
 
 
+def _explorer(d):
+    insp = Inspector(d.model, device="cpu", cache_bytes=BUDGET)
+    images = [d.dataset[i][0] for i in range(4)]
+    labels = [d.dataset[i][1] for i in range(4)]
+    return InvarianceExplorer(insp, images, labels, classes=d.classes, mean=d.mean, steps=5)
+
+
+def _check_explorer(w, d):
+    assert w.wait(120)
+    curves = w.curves[w.kind]
+    images = [d.dataset[i][0] for i in range(4)]
+    labels = [d.dataset[i][1] for i in range(4)]
+    ref = invariance_curves(
+        Inspector(demo.load().model, device="cpu"),
+        images,
+        labels,
+        w.kind,
+        curves.amounts,
+        layers=list(curves.distances),
+    )
+    for layer, distances in curves.distances.items():
+        assert torch.allclose(distances, ref.distances[layer], atol=1e-5)
+    assert torch.allclose(curves.true_prob, ref.true_prob, atol=1e-6)
+
+
+def _resnet():
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(num_classes=10).eval()
+
+
+RESNET_IMAGES = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+def _resnet_browser(d):
+    insp = Inspector(_resnet(), device="cpu", cache_bytes=BUDGET)
+    return LayerBrowser(insp, images=list(RESNET_IMAGES), dataset=RESNET_IMAGES)
+
+
+def _check_resnet_browser(b, d):
+    assert b.wait(120)
+    b.method, b.position = "deconvnet", "max"
+    b.channel = (b.channel + 1) % 8
+    ref = Inspector(_resnet(), device="cpu")
+    assert b._projection_image.value == expected_projection(ref, b.image, b.layer, b.channel)
+
+
 def _set(name, values):
     return lambda w, r: setattr(w, name, r.choice(values))
 
@@ -159,6 +215,32 @@ WIDGETS = [
         ],
         _check_scrubber,
         lambda s: list(s.evolution._inspectors.values()),  # one per snapshot epoch
+    ),
+    Entry(
+        "InvarianceExplorer",
+        _explorer,
+        [
+            (30, lambda w, r: setattr(w, "step", r.randrange(-2, 9))),
+            (8, lambda w, r: setattr(w, "image_index", r.randrange(-1, 6))),
+            (2, _set("kind", ["translate", "scale", "rotate", "shear"])),
+            (2, _set("layers", [["conv1", "fc4"], ["conv2", "conv3"], ["conv9"], []])),
+        ],
+        _check_explorer,
+        lambda w: [w.inspector],
+    ),
+    Entry(
+        "LayerBrowser on ResNet-18",
+        _resnet_browser,
+        [
+            (30, lambda b, r: setattr(b, "channel", r.randrange(-2, 520))),
+            (6, _set("layer", ["conv1", "layer1", "layer2.0", "layer3", "layer4", "fc", "x9"])),
+            (6, _set("method", ["deconvnet", "guided", "saliency", "gradcam"])),
+            (4, _set("position", ["max", "map"])),
+            (8, lambda b, r: setattr(b, "image_index", r.randrange(-2, 14))),
+            (1, _set("show_top", [True, False])),
+        ],
+        _check_resnet_browser,
+        lambda b: [b.inspector],
     ),
 ]
 
