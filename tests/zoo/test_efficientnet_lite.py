@@ -6,7 +6,8 @@
   (written here from the published block strings and TensorFlow's "same" padding rule, reading
   the original's tensor names directly) to 1e-4.
 * Deconvnet, guided backprop and saliency at layers in every stage (stride-2 pads, residual
-  additions, the head), Grad-CAM and the class gradient equal autograd references.
+  additions, the head) equal the rule-carrying autograd reference of tests/core/reference.py
+  (1e-5 of its largest value); Grad-CAM and the class gradient equal plain autograd (1e-4).
 * The photos, the probe and the weights load with the network cut off; without the weights
   package the error says, in one line, what to install.
 """
@@ -243,8 +244,8 @@ def test_projections_match_the_autograd_reference(engine, layer):
             assert scale > 0, f"{layer} {method} {position}: trivial reference"
             errors[(method, position)] = (ours - ref).abs().max().item() / scale
     torch.testing.assert_close(act, ref_act[0], rtol=1e-4, atol=1e-4 * act.abs().max().item())
-    bad = {k: f"{v:.1e}" for k, v in errors.items() if not v <= 1e-4}
-    assert not bad, f"{layer}: relative errors above 1e-4: {bad}"
+    bad = {k: f"{v:.1e}" for k, v in errors.items() if not v <= 1e-5}  # worst seen: 6e-6
+    assert not bad, f"{layer}: relative errors above 1e-5: {bad}"
 
 
 def test_gradcam_and_class_gradient_match_autograd(engine, p):
