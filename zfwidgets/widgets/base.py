@@ -79,7 +79,8 @@ class StatusLine(widgets.HTML):
     hint = traitlets.Unicode("")
 
     def __init__(self, hint: str = "", **kwargs: Any) -> None:
-        super().__init__(layout=full_width(min_height="1.6em"), hint=hint, **kwargs)
+        # No side margins: ipywidgets' 2 px would push a 100% wide line past the cell's edge.
+        super().__init__(layout=full_width(min_height="1.6em", margin="2px 0"), hint=hint, **kwargs)
         self.add_class("zfw-status")
         self._show()
 

@@ -274,6 +274,11 @@ class LayerBrowser(WidgetBase):
             ),
         )
         self._progress.tooltip = "Mining progress"
+        # Why the top-9 button is disabled, on screen (a disabled button shows no tooltip).
+        self._top_note = caption(
+            "" if self.dataset is not None else "needs a data set: pass dataset= to LayerBrowser",
+            margin="0 0 0 8px",
+        )
 
     def _build_pictures(self) -> None:
         self._canvas = Canvas(width=PICTURE_SIDE, height=PICTURE_SIDE)
@@ -292,9 +297,16 @@ class LayerBrowser(WidgetBase):
             "The selected map projected down to pixels (grey = 0)", "zfw-projection"
         )
         side = f"{PICTURE_SIDE + 12}px"
-        self._input_caption = caption(tooltip=self._input_image.help_text, width=side)
-        self._heat_caption = caption(tooltip=self._heat_image.help_text, width=side)
-        self._projection_caption = caption(tooltip=self._projection_image.help_text, width=side)
+        lines = "4.2em"  # room for three lines, so a longer caption never moves what is below
+        self._input_caption = caption(
+            tooltip=self._input_image.help_text, width=side, min_height=lines
+        )
+        self._heat_caption = caption(
+            tooltip=self._heat_image.help_text, width=side, min_height=lines
+        )
+        self._projection_caption = caption(
+            tooltip=self._projection_image.help_text, width=side, min_height=lines
+        )
         self._top_projections = png_image("Top-9 projections", "zfw-top-projections")
         self._top_patches = png_image("Top-9 image patches", "zfw-top-patches")
         self._top_caption = caption(width="560px")
@@ -323,20 +335,31 @@ class LayerBrowser(WidgetBase):
                     (self._projection_image, self._projection_caption),
                 ]
             ],
-            layout=widgets.Layout(flex_flow="row wrap"),
+            layout=widgets.Layout(flex_flow="row nowrap"),
         )
         self._top_patches.layout.margin = "0 0 0 12px"
         self._top_panel = widgets.VBox(
             [widgets.HBox([self._top_projections, self._top_patches]), self._top_caption],
             layout=widgets.Layout(display="none"),  # until the top 9 are asked for
         )
-        top_header = widgets.HBox([self._top_toggle, self._progress], layout=full_width(**wrap))
-        right = widgets.VBox([pictures, top_header, self._top_panel])
+        top_header = widgets.HBox(
+            [self._top_toggle, self._top_note, self._progress], layout=full_width(**wrap)
+        )
+        # Designed wrapping: the right column is as wide as its widest content at any layer of
+        # this model (the three pictures, or conv3's top 9 pair), never narrower, so it moves
+        # under the map grid as one block at one notebook width, whatever the layer shown.
+        right_width = f"{self._right_column_width()}px"
+        right = widgets.VBox(
+            [pictures, top_header, self._top_panel],
+            layout=widgets.Layout(min_width=right_width, width=right_width, flex="0 0 auto"),
+        )
         left = widgets.VBox(
-            [self._canvas_caption, self._canvas], layout=widgets.Layout(margin="0 16px 0 0")
+            [self._canvas_caption, self._canvas],
+            layout=widgets.Layout(margin="0 16px 0 0", flex="0 0 auto"),
         )
         main = widgets.HBox(
-            [left, right], layout=full_width(flex_flow="row wrap", align_items="flex-start")
+            [left, right],
+            layout=full_width(flex_flow="row wrap", align_items="flex-start", row_gap="8px"),
         )
         self._upload_button.layout.width = "auto"
         picker = widgets.HBox(
@@ -344,6 +367,20 @@ class LayerBrowser(WidgetBase):
             layout=full_width(**wrap),
         )
         return [controls, toggles, main, picker, self.status_line]
+
+    def _right_column_width(self) -> int:
+        """Pixels the right column needs at every layer: the three pictures side by side, or
+        the widest top-9 pair of any layer with feature maps."""
+        pictures = 3 * (PICTURE_SIDE + 12 + 6)
+        shape = self._input_shape()
+        if shape is None:
+            return pictures
+        widest = 0
+        for layer in self.inspector.map_layers(shape):
+            side = patch_side(self.inspector, layer, shape)
+            zoom = zoom_for(max(side), TOP_TILE)
+            widest = max(widest, 3 * side[1] * zoom + 4 * 2)  # render.grid's 2 px pad
+        return max(pictures, 2 * widest + 12 + 8)
 
     def _method_help(self) -> str:
         text = "How the selected map is projected to pixels"
@@ -564,6 +601,8 @@ class LayerBrowser(WidgetBase):
         with hold_canvas():
             if (self._canvas.width, self._canvas.height) != (width, height):
                 self._canvas.width, self._canvas.height = width, height
+                # shown at its own pixel size: a CSS-scaled canvas looks soft
+                self._canvas.layout.width, self._canvas.layout.height = f"{width}px", f"{height}px"
             self._canvas.put_image_data(self._grid_rgba, 0, 0)
             self._framed = None
             self._stroke_selection()
