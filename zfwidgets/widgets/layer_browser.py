@@ -70,6 +70,7 @@ POSITIONS = {
 }
 STATE = ("layer", "channel", "method", "position", "image_index", "show_top")  # **state
 HIGHLIGHT = "#29b6f6"  # selection frame on the feature-map grid: a cyan absent from the heat map
+BAR_SLOT = "35px"  # height of a colour bar with its values (render.colour_bar), and margins
 GAP_COLOUR = f"rgb({render.BACKGROUND}, {render.BACKGROUND}, {render.BACKGROUND})"
 
 
@@ -307,6 +308,10 @@ class LayerBrowser(WidgetBase):
         self._projection_caption = caption(
             tooltip=self._projection_image.help_text, width=side, min_height=lines
         )
+        # Colour bars: which values the colours stand for, and on which scale.
+        self._grid_bar = png_image("The colour scale of the whole grid", "zfw-grid-bar")
+        self._heat_bar = png_image("The selected map's colour scale", "zfw-heat-bar")
+        self._projection_bar = png_image("The projection's grey scale", "zfw-projection-bar")
         self._top_projections = png_image("Top-9 projections", "zfw-top-projections")
         self._top_patches = png_image("Top-9 image patches", "zfw-top-patches")
         self._top_caption = caption(width="560px")
@@ -328,12 +333,16 @@ class LayerBrowser(WidgetBase):
             label.layout.margin = "0 6px 0 8px"
         pictures = widgets.HBox(
             [
-                widgets.VBox([picture, text], layout=widgets.Layout(margin="0 6px 0 0"))
-                for picture, text in [
-                    (self._input_image, self._input_caption),
-                    (self._heat_image, self._heat_caption),
-                    (self._projection_image, self._projection_caption),
-                ]
+                widgets.VBox([picture, bar, text], layout=widgets.Layout(margin="0 6px 0 0"))
+                for picture, bar, text in [
+                    (
+                        self._input_image,
+                        widgets.Box(layout=widgets.Layout(height=BAR_SLOT)),
+                        self._input_caption,
+                    ),
+                    (self._heat_image, self._heat_bar, self._heat_caption),
+                    (self._projection_image, self._projection_bar, self._projection_caption),
+                ]  # fmt: skip
             ],
             layout=widgets.Layout(flex_flow="row nowrap"),
         )
@@ -354,7 +363,7 @@ class LayerBrowser(WidgetBase):
             layout=widgets.Layout(min_width=right_width, width=right_width, flex="0 0 auto"),
         )
         left = widgets.VBox(
-            [self._canvas_caption, self._canvas],
+            [self._canvas_caption, self._canvas, self._grid_bar],
             layout=widgets.Layout(margin="0 16px 0 0", flex="0 0 auto"),
         )
         main = widgets.HBox(
@@ -584,11 +593,13 @@ class LayerBrowser(WidgetBase):
         )
         self._grid_rgba = rgba(picture)
         self._redraw_canvas()
+        lo, hi = float(maps.min()), float(maps.max())
+        self._grid_bar.value = render.to_png(render.colour_bar(lo, hi, picture.shape[1]))
         name = self._display_name(self.layer)
         size = "×".join(str(s) for s in maps.shape[1:])
         what = f"{len(maps)} feature maps of {size}" if acts.ndim == 3 else f"{len(maps)} units"
         self._canvas_caption.say(
-            f"{name}: {what} for this image, on one colour scale (dark = lowest). "
+            f"{name}: {what} for this image, all on one colour scale (the bar below). "
             "Click one to select it.",
             "body",
         )
@@ -648,14 +659,18 @@ class LayerBrowser(WidgetBase):
     def _draw_heat(self, x: Tensor) -> None:
         acts = self.inspector.activations(x, self.layer)
         fmap = acts[self.channel]
+        name = self._display_name(self.layer)
         if acts.ndim == 1:  # one unit: its colour on the layer's scale, as in the grid
-            heat = render.heatmap(fmap.reshape(1, 1), float(acts.min()), float(acts.max()))
+            lo, hi = float(acts.min()), float(acts.max())
+            heat = render.heatmap(fmap.reshape(1, 1), lo, hi)
+            text = f"unit {self.channel} of {name} = {float(fmap):.3g} · on the layer's scale"
         else:
+            lo, hi = float(fmap.min()), float(fmap.max())
             heat = render.heatmap(fmap)
+            text = f"map {self.channel} of {name} · max {hi:.3g} · its own colour scale"
         self._heat_image.value = render.to_png(render.upscale(heat, zoom_for(heat.shape[0])))
-        self._heat_caption.text = (
-            f"map {self.channel} of {self._display_name(self.layer)} · max {float(fmap.max()):.3g}"
-        )
+        self._heat_bar.value = render.to_png(render.colour_bar(lo, hi, PICTURE_SIDE))
+        self._heat_caption.text = text
 
     def _draw_projection(self, x: Tensor) -> None:
         method = REGISTRY[self.method]
@@ -671,6 +686,18 @@ class LayerBrowser(WidgetBase):
             render.upscale(picture, zoom_for(picture.shape[0]))
         )
         self._projection_caption.text = text
+        self._projection_bar.value = render.to_png(self._projection_scale(signal, method))
+
+    def _projection_scale(self, signal: Tensor, method) -> np.ndarray:
+        """The bar under the projection: signed grey (0 = mid grey) on its own scale, |value|
+        for saliency, the heat colours 0..1 for Grad-CAM."""
+        if self.method == "gradcam":  # drawn by render.heatmap: its own min..max
+            lo, hi = float(signal.min()), float(signal.max())
+            return render.colour_bar(lo, hi, PICTURE_SIDE)
+        top = float(signal.abs().max()) or 1.0
+        if self.method == "saliency":
+            return render.colour_bar(0.0, top, PICTURE_SIDE, kind="grey")
+        return render.colour_bar(-top, top, PICTURE_SIDE, kind="signed")
 
     def _class_picture(self, x: Tensor, signal: Tensor) -> tuple[np.ndarray, str]:
         """Grad-CAM as a heat map over the input; guided Grad-CAM as a signed projection."""
