@@ -266,6 +266,7 @@ class LayerBrowser(WidgetBase):
         )
         self._top_toggle = widgets.ToggleButton(
             description=f"Top {TOP_K} in data set",
+            layout=widgets.Layout(width="auto"),  # its label in full, also when selected (bold)
             disabled=self.dataset is None,
             icon="th",
             tooltip=(
@@ -309,9 +310,11 @@ class LayerBrowser(WidgetBase):
             tooltip=self._projection_image.help_text, width=side, min_height=lines
         )
         # Colour bars: which values the colours stand for, and on which scale.
-        self._grid_bar = png_image("The colour scale of the whole grid", "zfw-grid-bar")
-        self._heat_bar = png_image("The selected map's colour scale", "zfw-heat-bar")
-        self._projection_bar = png_image("The projection's grey scale", "zfw-projection-bar")
+        # (at their own pixel size: a VBox would stretch them to its width)
+        own = {"align_self": "flex-start"}
+        self._grid_bar = png_image("The colour scale of the whole grid", "zfw-grid-bar", **own)
+        self._heat_bar = png_image("The selected map's colour scale", "zfw-heat-bar", **own)
+        self._projection_bar = png_image("The projection's grey scale", "zfw-projection-bar", **own)
         self._top_projections = png_image("Top-9 projections", "zfw-top-projections")
         self._top_patches = png_image("Top-9 image patches", "zfw-top-patches")
         self._top_caption = caption(width="560px")
