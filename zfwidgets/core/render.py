@@ -210,13 +210,34 @@ def grid(
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         out[y : y + h, x : x + w] = tile
     if labels:
-        pic = Image.fromarray(out)
-        draw = ImageDraw.Draw(pic)
-        for i, text in enumerate(labels):
-            r, c = divmod(i, cols)
-            draw.text((pad + c * (w + pad) + 2, pad + r * (h + pad) + 1), text, fill=(255, 255, 0))
-        out = np.asarray(pic)
+        out = _label_tiles(out, labels, cols, (h, w), pad)
     return out
+
+
+def _label_tiles(
+    out: np.ndarray, labels: Sequence[str], cols: int, tile: tuple[int, int], pad: int
+) -> np.ndarray:
+    """Writes each label at the top of its tile: white text on a darkened band, in a font as
+    large as the tile allows (9 to 16 px), so it reads on any picture (a photo, a bright
+    digit) and from the back of a room. The picture keeps its size."""
+    h, w = tile
+    pic = Image.fromarray(out)
+    draw = ImageDraw.Draw(pic)
+    for i, text in enumerate(labels):
+        if not text:
+            continue
+        r, c = divmod(i, cols)
+        x0, y0 = pad + c * (w + pad), pad + r * (h + pad)
+        size = int(min(16, max(9, h // 7)))
+        font = _font(size)
+        while size > 9 and draw.textlength(text, font=font) > w - 6:
+            size -= 1
+            font = _font(size)
+        band = min(size + 6, h)
+        region = out[y0 : y0 + band, x0 : x0 + w].astype(np.float64) * 0.3
+        pic.paste(Image.fromarray(np.round(region).astype(np.uint8)), (x0, y0))
+        draw.text((x0 + 3, y0 + 2), text, fill=(255, 255, 255), font=font)
+    return np.asarray(pic)
 
 
 def to_png(img: np.ndarray) -> bytes:
