@@ -70,7 +70,7 @@ CASES = {
 # so the narrow bound is larger.
 HEIGHT_BOUNDS = {
     "layer_browser": {800: 1350, 1000: 1250, 1400: 800},
-    "occlusion_slider": {800: 1000, 1000: 800, 1400: 760},
+    "occlusion_slider": {800: 1100, 1000: 800, 1400: 800},
     "invariance_explorer": {800: 900, 1000: 700, 1400: 600},
     "evolution_scrubber": {800: 1250, 1000: 1250, 1400: 760},
 }
