@@ -683,8 +683,12 @@ class LayerBrowser(WidgetBase):
             picture, text = self._class_picture(x, signal)
         else:
             picture = unit_picture(signal, self.method)
-            unit = "strongest unit" if position == "max" else "whole map"
-            text = f"{method.label} projection of map {self.channel}'s {unit}"
+            unit = (
+                f"map {self.channel}'s strongest unit"
+                if position == "max"
+                else (f"all of map {self.channel}")
+            )
+            text = f"{method.label} projection of {unit}"
         self._projection_image.value = render.to_png(
             render.upscale(picture, zoom_for(picture.shape[0]))
         )
