@@ -250,6 +250,15 @@ class InvarianceExplorer(WidgetBase):
             height=f"{side}px",
         )
         self._picture_caption = caption(tooltip=self._picture.help_text)
+        # Why a faint ghost appears where the digit moved away (issue 16): said on screen.
+        self._fill_note = caption(
+            "Where the image moved away it is filled with the model's input 0, which is the "
+            "data set's mean: the faint ghost there is that mean, what the model reads as "
+            "'nothing'."
+            if self.mean is not None
+            else "",
+            width=f"{max(side, 220)}px",
+        )
         self._readout = widgets.HTML(layout=full_width(min_height="3em", margin="2px 0"))
         self._readout.add_class("zfw-invariance-readout")
         self._layer_menus = [
@@ -269,7 +278,13 @@ class InvarianceExplorer(WidgetBase):
         for (figure, *_), name in zip(self._plots, ("a", "b", "prob"), strict=True):
             figure.add_class(f"zfw-invariance-plot-{name}")
         left = widgets.VBox(
-            [self._picture_caption, self._picture, self._amount_slider, self._image_slider],
+            [
+                self._picture_caption,
+                self._picture,
+                self._amount_slider,
+                self._image_slider,
+                self._fill_note,
+            ],
             layout=widgets.Layout(flex="0 0 auto", margin="0 24px 0 0"),
         )
         plots = widgets.HBox(
