@@ -65,7 +65,8 @@ from zfwidgets.widgets.top_nine import unit_picture
 __all__ = ["OcclusionSlider", "bar_labels"]
 
 CANVAS_SIDE = 224  # about how big the draggable image is on screen, in pixels
-MAP_SIDE = 168  # about how big each map is on screen
+MAP_SIDE = 168  # about how big the projection (c) is on screen
+POSITION_SIDE = 200  # about how big each map over occluder positions, (b) (d) (e), is on screen
 SHORT_LABEL = 4  # class names up to this long stand upright under the top-5 bars
 SQUARE_EDGE = (255, 196, 0)  # the occluder's outline: amber reads on black digits and on grey
 MARK_EDGE = (255, 255, 255)  # the current position on the maps
@@ -363,7 +364,7 @@ class OcclusionSlider(WidgetBase):
             # description's length), so the caption above the picture carries it instead.
             self._map_captions[name] = caption("")
             self._map_captions[name].tooltip, image.tooltip = image.tooltip, None
-        panel = f"{MAP_SIDE + 16}px"
+        panel = f"{POSITION_SIDE + 12}px"
         self._legend = widgets.HTML(layout=widgets.Layout(width=panel))
         self._map_bars = {
             name: png_image(
@@ -379,15 +380,13 @@ class OcclusionSlider(WidgetBase):
             # sits in a fixed square slot, its scale (or the legend) under it.
             slot = widgets.Box(
                 [image],
-                layout=widgets.Layout(
-                    width=panel, height=f"{MAP_SIDE + 16}px", align_items="flex-start"
-                ),
+                layout=widgets.Layout(width=panel, height=panel, align_items="flex-start"),
             )
             below = self._legend if name == "top_class" else self._map_bars[name]
             boxes.append(
                 widgets.VBox(
                     [self._map_captions[name], slot, below],
-                    layout=widgets.Layout(margin="0 12px 8px 0", width=panel),
+                    layout=widgets.Layout(margin="0 8px 8px 0", width=panel),
                 )
             )
         self._maps_box = widgets.HBox(boxes, layout=full_width(flex_flow="row wrap"))
@@ -553,7 +552,8 @@ class OcclusionSlider(WidgetBase):
                 zoom = picture.shape[0] // len(maps.ys)
                 box = (row * zoom, column * zoom, zoom, zoom)
                 _outline(picture, (box[0] - 1, box[1] - 1, box[2] + 2, box[3] + 2), MARK_SHADOW, 1)
-                _outline(picture, box, MARK_EDGE, 1 if zoom < 6 else 2)
+                # thicker on big cells, so the position reads from the back of the room
+                _outline(picture, box, MARK_EDGE, 1 if zoom < 6 else 2 if zoom < 16 else 3)
             self._map_images[name].value = render.to_png(picture)
 
     # ----- the sweep ----------------------------------------------------------------------
@@ -593,7 +593,7 @@ class OcclusionSlider(WidgetBase):
             )
 
     def _render_maps(self, maps: OcclusionMaps) -> dict[str, np.ndarray]:
-        zoom = zoom_for(max(len(maps.ys), len(maps.xs)), MAP_SIDE)
+        zoom = zoom_for(max(len(maps.ys), len(maps.xs)), POSITION_SIDE)
         colours = render.class_colours(len(self._classes))
         projection = unit_picture(maps.projection, self.inspector.projection_method)
         return {
@@ -620,11 +620,13 @@ class OcclusionSlider(WidgetBase):
         top = float(np.abs(render.as_numpy(maps.projection)).max()) or 1.0
         saliency = self.inspector.projection_method == "saliency"
         bars = {
-            "activity": render.colour_bar(float(activity.min()), float(activity.max()), MAP_SIDE),
+            "activity": render.colour_bar(
+                float(activity.min()), float(activity.max()), POSITION_SIDE
+            ),
             "projection": render.colour_bar(0.0, top, MAP_SIDE, kind="grey")
             if saliency
             else render.colour_bar(-top, top, MAP_SIDE, kind="signed"),
-            "target_prob": render.colour_bar(0.0, 1.0, MAP_SIDE, ticks=[0.0, 0.5, 1.0]),
+            "target_prob": render.colour_bar(0.0, 1.0, POSITION_SIDE, ticks=[0.0, 0.5, 1.0]),
         }
         for name, bar in bars.items():
             self._map_bars[name].value = render.to_png(bar)
