@@ -257,7 +257,6 @@ class InvarianceExplorer(WidgetBase):
             "'nothing'."
             if self.mean is not None
             else "",
-            width=f"{max(side, 220)}px",
         )
         self._readout = widgets.HTML(layout=full_width(min_height="3em", margin="2px 0"))
         self._readout.add_class("zfw-invariance-readout")
@@ -283,7 +282,6 @@ class InvarianceExplorer(WidgetBase):
                 self._picture,
                 self._amount_slider,
                 self._image_slider,
-                self._fill_note,
             ],
             layout=widgets.Layout(flex="0 0 auto", margin="0 24px 0 0"),
         )
@@ -291,7 +289,8 @@ class InvarianceExplorer(WidgetBase):
             [figure for figure, *_ in self._plots], layout=full_width(flex_flow="row wrap")
         )
         right = widgets.VBox(
-            [self._readout, *self._layer_menus], layout=widgets.Layout(flex="1 1 320px")
+            [self._readout, *self._layer_menus, self._fill_note],
+            layout=widgets.Layout(flex="1 1 320px"),
         )
         self.children = [
             self._kind_toggle,
