@@ -71,7 +71,6 @@ STYLE = """<style>
   background: var(--jp-brand-color1, #1976d2);
   color: var(--jp-ui-inverse-font-color0, #fff);
   box-shadow: inset 0 0 0 1px var(--jp-brand-color0, #0d47a1);
-  font-weight: 600;
 }
 .zfw-widget .jupyter-button:disabled,
 .zfw-widget .jupyter-button.mod-disabled {
