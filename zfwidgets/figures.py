@@ -235,8 +235,11 @@ def architecture(
         labels.append(f"{name}: layer-1 filters")
         tiles.append(report.projection_grid(name, cols=8))
         labels.append(f"{name}: layer-2 projections")
+    # Whole-number enlargement to about 400 px a panel: the filters and projections are what the
+    # figure is about (aliasing in 6d/e), so they must not shrink to specks.
     side = max(max(t.shape[:2]) for t in tiles)
-    tiles = [_pad(t, side) for t in tiles]
+    zoom = max(1, 400 // side)
+    tiles = [_pad(render.upscale(t, zoom), side * zoom) for t in tiles]
     picture = render.grid(tiles, cols=2, pad=8, labels=labels)
     table = _text_picture(report.table(), picture.shape[1])
     return np.concatenate([picture, table], axis=0)
@@ -253,12 +256,16 @@ def _text_picture(text: str, width: int) -> np.ndarray:
     from PIL import ImageDraw, ImageFont
 
     lines = text.splitlines() or [""]
-    font = ImageFont.load_default()
-    height = 16 * len(lines) + 12
+    try:  # 15 px: legible in a lecture hall (the bitmap default is about 8 px)
+        font = ImageFont.load_default(size=15)
+    except (TypeError, OSError, ImportError):
+        font = ImageFont.load_default()
+    step = 21
+    height = step * len(lines) + 12
     img = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     for i, line in enumerate(lines):
-        draw.text((8, 6 + 16 * i), line, fill=(0, 0, 0), font=font)
+        draw.text((8, 6 + step * i), line, fill=(0, 0, 0), font=font)
     return np.asarray(img)
 
 

@@ -27,6 +27,11 @@ def test_evolution_scrubber_plays_and_opens_a_top_nine(browser_page, jupyterlab)
     try:
         open_notebook(page, jupyterlab, "notebooks/07_training_evolution.ipynb")
         run_all_cells(page, timeout=600)
+        # issue 16: the freshly trained run's scrubber is still there after Run All
+        fresh = page.locator(".zfw-evolution-scrubber").first
+        expect(page.locator(".zfw-evolution-scrubber")).to_have_count(2)
+        expect(fresh.locator(".zfw-evolution-grid").first).to_be_visible()
+        assert nonblank_pixels(fresh.locator(".zfw-evolution-grid").first.screenshot()) > 2000
         widget.scroll_into_view_if_needed()
         canvas = widget.locator(".zfw-evolution-grid").first
         canvas.wait_for(state="visible")

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 __all__ = [
     "BACKGROUND",
@@ -26,6 +26,7 @@ __all__ = [
     "as_numpy",
     "class_colours",
     "colormap",
+    "colour_bar",
     "grid",
     "heatmap",
     "input_image",
@@ -209,13 +210,34 @@ def grid(
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         out[y : y + h, x : x + w] = tile
     if labels:
-        pic = Image.fromarray(out)
-        draw = ImageDraw.Draw(pic)
-        for i, text in enumerate(labels):
-            r, c = divmod(i, cols)
-            draw.text((pad + c * (w + pad) + 2, pad + r * (h + pad) + 1), text, fill=(255, 255, 0))
-        out = np.asarray(pic)
+        out = _label_tiles(out, labels, cols, (h, w), pad)
     return out
+
+
+def _label_tiles(
+    out: np.ndarray, labels: Sequence[str], cols: int, tile: tuple[int, int], pad: int
+) -> np.ndarray:
+    """Writes each label at the top of its tile: white text on a darkened band, in a font as
+    large as the tile allows (9 to 16 px), so it reads on any picture (a photo, a bright
+    digit) and from the back of a room. The picture keeps its size."""
+    h, w = tile
+    pic = Image.fromarray(out)
+    draw = ImageDraw.Draw(pic)
+    for i, text in enumerate(labels):
+        if not text:
+            continue
+        r, c = divmod(i, cols)
+        x0, y0 = pad + c * (w + pad), pad + r * (h + pad)
+        size = int(min(16, max(9, h // 7)))
+        font = _font(size)
+        while size > 9 and draw.textlength(text, font=font) > w - 6:
+            size -= 1
+            font = _font(size)
+        band = min(size + 6, h)
+        region = out[y0 : y0 + band, x0 : x0 + w].astype(np.float64) * 0.3
+        pic.paste(Image.fromarray(np.round(region).astype(np.uint8)), (x0, y0))
+        draw.text((x0 + 3, y0 + 2), text, fill=(255, 255, 255), font=font)
+    return np.asarray(pic)
 
 
 def to_png(img: np.ndarray) -> bytes:
@@ -223,3 +245,63 @@ def to_png(img: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(img)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    """Pillow's bundled font at ``size`` pixels (a bitmap font where FreeType is missing)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):  # Pillow < 10.1 or no FreeType
+        return ImageFont.load_default()
+
+
+def _tick_text(value: float) -> str:
+    text = f"{value:.3g}"
+    return "0" if text in ("-0", "0.0") else text
+
+
+def colour_bar(
+    lo: float,
+    hi: float,
+    width: int,
+    kind: str = "heat",
+    ticks: Sequence[float] | None = None,
+    height: int = 12,
+    font_size: int = 13,
+    background: int = BACKGROUND,
+) -> np.ndarray:
+    """A horizontal colour bar from ``lo`` to ``hi``, ``width`` pixels long, with values under it.
+
+    ``kind`` is ``"heat"`` (the heat-map colours, dark = ``lo``), ``"signed"`` (projections:
+    black = ``lo`` = -m, mid grey = 0, white = ``hi`` = +m) or ``"grey"`` (black to white).
+    ``ticks`` default to both ends (and 0 for a signed bar). The labels are light text on the
+    background grey, legible in the light and the dark theme.
+
+    Example:
+        >>> bar = colour_bar(0.0, 1.63, 168)
+        >>> bar.shape[1], bar.dtype.name, bar[2, 1].tolist(), bar[2, -2].tolist()
+        (168, 'uint8', [0, 0, 4], [252, 255, 164])
+    """
+    if kind not in ("heat", "signed", "grey"):
+        raise ValueError(f"kind must be 'heat', 'signed' or 'grey'; got {kind!r}")
+    width = max(int(width), 16)
+    font = _font(font_size)
+    text_h = font_size + 6
+    out = np.full((height + 2 + text_h, width, 3), background, np.uint8)
+    ramp = np.linspace(0, 255, width - 2).round().astype(np.uint8)
+    colours = _LUT[ramp] if kind == "heat" else np.repeat(ramp[:, None], 3, axis=1)
+    out[1 : 1 + height, 1 : width - 1] = colours[None]
+    if ticks is None:
+        ticks = [lo, 0.0, hi] if kind == "signed" and lo < 0 < hi else [lo, hi]
+    span = hi - lo if hi > lo else 1.0
+    pic = Image.fromarray(out)
+    draw = ImageDraw.Draw(pic)
+    for value in ticks:
+        x = 1 + (width - 3) * (float(value) - lo) / span
+        x = min(max(x, 1), width - 2)
+        draw.line([(x, height + 1), (x, height + 4)], fill=(230, 230, 230))
+        text = _tick_text(float(value))
+        w = draw.textlength(text, font=font)
+        left = min(max(x - w / 2, 0), width - w)
+        draw.text((left, height + 4), text, fill=(235, 235, 235), font=font)
+    return np.asarray(pic)

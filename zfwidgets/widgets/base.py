@@ -61,6 +61,26 @@ Work = Callable[[Callable[[], bool], Callable[[int, int], None]], T]
 STOP_SECONDS = 10.0  # how long close() and interpreter exit wait for a cancelled worker
 
 
+# The look of controls inside every zfwidgets widget, in JupyterLab's theme colours: a selected
+# toggle is filled with the brand colour (in the stock dark theme it barely differs from the
+# rest), a disabled control is faded and shows a "not allowed" pointer. Plain CSS in a <style>
+# element that travels with the status line, which every widget shows: no custom JavaScript.
+STYLE = """<style>
+.zfw-widget .widget-toggle-buttons .jupyter-button.mod-active,
+.zfw-widget .jupyter-button.widget-toggle-button.mod-active {
+  background: var(--jp-brand-color1, #1976d2);
+  color: var(--jp-ui-inverse-font-color0, #fff);
+  box-shadow: inset 0 0 0 1px var(--jp-brand-color0, #0d47a1);
+}
+.zfw-widget .jupyter-button:disabled,
+.zfw-widget .jupyter-button.mod-disabled {
+  opacity: 0.4;
+  cursor: not-allowed;
+}
+.zfw-widget .jupyter-button:focus-visible { outline: 2px solid var(--jp-brand-color2, #64b5f6); }
+</style>"""
+
+
 class StatusLine(widgets.HTML):
     """One line inside a widget that says what is happening or what went wrong.
 
@@ -79,7 +99,8 @@ class StatusLine(widgets.HTML):
     hint = traitlets.Unicode("")
 
     def __init__(self, hint: str = "", **kwargs: Any) -> None:
-        super().__init__(layout=full_width(min_height="1.6em"), hint=hint, **kwargs)
+        # No side margins: ipywidgets' 2 px would push a 100% wide line past the cell's edge.
+        super().__init__(layout=full_width(min_height="1.6em", margin="2px 0"), hint=hint, **kwargs)
         self.add_class("zfw-status")
         self._show()
 
@@ -107,11 +128,11 @@ class StatusLine(widgets.HTML):
     def _show(self, change: dict | None = None) -> None:
         if self.message:
             mark = {"error": "⚠ ", "busy": "⏳ ", "info": "✓ "}.get(self.level, "")
-            self.value = text_html(
+            self.value = STYLE + text_html(
                 mark + self.message, self.level if self.level != "hint" else "muted"
             )
         else:
-            self.value = text_html(self.hint, "muted")
+            self.value = STYLE + text_html(self.hint, "muted")
 
 
 @contextmanager
@@ -413,6 +434,7 @@ class WidgetBase(widgets.VBox):
 
     def __init__(self) -> None:
         super().__init__(layout=full_width())
+        self.add_class("zfw-widget")  # the shared style (STYLE) applies to every widget
         self.add_class(self.css_class)
         self._ready = False  # True once built: from then on a refusal no longer raises
         self._quiet = Silencer()

@@ -102,6 +102,27 @@ def round_ticks(top: float, count: int = 5) -> list[float]:
     return [round(i * step, 10) for i in range(int(top / step + 1e-9) + 1)]
 
 
+def epoch_ticks(epochs, spacing: float = 1 / 12) -> list[float]:
+    """The snapshot epochs as x ticks, leaving out those closer than ``spacing`` of the run to
+    the previous tick (1 and 2 of a 30-epoch run would overlap); the last epoch always stays.
+
+    Example:
+        >>> epoch_ticks([1, 2, 5, 10, 20, 30])
+        [1.0, 5.0, 10.0, 20.0, 30.0]
+    """
+    epochs = sorted(float(e) for e in epochs)
+    if len(epochs) < 2:
+        return epochs
+    gap = (epochs[-1] - epochs[0]) * spacing
+    kept = [epochs[0]]
+    for e in epochs[1:]:
+        if e - kept[-1] >= gap:
+            kept.append(e)
+    if kept[-1] != epochs[-1]:
+        kept[-1] = epochs[-1]
+    return kept
+
+
 def frame_ring(picture: np.ndarray, geometry: GridGeometry, index: int, colour) -> None:
     """Paints the gap around tile ``index`` in ``colour`` (in place; the tile is untouched)."""
     x, y = geometry.origin(index)
@@ -299,7 +320,7 @@ class EvolutionScrubber(WidgetBase):
                 scales={"x": x, "y": scale},
                 colors=[CURVE_COLOURS[key]],
                 labels=[label],
-                display_legend=True,
+                display_legend=False,  # the legend is a line of text under the plot
             )
 
         self._curves = {
@@ -321,7 +342,7 @@ class EvolutionScrubber(WidgetBase):
         # Explicit tick values (set again in _draw_curves): the snapshot epochs, round losses.
         axes = [
             Axis(scale=x, label="epoch", tick_style=text, label_color="#888",
-                 tick_values=[float(e) for e in self.run.epochs], tick_format="d"),
+                 tick_values=epoch_ticks(self.run.epochs), tick_format="d"),
             Axis(scale=loss_scale, side="left", label="loss",
                  tick_style=text, label_color="#888", tick_values=round_ticks(1.0)),
             Axis(scale=acc_scale, side="right", label="accuracy",
@@ -332,13 +353,29 @@ class EvolutionScrubber(WidgetBase):
         self._figure = Figure(
             marks=[*self._curves.values(), self._snapshot_dots, self._marker],
             axes=axes,
-            legend_location="right",  # between the accuracies (top) and the loss (bottom)
-            legend_text=text,
             fig_margin={"top": 10, "bottom": 40, "left": 55, "right": 55},
             background_style={"fill": "transparent"},
             layout=widgets.Layout(width="440px", height="240px"),
         )
         self._figure.add_class("zfw-evolution-curves")
+        # The legend under the plot, where it covers neither the curves nor the epoch marker.
+        swatch = (
+            '<span style="color: {colour}; font-weight: bold">━━</span> {label}'
+            '<span style="margin-right: 14px"></span>'
+        )
+        entries = [("loss", "train loss (left axis)"), ("train_acc", "train accuracy"),
+                   ("val_acc", "held-out accuracy (right axis)")]  # fmt: skip
+        legend = "".join(swatch.format(colour=CURVE_COLOURS[k], label=t) for k, t in entries)
+        legend += (
+            '<span style="color: #888">● snapshot</span><span style="margin-right: 14px">'
+            f'</span><span style="color: {COLOURS["error"]}">┆ epoch shown</span>'
+        )
+        self._legend = widgets.HTML(
+            f'<div style="color: {COLOURS["body"]}; font-family: {FONT}; '
+            f'font-size: var(--jp-ui-font-size1, 13px); line-height: 1.5">{legend}</div>',
+            layout=widgets.Layout(width="440px", margin="0 0 0 8px"),
+        )
+        self._legend.add_class("zfw-evolution-legend")
 
     def _arrange(self) -> None:
         wrap = {"flex_flow": "row wrap", "align_items": "center"}
@@ -352,17 +389,20 @@ class EvolutionScrubber(WidgetBase):
         )
         self._top_panel = top
         left = widgets.VBox(
-            [self._grid_caption, self._canvas], layout=widgets.Layout(margin="0 16px 0 0")
+            [self._grid_caption, self._canvas],
+            layout=widgets.Layout(margin="0 16px 0 0", flex="0 0 auto"),
         )
-        # The top 9 (two pictures of about 280 pixels) gets a row of its own under the grid
-        # and curves: in the right column it made that column wider than the curves, and the
-        # grid and curves no longer fitted side by side in a JupyterLab notebook with its
-        # sidebar open.
+        # The curves with the top 9 under them, as one column as wide as the top 9 pair: on a
+        # wide notebook it stands beside the grid, on a narrower one it moves under the grid
+        # as one block (designed wrapping), at every layer alike.
+        right = widgets.VBox(
+            [self._figure, self._legend, top], layout=widgets.Layout(flex="0 0 auto")
+        )
         main = widgets.HBox(
-            [left, self._figure],
+            [left, right],
             layout=full_width(flex_flow="row wrap", align_items="flex-start"),
         )
-        self.children = [controls, main, top, widgets.HBox([self._progress]), self.status_line]
+        self.children = [controls, main, widgets.HBox([self._progress]), self.status_line]
 
     def _start(self, state: dict[str, Any], follow: bool) -> None:
         self._arrange()
@@ -548,7 +588,7 @@ class EvolutionScrubber(WidgetBase):
             top = max(float(r.get("loss", 0.0)) for r in rows) or 1.0
             self._scales["loss"].min, self._scales["loss"].max = 0.0, top * 1.05
             self._axes["loss"].tick_values = round_ticks(top * 1.05)
-            self._axes["x"].tick_values = [float(e) for e in self.run.epochs]
+            self._axes["x"].tick_values = epoch_ticks(self.run.epochs)
             self._scales["x"].min = min(epochs) - 0.5
             self._scales["x"].max = max(epochs) + 0.5
             for key, mark in self._curves.items():

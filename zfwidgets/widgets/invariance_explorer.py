@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -56,6 +57,7 @@ from zfwidgets.widgets.parts import (
     ImageSource,
     caption,
     full_width,
+    nice_ticks,
     png_image,
     zoom_for,
 )
@@ -73,6 +75,17 @@ OTHERS_COLOUR = "#9e9e9e"  # the other images' curves
 MARK_COLOUR = "#ff9800"  # the current amount
 PLOT_WIDTH = "290px"
 PLOT_HEIGHT = "220px"
+
+
+PROB_TICKS = [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def _x_ticks(kind: str, low: float, high: float) -> list[float]:
+    """Round amounts for the x axis: whole pixels, tenths of a scale, multiples of 15°."""
+    if kind == "rotate":
+        step = next(s for s in (15, 30, 45, 90, 180) if (high - low) / s <= 6)
+        return [float(a) for a in range(math.ceil(low / step) * step, int(high) + 1, step)]
+    return nice_ticks(low, high, count=5, steps=(1, 2, 3, 5))
 
 
 def _unit(kind: str, amount: float) -> str:
@@ -237,7 +250,15 @@ class InvarianceExplorer(WidgetBase):
             height=f"{side}px",
         )
         self._picture_caption = caption(tooltip=self._picture.help_text)
-        self._readout = widgets.HTML(layout=full_width(min_height="3em"))
+        # Why a faint ghost appears where the digit moved away (issue 16): said on screen.
+        self._fill_note = caption(
+            "Where the image moved away it is filled with the model's input 0, which is the "
+            "data set's mean: the faint ghost there is that mean, what the model reads as "
+            "'nothing'."
+            if self.mean is not None
+            else "",
+        )
+        self._readout = widgets.HTML(layout=full_width(min_height="3em", margin="2px 0"))
         self._readout.add_class("zfw-invariance-readout")
         self._layer_menus = [
             LayerMenu(
@@ -256,14 +277,20 @@ class InvarianceExplorer(WidgetBase):
         for (figure, *_), name in zip(self._plots, ("a", "b", "prob"), strict=True):
             figure.add_class(f"zfw-invariance-plot-{name}")
         left = widgets.VBox(
-            [self._picture_caption, self._picture, self._amount_slider, self._image_slider],
+            [
+                self._picture_caption,
+                self._picture,
+                self._amount_slider,
+                self._image_slider,
+            ],
             layout=widgets.Layout(flex="0 0 auto", margin="0 24px 0 0"),
         )
         plots = widgets.HBox(
             [figure for figure, *_ in self._plots], layout=full_width(flex_flow="row wrap")
         )
         right = widgets.VBox(
-            [self._readout, *self._layer_menus], layout=widgets.Layout(flex="1 1 320px")
+            [self._readout, *self._layer_menus, self._fill_note],
+            layout=widgets.Layout(flex="1 1 320px"),
         )
         self.children = [
             self._kind_toggle,
@@ -287,19 +314,30 @@ class InvarianceExplorer(WidgetBase):
             x=[0.0], y=[0.0], scales=scales, colors=[MARK_COLOUR], default_size=90, stroke="black"
         )
         text = {"fill": COLOURS["body"], "font-family": FONT}
-        x_axis = Axis(scale=x_scale, label="", tick_style=text, label_color="#888", num_ticks=5)
+        # Round ticks set with the data (``_draw_curves_now``); the axis titles sit clear of
+        # the tick labels.
+        x_axis = Axis(
+            scale=x_scale,
+            label="",
+            tick_style=text,
+            label_color="#888",
+            tick_values=[-1.0, 0.0, 1.0],
+            label_offset="32px",
+        )
         y_axis = Axis(
             scale=y_scale,
             side="left",
             label=label,
             tick_style=text,
             label_color="#888",
-            num_ticks=4,
+            tick_values=PROB_TICKS,
+            tick_format=".2~f",
+            label_offset="48px",
         )
         figure = Figure(
             marks=[others, current, point],
             axes=[x_axis, y_axis],
-            fig_margin={"top": 10, "bottom": 40, "left": 55, "right": 10},
+            fig_margin={"top": 12, "bottom": 44, "left": 60, "right": 14},
             background_style={"fill": "transparent"},
             layout=widgets.Layout(width=PLOT_WIDTH, height=PLOT_HEIGHT),
         )
@@ -434,11 +472,22 @@ class InvarianceExplorer(WidgetBase):
             # Explicit domains: bqplot's automatic domain of a figure whose data change after it
             # is displayed stayed at the placeholder's [0, 0] in JupyterLab 4 (all x on one spot).
             x_scale, y_scale = others.scales["x"], others.scales["y"]
-            top = 1.0 if values is curves.true_prob else max(float(data.max()) * 1.05, 1e-6)
+            # The probability axis is [0, 1] exactly; a distance axis starts at 0 and ends just
+            # above the largest distance. The amounts get a little room at both ends, so that
+            # the first x label clears the y axis's 0.
+            prob = values is curves.true_prob
+            top = 1.0 if prob else max(float(data.max()) * 1.05, 1e-6)
+            low, high = min(x), (max(x) if max(x) > min(x) else min(x) + 1)
+            room = 0.05 * (high - low)
             with x_scale.hold_sync():
-                x_scale.min, x_scale.max = min(x), max(x) if max(x) > min(x) else min(x) + 1
+                x_scale.min, x_scale.max = low - room, high + room
             with y_scale.hold_sync():
                 y_scale.min, y_scale.max = 0.0, top
+            y_axis = figure.axes[1]
+            x_axis.tick_values = _x_ticks(self.kind, low, high)
+            x_axis.tick_format = ".2~f" if self.kind == "scale" else "d"
+            y_axis.tick_values = PROB_TICKS if prob else nice_ticks(0.0, top, count=4)
+            y_axis.tick_format = ".2~f" if prob else ".3~g"
             with figure.hold_sync():
                 with others.hold_sync():
                     others.x, others.y = x, data

@@ -70,6 +70,7 @@ POSITIONS = {
 }
 STATE = ("layer", "channel", "method", "position", "image_index", "show_top")  # **state
 HIGHLIGHT = "#29b6f6"  # selection frame on the feature-map grid: a cyan absent from the heat map
+BAR_SLOT = "35px"  # height of a colour bar with its values (render.colour_bar), and margins
 GAP_COLOUR = f"rgb({render.BACKGROUND}, {render.BACKGROUND}, {render.BACKGROUND})"
 
 
@@ -265,6 +266,7 @@ class LayerBrowser(WidgetBase):
         )
         self._top_toggle = widgets.ToggleButton(
             description=f"Top {TOP_K} in data set",
+            layout=widgets.Layout(width="auto"),  # its label in full, also when selected (bold)
             disabled=self.dataset is None,
             icon="th",
             tooltip=(
@@ -274,6 +276,11 @@ class LayerBrowser(WidgetBase):
             ),
         )
         self._progress.tooltip = "Mining progress"
+        # Why the top-9 button is disabled, on screen (a disabled button shows no tooltip).
+        self._top_note = caption(
+            "" if self.dataset is not None else "needs a data set: pass dataset= to LayerBrowser",
+            margin="0 0 0 8px",
+        )
 
     def _build_pictures(self) -> None:
         self._canvas = Canvas(width=PICTURE_SIDE, height=PICTURE_SIDE)
@@ -292,9 +299,22 @@ class LayerBrowser(WidgetBase):
             "The selected map projected down to pixels (grey = 0)", "zfw-projection"
         )
         side = f"{PICTURE_SIDE + 12}px"
-        self._input_caption = caption(tooltip=self._input_image.help_text, width=side)
-        self._heat_caption = caption(tooltip=self._heat_image.help_text, width=side)
-        self._projection_caption = caption(tooltip=self._projection_image.help_text, width=side)
+        lines = "4.2em"  # room for three lines, so a longer caption never moves what is below
+        self._input_caption = caption(
+            tooltip=self._input_image.help_text, width=side, min_height=lines
+        )
+        self._heat_caption = caption(
+            tooltip=self._heat_image.help_text, width=side, min_height=lines
+        )
+        self._projection_caption = caption(
+            tooltip=self._projection_image.help_text, width=side, min_height=lines
+        )
+        # Colour bars: which values the colours stand for, and on which scale.
+        # (at their own pixel size: a VBox would stretch them to its width)
+        own = {"align_self": "flex-start"}
+        self._grid_bar = png_image("The colour scale of the whole grid", "zfw-grid-bar", **own)
+        self._heat_bar = png_image("The selected map's colour scale", "zfw-heat-bar", **own)
+        self._projection_bar = png_image("The projection's grey scale", "zfw-projection-bar", **own)
         self._top_projections = png_image("Top-9 projections", "zfw-top-projections")
         self._top_patches = png_image("Top-9 image patches", "zfw-top-patches")
         self._top_caption = caption(width="560px")
@@ -316,27 +336,42 @@ class LayerBrowser(WidgetBase):
             label.layout.margin = "0 6px 0 8px"
         pictures = widgets.HBox(
             [
-                widgets.VBox([picture, text], layout=widgets.Layout(margin="0 6px 0 0"))
-                for picture, text in [
-                    (self._input_image, self._input_caption),
-                    (self._heat_image, self._heat_caption),
-                    (self._projection_image, self._projection_caption),
-                ]
+                widgets.VBox([picture, bar, text], layout=widgets.Layout(margin="0 6px 0 0"))
+                for picture, bar, text in [
+                    (
+                        self._input_image,
+                        widgets.Box(layout=widgets.Layout(height=BAR_SLOT)),
+                        self._input_caption,
+                    ),
+                    (self._heat_image, self._heat_bar, self._heat_caption),
+                    (self._projection_image, self._projection_bar, self._projection_caption),
+                ]  # fmt: skip
             ],
-            layout=widgets.Layout(flex_flow="row wrap"),
+            layout=widgets.Layout(flex_flow="row nowrap"),
         )
         self._top_patches.layout.margin = "0 0 0 12px"
         self._top_panel = widgets.VBox(
             [widgets.HBox([self._top_projections, self._top_patches]), self._top_caption],
             layout=widgets.Layout(display="none"),  # until the top 9 are asked for
         )
-        top_header = widgets.HBox([self._top_toggle, self._progress], layout=full_width(**wrap))
-        right = widgets.VBox([pictures, top_header, self._top_panel])
+        top_header = widgets.HBox(
+            [self._top_toggle, self._top_note, self._progress], layout=full_width(**wrap)
+        )
+        # Designed wrapping: the right column is as wide as its widest content at any layer of
+        # this model (the three pictures, or conv3's top 9 pair), never narrower, so it moves
+        # under the map grid as one block at one notebook width, whatever the layer shown.
+        right_width = f"{self._right_column_width()}px"
+        right = widgets.VBox(
+            [pictures, top_header, self._top_panel],
+            layout=widgets.Layout(min_width=right_width, width=right_width, flex="0 0 auto"),
+        )
         left = widgets.VBox(
-            [self._canvas_caption, self._canvas], layout=widgets.Layout(margin="0 16px 0 0")
+            [self._canvas_caption, self._canvas, self._grid_bar],
+            layout=widgets.Layout(margin="0 16px 0 0", flex="0 0 auto"),
         )
         main = widgets.HBox(
-            [left, right], layout=full_width(flex_flow="row wrap", align_items="flex-start")
+            [left, right],
+            layout=full_width(flex_flow="row wrap", align_items="flex-start", row_gap="8px"),
         )
         self._upload_button.layout.width = "auto"
         picker = widgets.HBox(
@@ -344,6 +379,20 @@ class LayerBrowser(WidgetBase):
             layout=full_width(**wrap),
         )
         return [controls, toggles, main, picker, self.status_line]
+
+    def _right_column_width(self) -> int:
+        """Pixels the right column needs at every layer: the three pictures side by side, or
+        the widest top-9 pair of any layer with feature maps."""
+        pictures = 3 * (PICTURE_SIDE + 12 + 6)
+        shape = self._input_shape()
+        if shape is None:
+            return pictures
+        widest = 0
+        for layer in self.inspector.map_layers(shape):
+            side = patch_side(self.inspector, layer, shape)
+            zoom = zoom_for(max(side), TOP_TILE)
+            widest = max(widest, 3 * side[1] * zoom + 4 * 2)  # render.grid's 2 px pad
+        return max(pictures, 2 * widest + 12 + 8)
 
     def _method_help(self) -> str:
         text = "How the selected map is projected to pixels"
@@ -547,11 +596,13 @@ class LayerBrowser(WidgetBase):
         )
         self._grid_rgba = rgba(picture)
         self._redraw_canvas()
+        lo, hi = float(maps.min()), float(maps.max())
+        self._grid_bar.value = render.to_png(render.colour_bar(lo, hi, picture.shape[1]))
         name = self._display_name(self.layer)
         size = "×".join(str(s) for s in maps.shape[1:])
         what = f"{len(maps)} feature maps of {size}" if acts.ndim == 3 else f"{len(maps)} units"
         self._canvas_caption.say(
-            f"{name}: {what} for this image, on one colour scale (dark = lowest). "
+            f"{name}: {what} for this image, all on one colour scale (the bar below). "
             "Click one to select it.",
             "body",
         )
@@ -564,6 +615,8 @@ class LayerBrowser(WidgetBase):
         with hold_canvas():
             if (self._canvas.width, self._canvas.height) != (width, height):
                 self._canvas.width, self._canvas.height = width, height
+                # shown at its own pixel size: a CSS-scaled canvas looks soft
+                self._canvas.layout.width, self._canvas.layout.height = f"{width}px", f"{height}px"
             self._canvas.put_image_data(self._grid_rgba, 0, 0)
             self._framed = None
             self._stroke_selection()
@@ -609,14 +662,18 @@ class LayerBrowser(WidgetBase):
     def _draw_heat(self, x: Tensor) -> None:
         acts = self.inspector.activations(x, self.layer)
         fmap = acts[self.channel]
+        name = self._display_name(self.layer)
         if acts.ndim == 1:  # one unit: its colour on the layer's scale, as in the grid
-            heat = render.heatmap(fmap.reshape(1, 1), float(acts.min()), float(acts.max()))
+            lo, hi = float(acts.min()), float(acts.max())
+            heat = render.heatmap(fmap.reshape(1, 1), lo, hi)
+            text = f"unit {self.channel} of {name} = {float(fmap):.3g} · on the layer's scale"
         else:
+            lo, hi = float(fmap.min()), float(fmap.max())
             heat = render.heatmap(fmap)
+            text = f"map {self.channel} of {name} · max {hi:.3g} · its own colour scale"
         self._heat_image.value = render.to_png(render.upscale(heat, zoom_for(heat.shape[0])))
-        self._heat_caption.text = (
-            f"map {self.channel} of {self._display_name(self.layer)} · max {float(fmap.max()):.3g}"
-        )
+        self._heat_bar.value = render.to_png(render.colour_bar(lo, hi, PICTURE_SIDE))
+        self._heat_caption.text = text
 
     def _draw_projection(self, x: Tensor) -> None:
         method = REGISTRY[self.method]
@@ -626,12 +683,28 @@ class LayerBrowser(WidgetBase):
             picture, text = self._class_picture(x, signal)
         else:
             picture = unit_picture(signal, self.method)
-            unit = "strongest unit" if position == "max" else "whole map"
-            text = f"{method.label} projection of map {self.channel}'s {unit}"
+            unit = (
+                f"map {self.channel}'s strongest unit"
+                if position == "max"
+                else (f"all of map {self.channel}")
+            )
+            text = f"{method.label} projection of {unit}"
         self._projection_image.value = render.to_png(
             render.upscale(picture, zoom_for(picture.shape[0]))
         )
         self._projection_caption.text = text
+        self._projection_bar.value = render.to_png(self._projection_scale(signal, method))
+
+    def _projection_scale(self, signal: Tensor, method) -> np.ndarray:
+        """The bar under the projection: signed grey (0 = mid grey) on its own scale, |value|
+        for saliency, the heat colours 0..1 for Grad-CAM."""
+        if self.method == "gradcam":  # drawn by render.heatmap: its own min..max
+            lo, hi = float(signal.min()), float(signal.max())
+            return render.colour_bar(lo, hi, PICTURE_SIDE)
+        top = float(signal.abs().max()) or 1.0
+        if self.method == "saliency":
+            return render.colour_bar(0.0, top, PICTURE_SIDE, kind="grey")
+        return render.colour_bar(-top, top, PICTURE_SIDE, kind="signed")
 
     def _class_picture(self, x: Tensor, signal: Tensor) -> tuple[np.ndarray, str]:
         """Grad-CAM as a heat map over the input; guided Grad-CAM as a signed projection."""

@@ -36,6 +36,11 @@ __all__ = [
 ]
 
 
+UNBROWSED = frozenset(
+    {"dropout", "lrn", "flatten", "reshape", "identity"}
+)  # steps the menu leaves out
+
+
 def _step_names(insp: Inspector) -> set[str]:
     return set(insp.layers)
 
@@ -52,11 +57,25 @@ def layer_label(insp: Inspector, name: str) -> str:
 
 def layer_options(insp: Inspector, names: Sequence[str] | None = None) -> list[tuple[str, str]]:
     """``(label, name)`` menu entries for ``names``; by default the model's blocks, followed on
-    a chain by every step (a chain's steps are few, and each is a layer of the paper)."""
+    a chain by every step (a chain's steps are few, and each is a layer of the paper), grouped:
+    first the steps worth browsing, then, marked "(same as conv1)" or "(rarely browsed)", the
+    steps a block already names (``features.1`` is ``conv1``) and the dropout, LRN, flatten
+    and identity steps."""
     if names is None:
-        names = list(insp.blocks)
-        if insp.graph.is_chain:
-            names += [name for name in insp.layers if name not in names]
+        blocks = list(insp.blocks)
+        if not insp.graph.is_chain:
+            return [(layer_label(insp, name), name) for name in blocks]
+        named = {insp.layer_name(name): name for name in blocks}
+        steps = [name for name in insp.layers if name not in blocks]
+        kind = {name: insp.steps[insp.layer_index(name)].kind for name in steps}
+        browsed = [n for n in steps if n not in named and kind[n] not in UNBROWSED]
+        same = [n for n in steps if n in named]
+        rare = [n for n in steps if n not in named and kind[n] in UNBROWSED]
+        return (
+            [(layer_label(insp, name), name) for name in blocks + browsed]
+            + [(f"{layer_label(insp, n)}  (same as {named[n]})", n) for n in same]
+            + [(f"{layer_label(insp, n)}  (rarely browsed)", n) for n in rare]
+        )
     return [(layer_label(insp, name), name) for name in names]
 
 

@@ -65,7 +65,8 @@ from zfwidgets.widgets.top_nine import unit_picture
 __all__ = ["OcclusionSlider", "bar_labels"]
 
 CANVAS_SIDE = 224  # about how big the draggable image is on screen, in pixels
-MAP_SIDE = 168  # about how big each map is on screen
+MAP_SIDE = 168  # about how big the projection (c) is on screen
+POSITION_SIDE = 200  # about how big each map over occluder positions, (b) (d) (e), is on screen
 SHORT_LABEL = 4  # class names up to this long stand upright under the top-5 bars
 SQUARE_EDGE = (255, 196, 0)  # the occluder's outline: amber reads on black digits and on grey
 MARK_EDGE = (255, 255, 255)  # the current position on the maps
@@ -242,7 +243,16 @@ class OcclusionSlider(WidgetBase):
         self._build_maps()
         left = widgets.VBox(
             [
-                caption("(a) the image; drag the square", margin="0 0 2px 0"),
+                caption(
+                    "(a) drag the square: it holds the data set's mean (input 0, the "
+                    "model's 'nothing'), a faint blur rather than flat grey"
+                    if self._mean is not None
+                    and not isinstance(self._fill, Tensor)
+                    and float(self._fill) == 0.0
+                    else "(a) the image; drag the square",
+                    margin="0 0 2px 0",
+                    width=f"{max(width * self._zoom, 220)}px",
+                ),
                 self._canvas,
                 self._x_slider,
                 self._y_slider,
@@ -275,7 +285,11 @@ class OcclusionSlider(WidgetBase):
         self._x_slider, self._y_slider, self._size_slider, self._stride_slider = sliders
         self._target_menu = widgets.Dropdown(
             description="target",
-            options=[(f"{i}: {name}", i) for i, name in enumerate(self._classes)],
+            # "3: cat", but a class named by its number reads "3", not "3: 3"
+            options=[
+                (name if name == str(i) else f"{i}: {name}", i)
+                for i, name in enumerate(self._classes)
+            ],
             tooltip="the class whose probability is watched in (d) and the readout",
             layout=widgets.Layout(width="320px"),
         )
@@ -297,7 +311,7 @@ class OcclusionSlider(WidgetBase):
             self._layer_menu.show(self.layer)
 
     def _build_readouts(self) -> None:
-        self._readout = widgets.HTML(layout=full_width(min_height="3.2em"))
+        self._readout = widgets.HTML(layout=full_width(min_height="3.2em", margin="2px 0"))
         self._readout.add_class("zfw-occlusion-readout")
         x_scale, y_scale = OrdinalScale(), LinearScale(min=0.0, max=1.0)
         self._bars = Bars(
@@ -350,14 +364,31 @@ class OcclusionSlider(WidgetBase):
             # description's length), so the caption above the picture carries it instead.
             self._map_captions[name] = caption("")
             self._map_captions[name].tooltip, image.tooltip = image.tooltip, None
-        self._legend = widgets.HTML(layout=widgets.Layout(max_width="200px"))
+        panel = f"{POSITION_SIDE + 12}px"
+        self._legend = widgets.HTML(layout=widgets.Layout(width=panel))
+        self._map_bars = {
+            name: png_image(
+                f"colour scale of {name}", f"zfw-occlusion-{name}-bar", align_self="flex-start"
+            )
+            for name in ("activity", "projection", "target_prob")
+        }
         boxes = []
         for name, image in self._map_images.items():
             image.add_class(f"zfw-occlusion-{name.replace('_', '-')}")
-            parts = [self._map_captions[name], image]
-            if name == "top_class":
-                parts.append(self._legend)
-            boxes.append(widgets.VBox(parts, layout=widgets.Layout(margin="0 12px 8px 0")))
+            self._map_captions[name].layout = widgets.Layout(width=panel, min_height="3.2em")
+            # Every panel the same size, whatever the occluder's size and stride: the picture
+            # sits in a fixed square slot, its scale (or the legend) under it.
+            slot = widgets.Box(
+                [image],
+                layout=widgets.Layout(width=panel, height=panel, align_items="flex-start"),
+            )
+            below = self._legend if name == "top_class" else self._map_bars[name]
+            boxes.append(
+                widgets.VBox(
+                    [self._map_captions[name], slot, below],
+                    layout=widgets.Layout(margin="0 8px 8px 0", width=panel),
+                )
+            )
         self._maps_box = widgets.HBox(boxes, layout=full_width(flex_flow="row wrap"))
 
     def _set_defaults(self, target, layer, size, stride) -> None:
@@ -521,7 +552,8 @@ class OcclusionSlider(WidgetBase):
                 zoom = picture.shape[0] // len(maps.ys)
                 box = (row * zoom, column * zoom, zoom, zoom)
                 _outline(picture, (box[0] - 1, box[1] - 1, box[2] + 2, box[3] + 2), MARK_SHADOW, 1)
-                _outline(picture, box, MARK_EDGE, 1 if zoom < 6 else 2)
+                # thicker on big cells, so the position reads from the back of the room
+                _outline(picture, box, MARK_EDGE, 1 if zoom < 6 else 2 if zoom < 16 else 3)
             self._map_images[name].value = render.to_png(picture)
 
     # ----- the sweep ----------------------------------------------------------------------
@@ -561,7 +593,7 @@ class OcclusionSlider(WidgetBase):
             )
 
     def _render_maps(self, maps: OcclusionMaps) -> dict[str, np.ndarray]:
-        zoom = zoom_for(max(len(maps.ys), len(maps.xs)), MAP_SIDE)
+        zoom = zoom_for(max(len(maps.ys), len(maps.xs)), POSITION_SIDE)
         colours = render.class_colours(len(self._classes))
         projection = unit_picture(maps.projection, self.inspector.projection_method)
         return {
@@ -577,15 +609,27 @@ class OcclusionSlider(WidgetBase):
         layer = display_name(self.inspector, self.layer)
         method = REGISTRY[self.inspector.projection_method].label
         texts = {
-            "activity": f"(b) {layer} map {maps.channel}: "
-            f"{activity.min():.3g}..{activity.max():.3g}",
+            "activity": f"(b) {layer} map {maps.channel}'s total activity, own scale",
             "projection": f"(c) {method} projection of {layer} map {maps.channel}",
-            "target_prob": f"(d) p({target}): 0 (dark)..1 (bright)",
+            "target_prob": f"(d) p({target}), on a fixed 0..1 scale",
             "top_class": "(e) most probable class",
         }
         for name, text in texts.items():
             self._map_captions[name].value = text_html(text, "muted", self._map_help(name))
         self._legend.value = self._legend_html(maps)
+        top = float(np.abs(render.as_numpy(maps.projection)).max()) or 1.0
+        saliency = self.inspector.projection_method == "saliency"
+        bars = {
+            "activity": render.colour_bar(
+                float(activity.min()), float(activity.max()), POSITION_SIDE
+            ),
+            "projection": render.colour_bar(0.0, top, MAP_SIDE, kind="grey")
+            if saliency
+            else render.colour_bar(-top, top, MAP_SIDE, kind="signed"),
+            "target_prob": render.colour_bar(0.0, 1.0, POSITION_SIDE, ticks=[0.0, 0.5, 1.0]),
+        }
+        for name, bar in bars.items():
+            self._map_bars[name].value = render.to_png(bar)
 
     def _map_help(self, name: str) -> str:
         """A map's hover help; (c)'s also says why it is saliency when there is no deconvnet."""
@@ -599,13 +643,21 @@ class OcclusionSlider(WidgetBase):
         colours = render.class_colours(len(self._classes))
         present = sorted({int(c) for c in render.as_numpy(maps.top_class).ravel()})
         items = [
-            f'<span style="display:inline-block;margin-right:8px">'
+            f'<span style="white-space:nowrap">'
             f'<span style="display:inline-block;width:0.9em;height:0.9em;'
             f"background:rgb{tuple(int(v) for v in colours[c])};vertical-align:middle;"
             f'margin-right:3px"></span>{html.escape(self._classes[c])}</span>'
             for c in present
         ]
-        style = f"color: {COLOURS['body']}; font-family: {FONT}; font-size: 12px"
+        # A grid, so that a short last line is designed (two rows of five digits), not one
+        # class left alone; long class names get one per line.
+        short = all(len(self._classes[c]) <= SHORT_LABEL for c in present)
+        rows = -(-len(present) // 5)  # as few rows as five columns need, filled evenly
+        columns = f"repeat({-(-len(present) // rows)}, 1fr)" if short else "1fr"
+        style = (
+            f"color: {COLOURS['body']}; font-family: {FONT}; font-size: 12px; display: grid; "
+            f"grid-template-columns: {columns}; gap: 2px 4px"
+        )
         return f'<div style="{style}">' + "".join(items) + "</div>"
 
     def _predicted(self, img: Tensor) -> int:

@@ -41,6 +41,7 @@ __all__ = [
     "caption",
     "fit_patch",
     "full_width",
+    "nice_ticks",
     "image_from_bytes",
     "place_patch",
     "png_image",
@@ -166,6 +167,30 @@ def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
         name = entry.get("name") or entry.get("metadata", {}).get("name", "upload")
         files.append((name, bytes(entry["content"])))
     return files
+
+
+def nice_ticks(
+    low: float, high: float, count: int = 5, steps: Sequence[float] = (1, 2, 2.5, 5)
+) -> list[float]:
+    """Round tick values inside [low, high]: multiples of a step ``m x 10^n`` (``m`` from
+    ``steps``) giving at most about ``count`` intervals. (bqplot's ``num_ticks`` spaces ticks
+    evenly between the padded ends of the scale, which gives labels such as -0.067 and 0.31.)
+
+    Example:
+        >>> nice_ticks(0, 1), nice_ticks(-6, 6, steps=(1, 2, 3, 5))
+        ([0.0, 0.2, 0.4, 0.6, 0.8, 1.0], [-6.0, -3.0, 0.0, 3.0, 6.0])
+    """
+    span = high - low
+    if not span > 0:
+        return [float(low)]
+    power = 10.0 ** np.floor(np.log10(span / count))
+    step = next(
+        (m * f * power for f in (1, 10) for m in steps if m * f * power >= span / count - 1e-12),
+        10 * power,
+    )
+    first = np.ceil(low / step - 1e-9)
+    last = np.floor(high / step + 1e-9)
+    return [round(float(i * step), 10) + 0.0 for i in np.arange(first, last + 1)]
 
 
 # ----- pictures ------------------------------------------------------------------------------
