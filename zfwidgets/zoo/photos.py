@@ -273,9 +273,10 @@ class Photos:
         classes: the 1000 ImageNet class names; index = label.
         probe: crops and flips of the photos (:class:`ProbeDataset`) for top-9 mining.
         names: the photos' names, in dataset order.
-        preprocess: photo (uint8 array or PIL image) -> model input (3, 224, 224).
-        to_pixels: model input -> pixels in [0, 1]; ``to_picture``: -> (H, W, 3) uint8.
         mean, std: the input scaling, ``(x - mean) / std``.
+
+    Its ``preprocess`` (photo -> model input (3, 224, 224)), ``to_pixels`` (model input ->
+    pixels in [0, 1]) and ``to_picture`` (-> (H, W, 3) uint8) are this module's functions.
     """
 
     model: EfficientNetLite0
