@@ -286,6 +286,21 @@ def expected_projection(insp: Inspector, x: torch.Tensor, layer: str, channel: i
     return render.to_png(render.upscale(picture, zoom))
 
 
+@contextlib.contextmanager
+def _hooks_off(model: nn.Module) -> Iterator[None]:
+    """The reference run of a model without its hooks (they are put back afterwards)."""
+    saved = [(m, dict(m._forward_hooks), dict(m._forward_pre_hooks)) for m in model.modules()]
+    for m, _, _ in saved:
+        m._forward_hooks.clear()
+        m._forward_pre_hooks.clear()
+    try:
+        yield
+    finally:
+        for m, hooks, pre in saved:
+            m._forward_hooks.update(hooks)
+            m._forward_pre_hooks.update(pre)
+
+
 def in_browser(env: Env, act: Callable[[LayerBrowser], None], rgb: bool = False) -> str:
     """Does ``act`` (a bad action) on a LayerBrowser; returns the status line's message.
 
@@ -608,6 +623,49 @@ def _cases() -> list[Case]:
         assert not marker.exists(), "loading ran code"
         return e.path_text(message)
 
+    def topk_edit(e: Env, name: str, change: Callable[[dict], None]) -> Path:
+        """A copy of the saved top-9 file with its payload changed."""
+        payload = torch.load(e.topk_file, weights_only=True)
+        change(payload)
+        path = e.dir / name
+        torch.save(payload, path)
+        return path
+
+    def first_layer(payload: dict) -> dict:
+        return next(iter(payload["layers"].values()))
+
+    @row("topk-keys", data, "mined results with an extra key", "keys ['extra']")
+    def _(e):
+        path = topk_edit(e, "extra.pt", lambda p: p.update(extra=torch.zeros(1)))
+        return e.path_text(error_of(lambda: TopK.load(path)))
+
+    @row("topk-index", data, "mined results naming image 500 of 40", "outside the data set")
+    def _(e):
+        def far(p: dict) -> None:
+            first_layer(p)["images"][0, 0] = 500
+
+        return e.path_text(error_of(lambda: TopK.load(topk_edit(e, "far.pt", far))))
+
+    @row("topk-nan", data, "mined results with a NaN activation", "NaN")
+    def _(e):
+        def nan(p: dict) -> None:
+            first_layer(p)["values"][0, 0] = float("nan")
+
+        return e.path_text(error_of(lambda: TopK.load(topk_edit(e, "nan.pt", nan))))
+
+    @row("topk-fifo", data, "a FIFO (named pipe) as mined results", "not a regular file")
+    def _(e):
+        import os
+
+        path = e.dir / "pipe.pt"
+        os.mkfifo(path)
+        return e.path_text(error_of(lambda: TopK.load(path)))
+
+    @row("topk-no-folder", data, "saving mined results into a missing folder", "does not exist")
+    def _(e):
+        top = TopK.load(e.topk_file)
+        return e.path_text(error_of(lambda: top.save(e.dir / "no" / "such" / "top.pt"), OSError))
+
     @row(
         "batch-memory",
         data,
@@ -707,6 +765,116 @@ def _cases() -> list[Case]:
 
         return e.path_text(load_error(e.damaged_run("junk-manifest", junk)))
 
+    def edit_manifest(change: Callable[[dict], None]) -> Callable[[Path], None]:
+        """A damage that edits the manifest's JSON (the epoch-1 entry is ``snapshots[0]``)."""
+        import json
+
+        def damage(p: Path) -> None:
+            path = p.parent / "manifest.json"
+            manifest = json.loads(path.read_text())
+            change(manifest)
+            path.write_text(json.dumps(manifest))
+
+        return damage
+
+    def set_file(name: str) -> Callable[[dict], None]:
+        return lambda m: m["snapshots"][0].update(file=name)
+
+    @row("snap-dotdot", snap, "a manifest entry '../../etc/passwd'", "not a plain name")
+    def _(e):
+        run = e.damaged_run("dotdot", edit_manifest(set_file("../../etc/passwd")))
+        message = load_error(run)
+        assert "root:" not in message and "sha256" not in message, message
+        return e.path_text(message)
+
+    @row("snap-absolute", snap, "a manifest entry '/etc/passwd' (absolute)", "not a plain name")
+    def _(e):
+        return e.path_text(
+            load_error(e.damaged_run("absolute", edit_manifest(set_file("/etc/passwd"))))
+        )
+
+    @row(
+        "snap-symlink", snap, "a snapshot that is a link to /etc/passwd", "leads out of the folder"
+    )
+    def _(e):
+        def link(p: Path) -> None:
+            p.unlink()
+            p.symlink_to("/etc/passwd")
+
+        return e.path_text(load_error(e.damaged_run("symlink", link)))
+
+    @row("snap-fifo", snap, "a FIFO (named pipe) in place of a snapshot", "not a regular file")
+    def _(e):
+        import os
+
+        def fifo(p: Path) -> None:
+            p.unlink()
+            os.mkfifo(p)
+
+        return e.path_text(load_error(e.damaged_run("fifo", fifo)))
+
+    @row("snap-zip-bomb", snap, "a snapshot whose zip member inflates to 64 MiB", "not inflated")
+    def _(e):
+        import zipfile
+
+        def bomb(p: Path) -> None:
+            with zipfile.ZipFile(p, "w", zipfile.ZIP_DEFLATED) as z:
+                z.writestr("archive/data.pkl", b"\0" * (64 * 2**20))
+            with_manifest_entry(p)
+
+        return e.path_text(load_error(e.damaged_run("bomb", bomb)))
+
+    @row("snap-nan", snap, "a snapshot with NaN weights (a diverged run)", "NaN or infinite")
+    def _(e):
+        def diverge(p: Path) -> None:
+            payload = torch.load(p, weights_only=True)
+            first = next(iter(payload["state_dict"]))
+            payload["state_dict"][first][0] = float("nan")
+            torch.save(payload, p)
+            with_manifest_entry(p)
+
+        return e.path_text(load_error(e.damaged_run("nan", diverge)))
+
+    @row("snap-huge-args", snap, "a manifest asking for widths of 100,000 maps", "not built")
+    def _(e):
+        def wide(m: dict) -> None:
+            m["architecture"]["kwargs"]["widths"] = [100_000] * 3
+
+        return e.path_text(load_error(e.damaged_run("wide-args", edit_manifest(wide))))
+
+    @row("snap-not-tensor", snap, "a snapshot whose state_dict holds a string", "not tensors")
+    def _(e):
+        def text(p: Path) -> None:
+            payload = torch.load(p, weights_only=True)
+            payload["state_dict"]["note"] = "hello"
+            torch.save(payload, p)
+            with_manifest_entry(p)
+
+        return e.path_text(load_error(e.damaged_run("text", text)))
+
+    @row("snap-no-file", snap, "a manifest entry without 'file'", "names no file")
+    def _(e):
+        return e.path_text(
+            load_error(
+                e.damaged_run("nofile", edit_manifest(lambda m: m["snapshots"][0].pop("file")))
+            )
+        )
+
+    @row("snap-twice", snap, "a manifest listing epoch 1 twice", "more than once")
+    def _(e):
+        def twice(m: dict) -> None:
+            m["snapshots"].append(dict(m["snapshots"][0]))
+
+        return e.path_text(load_error(e.damaged_run("twice", edit_manifest(twice))))
+
+    @row("snap-huge-manifest", snap, "a 65 MiB manifest", "at most")
+    def _(e):
+        def huge(p: Path) -> None:
+            with open(p.parent / "manifest.json", "r+b") as f:
+                f.truncate(65 * 2**20)  # sparse: costs no disk, and is refused before reading
+
+        return e.path_text(load_error(e.damaged_run("huge", huge)))
+
     models = "Models: what is accepted, and which methods are refused"
 
     def deconv_error(model) -> str:
@@ -747,6 +915,54 @@ def _cases() -> list[Case]:
     def _(e):
         return error_of(lambda: Inspector("alexnet"))
 
+    def small(*head: nn.Module) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(72, 3), *head)
+
+    @row("double-model", models, "a float64 (double) model", "accepted")
+    def _(e):
+        model, x = small().double(), torch.rand(1, 8, 8)
+        got = Inspector(model, device="cpu").predict(x)
+        want = torch.softmax(model(x[None].double())[0], 0).float()
+        assert torch.allclose(got, want, atol=1e-6) and model[0].weight.dtype == torch.float64
+        return "accepted: computed in float32 on our copies (the model stays float64)"
+
+    @row("meta-weights", models, "a model whose weights are on the meta device", "meta device")
+    def _(e):
+        return error_of(lambda: Inspector(small().to("meta")).predict(torch.rand(1, 8, 8)))
+
+    @row("quantized", models, "a dynamically quantised Linear", "pass the float model")
+    def _(e):
+        model = torch.ao.quantization.quantize_dynamic(small(), {nn.Linear}, dtype=torch.qint8)
+        return error_of(lambda: Inspector(model))
+
+    @row("weight-norm", models, "the old torch.nn.utils.weight_norm on a conv", "parametrizations")
+    def _(e):
+        model = small()
+        model[0] = torch.nn.utils.weight_norm(model[0])
+        return error_of(lambda: Inspector(model))
+
+    @row("flatten-batch", models, "nn.Flatten(0): the batch axis flattened away", "start_dim=1")
+    def _(e):
+        model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(0), nn.Linear(144, 4))
+        return error_of(lambda: Inspector(model))
+
+    @row("user-hooks", models, "a model with hooks on a block and on its pool", "never runs them")
+    def _(e):
+        import warnings
+
+        calls: list[str] = []
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.MaxPool2d(2), nn.ReLU()))
+        model[1].register_forward_pre_hook(lambda *a: calls.append("pre"))
+        model[1][0].register_forward_hook(lambda m, i, out: (calls.append("pool"), out * 0)[1])
+        x = torch.rand(3, 12, 12)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            insp = Inspector(model, device="cpu")
+        with torch.no_grad(), _hooks_off(model):
+            plain = model(x[None])[0]
+        assert torch.equal(insp.activations(x, "1"), plain) and not calls, calls
+        return f"accepted, with a warning: {caught[0].message}"
+
     up = "Uploads (LayerBrowser's upload button)"
     noise = np.random.default_rng(0).integers(0, 256, (28, 28), np.uint8)
 
@@ -782,6 +998,31 @@ def _cases() -> list[Case]:
     @row("upload-other-size", up, "a 300x200 picture to the 28x28 model", "(1, 28, 28)")
     def _(e):
         return upload_outcome(e, png_bytes(np.zeros((200, 300), np.uint8)))
+
+    @row("upload-16-bit", up, "a 16-bit grey PNG (a ramp over 0..65535)", "scaled")
+    def _(e):
+        from zfwidgets.core.images import image_from_bytes
+
+        ramp = np.linspace(0, 65535, 28 * 28).reshape(28, 28).astype(np.uint16)
+        x = image_from_bytes(png_bytes(ramp), channels=1)
+        expected = torch.from_numpy(np.round(ramp / 65535 * 255) / 255).float()
+        assert torch.allclose(x[0], expected, atol=1e-6)
+        white = float((x >= 1).float().mean())
+        return f"accepted: scaled to [0, 1] ({white:.1%} of the ramp is white, as in the file)"
+
+    @row("upload-exif", up, "a phone JPEG stored on its side (EXIF orientation 6)", "upright")
+    def _(e):
+        from zfwidgets.core.images import image_from_bytes
+
+        picture = Image.new("L", (30, 20), 0)
+        picture.paste(255, (0, 0, 5, 5))  # the top-left corner of the stored pixels
+        exif = picture.getexif()
+        exif[0x0112] = 6  # "rotate 90 degrees clockwise to show"
+        buffer = io.BytesIO()
+        picture.save(buffer, "JPEG", exif=exif.tobytes(), quality=95)
+        x = image_from_bytes(buffer.getvalue(), channels=1)
+        assert tuple(x.shape) == (1, 30, 20) and x[0, :5, -5:].mean() > 0.9, x.shape
+        return "accepted: turned upright as a photo viewer shows it (30x20 stored, 20 wide shown)"
 
     lb = "LayerBrowser traits"
     for trait, value, words in [
@@ -894,8 +1135,9 @@ FOOTER_ROWS = [
         "test_safe_files.py",
     ),
     (
-        "work that would not fit in memory is chunked or refused before it starts",
-        "test_memory_guard.py",
+        "work that would not fit in memory is chunked or refused before it starts (the "
+        "batch-memory and batch-chunked rows above)",
+        "test_bad_input_table.py",
     ),
     (
         "10,000 random widget events: resident memory, cache budget, no escaped exception, "
@@ -903,14 +1145,18 @@ FOOTER_ROWS = [
         "test_soak.py",
     ),
     (
-        "bursts of events while a sweep or a mining pass runs: no stale picture, cancelled "
-        "work lets go of its memory",
-        "test_bursts.py",
+        "a script that ends while each of the four widgets works in the background exits with "
+        "code 0, five runs each, and once more after close()",
+        "test_exit.py",
     ),
 ]
 FOOTER = "\n".join(
     ["## Integrity, files and long sessions", "", "| what | test |", "|---|---|"]
     + [f"| {what} | `tests/reliability/{test}` |" for what, test in FOOTER_ROWS]
+    + [
+        "| a newer request supersedes an older one: no stale picture, cancelled work stops | "
+        "`tests/widgets/test_occlusion_slider.py`, `tests/widgets/test_layer_browser.py` |"
+    ]
 )
 
 

@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.fx
 import torch.nn.functional as F
+import torch.nn.modules.module as torch_module  # where torch keeps its global hooks
 from torch import nn
 
-__all__ = ["Graph", "Step", "UnsupportedModelError", "build_graph", "SUPPORTED"]
+__all__ = ["Graph", "Step", "UnsupportedModelError", "build_graph", "SUPPORTED", "user_hooks"]
 
 
 class UnsupportedModelError(ValueError):
@@ -205,6 +206,44 @@ class _Tracer(torch.fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return type(m) in _MODULE_KINDS or super().is_leaf_module(m, qualname)
 
+    def call_module(self, m: nn.Module, forward, args, kwargs):
+        # fx enters a container through Module.__call__, which runs the user's hooks (on
+        # proxies); reading its forward itself keeps the rule: the user's hooks never run.
+        if not self.is_leaf_module(m, self.path_of_module(m)):
+            forward = m.forward
+        return super().call_module(m, forward, args, kwargs)
+
+
+_HOOK_KINDS = {
+    "_forward_pre_hooks": "forward pre-hook",
+    "_forward_hooks": "forward hook",
+    "_backward_pre_hooks": "backward pre-hook",
+    "_backward_hooks": "backward hook",
+}
+
+
+def user_hooks(model: nn.Module) -> list[str]:
+    """Where ``model`` (or torch, globally) has hooks, as ``"forward hook on 'layer1.0'"``.
+
+    zfwidgets never runs them: a model whose outputs depend on a hook is read without it.
+
+    Example:
+        >>> m = nn.Sequential(nn.Conv2d(1, 2, 3))
+        >>> _ = m[0].register_forward_hook(lambda *args: None)
+        >>> user_hooks(m)
+        ["forward hook on '0'"]
+    """
+    found = [
+        f"{label} on '{name or type(model).__name__}'"
+        for name, module in model.named_modules()
+        for attr, label in _HOOK_KINDS.items()
+        if getattr(module, attr, None)
+    ]
+    for attr, label in _HOOK_KINDS.items():
+        if getattr(torch_module, "_global" + attr, None):
+            found.append(f"a global {label} (torch.nn.modules.module.register_module_...)")
+    return found
+
 
 def _trace(model: nn.Module) -> torch.fx.Graph:
     if isinstance(model, torch.jit.ScriptModule):
@@ -342,7 +381,25 @@ def _pool_from_call(node: torch.fx.Node) -> nn.MaxPool2d:
     return nn.MaxPool2d(**given)
 
 
+def _refuse_unreadable(name: str, module: nn.Module) -> None:
+    """Modules whose weights we cannot copy and compute in float32 as they are."""
+    if ".quantized" in type(module).__module__:
+        raise UnsupportedModelError(
+            f"'{name}' is a quantized {type(module).__name__} ({type(module).__module__}): "
+            "zfwidgets computes in float32 on its own copy of the weights; pass the float model "
+            "(the one before quantize_dynamic or convert)"
+        )
+    if any(type(h).__name__ == "WeightNorm" for h in module._forward_pre_hooks.values()):
+        raise UnsupportedModelError(
+            f"'{name}' uses the old torch.nn.utils.weight_norm, which sets its weight in a "
+            "forward pre-hook, and zfwidgets never runs hooks: use "
+            "torch.nn.utils.parametrizations.weight_norm, or call "
+            "torch.nn.utils.remove_weight_norm on the module first"
+        )
+
+
 def _module_kind(name: str, module: nn.Module) -> str:
+    _refuse_unreadable(name, module)
     kind = _MODULE_KINDS.get(type(module))
     if kind is None and _relu6_module(module):
         return "relu6"
@@ -352,6 +409,11 @@ def _module_kind(name: str, module: nn.Module) -> str:
         raise UnsupportedModelError(
             f"batch norm '{name}' has track_running_stats=False: its output depends on the "
             "whole batch, so one image has no well-defined projection."
+        )
+    if kind == "flatten" and module.start_dim in (0, -4):
+        raise UnsupportedModelError(
+            f"'{name}' is nn.Flatten(start_dim={module.start_dim}): it merges the batch axis into "
+            "the features, so a batch of images gives one vector; use nn.Flatten() (start_dim=1)"
         )
     return kind or "generic"
 

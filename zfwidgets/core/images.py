@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 import torch
 from PIL import Image as PILImage
+from PIL import ImageOps
 
 __all__ = ["MAX_PIXELS", "image_from_bytes"]
 
@@ -24,6 +25,17 @@ __all__ = ["MAX_PIXELS", "image_from_bytes"]
 # before any pixel is decoded: a few KiB of PNG can claim gigabytes of pixels (a
 # "decompression bomb").
 MAX_PIXELS = 50_000_000
+
+
+def _eight_bit(picture: PILImage.Image) -> PILImage.Image:
+    """A 16- or 32-bit grey picture scaled to 8 bits (Pillow's own conversion clips at 255,
+    which turns almost all of a 16-bit image white); other pictures as they are."""
+    if not picture.mode.startswith("I"):
+        return picture
+    values = np.asarray(picture, dtype=np.float64)
+    full = 65535.0 if picture.mode.startswith("I;16") or values.max() <= 65535 else values.max()
+    scaled = np.round(np.clip(values, 0, None) / full * 255.0)
+    return PILImage.fromarray(scaled.astype(np.uint8), "L")
 
 
 def image_from_bytes(
@@ -60,6 +72,8 @@ def image_from_bytes(
                     "(refused before decoding)"
                 )
             picture.load()  # decodes now, so a truncated file fails here and not later
+            # A phone photo stores "rotate me" in EXIF instead of rotating its pixels.
+            picture = ImageOps.exif_transpose(_eight_bit(picture))
             picture = picture.convert("L" if channels == 1 else "RGB")
     except PILImage.UnidentifiedImageError as err:
         raise ValueError(f"{name} is not an image file (PNG, JPEG, GIF, BMP, ...)") from err

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -33,7 +34,7 @@ from zfwidgets.core.checks import (
     name_list,
     resolve_device,
 )
-from zfwidgets.core.graph import Step, UnsupportedModelError, build_graph
+from zfwidgets.core.graph import Step, UnsupportedModelError, build_graph, user_hooks
 from zfwidgets.core.layers import Weights, evaluate, graph_weights, run_graph
 from zfwidgets.core.memory import check_fits, chunk_size, forward_bytes
 from zfwidgets.core.names import block_names, friendly_aliases
@@ -43,6 +44,18 @@ from zfwidgets.core.record import Record, _shape_of, record_forward
 __all__ = ["Inspector", "Position"]
 
 Position = None | str | tuple[int, int]
+
+
+def _warn_about_hooks(model: nn.Module) -> None:
+    """The rule: the user's hooks never run. Say so when there are some to not run."""
+    hooks = user_hooks(model)
+    if hooks:
+        shown = "; ".join(hooks[:4]) + (f"; and {len(hooks) - 4} more" if len(hooks) > 4 else "")
+        warnings.warn(
+            f"the model has hooks ({shown}). zfwidgets never runs them: if a hook changes what "
+            "the model computes, the inspector shows the model without it",
+            stacklevel=3,
+        )
 
 
 class Inspector:
@@ -80,6 +93,7 @@ class Inspector:
         self.model = model
         self.device = resolve_device(device)
         self.graph = build_graph(model)
+        _warn_about_hooks(model)
         self.steps: list[Step] = self.graph.steps
         self.aliases: dict[str, str] = friendly_aliases(self.graph)
         self.blocks: list[str] = block_names(self.graph, self.aliases)

@@ -104,15 +104,34 @@ class Weights(list):
     attrs: dict[str, Any]
 
 
+def _has_values(t: Tensor) -> Tensor:
+    if t.device.type == "meta":
+        raise ValueError(
+            "the model's weights are on the meta device (shapes, no values): give it real "
+            "weights (model.to_empty(device='cpu'), then load_state_dict) before asking for "
+            "pictures"
+        )
+    return t
+
+
+def _ours(t: Tensor, device: torch.device) -> Tensor:
+    """Our copy of a weight: on ``device``, float32 when floating (a half or double model is
+    computed in float32, like every image); a view when it is already that."""
+    dtype = torch.float32 if t.is_floating_point() else t.dtype
+    return _has_values(t).detach().to(device, dtype)
+
+
 def _private_copy(module: nn.Module, device: torch.device) -> nn.Module:
-    """A deep copy with no hooks, in eval mode, detached from the user's parameters."""
+    """A deep copy with no hooks, in eval mode, float32, detached from the user's parameters."""
     mine = copy.deepcopy(module)
     for m in mine.modules():
         for hooks in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks"):
             getattr(m, hooks).clear()
         if getattr(m, "inplace", False):
             m.inplace = False
-    return mine.to(device).eval().requires_grad_(False)
+    for t in (*module.parameters(), *module.buffers()):
+        _has_values(t)
+    return mine.to(device).float().eval().requires_grad_(False)
 
 
 def step_weights(step: Step, device: torch.device) -> dict[str, Any]:
@@ -123,7 +142,7 @@ def step_weights(step: Step, device: torch.device) -> dict[str, Any]:
         return {"module": _private_copy(step.module, device)}
     tensors = dict(step.module.named_parameters(recurse=False))
     tensors.update(dict(step.module.named_buffers(recurse=False)))
-    return {k: v.detach().to(device) for k, v in tensors.items() if v is not None}
+    return {k: _ours(v, device) for k, v in tensors.items() if v is not None}
 
 
 def _attr(model: nn.Module, target: str) -> Any:
@@ -140,7 +159,8 @@ def graph_weights(graph: Graph, model: nn.Module, device: torch.device) -> Weigh
     for node in graph.nodes:
         if node.op == "get_attr":
             value = _attr(model, node.target)
-            weights.attrs[node.target] = value.to(device) if isinstance(value, Tensor) else value
+            is_tensor = isinstance(value, Tensor)
+            weights.attrs[node.target] = _ours(value, device) if is_tensor else value
     return weights
 
 

@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import pickle
 import tempfile
@@ -34,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
 from zfwidgets.core.cache import parameter_version
 from zfwidgets.core.checks import ImageCollator, check_count, name_list
+from zfwidgets.core.files import check_stored_zip, read_regular
 from zfwidgets.core.inspector import Inspector
 
 __all__ = [
@@ -91,6 +94,12 @@ class TopK:
             },
         }
         path = Path(path)
+        if not path.parent.is_dir():  # mkstemp would name its temporary file, not the target
+            raise FileNotFoundError(
+                errno.ENOENT,
+                f"could not save top-k results to {path}: the folder "
+                f"{path.parent} does not exist; nothing was written",
+            )
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -113,8 +122,12 @@ class TopK:
         With ``insp`` and/or ``data`` given, checks that they are what the results were mined
         from, and raises ValueError naming the file otherwise.
         """
+        raw = read_regular(path)  # a FIFO or device is refused, not read forever
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            check_stored_zip(raw, str(path))
+            payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        except ValueError:
+            raise
         except pickle.UnpicklingError as err:
             if "Unsupported global" in str(err):  # weights-only loading met a non-tensor object
                 raise ValueError(
@@ -129,6 +142,7 @@ class TopK:
             raise ValueError(f"{path} is not a readable top-k results file: {reason}") from err
         if not isinstance(payload, dict) or payload.get("format") != "zfwidgets.topk/1":
             raise ValueError(f"{path} is not a zfwidgets top-k results file")
+        _check_payload(path, payload)
         result = cls(
             k=payload["k"],
             count=payload["count"],
@@ -141,6 +155,39 @@ class TopK:
         if data is not None and data_fingerprint(data) != result.data_fingerprint:
             raise ValueError(f"{path} was mined on a different data set")
         return result
+
+
+_PAYLOAD_KEYS = {"format", "k", "count", "model", "data", "layers"}
+_LAYER_KEYS = {"values", "images", "positions"}
+
+
+def _check_payload(path, payload: dict) -> None:
+    """What :meth:`TopK.load` builds from: the keys ``save`` writes, tensors of consistent
+    shapes, image indices inside the data set, no NaN."""
+    if set(payload) != _PAYLOAD_KEYS:
+        odd = sorted(set(payload) ^ _PAYLOAD_KEYS)
+        raise ValueError(f"{path} is not a top-k results file written by TopK.save: keys {odd}")
+    k, count = payload["k"], payload["count"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (k, count)):
+        raise ValueError(f"{path} has k {k!r} and count {count!r}; both must be whole numbers")
+    if not isinstance(payload["layers"], dict):
+        raise ValueError(f"{path} has no table of layers")
+    for name, t in payload["layers"].items():
+        if not isinstance(t, dict) or set(t) != _LAYER_KEYS:
+            raise ValueError(f"{path}: layer {name!r} needs exactly {sorted(_LAYER_KEYS)}")
+        if not all(isinstance(v, Tensor) for v in t.values()):
+            raise ValueError(f"{path}: layer {name!r} holds values that are not tensors")
+        values, images, positions = t["values"], t["images"], t["positions"]
+        if values.ndim != 2 or images.shape != values.shape or positions.shape[:2] != values.shape:
+            raise ValueError(f"{path}: layer {name!r} has tables of different shapes")
+        if torch.isnan(values).any():
+            raise ValueError(f"{path}: layer {name!r} has NaN activations")
+        outside = (images < -1) | (images >= count)
+        if outside.any():
+            raise ValueError(
+                f"{path}: layer {name!r} names images {images[outside][:3].tolist()}, outside "
+                f"the data set of {count} (0..{count - 1}, or -1 for an empty slot)"
+            )
 
 
 # Per inspector: (parameter version, digest). Hashing AlexNet's 244 MB of weights takes longer

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zfwidgets.core.files import check_stored_zip, inside, read_regular
 from zfwidgets.core.mining import data_fingerprint
 from zfwidgets.train.architectures import allowed_class, architecture_spec, describe, shapes_of
 
@@ -60,6 +61,7 @@ MANIFEST = "manifest.json"
 FORMAT = "zfwidgets.run/1"
 _TMP_SUFFIX = ".partial"
 _CHUNK = 1 << 16
+MAX_MANIFEST_BYTES = 64 * 2**20  # a 64-epoch run's manifest is a few hundred KiB
 
 
 class SnapshotError(RuntimeError):
@@ -117,13 +119,37 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_checked(path: Path, entry: dict[str, Any]) -> bytes:
-    """The bytes of ``path`` after checking its size and sha256 against the manifest entry."""
+def _entry_path(run_dir: Path, entry: Any, what: str) -> Path:
+    """The file a manifest entry names, known to lie inside the run folder."""
+    if not isinstance(entry, dict) or "file" not in entry:
+        keys = ", ".join(map(str, entry)) if isinstance(entry, dict) else type(entry).__name__
+        raise SnapshotError(f"the manifest's {what} entry names no file (it has: {keys})")
+    declared = entry.get("bytes")
+    if isinstance(declared, bool) or not isinstance(declared, int) or declared < 0:
+        raise SnapshotError(f"the manifest's {what} entry declares no size in bytes: {declared!r}")
     try:
-        data = path.read_bytes()
+        return inside(run_dir, entry["file"], f"the manifest's {what} file")
+    except ValueError as err:
+        raise SnapshotError(f"{err}; only files inside {run_dir} are read") from err
+
+
+def _read_checked(path: Path, entry: dict[str, Any]) -> bytes:
+    """The bytes of ``path`` after checking its size and sha256 against the manifest entry.
+
+    At most the declared size is read, and a compressed zip member is refused before any
+    inflation: a damaged or hostile file costs no more memory than the manifest promised.
+    """
+    try:
+        data = read_regular(path, limit=entry["bytes"])
+    except ValueError as err:
+        raise SnapshotError(f"snapshot file {err}") from err
     except OSError as err:
         raise SnapshotError(f"cannot read snapshot file {path}: {err}") from err
-    if len(data) != entry.get("bytes", len(data)) or _sha256(data) != entry.get("sha256"):
+    try:
+        check_stored_zip(data, f"snapshot file {path}")
+    except ValueError as err:
+        raise SnapshotError(str(err)) from err
+    if len(data) != entry["bytes"] or _sha256(data) != entry.get("sha256"):
         raise SnapshotError(
             f"snapshot file {path} is corrupt or truncated: it has {len(data)} bytes and sha256 "
             f"{_sha256(data)[:16]}..., the manifest expects {entry.get('bytes')} bytes and "
@@ -304,17 +330,31 @@ def _json_default(value: Any) -> Any:
 def _read_manifest(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(read_regular(path, limit=MAX_MANIFEST_BYTES).decode("utf-8"))
     except FileNotFoundError as err:
         raise SnapshotError(f"{path} does not exist: {run_dir} is not a training run") from err
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError) as err:  # also: not a regular file, too large, not JSON
         raise SnapshotError(f"cannot read the manifest {path}: {err}") from err
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise SnapshotError(f"{path} is not a zfwidgets run manifest (format {FORMAT})")
     for key in ("architecture", "history", "snapshots"):
         if key not in manifest:
             raise SnapshotError(f"the manifest {path} has no {key!r} entry")
+    _check_snapshot_list(path, manifest["snapshots"])
     return manifest
+
+
+def _check_snapshot_list(path: Path, snapshots: Any) -> None:
+    """One entry per epoch, each with a whole epoch number: what every reader relies on."""
+    if not isinstance(snapshots, list) or not all(isinstance(s, dict) for s in snapshots):
+        raise SnapshotError(f"the manifest {path} has a 'snapshots' entry that is not a list")
+    epochs = [s.get("epoch") for s in snapshots]
+    bad = [e for e in epochs if isinstance(e, bool) or not isinstance(e, int) or e < 0]
+    if bad:
+        raise SnapshotError(f"the manifest {path} lists snapshots with epochs {bad[:3]}")
+    twice = sorted({e for e in epochs if epochs.count(e) > 1})
+    if twice:
+        raise SnapshotError(f"the manifest {path} lists epochs {twice} more than once")
 
 
 class Run:
@@ -375,20 +415,37 @@ class Run:
     def state_dict(self, epoch: int) -> dict[str, Tensor]:
         """The snapshot's weights as float32 CPU tensors, checked (sha256, format, shapes)."""
         if epoch not in self._states:
-            entry = self._entry(epoch)
-            path = self.path / entry["file"]
-            payload = _load_tensors(path, _read_checked(path, entry))
+            path, payload = self._load_entry(self._entry(epoch), f"epoch {epoch}")
             if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), dict):
                 raise SnapshotError(f"snapshot file {path} holds no 'state_dict' entry")
+            odd = [k for k, v in payload["state_dict"].items() if not isinstance(v, Tensor)]
+            if odd:
+                raise SnapshotError(
+                    f"snapshot file {path} has values that are not tensors in its state_dict: "
+                    f"{', '.join(map(str, odd[:3]))}"
+                )
             state = {
                 k: v.float() if v.is_floating_point() else v
                 for k, v in payload["state_dict"].items()
             }
+            broken = [
+                k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()
+            ]
+            if broken:
+                raise SnapshotError(
+                    f"snapshot file {path} (epoch {epoch}) has NaN or infinite weights in "
+                    f"{', '.join(broken[:3])}: the run diverged there, so it has no pictures"
+                )
             expected = self.architecture.get("parameters")
             if expected is not None and shapes_of(state) != expected:
                 raise SnapshotError(self._mismatch(path, payload, shapes_of(state), expected))
             self._states[epoch] = state
         return {k: v.clone() for k, v in self._states[epoch].items()}
+
+    def _load_entry(self, entry: Any, what: str) -> tuple[Path, Any]:
+        """The file ``entry`` names and its tensors: inside the folder, bounded, checked."""
+        path = _entry_path(self.path, entry, what)
+        return path, _load_tensors(path, _read_checked(path, entry))
 
     def _mismatch(self, path: Path, payload: dict, got: dict, expected: dict) -> str:
         diffs = [
@@ -415,7 +472,7 @@ class Run:
                     "rebuild by itself (only zoo models with known arguments are); pass "
                     "load_run(path, model_factory=lambda: YourModel(...))"
                 )
-            model = cls(**arch["kwargs"])
+            model = _build_checked(cls, arch, self.path)
         got = shapes_of(model.state_dict())
         if arch.get("parameters") is not None and got != arch["parameters"]:
             raise SnapshotError(
@@ -438,8 +495,9 @@ class Run:
         if entry is None:
             return None
         if self._mean is None:
-            path = self.path / entry["file"]
-            payload = _load_tensors(path, _read_checked(path, entry))
+            _, payload = self._load_entry(entry, "mean")
+            if not isinstance(payload, dict) or not isinstance(payload.get("mean"), Tensor):
+                raise SnapshotError(f"the run's mean file in {self.path} holds no 'mean' tensor")
             self._mean = payload["mean"].float()
         return self._mean.clone()
 
@@ -452,12 +510,31 @@ class Run:
                 "keep_state='none', or no snapshot was completed); it cannot be resumed"
             )
         entry = with_state[-1]
-        path = self.path / entry["state"]["file"]
-        state = _load_tensors(path, _read_checked(path, entry["state"]))
+        _, state = self._load_entry(entry["state"], f"epoch {entry['epoch']} resume state")
         return entry["epoch"], self.state_dict(entry["epoch"]), state
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, {describe(self.architecture)}, epochs={self.epochs})"
+
+
+def _build_checked(cls: type, arch: dict[str, Any], path: Path) -> nn.Module:
+    """``cls(**kwargs)``, first built on the meta device (no memory): arguments that would
+    build another network (widths of a billion) are refused before anything is allocated."""
+    kwargs = arch["kwargs"]
+    try:
+        with torch.device("meta"):
+            shapes = shapes_of(cls(**kwargs).state_dict())
+    except Exception as err:  # TypeError, ValueError...: the manifest's arguments are wrong
+        raise SnapshotError(
+            f"{path / MANIFEST} gives {describe(arch)} arguments it cannot be built with: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    if arch.get("parameters") is not None and shapes != arch["parameters"]:
+        raise SnapshotError(
+            f"{path / MANIFEST}: the arguments {kwargs} build {cls.__name__} parameters "
+            "other than the shapes the manifest lists; it was not built"
+        )
+    return cls(**kwargs)
 
 
 def load_run(path: str | os.PathLike, model_factory: Callable[[], nn.Module] | None = None) -> Run:
