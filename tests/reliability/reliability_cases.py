@@ -1024,6 +1024,65 @@ def _cases() -> list[Case]:
         assert tuple(x.shape) == (1, 30, 20) and x[0, :5, -5:].mean() > 0.9, x.shape
         return "accepted: turned upright as a photo viewer shows it (30x20 stored, 20 wide shown)"
 
+    state = "Widget state after an error"
+
+    def cleared(w, refuse: Callable[[], None], accept: Callable[[], None]) -> str:
+        refuse()
+        refused = w.status
+        assert w.status_line.level == "error" and refused, refused
+        accept()
+        assert w.wait(120)
+        assert w.status_line.level != "error", w.status
+        return f"the refusal ({refused[:60]}...) clears at the next accepted value"
+
+    @row("clears-browser", state, "LayerBrowser: layer 'conv9', then channel 2", "clears")
+    def _(e):
+        b = e.browser
+        return cleared(b, lambda: setattr(b, "layer", "conv9"), lambda: setattr(b, "channel", 2))
+
+    @row("clears-slider", state, "OcclusionSlider: size 99, then x moved", "clears")
+    def _(e):
+        s = e.slider
+        return cleared(s, lambda: setattr(s, "size", 99), lambda: setattr(s, "x", (s.x + 1) % 20))
+
+    @row("clears-explorer", state, "InvarianceExplorer: kind 'shear', then step 2", "clears")
+    def _(e):
+        from zfwidgets import InvarianceExplorer
+
+        w = InvarianceExplorer(e.d.model, [e.d.dataset[i][0] for i in range(2)], steps=3)
+        assert w.wait(120)
+        try:
+            return cleared(w, lambda: setattr(w, "kind", "shear"), lambda: setattr(w, "step", 2))
+        finally:
+            w.close()
+
+    @row("scrub-missing", state, "EvolutionScrubber at an epoch whose file is gone", "cannot be")
+    def _(e):
+        from zfwidgets import EvolutionScrubber
+        from zfwidgets.train import Evolution
+
+        run = e.damaged_run("gone", lambda p: (p.parent / "epoch_0002.pt").unlink())
+        evo = Evolution(run, probe=e.d.dataset.images[:32], device="cpu", cache_dir=run / "c")
+        w = EvolutionScrubber(evo, epoch=1)
+        try:
+            assert w.wait(120)
+            w.epoch = 2
+            assert w.status_line.level == "error", w.status
+            return e.path_text(f"status line: {w.status}")
+        finally:
+            w.close()
+
+    @row("failed-build", state, "a constructor that refuses its argument", "no output")
+    def _(e):
+        import gc
+
+        noise = io.StringIO()
+        with contextlib.redirect_stderr(noise):
+            message = error_of(lambda: OcclusionSlider(e.d.model, e.x, size=999))
+            gc.collect()
+        assert noise.getvalue() == "", noise.getvalue()
+        return f"{message}; no output on stderr afterwards (no __del__ noise)"
+
     lb = "LayerBrowser traits"
     for trait, value, words in [
         ("layer", "conv9", "did you mean"),

@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import threading
 import time
@@ -346,6 +347,16 @@ def refusing(*names: str) -> traitlets.ValidateHandler:
     return decorate
 
 
+@functools.cache
+def _state_traits(cls: type) -> frozenset[str]:
+    """The traits a widget class adds to VBox's (its state), without ``status``."""
+    return (
+        frozenset(cls.class_trait_names())
+        - frozenset(widgets.VBox.class_trait_names())
+        - {"status"}
+    )
+
+
 # Every widget built, held weakly (a widget nobody holds can go), so that exit can stop workers.
 _LIVE: weakref.WeakSet[WidgetBase] = weakref.WeakSet()
 
@@ -510,12 +521,13 @@ class WidgetBase(widgets.VBox):
         the status line says why."""
         name = proposal["trait"].name
         try:
-            return check(proposal["value"])
+            value = check(proposal["value"])
         except (ValueError, TypeError) as err:
             if not self._ready:
                 raise
             self.status_line.error(f"{name}: {err}" if self.name_in_refusals else str(err))
             return getattr(self, name)
+        return value
 
     def _in_background(
         self, key: str, work: Work[T], done: Callable[[T], None], label: str = ""
@@ -528,6 +540,21 @@ class WidgetBase(widgets.VBox):
                 done(result)
 
         self._tasks.start(key, work, locked_done, label)
+
+    def notify_change(self, change: Any) -> None:
+        """Before the handlers of a changed state trait run: an error on the status line is old
+        news once a new value was accepted (the handlers may report a new one)."""
+        if (
+            self._ready_for_news()
+            and change.get("type") == "change"
+            and change["name"] in _state_traits(type(self))
+            and self.status_line.level == "error"
+        ):
+            self.status_line.clear()
+        super().notify_change(change)
+
+    def _ready_for_news(self) -> bool:
+        return getattr(self, "_ready", False)  # traits change while VBox builds, before _ready
 
     def _mirror_status(self, change: dict) -> None:
         self.set_trait("status", change["new"])

@@ -41,7 +41,7 @@ from ipycanvas import Canvas, hold_canvas
 
 from zfwidgets.core import render
 from zfwidgets.train.evolution import Evolution
-from zfwidgets.train.snapshots import Run, load_run
+from zfwidgets.train.snapshots import Run, SnapshotError, load_run
 from zfwidgets.widgets.base import WidgetBase, errors_to, refusing
 from zfwidgets.widgets.parts import (
     COLOURS,
@@ -89,6 +89,11 @@ class Frame:
     values: tuple[float, ...]
     geometry: GridGeometry
     picture: np.ndarray
+
+
+def _number(value) -> float:
+    """A history value as a float; a run trained without validation data records None."""
+    return np.nan if value is None else float(value)
 
 
 def round_ticks(top: float, count: int = 5) -> list[float]:
@@ -191,6 +196,7 @@ class EvolutionScrubber(WidgetBase):
         self.poll_seconds = float(poll_seconds)
         self._maps = {layer: self._check_maps(layer, maps) for layer in self.evolution.layers}
         self._frames: dict[tuple[str, int], Frame] = {}
+        self._failed: dict[tuple[str, int], str] = {}  # epochs whose snapshot cannot be read
         self._tops: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
         self._shown: Frame | None = None
         self._watcher: threading.Thread | None = None  # polls the run while ``follow`` is on
@@ -509,7 +515,10 @@ class EvolutionScrubber(WidgetBase):
         with self._lock:
             frame = self._frames.get((self.layer, self.epoch))
             self._shown = frame
-            if self.status_line.level == "error":
+            failure = self._failed.get((self.layer, self.epoch))
+            if failure is not None:
+                self.status_line.error(f"epoch {self.epoch} cannot be shown: {failure}")
+            elif self.status_line.level == "error":
                 self.status_line.clear()  # a good value after a refused one: the news is old
             with errors_to(self.status_line, "drawing the grid"):
                 self._draw_grid(frame)
@@ -521,7 +530,12 @@ class EvolutionScrubber(WidgetBase):
             self._grid_rgba = rgba(
                 np.full((PICTURE_SIDE, PICTURE_SIDE), render.BACKGROUND, np.uint8)
             )
-            self._grid_caption.say(f"{self.layer} at epoch {self.epoch}: being computed…", "busy")
+            if (self.layer, self.epoch) in self._failed:
+                self._grid_caption.say(f"{self.layer} at epoch {self.epoch}: unreadable", "error")
+            else:
+                self._grid_caption.say(
+                    f"{self.layer} at epoch {self.epoch}: being computed…", "busy"
+                )
         else:
             picture = frame.picture
             if self.selected in frame.maps:
@@ -592,19 +606,23 @@ class EvolutionScrubber(WidgetBase):
             self._scales["x"].min = min(epochs) - 0.5
             self._scales["x"].max = max(epochs) + 0.5
             for key, mark in self._curves.items():
-                ys = [float(r.get(key, np.nan)) for r in rows]
+                ys = [_number(r.get(key)) for r in rows]
                 mark.x, mark.y = epochs, ys
             by_epoch = {r["epoch"]: r for r in rows}
             snaps = [e for e in self.run.epochs if e in by_epoch]
             self._snapshot_dots.x = [float(e) for e in snaps]
-            self._snapshot_dots.y = [float(by_epoch[e].get("val_acc", 0.0)) for e in snaps]
+            self._snapshot_dots.y = [_number(by_epoch[e].get("val_acc")) for e in snaps]
             self._marker.x = [float(self.epoch)] * 2
 
     # ----- background preparation ---------------------------------------------------------
     def _prepare(self) -> None:
         """Mines and draws every epoch of the current layer not drawn yet, oldest first."""
         layer = self.layer
-        todo = [e for e in self.run.epochs if (layer, e) not in self._frames]
+        todo = [
+            e
+            for e in self.run.epochs
+            if (layer, e) not in self._frames and (layer, e) not in self._failed
+        ]
         if not todo:
             self._tasks.cancel()
             self._say_ready(layer)
@@ -619,10 +637,16 @@ class EvolutionScrubber(WidgetBase):
                 def mined(done: int, total: int, i: int = i) -> None:
                     report(i * total + done, len(todo) * total)
 
-                self.evolution.mine(epoch, callback=mined, should_stop=should_stop)
-                frame = self._render(layer, epoch)
+                try:
+                    self.evolution.mine(epoch, callback=mined, should_stop=should_stop)
+                    frame = self._render(layer, epoch)
+                except SnapshotError as err:  # one unreadable snapshot: the others still play
+                    frame, failure = None, str(err)
                 with self._lock:
-                    self._frames[(layer, epoch)] = frame
+                    if frame is None:
+                        self._failed[(layer, epoch)] = failure
+                    else:
+                        self._frames[(layer, epoch)] = frame
                     if (self.layer, self.epoch) == (layer, epoch):
                         self._show()
                 report((i + 1) * probe_size, len(todo) * probe_size)
@@ -636,7 +660,13 @@ class EvolutionScrubber(WidgetBase):
 
     def _say_ready(self, layer: str) -> None:
         ready = [e for e in self.run.epochs if (layer, e) in self._frames]
-        self.status_line.info(f"{layer}: {len(ready)} epochs ready; scrub or press Play")
+        failed = [e for e in self.run.epochs if (layer, e) in self._failed]
+        if failed and self.epoch in failed:
+            return  # the status line says why this epoch cannot be shown; keep it
+        if failed:
+            self.status_line.info(f"{layer}: {len(ready)} epochs ready; {failed} cannot be read")
+        else:
+            self.status_line.info(f"{layer}: {len(ready)} epochs ready; scrub or press Play")
 
     def _render(self, layer: str, epoch: int) -> Frame:
         """Draws ``layer`` at ``epoch``: one tile per shown map, changed maps framed."""

@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from zfwidgets.zoo.demo import DigitDataset
 from zfwidgets.zoo.efficientnet_lite import EfficientNetLite0, load_efficientnet_lite0
 
 __all__ = [
@@ -163,23 +164,14 @@ def imagenet_classes() -> tuple[str, ...]:
     return tuple(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-class PhotoDataset(Dataset):
+class PhotoDataset(DigitDataset):
     """The photos as model inputs: item ``i`` is ``(image, label)``, ``image`` float32
     (3, 224, 224), ``label`` its ImageNet class; ``images``, ``labels`` and ``names`` hold them
-    all at once."""
+    all at once (the demo's one in-memory dataset class, with the photos' names)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, names: list[str]) -> None:
-        self.images = images
-        self.labels = labels
+        super().__init__(images, labels)
         self.names = names
-
-    def __len__(self) -> int:
-        """Number of photos."""
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        """``(image, label)`` of one photo."""
-        return self.images[index], int(self.labels[index])
 
 
 @dataclass(frozen=True)
