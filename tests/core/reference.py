@@ -140,3 +140,20 @@ class Reference:
             top[0, channel][position] = fmap[position]
         (grad,) = torch.autograd.grad(act, xi, top)
         return grad.reshape(x.shape), act.detach()
+
+
+def plain_autograd(model: nn.Module, x: torch.Tensor, layers):
+    """One forward pass of the unmodified model: (input leaf, logits, {layer: output})."""
+    modules = dict(model.named_modules())
+    outputs = {}
+    handles = [
+        modules[n].register_forward_hook(lambda m, i, o, n=n: outputs.__setitem__(n, o))
+        for n in layers
+    ]
+    xi = x[None].clone().requires_grad_(True)
+    try:
+        logits = model(xi)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return xi, logits, outputs

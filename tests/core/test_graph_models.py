@@ -20,7 +20,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from reference import Reference
+from reference import Reference, plain_autograd
 from torch import nn
 
 from zfwidgets import Inspector, UnsupportedModelError
@@ -250,23 +250,6 @@ def test_projections_match_the_autograd_reference(zoo, name, layer):
 
 
 # ----- models without rectifier rules: gradient methods only --------------------------------
-
-
-def plain_autograd(model: nn.Module, x: torch.Tensor, layers):
-    """One forward pass of the unmodified model: (input leaf, logits, {layer: output})."""
-    modules = dict(model.named_modules())
-    outputs = {}
-    handles = [
-        modules[n].register_forward_hook(lambda m, i, o, n=n: outputs.__setitem__(n, o))
-        for n in layers
-    ]
-    xi = x[None].clone().requires_grad_(True)
-    try:
-        logits = model(xi)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return xi, logits, outputs
 
 
 def autograd_projection(xi, act, channel, position):

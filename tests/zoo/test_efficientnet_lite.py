@@ -30,7 +30,7 @@ from zfwidgets.zoo import EfficientNetLite0, efficientnet_lite, photos
 from zfwidgets.zoo.registry import get_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
-from reference import Reference  # noqa: E402  (tests/core/reference.py, shared on purpose)
+from reference import Reference, plain_autograd  # noqa: E402  (tests/core/reference.py, shared on purpose)
 
 EXPECTED_TOP3 = {
     "chelsea": "tiger cat",
@@ -252,18 +252,7 @@ def test_gradcam_and_class_gradient_match_autograd(engine, p):
     insp, _, x = engine
     model = p.model
     layers = ["features.3", "features.5", "features"]
-    modules = dict(model.named_modules())
-    acts = {}
-    handles = [
-        modules[n].register_forward_hook(lambda m, i, o, n=n: acts.__setitem__(n, o))
-        for n in layers
-    ]
-    xi = x[None].clone().requires_grad_(True)
-    try:
-        logits = model(xi)
-    finally:
-        for h in handles:
-            h.remove()
+    xi, logits, acts = plain_autograd(model, x, layers)
     for target in (p.classes.index("tiger cat"), p.classes.index("tabby")):
         grads = torch.autograd.grad(
             logits[0, target], [xi] + [acts[n] for n in layers], retain_graph=True
