@@ -477,6 +477,16 @@ def run_all_cells(page, timeout: float = 300.0, settle: float = 0.5) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def drag(page, box: dict, start: tuple[float, float], end: tuple[float, float], steps: int = 8):
+    """Presses at ``start`` and releases at ``end`` (fractions of ``box``), moving in steps."""
+    x0, y0 = box["x"] + start[0] * box["width"], box["y"] + start[1] * box["height"]
+    x1, y1 = box["x"] + end[0] * box["width"], box["y"] + end[1] * box["height"]
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=steps)
+    page.mouse.up()
+
+
 def nonblank_pixels(png: bytes, threshold: int = 8) -> int:
     """Pixels of a PNG that differ from its most common colour by more than ``threshold``.
 

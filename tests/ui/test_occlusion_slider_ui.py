@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from lab_harness import (
     changed_pixels,
+    drag,
     nonblank_pixels,
     open_notebook,
     run_all_cells,
@@ -15,16 +16,6 @@ from lab_harness import (
 pytestmark = pytest.mark.ui
 
 MAPS = ["activity", "projection", "target-prob", "top-class"]
-
-
-def _drag(page, box: dict, start: tuple[float, float], end: tuple[float, float]) -> None:
-    """Presses at ``start`` and releases at ``end`` (fractions of the box), moving in steps."""
-    x0, y0 = box["x"] + start[0] * box["width"], box["y"] + start[1] * box["height"]
-    x1, y1 = box["x"] + end[0] * box["width"], box["y"] + end[1] * box["height"]
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    page.mouse.move(x1, y1, steps=8)
-    page.mouse.up()
 
 
 def test_occlusion_slider_renders_and_follows_a_drag(browser_page, jupyterlab):
@@ -48,7 +39,7 @@ def test_occlusion_slider_renders_and_follows_a_drag(browser_page, jupyterlab):
         text_before = readout.inner_text()
         assert "x=10, y=4" in text_before  # the notebook moved the square from code
 
-        _drag(page, canvas.bounding_box(), (0.5, 0.3), (0.2, 0.8))
+        drag(page, canvas.bounding_box(), (0.5, 0.3), (0.2, 0.8))
         after = wait_for_new_screenshot(canvas, before, timeout=30)
         assert changed_pixels(before, after) > 500, "the square did not move on the canvas"
         expect(readout).not_to_have_text(text_before)

@@ -7,21 +7,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from lab_harness import nonblank_pixels, open_notebook, run_all_cells, screenshot_path
+from lab_harness import drag, nonblank_pixels, open_notebook, run_all_cells, screenshot_path
 
 pytestmark = pytest.mark.ui
 
 PROB = re.compile(r"p\(Egyptian cat\) = ([0-9.]+)")
-
-
-def _drag(page, box: dict, start: tuple[float, float], end: tuple[float, float]) -> None:
-    """Presses at ``start`` and releases at ``end`` (fractions of the box), moving in steps."""
-    x0, y0 = box["x"] + start[0] * box["width"], box["y"] + start[1] * box["height"]
-    x1, y1 = box["x"] + end[0] * box["width"], box["y"] + end[1] * box["height"]
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    page.mouse.move(x1, y1, steps=4)
-    page.mouse.up()
 
 
 def _prob(text: str) -> float:
@@ -71,7 +61,7 @@ def test_real_photos_widgets_render_and_the_occluder_lowers_the_cat(browser_page
         # edge: x = 224 - 96 = 128), centred half-way down.
         # Every mouse move is one forward pass and readout in the kernel (~0.1-0.5 s on a busy
         # 2-core CPU): give the queue time to drain.
-        _drag(page, canvas.bounding_box(), (0.1, 0.1), (0.95, 0.5))
+        drag(page, canvas.bounding_box(), (0.1, 0.1), (0.95, 0.5), steps=4)
         expect(readout).to_contain_text("square at x=128, y=", timeout=90_000)
         page.wait_for_timeout(2000)  # the last of the queued moves
         text = readout.inner_text()
