@@ -179,6 +179,24 @@ def upscale(img: np.ndarray, factor: int) -> np.ndarray:
     return img.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
+def resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``img`` at ``size`` (height, width): whole-number enlargements stay crisp (nearest), any
+    other size is resampled smoothly (Lanczos), so a 224-pixel photo patch shrinks legibly.
+
+    Example:
+        >>> resize(np.zeros((224, 224), np.uint8), (112, 112)).shape
+        (112, 112)
+        >>> resize(np.eye(2, dtype=np.uint8), (4, 4))[:, 0].tolist()
+        [1, 1, 0, 0]
+    """
+    h, w = img.shape[:2]
+    if tuple(size) == (h, w):
+        return img
+    if size[0] % h == 0 and size[1] % w == 0 and size[0] // h == size[1] // w:
+        return upscale(img, size[0] // h)
+    return np.asarray(Image.fromarray(img).resize((size[1], size[0]), Image.LANCZOS))
+
+
 def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """Blends an RGB heat map over an image (grey images are promoted to RGB)."""
     base = to_rgb(image)

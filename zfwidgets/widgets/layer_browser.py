@@ -55,6 +55,7 @@ from zfwidgets.widgets.top_nine import (
     TOP_K,
     TOP_TILE,
     patch_side,
+    tile_pixels,
     top_nine_pictures,
     unit_picture,
 )
@@ -383,15 +384,15 @@ class LayerBrowser(WidgetBase):
     def _right_column_width(self) -> int:
         """Pixels the right column needs at every layer: the three pictures side by side, or
         the widest top-9 pair of any layer with feature maps."""
-        pictures = 3 * (PICTURE_SIDE + 12 + 6)
         shape = self._input_shape()
         if shape is None:
-            return pictures
+            return 3 * (PICTURE_SIDE + 12 + 6)
+        picture = max(shape[-2:]) * zoom_for(max(shape[-2:]))  # as drawn, not the nominal side
+        pictures = 3 * (max(picture, PICTURE_SIDE) + 12 + 6)
         widest = 0
         for layer in self.inspector.map_layers(shape):
-            side = patch_side(self.inspector, layer, shape)
-            zoom = zoom_for(max(side), TOP_TILE)
-            widest = max(widest, 3 * side[1] * zoom + 4 * 2)  # render.grid's 2 px pad
+            tile = tile_pixels(patch_side(self.inspector, layer, shape))
+            widest = max(widest, 3 * tile[1] + 4 * 2)  # render.grid's 2 px pad
         return max(pictures, 2 * widest + 12 + 8)
 
     def _method_help(self) -> str:

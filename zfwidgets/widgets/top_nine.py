@@ -31,10 +31,21 @@ from zfwidgets.core import Inspector, render
 from zfwidgets.core.top_views import TopEntry
 from zfwidgets.widgets.parts import fit_patch, zoom_for
 
-__all__ = ["TOP_K", "TOP_TILE", "TopPictures", "patch_side", "top_nine_pictures", "unit_picture"]
+__all__ = [
+    "TOP_K",
+    "TOP_TILE",
+    "TopPictures",
+    "patch_side",
+    "tile_pixels",
+    "top_nine_pictures",
+    "unit_picture",
+]
 
 TOP_K = 9
 TOP_TILE = 84  # about how big each top-9 tile is on screen, in pixels
+# The largest a tile gets: a deep layer of a 224-pixel model sees the whole image, and nine
+# such patches at full size would make a pair wider than the notebook.
+MAX_TILE = 112
 
 
 def unit_picture(projection: Tensor, method: str) -> np.ndarray:
@@ -50,6 +61,21 @@ def patch_side(inspector: Inspector, layer: str, image_shape: tuple[int, ...]) -
     h, w = int(image_shape[-2]), int(image_shape[-1])
     size = row["rf_size"] or max(h, w)
     return min(size, h), min(size, w)
+
+
+def tile_pixels(side: tuple[int, int], tile: int = TOP_TILE) -> tuple[int, int]:
+    """On-screen size (h, w) of a tile of ``side`` pixels: small patches are enlarged by a
+    whole number (crisp pixels), large ones shrink to at most ``MAX_TILE`` on their long side.
+
+    Example:
+        >>> tile_pixels((10, 10)), tile_pixels((224, 224))
+        ((80, 80), (112, 112))
+    """
+    zoom = zoom_for(max(side), tile)
+    if max(side) * zoom <= MAX_TILE:
+        return side[0] * zoom, side[1] * zoom
+    scale = MAX_TILE / max(side)
+    return max(1, round(side[0] * scale)), max(1, round(side[1] * scale))
 
 
 @dataclass(frozen=True)
@@ -81,12 +107,12 @@ def top_nine_pictures(
     """
     if not entries:
         raise ValueError("no top entries to draw (the map never fired on the data set)")
-    zoom = zoom_for(max(side), tile)
+    size = tile_pixels(side, tile)
     projections = [fit_patch(unit_picture(e.projection, method), e.box, side) for e in entries]
     patches = [fit_patch(render.input_image(e.image, mean), e.box, side) for e in entries]
     pngs = []
     for tiles in (projections, patches):
-        big = [render.upscale(t, zoom) for t in tiles]
+        big = [render.resize(t, size) for t in tiles]
         pngs.append(render.to_png(render.grid(big, cols=3, background=render.BACKGROUND)))
     listing = ", ".join(f"#{e.image_index} ({e.value:.3g})" for e in entries)
     return TopPictures(pngs[0], pngs[1], listing)
