@@ -36,6 +36,8 @@ from zfwidgets.core.methods import REGISTRY  # noqa: E402
 
 PAGE = ROOT / "docs" / "model_coverage.md"
 REGENERATE = ".venv/bin/python scripts/model_coverage.py --write"
+# The methods every ReLU model can have; the others need a particular head (CAM's pooling).
+GENERAL = tuple(name for name, m in REGISTRY.items() if m.requires is None)
 MAX_NOTE = 160  # characters of a refusal message kept in the table
 
 
@@ -66,8 +68,8 @@ class Row:
 
     @property
     def every_method(self) -> bool:
-        """The model offers every method of the registry."""
-        return self.methods == tuple(REGISTRY)
+        """The model offers every method of the registry that needs no particular head."""
+        return set(GENERAL) <= set(self.methods)
 
 
 def model_names() -> list[str]:
@@ -161,6 +163,7 @@ def counts(rows: Sequence[Row]) -> dict[str, int]:
         "every": sum(r.accepted and r.every_method for r in rows),
         "gradient": sum(r.accepted and not r.every_method for r in rows),
         "refused": sum(not r.accepted for r in rows),
+        "cam": sum("cam" in r.methods for r in rows),
     }
 
 
@@ -172,8 +175,8 @@ def _cell(text: str) -> str:
 def render(rows: Sequence[Row]) -> str:
     """The Markdown page for ``rows``."""
     c = counts(rows)
-    every = ", ".join(m.label for m in REGISTRY.values())
-    gradient = ", ".join(m.label for m in REGISTRY.values() if not m.rectifier_rules)
+    every = ", ".join(REGISTRY[name].label for name in GENERAL)
+    gradient = ", ".join(REGISTRY[n].label for n in GENERAL if not REGISTRY[n].rectifier_rules)
     rectified = ", ".join(m.label for m in REGISTRY.values() if m.rectifier_rules)
     fallback = sorted({r.name.split("_")[0] for r in rows if r.built != "meta"})
     version = ".".join(torchvision.__version__.split("+")[0].split(".")[:2])
@@ -195,6 +198,7 @@ def render(rows: Sequence[Row]) -> str:
         f"- accepted with every method ({every}): **{c['every']}**",
         f"- accepted with the gradient methods only: **{c['gradient']}**",
         f"- refused: **{c['refused']}**",
+        f"- with CAM too (a head of global average pooling then one linear layer): **{c['cam']}**",
         "",
         "A *chain* runs its steps one after the other (AlexNet, VGG); a *graph* has residual "
         "additions, concatenations or branches. The steps are the module calls and tensor "

@@ -20,6 +20,7 @@ from skimage import data as photos
 
 from zfwidgets import Inspector, InvarianceExplorer, LayerBrowser, OcclusionSlider
 from zfwidgets.core import render
+from zfwidgets.core.cam import cam
 from zfwidgets.core.gradcam import cam_layer_for, gradcam, guided_gradcam, upsample
 from zfwidgets.core.invariance import invariance_curves, transform
 from zfwidgets.core.occlusion import occlusion_sweep
@@ -92,6 +93,9 @@ def expected_projection(ref, x, layer, channel, method, position) -> bytes:
         return png(render.overlay(render.input_image(x), heat))
     if method == "guided_gradcam":
         return png(render.projection_image(guided_gradcam(ref, x, cam_layer)))
+    if method == "cam":  # always at the layer that feeds the global average pool
+        heat = render.heatmap(upsample(cam(ref, x), (SIDE, SIDE)))
+        return png(render.overlay(render.input_image(x), heat))
     p = ref.project(x, layer, channel, "max" if position == "max" else None, method=method)
     picture = render.saliency_image(p) if method == "saliency" else render.projection_image(p)
     return png(picture)
@@ -106,7 +110,14 @@ def test_resnet_menu_lists_the_blocks_and_every_method(browser, ref):
     assert {"layer1", "layer3", "layer3.0", "fc"} <= set(values)
     assert not [v for v in values if "bn" in v or "downsample" in v]
     assert dict(browser._layer_menu.options)["layer3  · Sequential"] == "layer3"
-    assert browser.methods == ["deconvnet", "guided", "saliency", "gradcam", "guided_gradcam"]
+    assert browser.methods == [
+        "deconvnet",
+        "guided",
+        "saliency",
+        "gradcam",
+        "guided_gradcam",
+        "cam",
+    ]
     assert browser.absent_methods == {} and browser._method_toggle.tooltips[0].startswith("Zeiler")
     assert (browser.layer, browser.method) == ("conv1", "deconvnet")
 
@@ -119,6 +130,7 @@ def test_resnet_menu_lists_the_blocks_and_every_method(browser, ref):
         ("saliency", "map"),
         ("gradcam", "max"),
         ("guided_gradcam", "max"),
+        ("cam", "max"),
     ],
 )
 def test_resnet_layer3_pictures_are_what_the_core_computes(browser, ref, images, method, position):
@@ -133,7 +145,8 @@ def test_resnet_layer3_pictures_are_what_the_core_computes(browser, ref, images,
     fmap = ref.activations(x, "layer3")[17]  # 256 maps of 4x4 for a 64 px image
     assert browser._heat_image.value == png(render.heatmap(fmap), round(168 / 4))
     assert browser._canvas_caption.text.startswith("layer3: 256 feature maps of 4×4")
-    where = "at layer3" if method in ("gradcam", "guided_gradcam") else "map 17"
+    where = {"gradcam": "at layer3", "guided_gradcam": "at layer3", "cam": "at layer4"}
+    where = where.get(method, "map 17")
     assert where in browser._projection_caption.text
 
 
@@ -152,7 +165,7 @@ def test_efficientnet_offers_no_deconvnet_and_says_why(effnet, small):
     reason = insp.no_rule_reason()
     assert "SiLU" in reason
     options = [value for _, value in browser._method_toggle.options]
-    assert options == ["saliency", "gradcam"] == browser.methods
+    assert options == ["saliency", "gradcam", "cam"] == browser.methods
     assert set(browser.absent_methods) == set(NO_RULE)
     assert (
         "deconvnet" in browser._method_toggle.tooltip and reason in browser._method_toggle.tooltip

@@ -10,7 +10,7 @@ Example:
     >>> from zfwidgets.core.inspector import Inspector
     >>> insp = Inspector(nn.Sequential(nn.Conv2d(1, 2, 3), nn.SiLU(), nn.Flatten()))
     >>> [m for m in REGISTRY if m not in insp.methods]
-    ['deconvnet', 'guided', 'guided_gradcam']
+    ['deconvnet', 'guided', 'guided_gradcam', 'cam']
     >>> REGISTRY["saliency"].kind
     'unit'
 """
@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from zfwidgets.core import cam as class_map
 from zfwidgets.core import gradcam as cam
+from zfwidgets.core.graph import UnsupportedModelError
 from zfwidgets.core.inspector import Inspector
 
 __all__ = ["Method", "REGISTRY", "available"]
@@ -40,6 +42,13 @@ class Method:
         rectifier_rules: needs a rule at every nonlinearity (deconvnet, guided backprop).
         compute: ``compute(insp, x, layer, channel, position, target)``: a (C, H, W) picture
             signal for unit methods, an (H, W) or (C, H, W) map at image size for class ones.
+        requires: ``requires(insp)`` says why the model cannot have the method (None: it can),
+            for needs other than rectifier rules (CAM's pooling head).
+        heat_map: drawn as a heat map over the input (Grad-CAM, CAM) rather than as a signed
+            picture signal.
+        where: for class methods, ``where(insp, layer, x)`` is the layer the map is computed
+            at when ``layer`` is chosen (Grad-CAM: the chosen layer or the last with maps
+            before it; CAM: always the layer that feeds the pool).
     """
 
     name: str
@@ -48,12 +57,15 @@ class Method:
     kind: str
     rectifier_rules: bool
     compute: Callable[..., Tensor]
+    requires: Callable[[Inspector], str | None] | None = None
+    heat_map: bool = False
+    where: Callable[[Inspector, str, Tensor], str] | None = None
 
     def refusal(self, insp: Inspector) -> str | None:
         """Why ``insp``'s model cannot have this method, or None when it can."""
-        if self.rectifier_rules:
-            return insp.no_rule_reason()
-        return None
+        if self.rectifier_rules and (reason := insp.no_rule_reason()):
+            return reason
+        return self.requires(insp) if self.requires else None
 
 
 def _projection(name: str) -> Callable[..., Tensor]:
@@ -71,6 +83,23 @@ def _gradcam(insp, x, layer, channel=None, position=None, target=None) -> Tensor
 
 def _guided_gradcam(insp, x, layer, channel=None, position=None, target=None) -> Tensor:
     return cam.guided_gradcam(insp, x, cam.cam_layer_for(insp, layer, x), target)
+
+
+def _cam(insp, x, layer=None, channel=None, position=None, target=None) -> Tensor:
+    size = tuple(insp.image(x).shape[-2:])
+    return cam.upsample(class_map.cam(insp, x, target), size)
+
+
+def _pool_layer(insp: Inspector, layer: str, x) -> str:
+    return class_map.cam_head(insp).features
+
+
+def _pooling_head(insp: Inspector) -> str | None:
+    try:
+        class_map.cam_head(insp)
+    except UnsupportedModelError as err:
+        return str(err)
+    return None
 
 
 REGISTRY: dict[str, Method] = {
@@ -107,6 +136,8 @@ REGISTRY: dict[str, Method] = {
             "class",
             False,
             _gradcam,
+            heat_map=True,
+            where=cam.cam_layer_for,
         ),
         Method(
             "guided_gradcam",
@@ -115,6 +146,19 @@ REGISTRY: dict[str, Method] = {
             "class",
             True,
             _guided_gradcam,
+            where=cam.cam_layer_for,
+        ),
+        Method(
+            "cam",
+            "CAM",
+            "CAM (Zhou et al.): the class's linear weights times the maps that feed the global "
+            "average pool (any layer chosen: CAM has one)",
+            "class",
+            False,
+            _cam,
+            _pooling_head,
+            heat_map=True,
+            where=_pool_layer,
         ),
     )
 }

@@ -32,7 +32,6 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from zfwidgets.core import Inspector, render
-from zfwidgets.core.gradcam import cam_layer_for
 from zfwidgets.core.methods import REGISTRY
 from zfwidgets.core.mining import TopK, mine
 from zfwidgets.core.top_views import TopEntry, top_projections
@@ -699,7 +698,7 @@ class LayerBrowser(WidgetBase):
     def _projection_scale(self, signal: Tensor, method) -> np.ndarray:
         """The bar under the projection: signed grey (0 = mid grey) on its own scale, |value|
         for saliency, the heat colours 0..1 for Grad-CAM."""
-        if self.method == "gradcam":  # drawn by render.heatmap: its own min..max
+        if method.heat_map:  # drawn by render.heatmap: its own min..max
             lo, hi = float(signal.min()), float(signal.max())
             return render.colour_bar(lo, hi, PICTURE_SIDE)
         top = float(signal.abs().max()) or 1.0
@@ -708,11 +707,13 @@ class LayerBrowser(WidgetBase):
         return render.colour_bar(-top, top, PICTURE_SIDE, kind="signed")
 
     def _class_picture(self, x: Tensor, signal: Tensor) -> tuple[np.ndarray, str]:
-        """Grad-CAM as a heat map over the input; guided Grad-CAM as a signed projection."""
-        cam_layer = self._display_name(cam_layer_for(self.inspector, self.layer, x))
+        """Grad-CAM and CAM as a heat map over the input; guided Grad-CAM as a signed
+        projection."""
+        method = REGISTRY[self.method]
+        cam_layer = self._display_name(method.where(self.inspector, self.layer, x))
         best = int(self.inspector.predict(x).argmax())
-        label = REGISTRY[self.method].label
-        if self.method == "gradcam":
+        label = method.label
+        if method.heat_map:
             picture = render.overlay(render.input_image(x, self.mean), render.heatmap(signal))
             how = ", over the input"
         else:
