@@ -324,13 +324,14 @@ def nearest(
     return (best_i[0], best_d[0]) if single else (best_i, best_d)
 
 
-def label_share(labels: Tensor, query: int, neighbours: Tensor) -> float:
+def label_share(labels: Tensor, query: int, neighbours: Tensor | Sequence[int]) -> float:
     """The share of ``neighbours`` (indices) whose label is the label of image ``query``.
 
     Example:
         >>> label_share(torch.tensor([1, 1, 0, 1]), 0, torch.tensor([1, 2]))
         0.5
     """
+    neighbours = torch.as_tensor(neighbours, dtype=torch.long)
     if len(neighbours) == 0:
         raise ValueError("no neighbours to compare labels with")
     return float((labels[neighbours] == labels[query]).float().mean())
