@@ -368,9 +368,9 @@ class FeatureSpace(WidgetBase):
             feats, _ = nearest(self._features.values, self._features.values[i], self.k, exclude=i)
             near, _ = nearest(self._pixels.values, self._pixels.values[i], self.k, exclude=i)
             self.feature_neighbours, self.pixel_neighbours = feats.tolist(), near.tolist()
-            self._query.value = self._grid([i])
-            self._feature_grid.value = self._grid(self.feature_neighbours)
-            self._pixel_grid.value = self._grid(self.pixel_neighbours)
+            self._draw_grid(self._query, [i])
+            self._draw_grid(self._feature_grid, self.feature_neighbours)
+            self._draw_grid(self._pixel_grid, self.pixel_neighbours)
             self._query_caption.say(f"image {i}: {self._label_text(i)}", "body")
             self._feature_caption.say(f"{self.k} nearest in feature space ({self.layer})", "body")
             self._pixel_caption.say(f"{self.k} nearest in pixel space", "body")
@@ -390,14 +390,18 @@ class FeatureSpace(WidgetBase):
         labels = self._features.labels
         return "no label" if labels is None else self._class_name(int(labels[i]))
 
-    def _grid(self, indices: list[int]) -> bytes:
-        """The images at ``indices`` in one row, each labelled with its number and class."""
+    def _draw_grid(self, picture: widgets.Image, indices: list[int]) -> None:
+        """The images at ``indices`` in one row, each labelled with its number and class, shown
+        at their own size (an Image without a width stretches to its box)."""
         side = tile_pixels(tuple(self.image_shape[-2:]))
         tiles = [
             render.resize(render.input_image(self._source[i][0], self.mean), side) for i in indices
         ]
         names = [f"#{i} {self._label_text(i)}" for i in indices]
-        return render.to_png(render.grid(tiles, cols=len(tiles), pad=3, labels=names))
+        grid = render.grid(tiles, cols=len(tiles), pad=3, labels=names)
+        with picture.hold_sync():
+            picture.value = render.to_png(grid)
+            picture.layout.width, picture.layout.height = (f"{n}px" for n in grid.shape[1::-1])
 
     def _agreement(self, i: int) -> str:
         labels = self._features.labels
