@@ -1,0 +1,118 @@
+"""FeatureSpace driven by its traits: pictures and neighbour lists read back and checked
+against the core functions and the widget rules (refuse and keep, status line, close)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Subset
+
+from zfwidgets import demo
+from zfwidgets.core.feature_space import embed, features, nearest, pixel_values
+from zfwidgets.widgets.feature_space import FeatureSpace
+
+
+@pytest.fixture(scope="module")
+def digits():
+    d = demo.load()
+    step = len(d.dataset) // 90  # the digits are sorted by class: take every class
+    return d, Subset(d.dataset, range(0, 90 * step, step))
+
+
+@pytest.fixture
+def widget(digits):
+    d, data = digits
+    w = FeatureSpace(d.model, data, classes=d.classes, mean=d.mean)
+    assert w.wait(60)
+    yield w
+    w.close()
+
+
+def test_scatter_has_one_point_per_image_coloured_by_class(widget, digits):
+    d, data = digits
+    assert widget.points.shape == (90, 2) and widget.layer == "fc4"
+    np.testing.assert_allclose(
+        widget.points, embed(features(widget.inspector, data, progress=False).values, "pca")
+    )
+    classes = sorted(set(d.dataset.labels[data.indices].tolist()))
+    marks = widget._figure.marks[:-1]  # the last mark is the selection ring
+    assert [m.labels[0] for m in marks] == [d.classes[c] for c in classes]
+    assert sum(len(m.x) for m in marks) == 90
+    assert "zfw-feature-space" in widget._dom_classes
+
+
+def test_selecting_shows_the_neighbours_in_both_spaces(widget, digits):
+    d, data = digits
+    blank = widget._feature_grid.value
+    widget.selected = 11
+    f = features(widget.inspector, data, progress=False).values
+    p = pixel_values(data).values
+    assert widget.feature_neighbours == nearest(f, f[11], 5, exclude=11)[0].tolist()
+    assert widget.pixel_neighbours == nearest(p, p[11], 5, exclude=11)[0].tolist()
+    first = widget._feature_grid.value
+    assert first[:4] == b"\x89PNG" and first != blank
+    assert "feature space" in widget._readout.value
+    widget.k = 3
+    assert len(widget.feature_neighbours) == 3 and widget._feature_grid.value != first
+    widget.selected = 12
+    assert widget._query_caption.text.startswith("image 12")
+
+
+def test_click_on_a_point_selects_its_image(widget):
+    mark = widget._figure.marks[1]
+    members = widget._members[1]
+    mark._handle_custom_msg({"event": "element_click", "data": {"index": 2}}, [])
+    assert widget.selected == int(members[2])
+
+
+def test_method_and_layer_toggles_recompute_then_come_from_the_cache(widget):
+    pca = widget.points.copy()
+    widget.method = "tsne"
+    assert widget.wait(120)
+    assert widget.points.shape == (90, 2) and not np.allclose(widget.points, pca)
+    assert widget._method_toggle.value == "tsne"
+    widget.layer = "conv3"
+    assert widget.wait(60) and widget._layer_menu.value == "conv3"
+    widget.method, widget.layer = "pca", "fc4"
+    assert widget.wait(10)
+    np.testing.assert_allclose(widget.points, pca)  # same seed, same picture
+    assert "PCA" in widget.status
+
+
+def test_bad_values_are_refused_and_kept(widget):
+    widget.selected = 5
+    widget.selected = 500
+    assert widget.selected == 5 and "out of range: -1..89" in widget.status
+    widget.method = "umap"
+    assert widget.method == "pca" and "unknown method 'umap'" in widget.status
+    widget.layer = "fc9"
+    assert widget.layer == "fc4" and "unknown layer 'fc9'" in widget.status
+    widget.k = 0
+    assert widget.k == 5 and "k 0 is out of range" in widget.status
+    widget.selected = 6  # still working
+    assert widget.status_line.level != "error" and len(widget.feature_neighbours) == 5
+
+
+def test_initial_state_and_bad_arguments(digits):
+    d, data = digits
+    w = FeatureSpace(d.model, data, method="tsne", k=2, selected=3, layer="conv2")
+    assert w.wait(120)
+    assert (w.method, w.k, w.selected, w.layer) == ("tsne", 2, 3, "conv2")
+    assert len(w.pixel_neighbours) == 2
+    w.close()
+    with pytest.raises(ValueError, match="unknown method"):
+        FeatureSpace(d.model, data, method="umap")
+    with pytest.raises(TypeError, match="unexpected arguments: colour"):
+        FeatureSpace(d.model, data, colour="red")
+    with pytest.raises(ValueError, match="at least 3"):
+        FeatureSpace(d.model, torch.zeros(2, 1, 28, 28))
+
+
+def test_a_tensor_without_labels_is_one_colour(digits):
+    d, _ = digits
+    w = FeatureSpace(d.model, d.dataset.images[:20], k=2, selected=0)
+    assert w.wait(60)
+    assert len(w._figure.marks) == 2 and w._readout.value == ""
+    assert w._query_caption.text == "image 0: no label"
+    w.close()
