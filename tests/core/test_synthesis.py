@@ -146,13 +146,24 @@ def test_progress_callback_live_images_and_cancel(digits):
     calls, images = [], []
     s = ascend(insp, class_score(0), shape=(1, 28, 28), steps=6, progress=False,
                callback=lambda done, total: calls.append((done, total)), every=2,
-               on_image=lambda step, img: images.append((step, img.shape)))  # fmt: skip
+               on_image=lambda step, img, got: images.append((step, img.shape, len(got))),
+               )  # fmt: skip
     assert calls == [(k, 6) for k in range(1, 7)] and len(s.objective) == 6
-    assert images == [(k, (1, 28, 28)) for k in (2, 4, 6)]
+    assert images == [(k, (1, 28, 28), k) for k in (2, 4, 6)]
     with pytest.raises(SynthesisCancelled, match="after 2 of 50"):
         ascend(insp, class_score(0), shape=(1, 28, 28), steps=50, progress=False,
                should_stop=lambda: len(calls) >= 8,
                callback=lambda d, t: calls.append(d))  # fmt: skip
+
+
+def test_dream_counts_progress_over_all_octaves(digits):
+    d, insp, _ = digits
+    calls, images = [], []
+    s = dream(insp, d.dataset[0][0], "conv2", octaves=2, steps=3, progress=False, every=3,
+              callback=lambda done, total: calls.append((done, total)),
+              on_image=lambda step, img, got: images.append((step, len(got))))  # fmt: skip
+    assert calls == [(k, 6) for k in range(1, 7)] and len(s.objective) == 6
+    assert images == [(3, 3), (6, 6)]
 
 
 def test_bad_input_is_refused_with_a_clear_message(digits):

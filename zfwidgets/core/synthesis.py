@@ -22,10 +22,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from zfwidgets.core import render
 from zfwidgets.core.checks import check_channel, check_class, check_position
 from zfwidgets.core.layers import run_graph
 from zfwidgets.core.regularisers import (
@@ -51,6 +53,7 @@ __all__ = [
     "invert",
     "objective_gradient",
     "optimise",
+    "picture",
     "unit",
 ]
 
@@ -123,6 +126,20 @@ def bounds_for(mean=0.0, std=1.0) -> tuple[Tensor, Tensor]:
     mean = torch.as_tensor(mean, dtype=torch.float32)
     std = torch.as_tensor(std, dtype=torch.float32)
     return (0 - mean) / std, (1 - mean) / std
+
+
+def picture(image: Tensor, mean=None, std=1.0) -> np.ndarray:
+    """A synthesised image (C, H, W) as uint8 pixels: ``image * std + mean`` clipped to 0..1
+    when ``mean`` is given, else stretched min..max (see :func:`render.input_image`).
+
+    Example:
+        >>> picture(torch.zeros(1, 2, 2), mean=0.5).tolist()
+        [[128, 128], [128, 128]]
+    """
+    if mean is None:
+        return render.input_image(image)
+    mean = torch.as_tensor(mean, dtype=torch.float32).expand_as(image)
+    return render.input_image(image.cpu() * std, mean)
 
 
 def _output_of(insp: Inspector, index: int) -> Callable[[Tensor], Tensor]:
@@ -208,7 +225,7 @@ def optimise(
     callback: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     every: int | None = None,
-    on_image: Callable[[int, Tensor], None] | None = None,
+    on_image: Callable[[int, Tensor, list[float]], None] | None = None,
     desc: str = "synthesis",
 ) -> tuple[Tensor, list[float]]:
     """The one loop: Adam on the image minimising ``score(x)[0]`` plus the priors.
@@ -218,6 +235,8 @@ def optimise(
     applies the projections: clamp to ``bounds``, blur every ``blur_every`` steps, zero the
     ``clip_value`` fraction of smallest pixels and the ``clip_contribution`` fraction
     contributing least. Returns the image (1, C, H, W) and the value after every step.
+    ``on_image(step, image, values)`` gets the image (C, H, W, CPU) and the values so far
+    every ``every`` steps (for live display).
     """
     _check_settings(steps, lr, clip_value=clip_value, clip_contribution=clip_contribution)
     from tqdm.auto import tqdm  # imported here: only long loops need it
@@ -252,7 +271,7 @@ def optimise(
             if callback is not None:
                 callback(step, steps)
             if on_image is not None and every and step % every == 0:
-                on_image(step, x.detach()[0].cpu().clone())
+                on_image(step, x.detach()[0].cpu().clone(), list(values))
             if should_stop is not None and should_stop():
                 raise SynthesisCancelled(f"synthesis stopped after {step} of {steps} steps")
     finally:
@@ -312,7 +331,7 @@ def ascend(
         bounds: (lo, hi) input values (floats or tensors, see :func:`bounds_for`) the image
             is clamped to; None for no clamp.
         **loop: ``progress``, ``callback(done, total)``, ``should_stop()``, ``every`` and
-            ``on_image(step, image)``, as for :func:`optimise`.
+            ``on_image(step, image, values)``, as for :func:`optimise`.
 
     Raises:
         SynthesisCancelled: ``should_stop()`` returned True.
@@ -395,6 +414,17 @@ def _bounds_at(bounds, size: tuple[int, int]):
     return tuple(resized)
 
 
+def _counting_on(loop: dict, done: int, total: int, earlier: list[float]) -> dict:
+    """``loop``'s callbacks for one octave, counting steps and values over all octaves."""
+    loop = dict(loop)
+    callback, on_image = loop.get("callback"), loop.get("on_image")
+    if callback is not None:
+        loop["callback"] = lambda step, _: callback(done + step, total)
+    if on_image is not None:
+        loop["on_image"] = lambda step, image, got: on_image(done + step, image, earlier + got)
+    return loop
+
+
 def dream(
     insp: Inspector,
     image,
@@ -435,7 +465,7 @@ def dream(
         start = _resize(base, size) if size != tuple(side) else base
         x, got = optimise(start + _resize(detail, size), score, steps, lr, jitter=jitter,
                           bounds=_bounds_at(bounds, size), generator=generator, desc="dream",
-                          **loop)  # fmt: skip
+                          **_counting_on(loop, len(values), steps * octaves, values))  # fmt: skip
         detail = x - start
         values += got
     settings = dict(layer=layer, octaves=octaves, octave_scale=octave_scale, jitter=jitter,
