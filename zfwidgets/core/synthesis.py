@@ -50,6 +50,7 @@ __all__ = [
     "bounds_for",
     "class_score",
     "dream",
+    "input_shape",
     "invert",
     "objective_gradient",
     "optimise",
@@ -287,7 +288,15 @@ def _start(shape: tuple[int, ...], start: str, generator: torch.Generator, scale
     raise ValueError(f"start must be 'zero' or 'random'; got {start!r}")
 
 
-def _input_shape(insp: Inspector, shape) -> tuple[int, ...]:
+def input_shape(insp: Inspector, shape: Sequence[int] | None) -> tuple[int, ...]:
+    """``shape`` (C, H, W) checked against the model (the core's message when it does not fit).
+
+    Example:
+        >>> import torch.nn as nn
+        >>> from zfwidgets import Inspector
+        >>> input_shape(Inspector(nn.Sequential(nn.Conv2d(1, 2, 3)), device="cpu"), [1, 8, 8])
+        (1, 8, 8)
+    """
     if shape is None:
         raise ValueError(
             "give shape=(C, H, W), the model's input shape (e.g. (1, 28, 28) for the digits "
@@ -336,7 +345,7 @@ def ascend(
     Raises:
         SynthesisCancelled: ``should_stop()`` returned True.
     """
-    shape = _input_shape(insp, shape)
+    shape = input_shape(insp, shape)
     generator = torch.Generator().manual_seed(seed)
     x0 = _start(shape, start, generator, 0.1).to(insp.device)
     score = _objective_score(insp, objective, shape)
