@@ -50,6 +50,9 @@ def test_class_visualisation_matches_the_core_and_is_shown(widget, digits):
     want = render.upscale(core.picture(expected.image, d.mean), widget._zoom)
     assert np.array_equal(shown, want)
     assert list(widget._curve.y) == expected.objective
+    y_scale = widget._curve.scales["y"]
+    assert y_scale.min <= min(expected.objective) and y_scale.max >= max(expected.objective)
+    assert widget._curve.scales["x"].max == 20
     assert "class 7" in widget.status and "20 steps" in widget.status
     assert int(d.model(widget.result.image[None]).argmax()) == 7
 
@@ -84,6 +87,19 @@ def test_every_mode_runs_and_follows_the_core(widget, digits, mode):
                          **kw)  # fmt: skip
     assert torch.equal(widget.result.image, ref.image)
     assert widget.result.objective == ref.objective
+
+
+def test_the_curve_is_labelled_by_what_it_shows(widget):
+    widget.steps = 5
+    widget.start()
+    assert widget.wait(60)
+    widget.mode = "invert"
+    assert widget._figure.axes[1].label == "objective"  # still the class run's curve
+    assert widget._caption.text == "class 0 — done"
+    widget.start()
+    assert widget.wait(60)
+    assert widget._figure.axes[1].label == "feature distance"
+    assert widget._caption.text.startswith("invert conv3, image 0")
 
 
 def test_controls_shown_follow_the_mode(widget):

@@ -41,6 +41,7 @@ from zfwidgets.widgets.parts import (
     ImageSource,
     caption,
     full_width,
+    nice_ticks,
     png_image,
     zoom_for,
 )
@@ -128,14 +129,14 @@ class Synthesis(WidgetBase):
                 setattr(self, name, value)
         self._finish_building()
         self._show_controls()
-        self._draw(None, [])
+        self._draw(None, None, [])
 
     # ----- public --------------------------------------------------------------------------
     def start(self) -> None:
         """Runs the synthesis for the current settings (a cached result shows at once)."""
         key = self._key()
         if key in self.results:
-            self._finished(self.results[key], cached=True)
+            self._finished(key, self.results[key], cached=True)
             return
         with errors_to(self.status_line, "start"):
             self._check_ready()
@@ -149,8 +150,12 @@ class Synthesis(WidgetBase):
                     report(done, total)
                     self.status_line.busy(f"{mode}: step {done} of {total}")
 
+                def live(step: int, image: Tensor, values: list[float]) -> None:
+                    with self._lock:
+                        self._draw(key, image, values, f"{self._what(key)} — step {step}")
+
                 return run(callback=progress, should_stop=should_stop, every=LIVE_EVERY,
-                           on_image=self._live_image)  # fmt: skip
+                           on_image=live)  # fmt: skip
 
             self.status_line.busy(f"{self.mode}: starting")
             self._in_background(repr(key), work, self._finished_fresh(key), label=self.mode)
@@ -245,13 +250,13 @@ class Synthesis(WidgetBase):
             self._bind(trait, control)
 
     def _plot(self) -> tuple[Lines, Figure]:
-        x, y = LinearScale(), LinearScale()
+        x, y = LinearScale(min=0.0, max=1.0), LinearScale(min=0.0, max=1.0)
         line = Lines(x=[0.0], y=[0.0], scales={"x": x, "y": y}, colors=[CURVE_COLOUR])
         text = {"fill": COLOURS["body"], "font-family": FONT}
         axes = [
-            Axis(scale=x, label="step", tick_style=text, label_color="#888", num_ticks=5),
+            Axis(scale=x, label="step", tick_style=text, label_color="#888", tick_format="d"),
             Axis(scale=y, side="left", label="objective", tick_style=text, label_color="#888",
-                 num_ticks=5, tick_format=".3~g", label_offset="44px"),
+                 tick_format=".3~g", label_offset="44px"),
         ]  # fmt: skip
         figure = Figure(
             marks=[line], axes=axes, background_style={"fill": "transparent"},
@@ -331,7 +336,6 @@ class Synthesis(WidgetBase):
         }
         for control, show in visible.items():
             control.layout.display = "" if show else "none"
-        self._figure.axes[1].label = "feature distance" if mode == "invert" else "objective"
 
     # ----- running -------------------------------------------------------------------------
     def _key(self) -> tuple:
@@ -361,34 +365,32 @@ class Synthesis(WidgetBase):
             insp, image, self.layer, octaves=self.octaves, jitter=self.jitter, **common, **loop
         )  # fmt: skip
 
-    def _live_image(self, step: int, image: Tensor, values: list[float]) -> None:
-        with self._lock:
-            self._draw(image, values, f"{self._what()} — step {step}")
-
     def _finished_fresh(self, key: tuple):
         def done(result: core.Synthesis) -> None:
             self.results[key] = result
-            self._finished(result, cached=False)
+            self._finished(key, result, cached=False)
 
         return done
 
-    def _finished(self, result: core.Synthesis, cached: bool) -> None:
+    def _finished(self, key: tuple, result: core.Synthesis, cached: bool) -> None:
         self.result = result
-        self._draw(result.image, result.objective, f"{self._what()} — done")
+        self._draw(key, result.image, result.objective, f"{self._what(key)} — done")
         last = result.objective[-1]
         self.status_line.info(
-            f"{self._what()}: {len(result.objective)} steps, objective {last:.4g}"
+            f"{self._what(key)}: {len(result.objective)} steps, objective {last:.4g}"
             + (" (cached)" if cached else "")
         )
 
-    def _what(self) -> str:
-        if self.mode == "class":
-            return f"class {self.classes[self.target]}"
-        if self.mode == "unit":
-            return f"{self.layer} map {self.channel}"
-        return f"{self.mode} {self.layer}, image {self.image_index}"
+    def _what(self, key: tuple) -> str:
+        """What the run of ``key`` (see :meth:`_key`) makes, for captions and the status."""
+        mode, first, second = (*key[:2], key[2] if len(key) > 2 else None)
+        if mode == "class":
+            return f"class {self.classes[first]}"
+        if mode == "unit":
+            return f"{first} map {second}"
+        return f"{mode} {first}, image {second}"
 
-    def _draw(self, image: Tensor | None, values: list[float], text: str = "") -> None:
+    def _draw(self, key, image: Tensor | None, values: list[float], text: str = "") -> None:
         with errors_to(self.status_line, "picture"):
             if image is not None:
                 pixels = core.picture(image, self.mean, self.std)
@@ -396,5 +398,22 @@ class Synthesis(WidgetBase):
                 self._picture.value = render.to_png(render.upscale(pixels, zoom))
             self._caption.say(text or "nothing made yet: press Start")
             if values:
-                with self._curve.hold_sync():
-                    self._curve.x, self._curve.y = list(range(1, len(values) + 1)), values
+                self._figure.axes[1].label = "feature distance" if key[0] == "invert" else (
+                    "objective")  # fmt: skip
+                self._draw_curve(values)
+
+    def _draw_curve(self, values: list[float]) -> None:
+        # Explicit domains: bqplot's automatic domain of a figure whose data change after it is
+        # displayed stays at the placeholder's in JupyterLab 4 (see InvarianceExplorer).
+        x_scale, y_scale = self._curve.scales["x"], self._curve.scales["y"]
+        low, high = min(values), max(values)
+        room = 0.05 * (high - low) or 1e-3
+        with x_scale.hold_sync():
+            x_scale.min, x_scale.max = 0.0, float(max(len(values), 2))
+        with y_scale.hold_sync():
+            y_scale.min, y_scale.max = low - room, high + room
+        x_axis, y_axis = self._figure.axes
+        x_axis.tick_values = nice_ticks(0.0, float(len(values)), count=4, steps=(1, 2, 5))
+        y_axis.tick_values = nice_ticks(low - room, high + room, count=4)
+        with self._curve.hold_sync():
+            self._curve.x, self._curve.y = list(range(1, len(values) + 1)), values
