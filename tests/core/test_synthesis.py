@@ -198,3 +198,26 @@ def test_regularisers_shrink_and_smooth_the_image(digits):
         return float((img[..., 1:] - img[..., :-1]).abs().mean())
 
     assert roughness(blurred.image) < roughness(plain)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_gives_the_cpu_result(digits):
+    d, _, bounds = digits
+    on_gpu = Inspector(d.model, device="cuda")
+    x = _random((1, 28, 28), 2)
+    for objective in (class_score(4), unit("conv2", 3)):
+        cpu_value, cpu_grad = objective_gradient(digits[1], objective, x)
+        gpu_value, gpu_grad = objective_gradient(on_gpu, objective, x)
+        torch.testing.assert_close(gpu_grad, cpu_grad, rtol=1e-4, atol=1e-5)
+    for run in (
+        lambda insp: ascend(insp, class_score(4), shape=(1, 28, 28), steps=10, bounds=bounds,
+                            progress=False),
+        lambda insp: invert(insp, d.dataset[0][0], "conv2", steps=10, bounds=bounds,
+                            progress=False),
+        lambda insp: dream(insp, d.dataset[0][0], "conv2", octaves=2, steps=5, bounds=bounds,
+                           progress=False),
+    ):  # fmt: skip
+        cpu, gpu = run(digits[1]), run(on_gpu)
+        assert gpu.image.device.type == "cpu"
+        # Adam's normalised steps let float rounding grow a little over the steps
+        torch.testing.assert_close(gpu.image, cpu.image, rtol=0, atol=2e-2)
