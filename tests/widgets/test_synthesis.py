@@ -1,0 +1,185 @@
+"""The Synthesis widget driven through its traits, checked against the core calls."""
+
+from __future__ import annotations
+
+import copy
+import io
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from zfwidgets import Inspector, demo
+from zfwidgets.core import render
+from zfwidgets.core import synthesis as core
+from zfwidgets.widgets.synthesis import Synthesis
+
+
+@pytest.fixture(scope="module")
+def digits():
+    d = demo.load()
+    return d, Inspector(d.model, device="cpu"), [d.dataset[i][0] for i in range(3)]
+
+
+@pytest.fixture
+def widget(digits):
+    d, insp, images = digits
+    w = Synthesis(insp, images=images, classes=d.classes, mean=d.mean, steps=20)
+    yield w
+    w.close()
+
+
+def _png(value: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(value)) as picture:
+        return np.asarray(picture.convert("L"))
+
+
+def test_class_visualisation_matches_the_core_and_is_shown(widget, digits):
+    d, insp, _ = digits
+    widget.target = 7
+    widget.start()
+    assert widget.wait(60)
+    expected = core.ascend(insp, core.class_score(7), (1, 28, 28), steps=20, lr=widget.lr,
+                           l2=widget.l2, blur_every=widget.blur_every, jitter=widget.jitter,
+                           bounds=core.bounds_for(d.mean), progress=False)  # fmt: skip
+    assert torch.equal(widget.result.image, expected.image)
+    assert widget.result.objective == expected.objective
+    shown = _png(widget._picture.value)
+    want = render.upscale(core.picture(expected.image, d.mean), widget._zoom)
+    assert np.array_equal(shown, want)
+    assert list(widget._curve.y) == expected.objective
+    y_scale = widget._curve.scales["y"]
+    assert y_scale.min <= min(expected.objective) and y_scale.max >= max(expected.objective)
+    assert widget._curve.scales["x"].max == 20
+    assert "class 7" in widget.status and "20 steps" in widget.status
+    assert int(d.model(widget.result.image[None]).argmax()) == 7
+
+
+def test_a_second_start_with_the_same_settings_is_served_from_the_cache(widget):
+    widget.start()
+    assert widget.wait(60)
+    first = widget.result
+    widget.start()  # no background job: shown at once
+    assert widget._tasks.running is None and widget.result is first
+    assert widget.status.endswith("(cached)")
+    widget.seed = 1
+    widget.start()
+    assert widget.wait(60) and widget.result is not first and len(widget.results) == 2
+
+
+@pytest.mark.parametrize("mode", ["unit", "invert", "dream"])
+def test_every_mode_runs_and_follows_the_core(widget, digits, mode):
+    d, insp, images = digits
+    widget.mode, widget.layer, widget.image_index, widget.steps = mode, "conv2", 1, 10
+    widget.start()
+    assert widget.wait(60), widget.status
+    bounds = core.bounds_for(d.mean)
+    kw = dict(steps=10, lr=widget.lr, seed=0, bounds=bounds, progress=False)
+    if mode == "unit":
+        ref = core.ascend(insp, core.unit("conv2", 0), (1, 28, 28), l2=widget.l2,
+                          blur_every=widget.blur_every, jitter=widget.jitter, **kw)  # fmt: skip
+    elif mode == "invert":
+        ref = core.invert(insp, images[1], "conv2", tv_weight=widget.tv_weight, **kw)
+    else:
+        ref = core.dream(insp, images[1], "conv2", octaves=widget.octaves, jitter=widget.jitter,
+                         **kw)  # fmt: skip
+    assert torch.equal(widget.result.image, ref.image)
+    assert widget.result.objective == ref.objective
+
+
+def test_the_curve_is_labelled_by_what_it_shows(widget):
+    widget.steps = 5
+    widget.start()
+    assert widget.wait(60)
+    widget.mode = "invert"
+    assert widget._figure.axes[1].label == "objective"  # still the class run's curve
+    assert widget._caption.text == "class 0 — done"
+    widget.start()
+    assert widget.wait(60)
+    assert widget._figure.axes[1].label == "feature distance"
+    assert widget._caption.text.startswith("invert conv3, image 0")
+
+
+def test_controls_shown_follow_the_mode(widget):
+    def shown(control):
+        return control.layout.display != "none"
+
+    assert shown(widget._target) and not shown(widget._layer)
+    widget.mode = "unit"
+    assert shown(widget._layer) and shown(widget._channel) and not shown(widget._target)
+    widget.mode = "invert"
+    assert shown(widget._sliders["tv_weight"]) and not shown(widget._sliders["l2"])
+    assert shown(widget._image)
+    widget.mode = "dream"
+    assert shown(widget._sliders["octaves"]) and not shown(widget._channel)
+
+
+def test_controls_and_traits_are_tied_both_ways(widget):
+    widget._sliders["steps"].value = 40
+    assert widget.steps == 40
+    widget.jitter = 3
+    assert widget._sliders["jitter"].value == 3
+    widget.mode = "unit"
+    widget.layer = "conv1"
+    assert widget._channel.max == 31
+    widget._channel.value = 5
+    assert widget.channel == 5
+
+
+def test_bad_values_are_refused_and_the_widget_keeps_working(widget, digits):
+    widget.target = 12
+    assert widget.target == 0 and "target class 12 is out of range" in widget.status
+    widget.mode = "paint"
+    assert widget.mode == "class" and "unknown mode 'paint'" in widget.status
+    widget.layer = "conv9"
+    assert "unknown layer 'conv9'" in widget.status
+    widget.layer = "conv1"
+    widget.channel = 99
+    assert widget.channel == 0 and "channel 99 is out of range" in widget.status
+    widget.lr = -1.0
+    assert widget.lr > 0 and "must not be negative" in widget.status
+    widget.steps = 5
+    widget.start()
+    assert widget.wait(60) and widget.result is not None
+    d, insp, _ = digits
+    no_images = Synthesis(insp, shape=(1, 28, 28))
+    no_images.mode = "dream"
+    assert no_images.mode == "class" and "needs an image" in no_images.status
+    no_images.close()
+    with pytest.raises(TypeError, match="unexpected arguments: colour"):
+        Synthesis(insp, shape=(1, 28, 28), colour="red")
+    with pytest.raises(ValueError, match="give shape"):
+        Synthesis(insp)
+
+
+def test_live_pictures_arrive_and_stop_ends_the_run(widget):
+    widget.steps = 500
+    changed = threading.Event()
+    seen = []
+
+    def on_picture(change):
+        seen.append(change["new"])
+        changed.set()
+
+    widget._picture.observe(on_picture, names="value")
+    widget.start()
+    assert changed.wait(60), "no live picture"
+    widget.stop()
+    assert widget.wait(60)
+    assert "stopped" in widget.status and widget.result is None
+    assert len(widget._curve.y) < 500 and len(seen) >= 1
+    assert widget.results == {}
+
+
+def test_the_users_model_is_untouched(digits):
+    d, _, images = digits
+    model = copy.deepcopy(d.model).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    w = Synthesis(model, images=images[:1], mean=d.mean, steps=5, mode="invert")
+    w.start()
+    assert w.wait(60)
+    w.close()
+    assert model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())

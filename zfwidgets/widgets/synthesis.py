@@ -1,0 +1,419 @@
+"""Synthesis: images the network makes, live — class and unit visualisations by gradient
+ascent, feature inversion from a layer, and DeepDream.
+
+Choose what to do (``mode``), set the regularisers, press Start: the picture updates every few
+steps while the optimisation runs in the background, beside the objective's curve. Stop ends
+it; a second Start with the same settings shows the finished result at once (cached).
+
+Example:
+    >>> from zfwidgets import demo
+    >>> from zfwidgets.widgets.synthesis import Synthesis
+    >>> d = demo.load()
+    >>> w = Synthesis(d.model, images=[d.dataset[0][0]], mean=d.mean, steps=20)
+    >>> w.target = 3
+    >>> w.start(); w.wait()
+    True
+    >>> len(w.result.objective), w.result.image.shape
+    (20, torch.Size([1, 28, 28]))
+    >>> w.close()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import ipywidgets as widgets
+import traitlets
+from bqplot import Axis, Figure, LinearScale, Lines
+from torch import Tensor, nn
+
+from zfwidgets.core import render
+from zfwidgets.core import synthesis as core
+from zfwidgets.core.checks import check_channel, check_class
+from zfwidgets.core.inspector import Inspector
+from zfwidgets.widgets.base import WidgetBase, class_names, errors_to, inspector_for, refusing
+from zfwidgets.widgets.menus import layer_options
+from zfwidgets.widgets.parts import (
+    COLOURS,
+    FONT,
+    PICTURE_SIDE,
+    ImageSource,
+    caption,
+    full_width,
+    nice_ticks,
+    png_image,
+    zoom_for,
+)
+
+__all__ = ["MODES", "Synthesis"]
+
+MODES = {
+    "class": ("class", "Gradient ascent on a class score: what the model thinks the class is"),
+    "unit": ("unit", "Gradient ascent on a feature map of a layer: what excites it most"),
+    "invert": ("invert", "Feature inversion: an image whose features at the layer match"),
+    "dream": ("dream", "DeepDream: amplify whatever the layer already sees in the image"),
+}
+LIVE_EVERY = 5  # steps between live pictures: often enough to watch, cheap to send
+CURVE_COLOUR = "#1976d2"
+STOP_WAIT = 5.0  # seconds Stop waits for the worker to finish its step
+SETTINGS = ("steps", "lr", "l2", "blur_every", "jitter", "tv_weight", "octaves", "seed")
+
+
+class Synthesis(WidgetBase):
+    """Make images from a model: maximise a class or unit, invert a layer, or dream.
+
+    Args:
+        model_or_inspector: an ``nn.Module`` (never modified) or an ``Inspector``.
+        images: images to invert or dream from (tensor, list or Dataset); optional for
+            ``class`` and ``unit``.
+        classes: class names, indexed by class.
+        mean, std: the model's inputs are ``(pixels - mean) / std`` (``mean`` may be a mean
+            image): pictures are shown in true colours and kept to pixels 0..1. Without
+            ``mean`` pictures are stretched min..max and not bounded.
+        shape: the input shape (C, H, W); default the images' shape.
+        **state: initial values of the traits below.
+
+    Traits: mode (``"class"``, ``"unit"``, ``"invert"``, ``"dream"``), target (class),
+    layer, channel, image_index, and the settings steps, lr, l2, blur_every, jitter,
+    tv_weight, octaves, seed. ``result`` is the last finished :class:`core.Synthesis`;
+    ``results`` caches them per settings; status (read-only) is the status line's message.
+    """
+
+    css_class = "zfw-synthesis"
+    status_hint = "choose what to make, then press Start"
+    name_in_refusals = True
+
+    mode = traitlets.Unicode("class")
+    target = traitlets.Int(0)
+    layer = traitlets.Unicode("")
+    channel = traitlets.Int(0)
+    image_index = traitlets.Int(0)
+    steps = traitlets.Int(100)
+    lr = traitlets.Float(0.1)
+    l2 = traitlets.Float(1e-3)
+    blur_every = traitlets.Int(4)
+    jitter = traitlets.Int(1)
+    tv_weight = traitlets.Float(1e-2)
+    octaves = traitlets.Int(2)
+    seed = traitlets.Int(0)
+
+    def __init__(
+        self,
+        model_or_inspector: nn.Module | Inspector,
+        images: Any = None,
+        classes: Sequence[str] | None = None,
+        mean: Tensor | float | None = None,
+        std: float = 1.0,
+        shape: Sequence[int] | None = None,
+        **state: Any,
+    ) -> None:
+        super().__init__()
+        allowed = ("mode", "target", "layer", "channel", "image_index", *SETTINGS)
+        self._check_state(state, allowed)
+        self.inspector = inspector_for(model_or_inspector)
+        source = ImageSource(images)
+        self.images = [self.inspector.image(source[i][0])[0].cpu() for i in range(len(source))]
+        shape = shape or (tuple(self.images[0].shape) if self.images else None)
+        self.shape = core.input_shape(self.inspector, shape)
+        self._shapes = self.inspector.shapes(self.shape)
+        self.classes = class_names(classes, int(self._shapes[-1][-1]))
+        self.mean, self.std = mean, std
+        self.bounds = None if mean is None else core.bounds_for(mean, std)
+        self.results: dict[tuple, core.Synthesis] = {}
+        self.result: core.Synthesis | None = None
+        self.layer = state.pop("layer", self.inspector.default_layer(self.shape))
+        self._build()
+        with self._quietly():
+            for name, value in state.items():
+                setattr(self, name, value)
+        self._finish_building()
+        self._show_controls()
+        self._draw(None, None, [])
+
+    # ----- public --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Runs the synthesis for the current settings (a cached result shows at once)."""
+        key = self._key()
+        if key in self.results:
+            self._finished(key, self.results[key], cached=True)
+            return
+        with errors_to(self.status_line, "start"):
+            self._check_ready()
+            run, mode = self._runner(), self.mode
+            total = self.steps * (self.octaves if mode == "dream" else 1)
+
+            def work(should_stop, report):
+                def progress(done: int, _: int) -> None:
+                    if should_stop():  # stopped: the status line says so already
+                        return
+                    report(done, total)
+                    self.status_line.busy(f"{mode}: step {done} of {total}")
+
+                def live(step: int, image: Tensor, values: list[float]) -> None:
+                    with self._lock:
+                        self._draw(key, image, values, f"{self._what(key)} — step {step}")
+
+                return run(callback=progress, should_stop=should_stop, every=LIVE_EVERY,
+                           on_image=live)  # fmt: skip
+
+            self.status_line.busy(f"{self.mode}: starting")
+            self._in_background(repr(key), work, self._finished_fresh(key), label=self.mode)
+
+    def stop(self) -> None:
+        """Stops the running synthesis (the last live picture stays)."""
+        if self._tasks.running is not None:
+            self._tasks.cancel()
+            self._tasks.wait(STOP_WAIT)  # the worker ends at its next step; then say so
+            self.status_line.info(f"{self.mode}: stopped")
+
+    # ----- building ------------------------------------------------------------------------
+    def _build(self) -> None:
+        self._mode_toggle = widgets.ToggleButtons(
+            options=[(label, mode) for mode, (label, _) in MODES.items()],
+            tooltips=[tip for _, tip in MODES.values()],
+            style={"button_width": "90px"},
+        )
+        self._target = widgets.Dropdown(
+            options=[(f"{i}: {n}", i) for i, n in enumerate(self.classes)],
+            description="class",
+            tooltip="The class whose score gradient ascent maximises",
+        )
+        blocks = layer_options(self.inspector, self.inspector.blocks)
+        if self.layer not in [name for _, name in blocks]:
+            blocks.append((self.layer, self.layer))
+        self._layer = widgets.Dropdown(
+            options=blocks, description="layer", tooltip="The layer to maximise, invert or dream"
+        )
+        self._channel = widgets.BoundedIntText(
+            min=0, description="map", tooltip="The feature map of the layer whose mean is maximised"
+        )
+        self._image = widgets.IntSlider(
+            min=0, max=max(len(self.images) - 1, 0), description="image",
+            tooltip="The image to invert or dream from (←/→ when focused)",
+        )  # fmt: skip
+        self._sliders = {
+            "steps": widgets.IntSlider(min=5, max=500, step=5, description="steps",
+                                       tooltip="Optimisation steps (per octave for dream)"),
+            "lr": widgets.FloatLogSlider(min=-3, max=0, description="step size",
+                                         tooltip="Adam step size, in model-input units"),
+            "l2": widgets.FloatLogSlider(min=-5, max=0, description="L2 decay",
+                                         tooltip="Weight of ||I||^2: keeps pixels small"),
+            "blur_every": widgets.IntSlider(min=0, max=20, description="blur every",
+                                            tooltip="Gaussian blur every this many steps (0: no)"),
+            "jitter": widgets.IntSlider(min=0, max=8, description="jitter",
+                                        tooltip="Random shift of up to this many pixels per step"),
+            "tv_weight": widgets.FloatLogSlider(min=-5, max=1, description="TV weight",
+                                                tooltip="Weight of total variation: smoother"),
+            "octaves": widgets.IntSlider(min=1, max=5, description="octaves",
+                                         tooltip="Scales DeepDream works at, smallest first"),
+            "seed": widgets.IntText(description="seed",
+                                    tooltip="Seed of the random start and the jitter"),
+        }  # fmt: skip
+        self._channel.max = self._channels() - 1
+        self._start_button = widgets.Button(
+            description="Start", button_style="primary", tooltip="Run with these settings"
+        )
+        self._stop_button = widgets.Button(description="Stop", tooltip="Stop the running job")
+        self._start_button.on_click(lambda _: self.start())
+        self._stop_button.on_click(lambda _: self.stop())
+        zoom = zoom_for(max(self.shape[-2:]), 2 * PICTURE_SIDE)
+        self._zoom, side = zoom, max(self.shape[-2:]) * zoom
+        self._picture = png_image(
+            "the synthesised image, in the model's input space",
+            css_class="zfw-synthesis-image", width=f"{side}px", height=f"{side}px",
+        )  # fmt: skip
+        self._caption = caption(tooltip=self._picture.help_text)
+        self._curve, self._figure = self._plot()
+        controls = widgets.VBox(
+            [self._target, self._layer, self._channel, self._image, *self._sliders.values(),
+             widgets.HBox([self._start_button, self._stop_button])],
+            layout=widgets.Layout(flex="1 1 320px"),
+        )  # fmt: skip
+        left = widgets.VBox(
+            [self._caption, self._picture], layout=widgets.Layout(margin="0 16px 0 0")
+        )
+        self.children = [
+            self._mode_toggle,
+            widgets.HBox([left, controls, self._figure], layout=full_width(flex_flow="row wrap")),
+            widgets.HBox([self._progress], layout=full_width()),
+            self.status_line,
+        ]
+        for trait, control in [
+            ("mode", self._mode_toggle),
+            ("target", self._target),
+            ("layer", self._layer),
+            ("channel", self._channel),
+            ("image_index", self._image),
+            *self._sliders.items(),
+        ]:
+            self._bind(trait, control)
+
+    def _plot(self) -> tuple[Lines, Figure]:
+        x, y = LinearScale(min=0.0, max=1.0), LinearScale(min=0.0, max=1.0)
+        line = Lines(x=[0.0], y=[0.0], scales={"x": x, "y": y}, colors=[CURVE_COLOUR])
+        text = {"fill": COLOURS["body"], "font-family": FONT}
+        axes = [
+            Axis(scale=x, label="step", tick_style=text, label_color="#888", tick_format="d"),
+            Axis(scale=y, side="left", label="objective", tick_style=text, label_color="#888",
+                 tick_format=".3~g", label_offset="44px"),
+        ]  # fmt: skip
+        figure = Figure(
+            marks=[line], axes=axes, background_style={"fill": "transparent"},
+            fig_margin={"top": 12, "bottom": 44, "left": 60, "right": 14},
+            layout=widgets.Layout(width="300px", height="240px"),
+        )  # fmt: skip
+        figure.add_class("zfw-synthesis-curve")
+        return line, figure
+
+    # ----- validation ----------------------------------------------------------------------
+    @refusing("mode")
+    def _check_mode(self, mode: str) -> str:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        if mode in ("invert", "dream") and not self.images:
+            raise ValueError(f"{mode} needs an image: create the widget with images=...")
+        return mode
+
+    @refusing("target")
+    def _check_target(self, target: int) -> int:
+        return check_class(target, len(self.classes))
+
+    @refusing("layer")
+    def _check_layer(self, layer: str) -> str:
+        self.inspector.layer_index(layer)  # unknown layer: the core's message
+        menu = getattr(self, "_layer", None)  # None while building: the menu lists it then
+        if menu is not None and layer not in [name for _, name in menu.options]:
+            menu.options = [*menu.options, (layer, layer)]  # a step name: listed too
+        return layer
+
+    @refusing("channel")
+    def _check_channel(self, channel: int) -> int:
+        count = self._channels()
+        return check_channel(channel, count, self.layer)
+
+    @refusing("image_index")
+    def _check_image(self, index: int) -> int:
+        if not 0 <= index < max(len(self.images), 1):
+            raise ValueError(f"image {index} is out of range: 0..{len(self.images) - 1}")
+        return index
+
+    @refusing(*SETTINGS)
+    def _check_setting(self, value):
+        if value < 0:
+            raise ValueError(f"must not be negative; got {value}")
+        return value
+
+    def _channels(self) -> int:
+        return int(self._shapes[self.inspector.layer_index(self.layer)][1])
+
+    def _check_ready(self) -> None:
+        if self.steps < 1:
+            raise ValueError("steps must be at least 1")
+
+    # ----- reacting ------------------------------------------------------------------------
+    @traitlets.observe("mode", "layer")
+    def _choice_changed(self, change: dict) -> None:
+        if change["name"] == "layer" and hasattr(self, "_channel"):
+            if self.channel >= self._channels():
+                self.set_trait("channel", 0)
+            self._channel.max = self._channels() - 1
+        if self._live:
+            self._show_controls()
+
+    def _show_controls(self) -> None:
+        mode = self.mode
+        visible = {
+            self._target: mode == "class",
+            self._layer: mode != "class",
+            self._channel: mode == "unit",
+            self._image: mode in ("invert", "dream") and len(self.images) > 1,
+            self._sliders["l2"]: mode in ("class", "unit"),
+            self._sliders["blur_every"]: mode in ("class", "unit"),
+            self._sliders["tv_weight"]: mode == "invert",
+            self._sliders["octaves"]: mode == "dream",
+            self._sliders["jitter"]: mode != "invert",
+        }
+        for control, show in visible.items():
+            control.layout.display = "" if show else "none"
+
+    # ----- running -------------------------------------------------------------------------
+    def _key(self) -> tuple:
+        what = {
+            "class": (self.target,),
+            "unit": (self.layer, self.channel),
+            "invert": (self.layer, self.image_index),
+            "dream": (self.layer, self.image_index),
+        }
+        return (self.mode, *what[self.mode], *(getattr(self, s) for s in SETTINGS))  # fmt: skip
+
+    def _runner(self):
+        insp, mode, common = self.inspector, self.mode, dict(
+            steps=self.steps, lr=self.lr, seed=self.seed, bounds=self.bounds, progress=False
+        )  # fmt: skip
+        if mode in ("class", "unit"):
+            objective = (core.class_score(self.target) if mode == "class"
+                         else core.unit(self.layer, self.channel))  # fmt: skip
+            return lambda **loop: core.ascend(
+                insp, objective, self.shape, l2=self.l2, blur_every=self.blur_every,
+                jitter=self.jitter, **common, **loop)  # fmt: skip
+        image = self.images[self.image_index]
+        if mode == "invert":
+            return lambda **loop: core.invert(
+                insp, image, self.layer, tv_weight=self.tv_weight, **common, **loop)  # fmt: skip
+        return lambda **loop: core.dream(
+            insp, image, self.layer, octaves=self.octaves, jitter=self.jitter, **common, **loop
+        )  # fmt: skip
+
+    def _finished_fresh(self, key: tuple):
+        def done(result: core.Synthesis) -> None:
+            self.results[key] = result
+            self._finished(key, result, cached=False)
+
+        return done
+
+    def _finished(self, key: tuple, result: core.Synthesis, cached: bool) -> None:
+        self.result = result
+        self._draw(key, result.image, result.objective, f"{self._what(key)} — done")
+        last = result.objective[-1]
+        self.status_line.info(
+            f"{self._what(key)}: {len(result.objective)} steps, objective {last:.4g}"
+            + (" (cached)" if cached else "")
+        )
+
+    def _what(self, key: tuple) -> str:
+        """What the run of ``key`` (see :meth:`_key`) makes, for captions and the status."""
+        mode, first, second = (*key[:2], key[2] if len(key) > 2 else None)
+        if mode == "class":
+            return f"class {self.classes[first]}"
+        if mode == "unit":
+            return f"{first} map {second}"
+        return f"{mode} {first}, image {second}"
+
+    def _draw(self, key, image: Tensor | None, values: list[float], text: str = "") -> None:
+        with errors_to(self.status_line, "picture"):
+            if image is not None:
+                pixels = core.picture(image, self.mean, self.std)
+                zoom = max(1, round(self._zoom * self.shape[-1] / pixels.shape[1]))  # octaves
+                self._picture.value = render.to_png(render.upscale(pixels, zoom))
+            self._caption.say(text or "nothing made yet: press Start")
+            if values:
+                self._figure.axes[1].label = "feature distance" if key[0] == "invert" else (
+                    "objective")  # fmt: skip
+                self._draw_curve(values)
+
+    def _draw_curve(self, values: list[float]) -> None:
+        # Explicit domains: bqplot's automatic domain of a figure whose data change after it is
+        # displayed stays at the placeholder's in JupyterLab 4 (see InvarianceExplorer).
+        x_scale, y_scale = self._curve.scales["x"], self._curve.scales["y"]
+        low, high = min(values), max(values)
+        room = 0.05 * (high - low) or 1e-3
+        with x_scale.hold_sync():
+            x_scale.min, x_scale.max = 0.0, float(max(len(values), 2))
+        with y_scale.hold_sync():
+            y_scale.min, y_scale.max = low - room, high + room
+        x_axis, y_axis = self._figure.axes
+        x_axis.tick_values = nice_ticks(0.0, float(len(values)), count=4, steps=(1, 2, 5))
+        y_axis.tick_values = nice_ticks(low - room, high + room, count=4)
+        with self._curve.hold_sync():
+            self._curve.x, self._curve.y = list(range(1, len(values) + 1)), values
