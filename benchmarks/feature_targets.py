@@ -15,9 +15,9 @@ import copy
 
 import torch
 import torchvision
+from core_targets import format_table, row, timed
 from torch.utils.data import DataLoader, Subset
 
-from benchmarks.core_targets import format_table, row, timed
 from zfwidgets import Inspector, demo
 from zfwidgets.core.checks import ImageCollator
 from zfwidgets.core.feature_space import clear_feature_cache, features

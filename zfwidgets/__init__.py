@@ -24,9 +24,11 @@ _LAZY = {
     "Inspector": "zfwidgets.core",
     "UnsupportedModelError": "zfwidgets.core",
     "EvolutionScrubber": "zfwidgets.widgets",
+    "FeatureSpace": "zfwidgets.widgets",
     "InvarianceExplorer": "zfwidgets.widgets",
     "LayerBrowser": "zfwidgets.widgets",
     "OcclusionSlider": "zfwidgets.widgets",
+    "Synthesis": "zfwidgets.widgets",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

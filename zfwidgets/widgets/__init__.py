@@ -9,8 +9,17 @@ Example:
 """
 
 from zfwidgets.widgets.evolution_scrubber import EvolutionScrubber
+from zfwidgets.widgets.feature_space import FeatureSpace
 from zfwidgets.widgets.invariance_explorer import InvarianceExplorer
 from zfwidgets.widgets.layer_browser import LayerBrowser
 from zfwidgets.widgets.occlusion_slider import OcclusionSlider
+from zfwidgets.widgets.synthesis import Synthesis
 
-__all__ = ["EvolutionScrubber", "InvarianceExplorer", "LayerBrowser", "OcclusionSlider"]
+__all__ = [
+    "EvolutionScrubber",
+    "FeatureSpace",
+    "InvarianceExplorer",
+    "LayerBrowser",
+    "OcclusionSlider",
+    "Synthesis",
+]
