@@ -51,6 +51,7 @@ def test_bring_your_own_model_shows_resnet_and_efficientnet(browser_page, jupyte
             "saliency",
             "Grad-CAM",
             "guided Grad-CAM",
+            "CAM",
         ]
         slider = page.locator(".zfw-occlusion-slider").first
         slider.scroll_into_view_if_needed()
@@ -59,7 +60,7 @@ def test_bring_your_own_model_shows_resnet_and_efficientnet(browser_page, jupyte
             assert nonblank_pixels(shot) > 500, f"occlusion map {name} rendered blank"
         effnet.scroll_into_view_if_needed()
         buttons = effnet.locator(".widget-toggle-buttons").first.locator("button")
-        assert [t.strip() for t in buttons.all_inner_texts()] == ["saliency", "Grad-CAM"]
+        assert [t.strip() for t in buttons.all_inner_texts()] == ["saliency", "Grad-CAM", "CAM"]
         note = effnet.locator(".zfw-method-note").first
         assert "not offered: deconvnet, guided, guided Grad-CAM" in note.inner_text()
         assert "SiLU" in note.locator("div[title]").first.get_attribute("title")
