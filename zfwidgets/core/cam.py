@@ -97,8 +97,7 @@ def cam_head(insp: Inspector) -> CamHead:
     features = _before(insp, pool)
     if features is None:
         raise _refuse(insp, f"{pool.name} reads the input image directly")
-    names = {insp.layer_name(b): b for b in insp.blocks}
-    return CamHead(names.get(features.name, features.name), pool.name, linear.name)
+    return CamHead(insp.short_name(features.name), pool.name, linear.name)
 
 
 def cam(insp: Inspector, x, target: int | None = None) -> Tensor:

@@ -108,15 +108,7 @@ def default_feature_layer(insp: Inspector, input_shape: Sequence[int]) -> str:
             f"{type(insp.model).__name__} has no layer before its last one to take features "
             f"from; pass layer= one of {', '.join(insp.blocks)}"
         )
-    return _friendly_name(insp, steps[index].name)
-
-
-def _friendly_name(insp: Inspector, step: str) -> str:
-    """``step`` by its alias or block name when one names it (``fc4``, ``avgpool``)."""
-    for name in [*insp.aliases, *insp.blocks]:
-        if insp.layer_name(name) == step:
-            return name
-    return step
+    return insp.short_name(steps[index].name)
 
 
 # ----- features ------------------------------------------------------------------------------

@@ -199,6 +199,12 @@ class Inspector:
         """The module name behind ``layer`` (resolves aliases)."""
         return self.steps[self.layer_index(layer)].name
 
+    def short_name(self, layer: str) -> str:
+        """The alias or block that names ``layer``'s step (``fc4``, ``layer4``), else its step
+        name: what menus, captions and results call it."""
+        step = self.layer_name(layer)
+        return next((n for n in [*self.aliases, *self.blocks] if self.layer_name(n) == step), step)
+
     def shapes(self, input_shape: Sequence[int]) -> list[torch.Size]:
         """Output shape (batch 1) of every step for an input of ``input_shape`` (C, H, W).
 
