@@ -1,0 +1,39 @@
+"""Bit-packed rectifier masks: the fast packing against a plain loop, and the round trip."""
+
+import pytest
+import torch
+
+from zfwidgets.core.record import pack_bits, unpack_bits
+
+
+def _packed_by_loop(mask: torch.Tensor) -> torch.Tensor:
+    flat = mask.reshape(mask.shape[0], -1).tolist()
+    rows = []
+    for values in flat:
+        values = values + [False] * (-len(values) % 8)
+        rows.append(
+            [
+                sum(int(v) << j for j, v in enumerate(values[i : i + 8]))
+                for i in range(0, len(values), 8)
+            ]
+        )
+    return torch.tensor(rows, dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 8), (2, 3, 5, 7), (3, 16, 4, 4), (1, 13), (4, 9, 3)])
+def test_pack_bits_equals_a_loop_and_unpacks(shape):
+    mask = torch.rand(shape, generator=torch.Generator().manual_seed(len(shape))) > 0.5
+    packed = pack_bits(mask)
+    assert torch.equal(packed, _packed_by_loop(mask))
+    assert torch.equal(unpack_bits(packed, mask.shape), mask)
+
+
+def test_pack_bits_reads_non_bool_as_nonzero():
+    values = torch.tensor([[0.0, 2.0, -1.0, 0.0, 0.5, 0.0, 0.0, 0.0, 3.0]])
+    assert torch.equal(pack_bits(values), pack_bits(values != 0))
+
+
+def test_relu_mask_from_output_equals_input_sign():
+    x = torch.randn(2, 4, 6, 6)
+    x[0, 0, 0, :3] = torch.tensor([0.0, -0.0, 1e-30])
+    assert torch.equal(torch.relu(x).bool(), x > 0)
