@@ -354,6 +354,10 @@ class Inspector:
         step index the record must reach (default the end: the class scores); a shallower
         record is refreshed by a deeper pass that keeps what it had.
         """
+        return self._record(x, layers, depth)[0]
+
+    def _record(self, x, layers: Sequence[str], depth: int | None) -> tuple[Record, Weights]:
+        """:meth:`record`, and the weights it was made with (one weight check per question)."""
         img = self.image(x)
         need = {self.layer_index(name) for name in layers}
         depth = max([self._depth(depth), *need])
@@ -368,7 +372,7 @@ class Inspector:
                     depth = max(depth, rec.depth)
                 rec = record_forward(self.graph, weights, img, keep, depth)
                 self._cache.put(key, rec)
-            return rec
+            return rec, weights
 
     def record_many(
         self, images: Sequence, layers: Sequence[str] = (), depth: int | None = None
@@ -477,9 +481,9 @@ class Inspector:
                 f"got {len(channels)} channels but {len(positions)} positions; give one each"
             )
         name = self.steps[index].name
-        rec = self.record(x, [name], depth=index)
+        rec, weights = self._record(x, [name], index)
         top = self.top_signals(rec.outputs[index], channels, positions, name)
-        return self.pass_down(rec, top, index, method)
+        return backward_units(self.steps, weights, rec, top, index, method)
 
     def project_units(
         self,
