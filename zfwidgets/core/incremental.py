@@ -39,7 +39,7 @@ from zfwidgets.core.folding import forward_weights
 from zfwidgets.core.graph import Graph, Step
 from zfwidgets.core.layers import (
     Weights,
-    evaluate,
+    evaluate_in_place,
     run_graph,
     step_forward,
     window,
@@ -210,7 +210,7 @@ class OcclusionPlan:
             elif layer.size is None:  # whole: its boxed inputs are pasted into their bases
                 for i, n in zip(step.inputs, self._input_nodes(step), strict=True):
                     env[n] = self._whole(i, state)
-                out = _evaluate_whole(step, w, env)
+                out = evaluate_in_place(step, w, env, frozenset())  # this sweep's own values
                 state[step.index] = (out, None)
             else:  # boxed: side values such as x.size() read the stand-in's full shape
                 patch = self._boxed(step, w, layer, state, pos)
@@ -305,22 +305,6 @@ class OcclusionPlan:
         base = self.outs[index][0, channel]
         old = _crop(base[None, None], starts, layer.size)[:, 0]
         return base.sum() - old.flatten(1).sum(1) + value[:, channel].flatten(1).sum(1)
-
-
-def _evaluate_whole(step: Step, w: dict, env: dict):
-    """A step's full output for every position; a ReLU or an addition writes into its first
-    input when nothing else reads it (the values are this sweep's own, never a cached base):
-    out-of-place, those two were a fifth of a ResNet-50 sweep."""
-    node = step.node
-    first = node.args[0] if node.args else None
-    sole = isinstance(first, torch.fx.Node) and len(first.users) == 1
-    if sole and step.kind == "relu":
-        return env[first].relu_()
-    if sole and step.kind == "add" and len(node.args) == 2 and not node.kwargs:
-        a, b = env[first], torch.fx.node.map_arg(node.args[1], env.__getitem__)
-        if isinstance(b, Tensor) and torch.broadcast_shapes(a.shape, b.shape) == a.shape:
-            return a.add_(b)
-    return evaluate(step, w, env)
 
 
 def _cat_dim(step: Step) -> int:

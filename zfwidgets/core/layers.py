@@ -249,6 +249,35 @@ def evaluate(step: Step, w: dict[str, Any], env: dict[torch.fx.Node, Any]) -> An
     return call_node(step, w, args, kwargs)
 
 
+def evaluate_in_place(
+    step: Step, w: dict[str, Any], env: dict[torch.fx.Node, Any], kept: frozenset[torch.fx.Node]
+) -> Any:
+    """:func:`evaluate`, but a ReLU or an addition writes into its first input where only this
+    step reads it and it is not the model's input, not in ``kept`` (values someone holds) and
+    not a view.
+
+    Out of place, those two allocate and write a fresh copy of the largest tensors of a
+    ResNet: a fifth of a batched forward pass on the CPU.
+    """
+    node = step.node
+    first = node.args[0] if node.args else None
+    sole = (
+        isinstance(first, torch.fx.Node)
+        and len(first.users) == 1
+        and first.op != "placeholder"
+        and first not in kept
+    )
+    # A view shares its storage with a tensor someone may still hold.
+    sole = sole and isinstance(env[first], Tensor) and env[first]._base is None
+    if sole and step.kind == "relu":
+        return env[first].relu_()
+    if sole and step.kind == "add" and len(node.args) == 2 and not node.kwargs:
+        a, b = env[first], torch.fx.node.map_arg(node.args[1], env.__getitem__)
+        if isinstance(b, Tensor) and torch.broadcast_shapes(a.shape, b.shape) == a.shape:
+            return a.add_(b)
+    return evaluate(step, w, env)
+
+
 def _side_value(node: torch.fx.Node, weights: Weights, env: dict) -> Any:
     if node.op == "get_attr":
         return weights.attrs[node.target]

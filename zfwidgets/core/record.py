@@ -23,7 +23,13 @@ import torch
 from torch import Tensor
 
 from zfwidgets.core.graph import Graph, Step
-from zfwidgets.core.layers import PoolGeometry, Weights, evaluate, pool_geometry, run_graph
+from zfwidgets.core.layers import (
+    PoolGeometry,
+    Weights,
+    evaluate_in_place,
+    pool_geometry,
+    run_graph,
+)
 
 __all__ = ["Record", "record_forward", "pack_bits", "unpack_bits", "encode_switches"]
 
@@ -236,6 +242,8 @@ def record_forward(
     rec.input_shapes = [None] * (last + 1)
     rec.shapes = [None] * (last + 1)
 
+    kept = frozenset(steps[i].node for i in (*keep, last) if 0 <= i <= last)
+
     def compute(step: Step, w: Weights, env: dict) -> Any:
         inputs = [env[n] for n in step.node.all_input_nodes if graph.step_of.get(n) is not None]
         first = inputs[0] if inputs else None
@@ -251,7 +259,7 @@ def record_forward(
                 rec.masks[step.index] = pack_bits((first > 0) & (first < 6))
             elif step.kind in ("lrn", "generic"):
                 rec.saved[step.index] = tuple(inputs)
-            y = evaluate(step, w, env)
+            y = evaluate_in_place(step, w, env, kept)
             if step.kind == "relu":  # relu(x) != 0 exactly where x > 0; bool() is 5x faster
                 rec.masks[step.index] = pack_bits(y.bool())
         rec.shapes[step.index] = _shape_of(y)
