@@ -40,6 +40,7 @@ from zfwidgets.core.graph import Graph, Step
 from zfwidgets.core.layers import (
     Weights,
     evaluate_in_place,
+    max_pool,
     run_graph,
     step_forward,
     window,
@@ -281,7 +282,7 @@ class OcclusionPlan:
         if step.kind == "conv":
             return F.conv2d(window, w["weight"], w.get("bias"), s, 0, d, m.groups)
         if step.kind == "maxpool":
-            return F.max_pool2d(window, k, s, 0, d)
+            return max_pool(window, k, s, 0, d)
         return F.avg_pool2d(window, k, s, 0)
 
     def _fill_patch(self, corners: Tensor, fill: float | Tensor) -> Tensor:

@@ -27,6 +27,7 @@ from zfwidgets.core.layers import (
     PoolGeometry,
     Weights,
     evaluate_in_place,
+    max_pool,
     pool_geometry,
     run_graph,
 )
@@ -250,8 +251,8 @@ def record_forward(
         rec.input_shapes[step.index] = first.shape if isinstance(first, Tensor) else None
         if step.kind == "maxpool":
             g = pool_geometry(step.module)
-            y, idx = torch.nn.functional.max_pool2d(
-                first, g.kernel, g.stride, g.padding, g.dilation, g.ceil_mode, return_indices=True
+            y, idx = max_pool(
+                first, g.kernel, g.stride, g.padding, g.dilation, g.ceil_mode, indices=True
             )
             rec.switches[step.index] = encode_switches(idx, g, first.shape[-1])
         else:

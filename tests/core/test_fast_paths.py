@@ -1,0 +1,92 @@
+"""The CPU fast paths give the same numbers as the plain operations they replace."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from zfwidgets import Inspector
+from zfwidgets.core.folding import folded_norms, forward_weights
+from zfwidgets.core.layers import max_pool, run_graph
+
+
+@pytest.mark.parametrize(
+    "shape, geometry",
+    [
+        ((1, 64, 112, 112), (3, 2, 1, 1, False)),
+        ((2, 3, 17, 23), (2, 2, 0, 1, False)),
+        ((3, 5, 9, 9), (3, 2, 0, 1, True)),
+        ((1, 4, 12, 12), (3, 2, 1, 2, False)),
+    ],
+)
+def test_max_pool_equals_plain_pool_with_ties(shape, geometry):
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.round(torch.relu(torch.randn(shape, generator=g)) * 2) / 2  # many exact ties
+    want = F.max_pool2d(x, *geometry, return_indices=True)
+    got = max_pool(x, *geometry, indices=True)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert got[0].is_contiguous() and got[1].is_contiguous()
+    assert torch.equal(max_pool(x, *geometry), want[0])
+
+
+def test_folded_norms_equal_conv_then_norm():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3, bias=True), nn.BatchNorm2d(6), nn.ReLU())
+    model[1].running_mean.normal_()
+    model[1].running_var.uniform_(0.5, 2.0)
+    model[1].weight.data.normal_()
+    model.eval()
+    insp = Inspector(model, device="cpu")
+    weights = insp.current_weights()
+    folds = folded_norms(insp.steps, weights)
+    assert folds.pairs == {1: 0}
+    x = torch.randn(2, 3, 10, 10)
+    folded = F.conv2d(x, folds.weight[0], folds.bias[0])
+    with torch.no_grad():
+        torch.testing.assert_close(folded, model[1](model[0](x)), atol=1e-5, rtol=1e-5)
+    assert folded_norms(insp.steps, weights) is folds  # made once per set of weights
+    new, skipped = forward_weights(insp.steps, weights, keep={0})
+    assert skipped == set() and new[0] is weights[0]  # a watched conv keeps its own output
+
+
+def test_a_conv_read_twice_is_not_folded():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) + y
+
+    insp = Inspector(Twice().eval(), device="cpu")
+    assert folded_norms(insp.steps, insp.current_weights()).pairs == {}
+
+
+def test_record_keeps_requested_activations_despite_in_place_steps():
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    insp = Inspector(model, device="cpu")
+    x = torch.randn(3, 64, 64)
+    names = ["bn1", "layer1.0.bn2", "layer1.1.bn1", "layer1"]  # each read by an in-place ReLU
+    rec = insp.record(x, names)  # one pass keeping all four
+    got = {n: rec.outputs[insp.layer_index(n)][0] for n in names}
+    reference = {}
+    hooks = [
+        dict(model.named_modules())[n].register_forward_hook(
+            lambda m, i, o, n=n: reference.__setitem__(n, o.detach().clone())
+        )
+        for n in names
+    ]
+    try:
+        with torch.no_grad():
+            model(x[None])
+    finally:
+        for h in hooks:
+            h.remove()
+    assert reference.keys() == got.keys()
+    for n, value in reference.items():
+        torch.testing.assert_close(got[n], value[0], atol=1e-5, rtol=1e-5)
+    out = run_graph(insp.graph, insp.current_weights(), x[None], None, {0})
+    assert out[len(insp.steps) - 1].shape == (1, 1000)
