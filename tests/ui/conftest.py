@@ -13,6 +13,7 @@ Without Chromium the ui tests fail with a message that says how to install it, u
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import importlib.util
 from pathlib import Path
 
@@ -69,15 +70,19 @@ def jupyterlab(tmp_path_factory):
         lab_harness.stop_server(server)
 
 
-def _skip_without(module: str, what: str) -> None:
+def _skip_without(module: str, what: str, major: int = 0) -> None:
+    """Skips unless ``module`` is importable (and its distribution is version ``major`` up)."""
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{what} is not installed (pip install -e '.[test]' installs it)")
+    found = importlib.metadata.version(module)
+    if int(found.split(".")[0]) < major:
+        pytest.skip(f"{what} is needed, found {module} {found} (pip install -e '.[test]')")
 
 
 @pytest.fixture(scope="session")
 def notebook7(tmp_path_factory):
     """A Notebook 7 server on 127.0.0.1 serving the repository root, for the whole session."""
-    _skip_without("notebook", "Notebook 7 (the `notebook` package)")
+    _skip_without("notebook", "Notebook 7 (the `notebook` package)", major=7)
     server = lab_harness.start_notebook7(home=tmp_path_factory.mktemp("notebook7-home"))
     try:
         yield server
