@@ -1,8 +1,10 @@
-"""Fixtures for the real-browser tests: a private JupyterLab server and a Chromium page.
+"""Fixtures for the real-browser tests: private Jupyter servers and a Chromium page.
 
 - ``jupyterlab`` (session): a running :class:`lab_harness.JupyterLabServer` (``.url``, ``.token``).
 - ``browser_page`` (function): a Playwright page (1400x1000) in Debian's Chromium; a full-page
   screenshot and the browser console go to ``$ZFW_SCREENSHOTS/<test>.png|.log`` when the test fails.
+- ``notebook7`` / ``notebook7_page`` and ``voila`` / ``voila_page``: the same for Notebook 7 and
+  for Voila (serving the repository root); skipped when ``notebook`` / ``voila`` is not installed.
 
 Without Chromium the ui tests fail with a message that says how to install it, unless
 ``ZFW_SKIP_UI=1`` is set, in which case they are skipped.
@@ -10,6 +12,9 @@ Without Chromium the ui tests fail with a message that says how to install it, u
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
+import importlib.util
 from pathlib import Path
 
 import lab_harness
@@ -62,7 +67,38 @@ def jupyterlab(tmp_path_factory):
     try:
         yield server
     finally:
-        lab_harness.stop_jupyterlab(server)
+        lab_harness.stop_server(server)
+
+
+def _skip_without(module: str, what: str, major: int = 0) -> None:
+    """Skips unless ``module`` is importable (and its distribution is version ``major`` up)."""
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{what} is not installed (pip install -e '.[test]' installs it)")
+    found = importlib.metadata.version(module)
+    if int(found.split(".")[0]) < major:
+        pytest.skip(f"{what} is needed, found {module} {found} (pip install -e '.[test]')")
+
+
+@pytest.fixture(scope="session")
+def notebook7(tmp_path_factory):
+    """A Notebook 7 server on 127.0.0.1 serving the repository root, for the whole session."""
+    _skip_without("notebook", "Notebook 7 (the `notebook` package)", major=7)
+    server = lab_harness.start_notebook7(home=tmp_path_factory.mktemp("notebook7-home"))
+    try:
+        yield server
+    finally:
+        lab_harness.stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def voila(tmp_path_factory):
+    """A Voila server on 127.0.0.1 rendering the repository's notebooks, for the whole session."""
+    _skip_without("voila", "Voila")
+    server = lab_harness.start_voila(home=tmp_path_factory.mktemp("voila-home"))
+    try:
+        yield server
+    finally:
+        lab_harness.stop_server(server)
 
 
 @pytest.fixture(scope="session")
@@ -83,15 +119,17 @@ def browser(chromium_path):
         playwright.stop()
 
 
-@pytest.fixture
-def browser_page(request, browser, jupyterlab):
-    """A fresh page in a fresh browser context; screenshot on failure; kernels stopped after."""
+@contextlib.contextmanager
+def _page_on(request, browser, server):
+    """A fresh page in a fresh browser context; on failure a screenshot, the console and the
+    server log go to the screenshot folder."""
     context = browser.new_context(viewport=lab_harness.VIEWPORT)
     page = context.new_page()
     page.set_default_timeout(30_000)
     console: list[str] = []
     page.on("console", lambda msg: console.append(f"[{msg.type}] {msg.text}"))
     page.on("pageerror", lambda exc: console.append(f"[pageerror] {exc}"))
+    page.zfw_console = console  # for tests that check the console themselves
     try:
         yield page
     finally:
@@ -102,11 +140,37 @@ def browser_page(request, browser, jupyterlab):
             except Exception as exc:  # the page may be gone; the report still says why
                 console.append(f"[harness] screenshot failed: {exc}")
             target.with_suffix(".log").write_text(
-                "\n".join(console) + f"\n\n--- JupyterLab log (tail) ---\n{jupyterlab.log_tail()}\n"
+                "\n".join(console) + f"\n\n--- {server.app} log (tail) ---\n{server.log_tail()}\n"
             )
             print(f"\nui failure artefacts: {target} and {target.with_suffix('.log')}")
         context.close()
-        try:
-            jupyterlab.shutdown_kernels()
-        except OSError:
-            pass
+
+
+def _stop_kernels(server) -> None:
+    try:
+        server.shutdown_kernels()
+    except OSError:
+        pass
+
+
+@pytest.fixture
+def browser_page(request, browser, jupyterlab):
+    """A page for JupyterLab; the kernels it started are stopped after the test."""
+    with _page_on(request, browser, jupyterlab) as page:
+        yield page
+    _stop_kernels(jupyterlab)
+
+
+@pytest.fixture
+def notebook7_page(request, browser, notebook7):
+    """A page for Notebook 7; the kernels it started are stopped after the test."""
+    with _page_on(request, browser, notebook7) as page:
+        yield page
+    _stop_kernels(notebook7)
+
+
+@pytest.fixture
+def voila_page(request, browser, voila):
+    """A page for Voila (which stops a page's kernel when the page closes)."""
+    with _page_on(request, browser, voila) as page:
+        yield page

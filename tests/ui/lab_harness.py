@@ -1,7 +1,8 @@
-"""Real-browser test harness: a private JupyterLab server driven by Debian's Chromium.
+"""Real-browser test harness: a private JupyterLab (or Notebook 7, or Voila) server driven by
+Debian's Chromium.
 
-Used by ``tests/ui/conftest.py`` (fixtures ``jupyterlab`` and ``browser_page``) and by the ui tests
-(helpers ``open_notebook``, ``run_all_cells``, ``nonblank_pixels``, ...).
+Used by ``tests/ui/conftest.py`` (fixtures ``jupyterlab``, ``notebook7``, ``voila`` and their
+pages) and by the ui tests (helpers ``open_notebook``, ``run_all_cells``, ``nonblank_pixels``, ...).
 
 The server runs with its own temporary Jupyter config/data/runtime/settings/workspace folders, so
 nothing in the user's home changes what the tests see, and with autosave off, so running a tutorial
@@ -26,6 +27,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,7 +68,7 @@ NO_BROWSER_MESSAGE = (
 
 
 class HarnessError(AssertionError):
-    """Raised when JupyterLab or the browser does not do what a test expects."""
+    """Raised when the Jupyter server or the browser does not do what a test expects."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,7 +105,7 @@ def screenshot_path(name: str) -> Path:
 
 
 # --------------------------------------------------------------------------------------------
-# The JupyterLab server
+# The servers: JupyterLab, Notebook 7, Voila
 # --------------------------------------------------------------------------------------------
 
 
@@ -115,13 +117,19 @@ def free_port() -> int:
 
 @dataclass
 class JupyterLabServer:
-    """A running JupyterLab: ``url`` (no trailing slash), ``token``, ``root_dir``, ``log_path``."""
+    """A running Jupyter server: ``url`` (no trailing slash), ``token``, ``root_dir``, ``log_path``.
+
+    ``app`` names what runs (JupyterLab, Notebook 7, Voila); ``tree_path`` is where it opens a
+    notebook (``lab/tree``, ``notebooks``, ``voila/render``).
+    """
 
     url: str
     token: str
     root_dir: Path
     log_path: Path
     process: subprocess.Popen = field(repr=False)
+    app: str = "JupyterLab"
+    tree_path: str = "lab/tree"
 
     def api(self, path: str, method: str = "GET", timeout: float = 10.0):
         """Call the REST API (``path`` like ``/api/sessions``); returns decoded JSON or None."""
@@ -134,9 +142,10 @@ class JupyterLabServer:
             body = response.read()
         return json.loads(body) if body else None
 
-    def lab_url(self, relpath: str) -> str:
+    def notebook_url(self, relpath: str) -> str:
+        """Where the app opens the notebook at ``relpath`` (relative to ``root_dir``)."""
         relpath = Path(relpath).as_posix().lstrip("/")
-        return f"{self.url}/lab/tree/{urllib.parse.quote(relpath)}?token={self.token}"
+        return f"{self.url}/{self.tree_path}/{urllib.parse.quote(relpath)}?token={self.token}"
 
     def shutdown_kernels(self) -> None:
         """Stop every kernel (and its session) the browser started; keeps the server running."""
@@ -181,17 +190,17 @@ def _private_env(home: Path) -> dict[str, str]:
     return env
 
 
-def _wait_until_up(server: JupyterLabServer, timeout: float) -> None:
+def _wait_until_up(server: JupyterLabServer, timeout: float, ready_path: str) -> None:
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise HarnessError(
-                f"JupyterLab exited with code {server.process.returncode} while starting.\n"
+                f"{server.app} exited with code {server.process.returncode} while starting.\n"
                 f"--- server log ({server.log_path}) ---\n{server.log_tail()}"
             )
         try:
-            url = f"{server.url}/api/status?token={server.token}"
+            url = f"{server.url}{ready_path}"
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return
@@ -199,28 +208,14 @@ def _wait_until_up(server: JupyterLabServer, timeout: float) -> None:
             last_error = exc
         time.sleep(0.25)
     raise HarnessError(
-        f"JupyterLab did not answer /api/status within {timeout:.0f} s ({last_error}).\n"
+        f"{server.app} did not answer {ready_path} within {timeout:.0f} s ({last_error}).\n"
         f"--- server log ({server.log_path}) ---\n{server.log_tail()}"
     )
 
 
-def start_jupyterlab(
-    root_dir: Path = REPO_ROOT, home: Path | None = None, timeout: float = 120.0
-) -> JupyterLabServer:
-    """Start ``python -m jupyter lab`` on 127.0.0.1 with a random port and token.
-
-    ``home`` holds the private Jupyter folders and the server log (a new temp dir by default).
-    Stop it with :func:`stop_jupyterlab`.
-    """
-    home = Path(home) if home is not None else Path(tempfile.mkdtemp(prefix="zfw-jupyter-"))
-    env = _private_env(home)
-    port = free_port()
-    token = secrets.token_hex(24)
-    command = [
-        sys.executable,
-        "-m",
-        "jupyter",
-        "lab",
+def _jupyter_server_args(port: int, token: str, root_dir: Path) -> list[str]:
+    """Options of a jupyter_server app (JupyterLab, Notebook 7): loopback, port, token, root."""
+    args = [
         "--no-browser",
         "--ip=127.0.0.1",
         f"--port={port}",
@@ -228,12 +223,29 @@ def start_jupyterlab(
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root_dir}",
         "--ServerApp.terminals_enabled=False",
-        "--LabApp.expose_app_in_browser=True",
-        "--LabApp.extension_manager=readonly",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
-        command.append("--allow-root")  # CI runs as root
-    log_path = home / "jupyterlab.log"
+        args.append("--allow-root")  # CI runs as root
+    return args
+
+
+def _launch(
+    app: str,
+    argv_for: Callable[[int, str], list[str]],
+    root_dir: Path,
+    home: Path | None,
+    timeout: float,
+    ready_path: str,
+    tree_path: str,
+) -> JupyterLabServer:
+    """Start ``python -m <argv_for(port, token)>`` in ``root_dir`` with private Jupyter folders
+    (in ``home``, a new temp dir by default) and wait until ``ready_path`` answers."""
+    home = Path(home) if home is not None else Path(tempfile.mkdtemp(prefix="zfw-jupyter-"))
+    env = _private_env(home)
+    port = free_port()
+    token = secrets.token_hex(24)
+    command = [sys.executable, "-m", *argv_for(port, token)]
+    log_path = home / f"{app.lower().replace(' ', '')}.log"
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed when the process is stopped
     process = subprocess.Popen(
         command,
@@ -251,16 +263,90 @@ def start_jupyterlab(
         root_dir=Path(root_dir),
         log_path=log_path,
         process=process,
+        app=app,
+        tree_path=tree_path,
     )
     try:
-        _wait_until_up(server, timeout)
+        _wait_until_up(server, timeout, ready_path.format(token=token))
     except BaseException:
-        stop_jupyterlab(server)
+        stop_server(server)
         raise
     return server
 
 
-def stop_jupyterlab(server: JupyterLabServer, timeout: float = 20.0) -> None:
+def start_jupyterlab(
+    root_dir: Path = REPO_ROOT, home: Path | None = None, timeout: float = 120.0
+) -> JupyterLabServer:
+    """Start ``python -m jupyter lab`` on 127.0.0.1 with a random port and token.
+
+    ``home`` holds the private Jupyter folders and the server log (a new temp dir by default).
+    Stop it with :func:`stop_server`.
+    """
+    return _launch(
+        "JupyterLab",
+        lambda port, token: [
+            "jupyter",
+            "lab",
+            *_jupyter_server_args(port, token, root_dir),
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.extension_manager=readonly",
+        ],
+        root_dir,
+        home,
+        timeout,
+        ready_path="/api/status?token={token}",
+        tree_path="lab/tree",
+    )
+
+
+def start_notebook7(
+    root_dir: Path = REPO_ROOT, home: Path | None = None, timeout: float = 120.0
+) -> JupyterLabServer:
+    """Start ``python -m jupyter notebook`` (Notebook 7) like :func:`start_jupyterlab`."""
+    return _launch(
+        "Notebook 7",
+        lambda port, token: [
+            "jupyter",
+            "notebook",
+            *_jupyter_server_args(port, token, root_dir),
+            "--JupyterNotebookApp.expose_app_in_browser=True",
+        ],
+        root_dir,
+        home,
+        timeout,
+        ready_path="/api/status?token={token}",
+        tree_path="notebooks",
+    )
+
+
+def start_voila(
+    root_dir: Path = REPO_ROOT, home: Path | None = None, timeout: float = 120.0
+) -> JupyterLabServer:
+    """Start ``python -m voila <root_dir>`` (every notebook under it as an app) like
+    :func:`start_jupyterlab`; ``notebook_url`` renders one. Each page load starts its own kernel,
+    which Voila shuts down when the page closes."""
+    return _launch(
+        "Voila",
+        lambda port, token: [
+            "voila",
+            str(root_dir),
+            "--no-browser",
+            "--Voila.ip=127.0.0.1",
+            f"--port={port}",
+            "--Voila.port_retries=0",
+            f"--token={token}",
+            "--VoilaConfiguration.show_tracebacks=True",
+        ],
+        root_dir,
+        home,
+        timeout,
+        # Voila has no /api/status; its login page answers without starting a kernel.
+        ready_path="/login",
+        tree_path="voila/render",
+    )
+
+
+def stop_server(server: JupyterLabServer, timeout: float = 20.0) -> None:
     """SIGTERM the server (it shuts its kernels down), then SIGKILL its process group if needed."""
     process = server.process
     if process.poll() is None:
@@ -374,11 +460,12 @@ def wait_for_kernel_idle(page, path: str | None = None, timeout: float = 60.0) -
 
 
 def open_notebook(page, server: JupyterLabServer, relpath: str, timeout: float = 90.0) -> None:
-    """Open ``relpath`` (relative to the server root) in JupyterLab; wait for an idle kernel."""
+    """Open ``relpath`` (relative to the server root) in JupyterLab or Notebook 7; wait for an
+    idle kernel."""
     relpath = Path(relpath).as_posix().lstrip("/")
     if not (server.root_dir / relpath).is_file():
         raise HarnessError(f"No notebook at {server.root_dir / relpath}.")
-    page.goto(server.lab_url(relpath), wait_until="domcontentloaded")
+    page.goto(server.notebook_url(relpath), wait_until="domcontentloaded")
     page.wait_for_function(
         "(path) => !!(" + _CURRENT_NOTEBOOK_JS + ")(path)",
         arg=relpath,
@@ -475,6 +562,34 @@ def run_all_cells(page, timeout: float = 300.0, settle: float = 0.5) -> None:
 # --------------------------------------------------------------------------------------------
 # Pixels
 # --------------------------------------------------------------------------------------------
+
+
+def click_canvas_at(canvas, x: float, y: float) -> None:
+    """Clicks a <canvas> locator at canvas pixel (x, y), scaled to its CSS size on the page."""
+    box = canvas.bounding_box()
+    if not box or box["width"] <= 0:
+        raise HarnessError("The canvas has no size on the page.")
+    width, height = canvas.evaluate("c => [c.width, c.height]")
+    canvas.click(position={"x": x * box["width"] / width, "y": y * box["height"] / height})
+
+
+def canvas_png(canvas) -> bytes:
+    """A <canvas> locator's own pixels as PNG bytes (what was drawn on it, not a screenshot)."""
+    import base64
+
+    url = canvas.evaluate("c => c.toDataURL('image/png')")
+    return base64.b64decode(url.split(",", 1)[1])
+
+
+def wait_for_drawn_canvas(canvas, timeout: float = 30.0, at_least: int = 5000) -> bytes:
+    """Polls :func:`canvas_png` until it has ``at_least`` non-blank pixels or ``timeout`` passes;
+    returns the last PNG (the caller asserts on it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        png = canvas_png(canvas)
+        if nonblank_pixels(png) >= at_least or time.monotonic() > deadline:
+            return png
+        time.sleep(0.25)
 
 
 def drag(page, box: dict, start: tuple[float, float], end: tuple[float, float], steps: int = 8):

@@ -43,6 +43,7 @@ from zfwidgets.core import render
 from zfwidgets.train.evolution import Evolution
 from zfwidgets.train.snapshots import Run, SnapshotError, load_run
 from zfwidgets.widgets.base import WidgetBase, errors_to, refusing
+from zfwidgets.widgets.canvas_views import redraw_for_new_views
 from zfwidgets.widgets.parts import (
     COLOURS,
     FONT,
@@ -301,7 +302,7 @@ class EvolutionScrubber(WidgetBase):
         self._canvas = Canvas(width=PICTURE_SIDE, height=PICTURE_SIDE)
         self._canvas.add_class("zfw-evolution-grid")
         self._canvas.on_mouse_down(self._on_canvas_click)
-        self._canvas.on_client_ready(self._redraw_canvas)
+        redraw_for_new_views(self._canvas, self._redraw_canvas)
         self._grid_caption = caption(
             tooltip="Each tile: one map's strongest activation projected to pixels; orange "
             "frame: its strongest image changed since the previous snapshot",

@@ -36,6 +36,7 @@ from zfwidgets.core.methods import REGISTRY
 from zfwidgets.core.mining import TopK, mine
 from zfwidgets.core.top_views import TopEntry, top_projections
 from zfwidgets.widgets.base import WidgetBase, class_names, errors_to, inspector_for, refusing
+from zfwidgets.widgets.canvas_views import redraw_for_new_views
 from zfwidgets.widgets.menus import LayerMenu, display_name, method_choices
 from zfwidgets.widgets.parts import (
     PICTURE_SIDE,
@@ -286,7 +287,7 @@ class LayerBrowser(WidgetBase):
         self._canvas = Canvas(width=PICTURE_SIDE, height=PICTURE_SIDE)
         self._canvas.add_class("zfw-feature-maps")
         self._canvas.on_mouse_down(self._on_canvas_click)
-        self._canvas.on_client_ready(self._redraw_canvas)
+        redraw_for_new_views(self._canvas, self._redraw_canvas)
         self._canvas_caption = caption(
             tooltip="Each tile is one feature map of this image; click one to select it",
             width="370px",

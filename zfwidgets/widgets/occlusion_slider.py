@@ -49,6 +49,7 @@ from zfwidgets.widgets.base import (
     inspector_for,
     refusing,
 )
+from zfwidgets.widgets.canvas_views import redraw_for_new_views
 from zfwidgets.widgets.menus import LayerMenu, display_name
 from zfwidgets.widgets.parts import (
     COLOURS,
@@ -236,8 +237,8 @@ class OcclusionSlider(WidgetBase):
         self._canvas.on_mouse_up(self._mouse_up)
         self._canvas.on_mouse_out(self._mouse_up)
         # A canvas keeps no drawing for views opened later (Voila renders after the kernel has
-        # drawn): redraw whenever a new front end is ready.
-        self._canvas.on_client_ready(lambda *_: self._draw_canvas())
+        # drawn): redraw whenever a new front end is ready, addressed to it (canvas_views).
+        redraw_for_new_views(self._canvas, self._draw_canvas)
         self._build_controls()
         self._build_readouts()
         self._build_maps()
