@@ -283,10 +283,9 @@ def architecture_picture(report) -> np.ndarray:
         zoom = max(1, (ARCH_PANEL - 18) // (8 * int(weights.shape[-1])))  # 8 columns, 9 gaps
         grid = report.filter_grid(name, cols=8, scale=zoom)
         filters.append(panels.titled(grid, f"{name}: layer-1 filters"))
-        cut = panels.crop_to_support(report.projections[name][:ARCH_PROJECTIONS])
-        tiles = [render.projection_image(p) for p in cut]
-        zoom = max(1, (ARCH_PANEL - 10) // (4 * int(cut.shape[-1])))
-        grid = render.grid([render.upscale(t, zoom) for t in tiles], cols=4)
+        cut = panels.crop_to_support(report.projections[name][:ARCH_PROJECTIONS]).shape[-1]
+        zoom = max(1, (ARCH_PANEL - 10) // (4 * int(cut)))
+        grid = report.projection_grid(name, 4, zoom, crop=True, count=ARCH_PROJECTIONS)
         projections.append(panels.titled(grid, f"{name}: layer-2 projections"))
     cell = max(p.shape[1] for p in filters + projections)
     rows = [
