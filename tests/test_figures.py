@@ -1,4 +1,5 @@
-"""``zfwidgets figures``: every file written, each a non-blank picture of the expected size."""
+"""``zfwidgets figures``: every file written, each a non-blank picture of the expected size, no
+wider than a notebook cell, its tiles whole-number enlargements."""
 
 from __future__ import annotations
 
@@ -6,10 +7,15 @@ import csv
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from zfwidgets import Inspector, demo
 from zfwidgets.cli import main
+from zfwidgets.core import render
+from zfwidgets.core.panels import TEXT_SIZE
+from zfwidgets.core.selection import ArchitectureComparison
+from zfwidgets.figures import FIT_WIDTH, architecture_picture
 
 
 def _picture(path) -> np.ndarray:
@@ -32,6 +38,54 @@ def _grid_size(count: int, cols: int, tile: tuple[int, int], pad: int) -> tuple[
     return rows * (tile[0] + pad) + pad, cols * (tile[1] + pad) + pad
 
 
+BAND = TEXT_SIZE + 8  # a title band's height
+
+
+def _titled(size: tuple[int, int]) -> tuple[int, int]:
+    return size[0] + BAND, size[1]
+
+
+def _top9_side(insp, layer: str) -> int:
+    """A tile side: the receptive field enlarged by the largest whole number up to 64 px."""
+    rf = next(r["rf_size"] for r in insp.describe((1, 28, 28)) if r["alias"] == layer)
+    rf = min(rf, 28)
+    return rf * (64 // rf)
+
+
+def _top9_size(side: int) -> tuple[int, int]:
+    half = _titled(_grid_size(9, 3, (side, side), 2))  # "projections" / "patches"
+    pair = _titled(_grid_size(2, 2, half, 10))  # "conv1 map 0"
+    return _grid_size(6, 2, pair, 16)
+
+
+def _is_enlarged(tile: np.ndarray, zoom: int) -> bool:
+    """Whether ``tile`` is a nearest-neighbour enlargement by ``zoom`` of a smaller picture."""
+    small = tile[::zoom, ::zoom]
+    return np.array_equal(tile, small.repeat(zoom, axis=0).repeat(zoom, axis=1))
+
+
+def test_architecture_panels_are_whole_number_enlargements_of_the_cropped_projections():
+    rng = torch.Generator().manual_seed(0)
+    projections = torch.zeros(16, 1, 28, 28)
+    for i in range(16):  # a 7x7 patch of detail at a different place in each
+        y, x = (i * 5) % 21, (i * 3) % 21
+        projections[i, :, y : y + 7, x : x + 7] = torch.randn(1, 7, 7, generator=rng)
+    report = ArchitectureComparison(
+        rows=[{"model": "A"}, {"model": "B"}],
+        filters={"A": torch.randn(32, 1, 5, 5), "B": torch.randn(32, 1, 9, 9)},
+        projections={"A": projections, "B": projections},
+    )
+    picture = architecture_picture(report)
+    assert picture.shape[1] == 2 * (8 * 47 + 2) + 3 * 12 <= FIT_WIDTH  # 5x5 filters shown 9x
+    # the first projection: cut by hand to 9x9 (7 + a pixel each side), shown 10 times larger
+    y, x = (12 + 4 * 47 + 2 + BAND + 12) + 12 + BAND + 2, 12 + 2  # under the filters row
+    cut = projections[0, :, 0:9, 0:9]
+    expected = render.to_rgb(render.upscale(render.projection_image(cut), 10))
+    assert np.array_equal(picture[y : y + 90, x : x + 90], expected)
+    filters_a = picture[12 + BAND + 2 : 12 + BAND + 2 + 45, 14 : 14 + 45]
+    assert _is_enlarged(filters_a, 9) and len(np.unique(filters_a)) > 2
+
+
 @pytest.mark.slow
 def test_figures_command_writes_every_file(tmp_path, capsys):
     out = tmp_path / "figs"
@@ -45,15 +99,18 @@ def test_figures_command_writes_every_file(tmp_path, capsys):
     convs = [a for a in insp.aliases if a.startswith("conv")]
     steps = insp.trace_projection(d.dataset[0][0], convs[-1], 0)
     panels = 1 + sum(step.kind in ("maxpool", "relu", "conv") for step, _ in steps[1:])
-    patch_pair = _grid_size(2, 2, _grid_size(9, 3, (48, 48), 2), 6)
     epochs = len(demo.snapshots().epochs)
     expected = {
-        "deconvnet_steps.png": _grid_size(panels, min(panels, 7), (112, 112), 4),
-        **{f"top9_{layer}.png": _grid_size(6, 3, patch_pair, 10) for layer in convs},
-        "evolution.png": _grid_size(len(convs) * 4 * epochs, epochs, (56, 56), 3),
-        "invariance_translate.png": (320, 1200),  # matplotlib: 12 x 3.2 inches at 100 dpi
-        "invariance_scale.png": (320, 1200),
-        "invariance_rotate.png": (320, 1200),
+        "deconvnet_steps.png": _titled(_grid_size(panels, min(panels, 7), (112, 112), 4)),
+        **{f"top9_{layer}.png": _top9_size(_top9_side(insp, layer)) for layer in convs},
+        # a row of epoch titles, then per map a title band over a row of 100 px tiles
+        "evolution.png": (
+            (BAND + 6) + len(convs) * 4 * _titled(_grid_size(epochs, epochs, (100, 100), 3))[0],
+            _grid_size(epochs, epochs, (100, 100), 3)[1],
+        ),
+        "invariance_translate.png": (320, 880),  # matplotlib: 8.8 x 3.2 inches at 100 dpi
+        "invariance_scale.png": (320, 880),
+        "invariance_rotate.png": (320, 880),
         "occlusion.png": _grid_size(15, 5, (112, 112), 4),
         "architecture.png": None,  # filter grids + a table: size depends on the text
     }
@@ -63,7 +120,13 @@ def test_figures_command_writes_every_file(tmp_path, capsys):
         picture = _picture(out / name)
         if size is not None:
             assert picture.shape[:2] == size, name
+        assert picture.shape[1] <= FIT_WIDTH, f"{name} is wider than a notebook cell"
         assert _nonblank(picture) > 0.05 * picture.shape[0] * picture.shape[1], f"{name} is blank"
+    # Fig. 2's tiles are whole-number enlargements: conv1's first tile (5 px patches shown 12x)
+    side = _top9_side(insp, "conv1")
+    y, x = 16 + BAND + 10 + BAND + 2, 16 + 10 + 2  # outer pad, map title, pair pad, half title
+    tile = _picture(out / "top9_conv1.png")[y : y + side, x : x + side]
+    assert side == 60 and _is_enlarged(tile, 12) and len(np.unique(tile)) > 2
 
     with (out / "correspondence.csv").open() as f:
         rows = list(csv.DictReader(f))

@@ -43,7 +43,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from zfwidgets.core import Inspector, render
+from zfwidgets.core import Inspector, panels, render
 from zfwidgets.core.correspondence import correspondence
 from zfwidgets.core.invariance import TRANSFORMS, UNITS, default_amounts, invariance_curves
 from zfwidgets.core.mining import mine
@@ -54,6 +54,10 @@ from zfwidgets.figure_data import FigureData, load_figure_data, shape_is_imagene
 __all__ = ["FIGURES", "FigureData", "load_figure_data", "make_figures", "shape_is_imagenet"]
 
 TILE = 112  # side of most tiles, in pixels
+# The widest a figure gets: a notebook cell's output is about 880 px wide at a 968 px notebook,
+# and a wider picture is shrunk to it and goes soft.
+FIT_WIDTH = 880
+TOP9_TILE = 64  # about how big each Fig. 2 tile is: a 5x5 conv1 patch is enlarged 12 times
 FIGURES = (
     "deconvnet_steps.png",
     "top9_{layer}.png",
@@ -76,9 +80,8 @@ Files = dict[str, Any] | None
 
 
 def _enlarge(picture: np.ndarray, side: int = TILE) -> np.ndarray:
-    """Nearest-neighbour resize of a uint8 picture to ``side`` x ``side``."""
-    img = Image.fromarray(picture)
-    return np.asarray(img.resize((side, side), Image.NEAREST))
+    """A uint8 picture on a ``side`` x ``side`` tile, enlarged by a whole number (crisp)."""
+    return panels.fit(picture, side)
 
 
 def _shown(x: Tensor, mean: Tensor | None) -> np.ndarray:
@@ -107,39 +110,57 @@ def deconvnet_steps(insp: Inspector, fd: FigureData) -> np.ndarray:
     trace = insp.trace_projection(x, layer, channel, method=method)
     tiles, names = [_enlarge(_shown(x, fd.mean))], ["input"]
     for step, signal in trace[1:]:
-        if signal.ndim == 3 and step.kind in ("maxpool", "relu", "relu6", "conv"):
+        if signal.ndim == 3 and step.kind in _STEP_WORDS:
             summed = signal if signal.shape[0] in (1, 3) else signal.sum(0, keepdim=True)
             tiles.append(_enlarge(_signal_picture(summed.cpu(), method)))
-            names.append(f"below {step.kind} {step.name}")
-    return render.grid(tiles, cols=min(len(tiles), 7), pad=4, labels=names)
+            names.append(f"{len(names)}. {_STEP_WORDS[step.kind]}")  # short: legible labels
+    picture = render.grid(tiles, cols=min(len(tiles), 7), pad=4, labels=names)
+    title = f"{insp.short_name(layer)} map {channel}, its strongest unit traced down to pixels"
+    return panels.titled(picture, title)
+
+
+# What each step of the way down does (the paper's words), as the labels of deconvnet_steps.
+_STEP_WORDS = {"relu": "rectify", "relu6": "rectify", "maxpool": "unpool", "conv": "filter"}
 
 
 def top9(insp: Inspector, fd: FigureData, layer: str, maps: int = 6, mined=None) -> np.ndarray:
-    """Fig. 2: for the first ``maps`` maps, 9 projections (left) beside their patches (right)."""
+    """Fig. 2: for the first ``maps`` maps, 9 projections (left) beside their patches (right),
+    two maps a row; each half titled, each map named above its pair."""
     top = mined if mined is not None else mine(insp, fd.images, [layer], k=9, progress=False)
     count = min(maps, top.layers[insp.layer_name(layer)].values.shape[0])
-    side = 48
-    rows = []
+    side = _top9_side(insp, fd, layer)
+    method = insp.projection_method
+    pairs = []
     for channel in range(count):
-        method = insp.projection_method
         entries = top_projections(insp, top, fd.images, layer, channel, method)
-        projections = [
-            _enlarge(_signal_picture(e.projection_patch.cpu(), method), side) for e in entries
-        ]
+        projections = [_signal_picture(e.projection_patch.cpu(), method) for e in entries]
         patches = []
         for e in entries:
             rows_, cols_ = e.box.slices
             mean = None if fd.mean is None else fd.mean[:, rows_, cols_]
-            patches.append(_enlarge(_shown(e.patch, mean), side))
-        blank = np.full((side, side, 3), render.BACKGROUND, np.uint8)
-        while len(projections) < 9:
-            projections.append(blank)
-            patches.append(blank)
-        left = render.grid(projections, cols=3, pad=2)
-        right = render.grid(patches, cols=3, pad=2)
-        rows.append(render.grid([left, right], cols=2, pad=6))
-    labels = [f"{layer} map {c}" for c in range(count)]
-    return render.grid(rows, cols=min(3, len(rows)), pad=10, labels=labels)
+            patches.append(_shown(e.patch, mean))
+        halves = [
+            panels.titled(render.grid(_top9_tiles(tiles, side), cols=3, pad=2), title)
+            for tiles, title in ((projections, "projections"), (patches, "patches"))
+        ]
+        pair = render.grid(halves, cols=2, pad=10)  # a wide gap between the two halves
+        pairs.append(panels.titled(pair, f"{layer} map {channel}"))
+    return render.grid(pairs, cols=min(2, len(pairs)), pad=16)
+
+
+def _top9_side(insp: Inspector, fd: FigureData, layer: str) -> int:
+    """The tile side of ``layer``'s patches: a whole-number multiple of the receptive field
+    (within the image) near :data:`TOP9_TILE`, or the receptive field shrunk to it."""
+    shape = tuple(fd.images[0].shape[-3:])
+    size = insp.describe(shape)[insp.layer_index(layer)]["rf_size"] or shape[-1]
+    size = min(size, shape[-2], shape[-1])
+    return size * (TOP9_TILE // size) if size <= TOP9_TILE else TOP9_TILE
+
+
+def _top9_tiles(pictures: list[np.ndarray], side: int) -> list[np.ndarray]:
+    blank = np.full((side, side, 3), render.BACKGROUND, np.uint8)
+    tiles = [_enlarge(p, side) for p in pictures]
+    return tiles + [blank] * (9 - len(tiles))
 
 
 def evolution(
@@ -153,14 +174,23 @@ def evolution(
     # The figure's own images are the probe (the demo's held-out digits): the same maps as the
     # other figures, and mining stays as quick as the rest.
     evo = Evolution(fd.run, probe=fd.images, progress=progress, device="cpu", cache_dir=cache_dir)
-    tiles, labels = [], []
+    epochs, side = fd.run.epochs, 100  # conv1's 5 px x 20, conv2's 11 px x 9, conv3's 23 x 4
+    # Text in bands of its own, at a legible size: epochs above the columns, maps above rows.
+    empty = np.zeros((0, side), np.uint8)
+    header = render.grid([panels.titled(empty, f"epoch {e}") for e in epochs], len(epochs), 3)
+    rows = [header]
     for layer in evo.layers:
-        for channel in range(maps):
-            for epoch in fd.run.epochs:
-                p = evo.projection(epoch, layer, channel)
-                tiles.append(_enlarge(render.projection_image(p.cpu()), 56))
-                labels.append(f"{layer}/{channel} ep {epoch}")
-    return render.grid(tiles, cols=len(fd.run.epochs), pad=3, labels=labels)
+        pictures = [
+            [render.projection_image(evo.projection(e, layer, c).cpu()) for e in epochs]
+            for c in range(maps)
+        ]
+        # One zoom per layer: a crop cut short by the image border keeps the layer's scale.
+        # (None: crops larger than a tile are shrunk to fit instead)
+        zoom = side // max(max(p.shape[:2]) for row in pictures for p in row) or None
+        for channel, row in enumerate(pictures):
+            tiles = [panels.fit(p, side, zoom=zoom) for p in row]
+            rows.append(panels.titled(render.grid(tiles, len(epochs), 3), f"{layer} map {channel}"))
+    return np.concatenate(rows, axis=0)
 
 
 def invariance(insp: Inspector, fd: FigureData, kind: str, count: int = 5) -> bytes:
@@ -180,7 +210,9 @@ def invariance(insp: Inspector, fd: FigureData, kind: str, count: int = 5) -> by
     layers = list(curves.distances)
     series = [curves.distances[layer] for layer in layers] + [curves.true_prob]
     titles = [f"distance at {layer}" for layer in layers] + ["p(true class)"]
-    figure, axes = plt.subplots(1, len(series), figsize=(4 * len(series), 3.2), dpi=100)
+    # At most FIT_WIDTH pixels wide, so a notebook shows it at its own size (sharp).
+    width = min(4 * len(series), FIT_WIDTH / 100)
+    figure, axes = plt.subplots(1, len(series), figsize=(width, 3.2), dpi=100)
     for ax, values, title in zip(axes, series, titles, strict=True):
         for i, row in enumerate(values.numpy()):
             ax.plot(curves.amounts, row, marker="o", markersize=3, label=fd.classes[labels[i]])
@@ -229,26 +261,47 @@ def architecture(
         for name, build in builds.items()
     }
     report = compare_architectures(models, fd.images[:500], fd.labels[:500], device="cpu")
-    tiles, labels = [], []
-    for name in models:
-        tiles.append(report.filter_grid(name, cols=8))
-        labels.append(f"{name}: layer-1 filters")
-        tiles.append(report.projection_grid(name, cols=8))
-        labels.append(f"{name}: layer-2 projections")
-    # Whole-number enlargement to about 400 px a panel: the filters and projections are what the
-    # figure is about (aliasing in 6d/e), so they must not shrink to specks.
-    side = max(max(t.shape[:2]) for t in tiles)
-    zoom = max(1, 400 // side)
-    tiles = [_pad(render.upscale(t, zoom), side * zoom) for t in tiles]
-    picture = render.grid(tiles, cols=2, pad=8, labels=labels)
+    return architecture_picture(report)
+
+
+ARCH_PANEL = 400  # about how wide each panel of Fig. 6 is, in pixels
+ARCH_PROJECTIONS = 16  # layer-2 projections shown per model: 4 x 4, each large enough to judge
+
+
+def architecture_picture(report) -> np.ndarray:
+    """Fig. 6 from a :func:`~zfwidgets.core.selection.compare_architectures` report: a row of
+    layer-1 filters (6b, 6c) over a row of layer-2 projections (6d, 6e), one column per model,
+    each panel titled, every pixel enlarged by a whole number; the table of measures below.
+
+    The projections are the first :data:`ARCH_PROJECTIONS` maps', each cut to the square around
+    its non-zero pixels, so the fine detail that aliasing adds is many screen pixels wide.
+    """
+    names = list(report.filters)
+    filters, projections = [], []
+    for name in names:
+        weights = report.filters[name]
+        zoom = max(1, (ARCH_PANEL - 18) // (8 * int(weights.shape[-1])))  # 8 columns, 9 gaps
+        grid = report.filter_grid(name, cols=8, scale=zoom)
+        filters.append(panels.titled(grid, f"{name}: layer-1 filters"))
+        cut = panels.crop_to_support(report.projections[name][:ARCH_PROJECTIONS]).shape[-1]
+        zoom = max(1, (ARCH_PANEL - 10) // (4 * int(cut)))
+        grid = report.projection_grid(name, 4, zoom, crop=True, count=ARCH_PROJECTIONS)
+        projections.append(panels.titled(grid, f"{name}: layer-2 projections"))
+    cell = max(p.shape[1] for p in filters + projections)
+    rows = [
+        render.grid([_pad(p, (max(q.shape[0] for q in row), cell)) for p in row], len(names), 12)
+        for row in (filters, projections)
+    ]
+    picture = np.concatenate(rows, axis=0)
     table = _text_picture(report.table(), picture.shape[1])
     return np.concatenate([picture, table], axis=0)
 
 
-def _pad(picture: np.ndarray, side: int) -> np.ndarray:
+def _pad(picture: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``picture`` in the top-left corner of a ``size`` (h, w) tile of the background grey."""
     rgb = render.to_rgb(picture)
-    tile = np.full((side, side, 3), render.BACKGROUND, np.uint8)
-    tile[: rgb.shape[0], : rgb.shape[1]] = rgb[:side, :side]
+    tile = np.full((*size, 3), render.BACKGROUND, np.uint8)
+    tile[: rgb.shape[0], : rgb.shape[1]] = rgb[: size[0], : size[1]]
     return tile
 
 

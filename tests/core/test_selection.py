@@ -12,6 +12,7 @@ from torch import nn
 
 from zfwidgets.core.inspector import Inspector
 from zfwidgets.core.selection import (
+    ArchitectureComparison,
     aliasing,
     compare_architectures,
     filter_health,
@@ -300,3 +301,19 @@ def test_compare_architectures_refuses_bad_input():
     assert report.projections["x"].shape == (2, 1, 14, 14) and "accuracy" not in report.rows[0]
     with pytest.raises(ValueError, match="unknown model 'y'; compared: x"):
         report.filter_grid("y")
+
+
+def test_projection_grid_crops_each_projection_to_its_support_and_enlarges_it():
+    projections = torch.zeros(3, 1, 20, 20)
+    projections[0, 0, 2:5, 3:6] = torch.arange(9.0).view(3, 3) - 4  # 3x3 of detail
+    projections[1, 0, 15:18, 10:13] = 1.0
+    projections[2, 0, 8, 8] = -2.0
+    report = ArchitectureComparison(rows=[], filters={"m": torch.zeros(1, 1, 3, 3)})
+    report.projections["m"] = projections
+    picture = report.projection_grid("m", cols=2, scale=4, crop=True, count=2)
+    # two tiles of (3 + 2 margin pixels) x 4 = 20 px, cut around each 3x3 by hand
+    assert picture.shape == (20 + 4, 2 * (20 + 2) + 2, 3)
+    first = picture[2:22, 2:22, 0]
+    by_hand = projections[0, 0, 1:6, 2:7]
+    expected = np.round(127.5 + 127.5 * by_hand.numpy() / 4 + 0.25).clip(0, 255)
+    assert np.array_equal(first, expected.repeat(4, 0).repeat(4, 1))

@@ -1,6 +1,7 @@
 """Every widget's layout holds in a real JupyterLab: at notebook widths of 800, 1000 and 1400 px
-and at each layer of the demo, no part of the widget reaches past its output cell on the right
-and the widget is no taller than the bound stated in ``HEIGHT_BOUNDS``.
+and at each layer of the demo, no part of the widget reaches past its output cell on the right,
+the widget is no taller than the bound stated in ``HEIGHT_BOUNDS``, and every picture (Image or
+canvas) is shown at a whole-number multiple of its own pixel size, so none looks soft.
 
 Saves ``layout_<widget>_<width>_<state>.png`` to the screenshot folder for every case, to look
 at (the LayerBrowser with its top 9 on, the state the issue found broken on conv3).
@@ -97,7 +98,18 @@ _MEASURE_JS = """(css) => {
       culprit = el.tagName + '.' + el.className;
     }
   }
-  return {reach, culprit, scroll: widget.scrollWidth - widget.clientWidth,
+  // Every picture shown at a whole-number multiple of its own pixels (else it looks soft).
+  const soft = [];
+  for (const el of widget.querySelectorAll('img, canvas')) {
+    const r = el.getBoundingClientRect();
+    const own = el.tagName === 'IMG' ? el.naturalWidth : el.width;
+    if (r.width === 0 || own === 0) continue;
+    const scale = r.width / own;
+    if (Math.abs(scale - Math.round(scale)) > 0.02 || Math.round(scale) < 1) {
+      soft.push(`${el.tagName}.${el.className}: ${own} px shown at ${r.width.toFixed(1)}`);
+    }
+  }
+  return {reach, culprit, soft, scroll: widget.scrollWidth - widget.clientWidth,
           height: widget.getBoundingClientRect().height, cell: cell.getBoundingClientRect().width};
 }"""
 
@@ -146,6 +158,7 @@ def test_layout_holds_at_every_width_and_layer(browser_page, jupyterlab, name):
                         f"{width} px, {state}: reaches {m['reach']:.0f} px past the cell "
                         f"({m['culprit']}), scrolls {m['scroll']} px"
                     )
+                problems += [f"{width} px, {state}: soft picture {p}" for p in m["soft"]]
                 bound = HEIGHT_BOUNDS[name][width]
                 if m["height"] > bound:
                     problems.append(

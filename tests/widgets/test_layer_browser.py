@@ -172,10 +172,27 @@ def test_gradcam_disables_the_unit_toggle(browser):
     assert not browser._position_toggle.disabled
 
 
-def test_layer_menu_lists_conv_aliases_first_and_every_layer(browser):
+def test_layer_menu_lists_the_blocks_then_each_browsable_step_once(browser, d):
     values = [value for _, value in browser._layer_menu.options]
-    assert values[:3] == ["conv1", "conv2", "conv3"]
-    assert set(browser.inspector.layers) <= set(values)
+    insp = browser.inspector
+    assert values[:5] == ["conv1", "conv2", "conv3", "fc4", "fc5"]
+    steps = [insp.layer_name(v) for v in values]
+    assert len(set(steps)) == len(steps)  # no step twice ("features.1" is conv1)
+    modules = dict(d.model.named_modules())
+    hidden = (torch.nn.Dropout, torch.nn.LocalResponseNorm, torch.nn.Flatten, torch.nn.Identity)
+    kept = (torch.nn.Conv2d, torch.nn.ReLU, torch.nn.MaxPool2d, torch.nn.Linear)
+    assert not [s for s in steps if isinstance(modules.get(s), hidden)]
+    assert "flatten" not in steps  # torch.flatten in forward, no module
+    assert {n for n, m in modules.items() if isinstance(m, kept)} == set(steps)
+    assert len(values) < len(insp.layers)
+
+
+def test_a_step_the_menu_hides_can_still_be_set_from_code(browser, d):
+    lrn = next(n for n, m in d.model.named_modules() if isinstance(m, torch.nn.LocalResponseNorm))
+    browser.layer = lrn
+    assert browser.status == "" and browser._layer_menu.value == lrn
+    browser.layer = "conv2"
+    assert lrn not in [value for _, value in browser._layer_menu.options]
 
 
 def test_kwargs_set_the_initial_state(d, ref):

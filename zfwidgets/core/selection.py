@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from zfwidgets.core.filters import filter_images
 from zfwidgets.core.inspector import Inspector
+from zfwidgets.core.panels import crop_to_support
 from zfwidgets.core.render import grid, projection_image, upscale
 
 __all__ = [
@@ -433,9 +434,24 @@ class ArchitectureComparison:
         tiles = filter_images(self.filters[self._name(name)], per_filter=per_filter)
         return grid([upscale(t, scale) for t in tiles], cols)
 
-    def projection_grid(self, name: str, cols: int = 8, scale: int = 2) -> np.ndarray:
-        """The layer-2 projections of ``name``, each stretched on its own, as one picture."""
-        tiles = [projection_image(p) for p in self.projections[self._name(name)]]
+    def projection_grid(
+        self,
+        name: str,
+        cols: int = 8,
+        scale: int = 2,
+        crop: bool = False,
+        count: int | None = None,
+    ) -> np.ndarray:
+        """The layer-2 projections of ``name``, each stretched on its own, as one picture.
+
+        ``count`` keeps only the first maps' projections; ``crop`` cuts each to one common
+        square around its non-zero pixels (:func:`~zfwidgets.core.panels.crop_to_support`),
+        so that ``scale`` can enlarge the detail, and any aliasing grid, to judge it.
+        """
+        projections = self.projections[self._name(name)][:count]
+        if crop:
+            projections = crop_to_support(projections)
+        tiles = [projection_image(p) for p in projections]
         return grid([upscale(t, scale) for t in tiles], cols)
 
     def table(self, digits: int = 3) -> str:

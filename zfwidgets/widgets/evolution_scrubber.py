@@ -55,6 +55,7 @@ from zfwidgets.widgets.parts import (
     place_patch,
     png_image,
     rgba,
+    size_canvas,
 )
 from zfwidgets.widgets.top_nine import TOP_K, patch_side, top_nine_pictures, unit_picture
 
@@ -559,8 +560,7 @@ class EvolutionScrubber(WidgetBase):
             return
         height, width = picture.shape[:2]
         with hold_canvas():
-            if (self._canvas.width, self._canvas.height) != (width, height):
-                self._canvas.width, self._canvas.height = width, height
+            size_canvas(self._canvas, height, width)
             self._canvas.put_image_data(picture, 0, 0)
 
     def _draw_top(self, frame: Frame | None) -> None:

@@ -48,6 +48,7 @@ from zfwidgets.widgets.parts import (
     image_from_bytes,
     png_image,
     rgba,
+    size_canvas,
     uploaded_files,
     zoom_for,
 )
@@ -311,11 +312,9 @@ class LayerBrowser(WidgetBase):
             tooltip=self._projection_image.help_text, width=side, min_height=lines
         )
         # Colour bars: which values the colours stand for, and on which scale.
-        # (at their own pixel size: a VBox would stretch them to its width)
-        own = {"align_self": "flex-start"}
-        self._grid_bar = png_image("The colour scale of the whole grid", "zfw-grid-bar", **own)
-        self._heat_bar = png_image("The selected map's colour scale", "zfw-heat-bar", **own)
-        self._projection_bar = png_image("The projection's grey scale", "zfw-projection-bar", **own)
+        self._grid_bar = png_image("The colour scale of the whole grid", "zfw-grid-bar")
+        self._heat_bar = png_image("The selected map's colour scale", "zfw-heat-bar")
+        self._projection_bar = png_image("The projection's grey scale", "zfw-projection-bar")
         self._top_projections = png_image("Top-9 projections", "zfw-top-projections")
         self._top_patches = png_image("Top-9 image patches", "zfw-top-patches")
         self._top_caption = caption(width="560px")
@@ -614,10 +613,7 @@ class LayerBrowser(WidgetBase):
             return
         height, width = self._grid_rgba.shape[:2]
         with hold_canvas():
-            if (self._canvas.width, self._canvas.height) != (width, height):
-                self._canvas.width, self._canvas.height = width, height
-                # shown at its own pixel size: a CSS-scaled canvas looks soft
-                self._canvas.layout.width, self._canvas.layout.height = f"{width}px", f"{height}px"
+            size_canvas(self._canvas, height, width)
             self._canvas.put_image_data(self._grid_rgba, 0, 0)
             self._framed = None
             self._stroke_selection()

@@ -32,13 +32,15 @@ __all__ = [
     "display_name",
     "layer_label",
     "layer_options",
+    "menu_layers",
     "method_choices",
 ]
 
 
-UNBROWSED = frozenset(
-    {"dropout", "lrn", "flatten", "reshape", "identity"}
-)  # steps the menu leaves out
+#: Kinds of step that nobody browses: they pass their input on (dropout, identity, flatten,
+#: reshape) or only rescale it (LRN), so their maps are those of the step before. The one rule
+#: that keeps them out of the layer menus; they can still be set from code (``w.layer = ...``).
+UNBROWSED = frozenset({"dropout", "lrn", "flatten", "reshape", "identity"})
 
 
 def _step_names(insp: Inspector) -> set[str]:
@@ -55,28 +57,37 @@ def layer_label(insp: Inspector, name: str) -> str:
     return f"{name}  · {insp.steps[insp.layer_index(name)].kind}"
 
 
+def menu_layers(insp: Inspector) -> list[str]:
+    """The layers a menu offers by default: the model's blocks, followed on a chain by the
+    steps worth browsing that no block already names (``features.0 · conv``, the pools).
+
+    Left out: a step a block names (``features.1`` is ``conv1``) and the :data:`UNBROWSED`
+    kinds (dropout, LRN, flatten, identity). A graph lists its blocks only.
+
+    Example:
+        >>> from zfwidgets import Inspector, demo
+        >>> insp = Inspector(demo.load().model, device="cpu")
+        >>> menu_layers(insp)[:6]
+        ['conv1', 'conv2', 'conv3', 'fc4', 'fc5', 'features.0']
+        >>> [s.kind for s in insp.steps if s.name in menu_layers(insp)].count("lrn")
+        0
+    """
+    blocks = list(insp.blocks)
+    if not insp.graph.is_chain:
+        return blocks
+    named = {insp.layer_name(name) for name in blocks}
+    return blocks + [
+        step.name
+        for step in insp.steps
+        if step.name not in blocks and step.name not in named and step.kind not in UNBROWSED
+    ]
+
+
 def layer_options(insp: Inspector, names: Sequence[str] | None = None) -> list[tuple[str, str]]:
-    """``(label, name)`` menu entries for ``names``; by default the model's blocks, followed on
-    a chain by every step (a chain's steps are few, and each is a layer of the paper), grouped:
-    first the steps worth browsing, then, marked "(same as conv1)" or "(rarely browsed)", the
-    steps a block already names (``features.1`` is ``conv1``) and the dropout, LRN, flatten
-    and identity steps."""
-    if names is None:
-        blocks = list(insp.blocks)
-        if not insp.graph.is_chain:
-            return [(layer_label(insp, name), name) for name in blocks]
-        named = {insp.layer_name(name): name for name in blocks}
-        steps = [name for name in insp.layers if name not in blocks]
-        kind = {name: insp.steps[insp.layer_index(name)].kind for name in steps}
-        browsed = [n for n in steps if n not in named and kind[n] not in UNBROWSED]
-        same = [n for n in steps if n in named]
-        rare = [n for n in steps if n not in named and kind[n] in UNBROWSED]
-        return (
-            [(layer_label(insp, name), name) for name in blocks + browsed]
-            + [(f"{layer_label(insp, n)}  (same as {named[n]})", n) for n in same]
-            + [(f"{layer_label(insp, n)}  (rarely browsed)", n) for n in rare]
-        )
-    return [(layer_label(insp, name), name) for name in names]
+    """``(label, name)`` menu entries for ``names``, by default for :func:`menu_layers`."""
+    return [
+        (layer_label(insp, name), name) for name in (menu_layers(insp) if names is None else names)
+    ]
 
 
 def display_name(insp: Inspector, layer: str) -> str:

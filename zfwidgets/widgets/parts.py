@@ -46,6 +46,7 @@ __all__ = [
     "place_patch",
     "png_image",
     "rgba",
+    "size_canvas",
     "text_html",
     "uploaded_files",
     "zoom_for",
@@ -202,7 +203,12 @@ def png_image(tooltip: str = "", css_class: str = "", **layout: Any) -> widgets.
     ``tooltip`` is the picture's help text. It is kept as ``image.help_text`` and deliberately
     not set as the Image's ``tooltip``: ipywidgets 8.1's front end fails to draw an Image, Box
     or Canvas that has one (jupyter-widgets/ipywidgets#3860). Show it on a caption instead.
+
+    The picture is shown at its own pixel size (``align_self: flex-start``): a flex box would
+    otherwise stretch it to the box's width (168 px shown at 180), which blurs every pixel.
+    Draw it at the size it should appear on screen, an integer multiple of the data.
     """
+    layout = {"align_self": "flex-start", **layout}
     image = widgets.Image(value=blank_png(8), format="png", layout=widgets.Layout(**layout))
     image.help_text = tooltip
     image.add_class("zfw-picture")
@@ -219,6 +225,16 @@ def blank_png(side: int = PICTURE_SIDE) -> bytes:
 def zoom_for(size: int, target: int = PICTURE_SIDE) -> int:
     """The whole-number enlargement that brings ``size`` pixels closest to ``target``."""
     return max(1, round(target / max(size, 1)))
+
+
+def size_canvas(canvas: Any, height: int, width: int) -> None:
+    """Gives an ipycanvas ``canvas`` ``height`` x ``width`` pixels and shows it at exactly that
+    size on screen: a canvas keeps its first CSS size otherwise, and one stretched from 379 to
+    444 px looks soft. Call inside ``hold_canvas()``, before drawing."""
+    if (canvas.width, canvas.height) != (width, height):
+        canvas.width, canvas.height = width, height
+    if (canvas.layout.width, canvas.layout.height) != (f"{width}px", f"{height}px"):
+        canvas.layout.width, canvas.layout.height = f"{width}px", f"{height}px"
 
 
 def rgba(picture: np.ndarray) -> np.ndarray:
