@@ -333,19 +333,21 @@ class _Boxed:
     """A signal that is zero outside ``box`` of its plane: ``t`` (1, C or 1, h, w).
 
     ``box`` is (y0, y1, x0, x1), end exclusive; ``channel`` is the one channel ``t`` carries
-    while only one can be nonzero (None once it carries them all).
+    while only one can be nonzero (None once it carries them all). ``owned``: no other signal
+    shares ``t``, so the next step may write into it (fewer large allocations).
     """
 
     t: Tensor
     box: tuple[int, int, int, int]
     channel: int | None
+    owned: bool = False
 
     def full_channels(self, channels: int) -> _Boxed:
         if self.channel is None:
             return self
         t = self.t.new_zeros(1, channels, *self.t.shape[-2:])
         t[:, self.channel] = self.t[:, 0]
-        return _Boxed(t, self.box, None)
+        return _Boxed(t, self.box, None, True)
 
 
 def _join(a: _Boxed | None, b: _Boxed, channels: int) -> _Boxed:
@@ -357,12 +359,16 @@ def _join(a: _Boxed | None, b: _Boxed, channels: int) -> _Boxed:
     box = (min(a.box[0], b.box[0]), max(a.box[1], b.box[1]), min(a.box[2], b.box[2]))
     box = (*box, max(a.box[3], b.box[3]))
     if box == a.box == b.box:
-        return _Boxed(a.t + b.t, box, a.channel)
+        if b.owned or a.owned:
+            into, other = (b, a) if b.owned else (a, b)
+            into.t += other.t
+            return into
+        return _Boxed(a.t + b.t, box, a.channel, True)
     t = a.t.new_zeros(1, a.t.shape[1], box[1] - box[0], box[3] - box[2])
     for part in (a, b):
         y0, x0 = part.box[0] - box[0], part.box[2] - box[2]
         t[..., y0 : y0 + part.t.shape[-2], x0 : x0 + part.t.shape[-1]] += part.t
-    return _Boxed(t, box, a.channel)
+    return _Boxed(t, box, a.channel, True)
 
 
 def _boxed_step(step: Step, w: dict, rec: Record, row: int, sig: _Boxed, method: str):
@@ -372,31 +378,33 @@ def _boxed_step(step: Step, w: dict, rec: Record, row: int, sig: _Boxed, method:
     ch = slice(None) if sig.channel is None else slice(sig.channel, sig.channel + 1)
     grad, box = sig.t, sig.box
     if kind in ("relu", "relu6"):
-        if method == "deconvnet":
-            return [_Boxed(torch.relu(grad), box, sig.channel)]
-        mask = _crop_rows(rec.relu_mask(step.index)[row : row + 1, ch], box)
-        grad = torch.relu(grad) * mask if method == "guided" else grad * mask
-        return [_Boxed(grad, box, sig.channel)]
+        if method != "saliency":
+            grad = grad.relu_() if sig.owned else torch.relu(grad)
+        if method != "deconvnet":
+            mask = _crop_rows(rec.relu_mask(step.index)[row : row + 1, ch], box)
+            grad = grad.mul_(mask) if sig.owned or method == "guided" else grad * mask
+        return [_Boxed(grad, box, sig.channel, True)]
     if kind in ("dropout", "identity"):
         return [sig]
     if kind == "bn":
         if w is _FOLDED:
             return [sig]
-        scale = norm_scale(step, w)[ch]
-        return [_Boxed(grad * scale.view(1, -1, 1, 1), box, sig.channel)]
+        scale = norm_scale(step, w)[ch].view(1, -1, 1, 1)
+        grad = grad.mul_(scale) if sig.owned else grad * scale
+        return [_Boxed(grad, box, sig.channel, True)]
     if kind == "lrn":
         if method == "deconvnet":
             return [sig]
         sig = sig.full_channels(in_shape[1])  # spatially pointwise, but it mixes channels
         x_in = _crop_rows(rec.saved[step.index][0][row : row + 1], box)
-        return [_Boxed(_vjp(step, w, x_in, sig.t), box, None)]
+        return [_Boxed(_vjp(step, w, x_in, sig.t), box, None, True)]
     if kind == "maxpool":
         grad, box = _unpool_box(step, rec, row, ch, grad, box, in_shape)
-        return [_Boxed(grad, box, sig.channel)]
+        return [_Boxed(grad, box, sig.channel, True)]
     if kind == "conv":
         return [_conv_boxed(step, w, sig, in_shape)]
     if kind == "add" and all(_input_shape(rec, i) == rec.shapes[step.index] for i in step.inputs):
-        return [sig] * len(step.inputs)
+        return [_Boxed(sig.t, sig.box, sig.channel)] * len(step.inputs)  # shared: not owned
     if kind == "cat" and _cat_dim(step) in (1, -3) and len(rec.shapes[step.index]) == 4:
         return _cat_boxed(step, rec, sig)
     return None
@@ -427,7 +435,7 @@ def _conv_boxed(step: Step, w: dict, sig: _Boxed, in_shape) -> _Boxed:
     ny1 = min(top + out.shape[-2], in_shape[-2])
     nx1 = min(left + out.shape[-1], in_shape[-1])
     grad = out[..., ny0 - top : ny1 - top, nx0 - left : nx1 - left]
-    return _Boxed(grad, (ny0, ny1, nx0, nx1), None)
+    return _Boxed(grad, (ny0, ny1, nx0, nx1), None, True)
 
 
 def _cat_dim(step: Step) -> int:
