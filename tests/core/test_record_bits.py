@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from zfwidgets.core.record import pack_bits, unpack_bits
+from zfwidgets.core.layers import pool_geometry
+from zfwidgets.core.record import decode_switches, encode_switches, pack_bits, unpack_bits
 
 
 def _packed_by_loop(mask: torch.Tensor) -> torch.Tensor:
@@ -37,3 +38,19 @@ def test_relu_mask_from_output_equals_input_sign():
     x = torch.randn(2, 4, 6, 6)
     x[0, 0, 0, :3] = torch.tensor([0.0, -0.0, 1e-30])
     assert torch.equal(torch.relu(x).bool(), x > 0)
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, padding, dilation, ceil",
+    [(3, 2, 1, 1, False), (2, 2, 0, 1, False), (3, 2, 0, 1, True), (3, 1, 1, 2, False)],
+)
+def test_switches_round_trip_to_max_pool_indices(kernel, stride, padding, dilation, ceil):
+    pool = torch.nn.MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil)
+    geometry = pool_geometry(pool)
+    x = torch.randn(2, 3, 17, 15, generator=torch.Generator().manual_seed(kernel + dilation))
+    _, indices = torch.nn.functional.max_pool2d(
+        x, kernel, stride, padding, dilation, ceil, return_indices=True
+    )
+    offsets = encode_switches(indices, geometry, x.shape[-1])
+    assert offsets.dtype == torch.uint8 and int(offsets.max()) < kernel * kernel
+    assert torch.equal(decode_switches(offsets, geometry, x.shape[-1]), indices)
