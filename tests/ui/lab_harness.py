@@ -645,3 +645,38 @@ def wait_for_new_screenshot(locator, before: bytes, timeout: float = 30.0, thres
         if time.monotonic() > deadline:
             raise HarnessError(f"The picture did not change within {timeout:.0f} s.")
         time.sleep(0.2)
+
+
+# Tutorial 03 opens its LayerBrowser on conv2 (64 maps of 13x13) at map 46.
+TUTORIAL_03 = "notebooks/03_layer_browser.ipynb"
+_T03_MAPS, _T03_MAP_SIZE, _T03_START, _T03_CLICKED = 64, (13, 13), 46, 9
+_T03_PICTURES = ("zfw-input", "zfw-heat", "zfw-projection", "zfw-top-patches")
+
+
+def check_tutorial_03_browser(widget, where: str) -> None:
+    """Tutorial 03's LayerBrowser in ``widget`` has drawn its grid and pictures, and a click on
+    map 9 selects it, redraws the projection and leaves the grid drawn (``where``: the app)."""
+    from playwright.sync_api import expect
+
+    from zfwidgets.widgets.parts import GridGeometry
+
+    widget.scroll_into_view_if_needed()
+    canvas = widget.locator("canvas.zfw-feature-maps").first
+    canvas.wait_for(state="visible")
+    assert nonblank_pixels(wait_for_drawn_canvas(canvas)) > 5000, (
+        f"the feature-map canvas is blank in {where}"
+    )
+    for name in _T03_PICTURES:
+        picture = widget.locator(f"img.{name}").first
+        assert nonblank_pixels(picture.screenshot()) > 500, f"img.{name} rendered blank in {where}"
+    readout = widget.locator(".widget-slider .widget-readout").first
+    expect(readout).to_have_text(str(_T03_START))
+    projection = widget.locator("img.zfw-projection").first
+    before = projection.screenshot()
+    geometry, _ = GridGeometry.for_tiles(_T03_MAPS, _T03_MAP_SIZE)
+    click_canvas_at(canvas, *geometry.center(_T03_CLICKED))
+    expect(readout, "clicking a map did not select it").to_have_text(str(_T03_CLICKED))
+    wait_for_new_screenshot(projection, before, timeout=30)
+    assert nonblank_pixels(canvas_png(canvas)) > 5000, (
+        f"the grid went blank after a click in {where}"
+    )

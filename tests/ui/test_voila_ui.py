@@ -10,23 +10,14 @@ from __future__ import annotations
 
 import pytest
 from lab_harness import (
-    canvas_png,
-    click_canvas_at,
+    TUTORIAL_03,
+    check_tutorial_03_browser,
     nonblank_pixels,
     screenshot_path,
     wait_for_drawn_canvas,
-    wait_for_new_screenshot,
 )
 
-from zfwidgets.widgets.parts import GridGeometry
-
 pytestmark = pytest.mark.ui
-
-NOTEBOOK = "notebooks/03_layer_browser.ipynb"
-# The notebook opens the browser on conv2 (64 maps of 13x13) at map 46.
-MAPS, MAP_SIZE, START = 64, (13, 13), 46
-CLICKED = 9
-PICTURES = ("zfw-input", "zfw-heat", "zfw-projection", "zfw-top-patches")
 
 
 def _open_app(page, voila, notebook: str, widget_class: str):
@@ -56,30 +47,11 @@ def _voila_errors(page) -> list[str]:
 
 
 def test_layer_browser_draws_in_voila_and_follows_clicks(voila_page, voila):
-    from playwright.sync_api import expect
-
     page = voila_page
     widget = page.locator(".zfw-layer-browser").first
     try:
-        _open_app(page, voila, NOTEBOOK, "zfw-layer-browser")
-        canvas = widget.locator("canvas.zfw-feature-maps").first
-
-        drawn = wait_for_drawn_canvas(canvas)
-        assert nonblank_pixels(drawn) > 5000, "the feature-map canvas is blank in Voila"
-        for name in PICTURES:
-            picture = widget.locator(f"img.{name}").first
-            assert nonblank_pixels(picture.screenshot()) > 500, f"img.{name} rendered blank"
-
-        readout = widget.locator(".widget-slider .widget-readout").first
-        expect(readout).to_have_text(str(START))
-        projection = widget.locator("img.zfw-projection").first
-        before = projection.screenshot()
-        geometry, _ = GridGeometry.for_tiles(MAPS, MAP_SIZE)
-        click_canvas_at(canvas, *geometry.center(CLICKED))
-        expect(readout, "clicking a map did not select it").to_have_text(str(CLICKED))
-        wait_for_new_screenshot(projection, before, timeout=30)
-        assert nonblank_pixels(canvas_png(canvas)) > 5000, "the grid went blank after a click"
-
+        _open_app(page, voila, TUTORIAL_03, "zfw-layer-browser")
+        check_tutorial_03_browser(widget, "Voila")
         _assert_no_errors(page)
     finally:
         if widget.count():
