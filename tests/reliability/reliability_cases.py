@@ -254,6 +254,19 @@ class FunctionalLeaky(nn.Module):
         return F.leaky_relu(self.conv(x))
 
 
+class ViewNet(nn.Module):
+    """A conv, pool and ``Linear(72, 4)`` fed by ``x.view(-1, 72)``, as tutorials write it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 5)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(72, 4)
+
+    def forward(self, x):
+        return self.fc(self.pool(torch.relu(self.conv(x))).view(-1, 72))
+
+
 class Swish(nn.Module):
     """A custom layer: x * sigmoid(x)."""
 
@@ -405,6 +418,17 @@ def _cases() -> list[Case]:
     @row("far-larger", img, "a (1, 400, 400) image", "S in 27..30")
     def _(e):
         return error_of(lambda: e.insp.predict(torch.zeros(1, 400, 400)))
+
+    @row(
+        "view-wrong-size", img, "a (1, 28, 28) image to a model with x.view(-1, 72)", "S in 10..11"
+    )
+    def _(e):
+        torch.manual_seed(0)
+        model = ViewNet().eval()
+        # torch runs it and quietly returns 16 rows for one image; 10 and 11 give one row.
+        assert model(torch.zeros(1, 1, 28, 28)).shape == (16, 4)
+        assert [model(torch.zeros(1, 1, s, s)).shape for s in (10, 11)] == [(1, 4)] * 2
+        return error_of(lambda: Inspector(model, device="cpu").predict(torch.zeros(1, 28, 28)))
 
     @row(
         "huge-image",
