@@ -987,6 +987,40 @@ def _cases() -> list[Case]:
         assert torch.equal(insp.activations(x, "1"), plain) and not calls, calls
         return f"accepted, with a warning: {caught[0].message}"
 
+    graphs = "Graph models (torchvision, random weights, 64 px RGB images)"
+
+    def torchvision_inspector(name: str) -> Inspector:
+        import torchvision
+
+        torch.manual_seed(0)
+        return Inspector(getattr(torchvision.models, name)().eval(), device="cpu")
+
+    rgb64 = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+    @row("graph-unknown-layer", graphs, "ResNet-18, layer 'layer9'", "Blocks: conv1, relu")
+    def _(e):
+        return error_of(lambda: torchvision_inspector("resnet18").activations(rgb64, "layer9"))
+
+    @row("graph-channel", graphs, "DenseNet-121, channel 256 of 'denseblock1'", "0..255")
+    def _(e):
+        insp = torchvision_inspector("densenet121")
+        return error_of(lambda: insp.project(rgb64, "denseblock1", 256))
+
+    @row("graph-too-small", graphs, "DenseNet-121, a (3, 16, 16) image", "S >= 29")
+    def _(e):
+        insp = torchvision_inspector("densenet121")
+        return error_of(lambda: insp.predict(torch.zeros(3, 16, 16)))
+
+    @row(
+        "graph-deconvnet-silu",
+        graphs,
+        "EfficientNet-B0 (SiLU, sigmoid gates), then deconvnet",
+        "'features.0.2' (SiLU)",
+    )
+    def _(e):
+        insp = torchvision_inspector("efficientnet_b0")
+        return error_of(lambda: insp.project(rgb64, "features.2", 0, method="deconvnet"))
+
     up = "Uploads (LayerBrowser's upload button)"
     noise = np.random.default_rng(0).integers(0, 256, (28, 28), np.uint8)
 

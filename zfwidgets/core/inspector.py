@@ -45,6 +45,7 @@ __all__ = ["Inspector", "Position"]
 
 # Steps that pass every value on unchanged (only the shape may change).
 _SHAPE_ONLY = ("reshape", "flatten", "dropout", "identity")
+_LARGEST_SIDE = 4096  # the largest square side the size advice tries
 
 
 class _BatchLost(ValueError):
@@ -302,7 +303,7 @@ class Inspector:
                 got = f", input {tuple(x.shape[1:])}" if isinstance(x, Tensor) else ""
                 raise ValueError(
                     f"an input of shape {input_shape} does not fit layer '{step.name}' "
-                    f"({step.kind}{got}): {err}"
+                    f"({step.kind}{got}): {err}" + self._size_hint(input_shape)
                 ) from err
             shapes.append(_shape_of(y))
             return y
@@ -366,12 +367,14 @@ class Inspector:
                 return None
             return int(out[0].numel())
 
-        sides = fitting_side(features, linear.module.in_features)
+        sides = fitting_side(features, linear.module.in_features, _LARGEST_SIDE)
         if sides is None:
             return ""
         low, high = sides
         if low == high:
             return f"; it takes images of shape {(input_shape[0], low, low)}"
+        if high == _LARGEST_SIDE:  # an adaptive pool before the classifier: any larger size
+            return f"; it takes images of shape ({input_shape[0]}, S, S) with S >= {low}"
         return f"; it takes images of shape ({input_shape[0]}, S, S) with S in {low}..{high}"
 
     # ----- records ------------------------------------------------------------------------
