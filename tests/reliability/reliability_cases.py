@@ -1257,14 +1257,25 @@ FOOTER_ROWS = [
         "test_bad_input_table.py",
     ),
     (
-        "10,000 random widget events: resident memory, cache budget, no escaped exception, "
-        "final pictures equal a fresh computation",
+        "10,000 random widget events (the demo, a ResNet-18, the real-photo model): resident "
+        "memory, cache budget, no escaped exception, final pictures equal a fresh computation",
         "test_soak.py",
     ),
     (
         "a script that ends while each of the four widgets works in the background exits with "
         "code 0, five runs each, and once more after close()",
         "test_exit.py",
+    ),
+    (
+        "a real Jupyter kernel restarted (politely and at once) during an OcclusionSlider sweep "
+        "or a LayerBrowser top 9: the old kernel exits 0 (a polite restart), nothing prints "
+        "'terminate called', the new kernel runs a cell",
+        "test_kernel_restart.py",
+    ),
+    (
+        "the image, layer, channel, position, fill and class cases over ResNet-18, "
+        "DenseNet-121 and MobileNetV2: each range checked against the real model",
+        "test_graph_bad_input.py",
     ),
 ]
 FOOTER = "\n".join(
