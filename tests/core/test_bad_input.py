@@ -170,3 +170,28 @@ def test_wrong_size_at_a_reshape_names_the_step_and_the_sizes_that_work(batch_fi
     assert f"(1, S, S) with S in {sides[0]}..{sides[-1]}" in message
     for good in sides:  # the advised sizes do work in the inspector
         assert Inspector(model, device="cpu").predict(torch.zeros(1, good, good)).shape == (4,)
+
+
+class _NoBatchAxis(nn.Module):
+    """``torch.flatten(x)`` (every axis) before the classifier: torch runs it on one image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 5)
+        self.fc = nn.Linear(8 * 6 * 6, 4)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.relu(self.conv(x))))
+
+
+def test_a_reshape_that_drops_the_batch_axis_is_refused_naming_it():
+    torch.manual_seed(0)
+    model = _NoBatchAxis().eval()
+    assert model(torch.zeros(1, 1, 10, 10)).shape == (4,)  # torch: no row per image
+    with pytest.raises(RuntimeError):
+        model(torch.zeros(2, 1, 10, 10))  # and a batch of two does not run at all
+    with pytest.raises(ValueError) as info:
+        Inspector(model, device="cpu").predict(torch.zeros(1, 10, 10))
+    message = str(info.value)
+    assert "step 'flatten'" in message and "(1, 8, 6, 6)" in message and "(288,)" in message
+    assert "without the batch axis" in message and "x.flatten(1)" in message

@@ -935,6 +935,22 @@ def _cases() -> list[Case]:
     def _(e):
         return deconv_error(nn.Sequential(nn.Conv2d(3, 3, 3), nn.Tanh()))
 
+    @row(
+        "flatten-all", models, "torch.flatten(x) (every axis) before the classifier", "x.flatten(1)"
+    )
+    def _(e):
+        class FlattenAll(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(72, 3)
+
+            def forward(self, x):
+                return self.fc(torch.flatten(self.conv(x)))
+
+        model = FlattenAll()
+        assert model(torch.rand(1, 1, 8, 8)).shape == (3,)  # torch: no row per image
+        return error_of(lambda: Inspector(model, device="cpu").predict(torch.rand(1, 8, 8)))
+
     @row("not-a-model", models, "the string 'alexnet' as the model", "torch.nn.Module")
     def _(e):
         return error_of(lambda: Inspector("alexnet"))

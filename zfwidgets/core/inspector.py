@@ -49,14 +49,27 @@ _LARGEST_SIDE = 4096  # the largest square side the size advice tries
 
 
 class _BatchLost(ValueError):
-    """A reshape moved one image's values into several rows of the batch."""
+    """A reshape that does not keep one row per image: it spread one image over several rows,
+    or (``dropped``) it removed the batch axis."""
+
+    def __init__(self, message: str, dropped: bool) -> None:
+        super().__init__(message)
+        self.dropped = dropped
 
 
 def _check_batch_kept(x: Tensor, y) -> None:
-    """Raises _BatchLost when reshape output ``y`` has another batch size than ``x``."""
-    if isinstance(y, Tensor) and y.dim() > 0 and y.shape[0] != x.shape[0]:
-        rows = f"{y.shape[0]} rows" if y.shape[0] > 1 else "no batch axis"
-        raise _BatchLost(f"it makes {tuple(y.shape)} of them: one image becomes {rows}")
+    """Raises _BatchLost when reshape output ``y`` (batch 1) is not one row per image."""
+    if not isinstance(y, Tensor) or y.dim() == 0 or y.shape[0] == x.shape[0]:
+        return
+    if y.dim() == 1:
+        raise _BatchLost(
+            f"it makes {tuple(y.shape)} of them, without the batch axis: keep it, as "
+            "x.flatten(1) or x.view(x.size(0), -1) do",
+            dropped=True,
+        )
+    raise _BatchLost(
+        f"it makes {tuple(y.shape)} of them: one image becomes {y.shape[0]} rows", dropped=False
+    )
 
 
 def _arg_text(args) -> str:
@@ -319,6 +332,11 @@ class Inspector:
         and the image sizes that fit."""
         spec = f"{step.source}({_arg_text(step.node.args[1:])})"
         made = str(err) if isinstance(err, _BatchLost) else "they do not fit its arguments"
+        if isinstance(err, _BatchLost) and err.dropped:  # the model's code, not the image size
+            return (
+                f"reshape step '{step.name}' ({spec}) gets one image as {tuple(x.shape)} "
+                f"(batch axis first) and {made}"
+            )
         linear = next((s for s in self.steps[step.index :] if s.kind == "linear"), None)
         needs = (
             f"; layer '{linear.name}' after it needs {linear.module.in_features} values per image"
