@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from models import zf_like
+from torch import nn
 
 from zfwidgets import Inspector
 
@@ -123,3 +124,74 @@ def test_the_cache_is_not_corrupted_by_users_editing_results(insp):
     a.zero_()
     assert insp.activations(X, "conv2").abs().sum() > 0
     np.testing.assert_array_equal(insp.project(X, "conv2", 0), insp.project(X, "conv2", 0))
+
+
+class _ViewNet(nn.Module):
+    """A conv, pool and a Linear of fixed width fed by ``x.view(...)``, as tutorials write it."""
+
+    def __init__(self, batch_first: bool) -> None:
+        super().__init__()
+        self.batch_first = batch_first
+        self.conv = nn.Conv2d(1, 8, 5)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(72, 4)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.conv(x)))
+        return self.fc(x.view(x.size(0), -1) if self.batch_first else x.view(-1, 72))
+
+
+def _sides_that_work(model: nn.Module) -> list[int]:
+    """Brute force on the real model: the square sides giving one row of 4 scores per image."""
+    sides = []
+    for side in range(1, 41):
+        try:
+            out = model(torch.zeros(1, 1, side, side))
+        except RuntimeError:
+            continue
+        if out.shape == (1, 4):
+            sides.append(side)
+    return sides
+
+
+@pytest.mark.parametrize("batch_first", [False, True], ids=["view(-1, 72)", "view(n, -1)"])
+@pytest.mark.parametrize("side", [12, 28])
+def test_wrong_size_at_a_reshape_names_the_step_and_the_sizes_that_work(batch_first, side):
+    torch.manual_seed(0)
+    model = _ViewNet(batch_first).eval()
+    sides = _sides_that_work(model)
+    assert sides == list(range(sides[0], sides[-1] + 1))  # one range, as the advice says
+    with pytest.raises(ValueError) as info:
+        Inspector(model, device="cpu").predict(torch.zeros(1, side, side))
+    message = str(info.value)
+    got = 8 * ((side - 4) // 2) ** 2  # values per image that reach the reshape
+    assert f"input of shape (1, {side}, {side})" in message
+    assert "step 'view'" in message and str(got) in message and "72" in message
+    assert f"(1, S, S) with S in {sides[0]}..{sides[-1]}" in message
+    for good in sides:  # the advised sizes do work in the inspector
+        assert Inspector(model, device="cpu").predict(torch.zeros(1, good, good)).shape == (4,)
+
+
+class _NoBatchAxis(nn.Module):
+    """``torch.flatten(x)`` (every axis) before the classifier: torch runs it on one image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 5)
+        self.fc = nn.Linear(8 * 6 * 6, 4)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.relu(self.conv(x))))
+
+
+def test_a_reshape_that_drops_the_batch_axis_is_refused_naming_it():
+    torch.manual_seed(0)
+    model = _NoBatchAxis().eval()
+    assert model(torch.zeros(1, 1, 10, 10)).shape == (4,)  # torch: no row per image
+    with pytest.raises(RuntimeError):
+        model(torch.zeros(2, 1, 10, 10))  # and a batch of two does not run at all
+    with pytest.raises(ValueError) as info:
+        Inspector(model, device="cpu").predict(torch.zeros(1, 10, 10))
+    message = str(info.value)
+    assert "step 'flatten'" in message and "(1, 8, 6, 6)" in message and "(288,)" in message
+    assert "without the batch axis" in message and "x.flatten(1)" in message

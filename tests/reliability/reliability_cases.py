@@ -254,6 +254,19 @@ class FunctionalLeaky(nn.Module):
         return F.leaky_relu(self.conv(x))
 
 
+class ViewNet(nn.Module):
+    """A conv, pool and ``Linear(72, 4)`` fed by ``x.view(-1, 72)``, as tutorials write it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 5)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(72, 4)
+
+    def forward(self, x):
+        return self.fc(self.pool(torch.relu(self.conv(x))).view(-1, 72))
+
+
 class Swish(nn.Module):
     """A custom layer: x * sigmoid(x)."""
 
@@ -405,6 +418,17 @@ def _cases() -> list[Case]:
     @row("far-larger", img, "a (1, 400, 400) image", "S in 27..30")
     def _(e):
         return error_of(lambda: e.insp.predict(torch.zeros(1, 400, 400)))
+
+    @row(
+        "view-wrong-size", img, "a (1, 28, 28) image to a model with x.view(-1, 72)", "S in 10..11"
+    )
+    def _(e):
+        torch.manual_seed(0)
+        model = ViewNet().eval()
+        # torch runs it and quietly returns 16 rows for one image; 10 and 11 give one row.
+        assert model(torch.zeros(1, 1, 28, 28)).shape == (16, 4)
+        assert [model(torch.zeros(1, 1, s, s)).shape for s in (10, 11)] == [(1, 4)] * 2
+        return error_of(lambda: Inspector(model, device="cpu").predict(torch.zeros(1, 28, 28)))
 
     @row(
         "huge-image",
@@ -911,6 +935,22 @@ def _cases() -> list[Case]:
     def _(e):
         return deconv_error(nn.Sequential(nn.Conv2d(3, 3, 3), nn.Tanh()))
 
+    @row(
+        "flatten-all", models, "torch.flatten(x) (every axis) before the classifier", "x.flatten(1)"
+    )
+    def _(e):
+        class FlattenAll(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(72, 3)
+
+            def forward(self, x):
+                return self.fc(torch.flatten(self.conv(x)))
+
+        model = FlattenAll()
+        assert model(torch.rand(1, 1, 8, 8)).shape == (3,)  # torch: no row per image
+        return error_of(lambda: Inspector(model, device="cpu").predict(torch.rand(1, 8, 8)))
+
     @row("not-a-model", models, "the string 'alexnet' as the model", "torch.nn.Module")
     def _(e):
         return error_of(lambda: Inspector("alexnet"))
@@ -962,6 +1002,40 @@ def _cases() -> list[Case]:
             plain = model(x[None])[0]
         assert torch.equal(insp.activations(x, "1"), plain) and not calls, calls
         return f"accepted, with a warning: {caught[0].message}"
+
+    graphs = "Graph models (torchvision, random weights, 64 px RGB images)"
+
+    def torchvision_inspector(name: str) -> Inspector:
+        import torchvision
+
+        torch.manual_seed(0)
+        return Inspector(getattr(torchvision.models, name)().eval(), device="cpu")
+
+    rgb64 = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+    @row("graph-unknown-layer", graphs, "ResNet-18, layer 'layer9'", "Blocks: conv1, relu")
+    def _(e):
+        return error_of(lambda: torchvision_inspector("resnet18").activations(rgb64, "layer9"))
+
+    @row("graph-channel", graphs, "DenseNet-121, channel 256 of 'denseblock1'", "0..255")
+    def _(e):
+        insp = torchvision_inspector("densenet121")
+        return error_of(lambda: insp.project(rgb64, "denseblock1", 256))
+
+    @row("graph-too-small", graphs, "DenseNet-121, a (3, 16, 16) image", "S >= 29")
+    def _(e):
+        insp = torchvision_inspector("densenet121")
+        return error_of(lambda: insp.predict(torch.zeros(3, 16, 16)))
+
+    @row(
+        "graph-deconvnet-silu",
+        graphs,
+        "EfficientNet-B0 (SiLU, sigmoid gates), then deconvnet",
+        "'features.0.2' (SiLU)",
+    )
+    def _(e):
+        insp = torchvision_inspector("efficientnet_b0")
+        return error_of(lambda: insp.project(rgb64, "features.2", 0, method="deconvnet"))
 
     up = "Uploads (LayerBrowser's upload button)"
     noise = np.random.default_rng(0).integers(0, 256, (28, 28), np.uint8)
@@ -1199,14 +1273,25 @@ FOOTER_ROWS = [
         "test_bad_input_table.py",
     ),
     (
-        "10,000 random widget events: resident memory, cache budget, no escaped exception, "
-        "final pictures equal a fresh computation",
+        "10,000 random widget events (the demo, a ResNet-18, the real-photo model): resident "
+        "memory, cache budget, no escaped exception, final pictures equal a fresh computation",
         "test_soak.py",
     ),
     (
         "a script that ends while each of the four widgets works in the background exits with "
         "code 0, five runs each, and once more after close()",
         "test_exit.py",
+    ),
+    (
+        "a real Jupyter kernel restarted (politely and at once) during an OcclusionSlider sweep "
+        "or a LayerBrowser top 9: the old kernel exits 0 (a polite restart), nothing prints "
+        "'terminate called', the new kernel runs a cell",
+        "test_kernel_restart.py",
+    ),
+    (
+        "the image, layer, channel, position, fill and class cases over ResNet-18, "
+        "DenseNet-121 and MobileNetV2: each range checked against the real model",
+        "test_graph_bad_input.py",
     ),
 ]
 FOOTER = "\n".join(

@@ -1,5 +1,5 @@
-"""A long session: 10,000 random widget events across the four widgets, on the demo and on
-a ResNet-18.
+"""A long session: 10,000 random widget events across the four widgets, on the demo, on
+a ResNet-18 and on the real-photo model (EfficientNet-Lite0, one photo).
 
 Adding a widget is one entry in ``WIDGETS``: how to build it on the demo, its events, and how
 to check its final pictures against a fresh computation. Events drive traits directly (what
@@ -166,6 +166,33 @@ def _check_resnet_browser(b, d):
     assert b._projection_image.value == expected_projection(ref, b.image, b.layer, b.channel)
 
 
+PHOTO_LAYERS = ["features.0", "features.2", "features.4", "features.6"]
+PHOTO_METHODS = ["deconvnet", "guided", "saliency", "gradcam"]
+
+
+def _photos_browser(d):
+    """The real-photo model on one photo (EfficientNet-Lite0, 224 px, no mining: a light mix)."""
+    p = demo.photos()
+    insp = Inspector(p.model, device="cpu", cache_bytes=BUDGET)
+    b = LayerBrowser(insp, images=[p.dataset[0][0]], classes=p.classes)
+    # Warm-up: every layer and method drawn once, so that its 224-px buffers are allocated
+    # before the RSS baseline (its few events would otherwise first reach some after it).
+    for layer in PHOTO_LAYERS:
+        for method in PHOTO_METHODS:
+            b.layer, b.method = layer, method
+            assert b.wait(120)
+    return b
+
+
+def _check_photos_browser(b, d):
+    assert b.wait(120)
+    b.method, b.position = "deconvnet", "max"
+    b.channel = (b.channel + 1) % 8
+    assert b.wait(120)
+    ref = Inspector(demo.photos().model, device="cpu")
+    assert b._projection_image.value == expected_projection(ref, b.image, b.layer, b.channel)
+
+
 def _set(name, values):
     return lambda w, r: setattr(w, name, r.choice(values))
 
@@ -240,6 +267,18 @@ WIDGETS = [
             (1, _set("show_top", [True, False])),
         ],
         _check_resnet_browser,
+        lambda b: [b.inspector],
+    ),
+    Entry(  # 224-px pictures: a small weight keeps the default soak within minutes
+        "LayerBrowser on the photos",
+        _photos_browser,
+        [
+            (3, lambda b, r: setattr(b, "channel", r.randrange(-2, 330))),
+            (1, _set("layer", [*PHOTO_LAYERS, "x9"])),
+            (1, _set("method", [*PHOTO_METHODS, "magic"])),
+            (1, _set("position", ["max", "map"])),
+        ],
+        _check_photos_browser,
         lambda b: [b.inspector],
     ),
 ]

@@ -267,6 +267,8 @@ def fitting_side(
     low = first_side(wanted)
     if low > largest or features(low) != wanted:
         return None
+    if features(largest) == wanted:  # any larger side fits (an adaptive pool): no second search
+        return low, largest
     return low, first_side(wanted + 1) - 1
 
 

@@ -43,6 +43,40 @@ from zfwidgets.core.record import Record, _shape_of, record_forward
 
 __all__ = ["Inspector", "Position"]
 
+# Steps that pass every value on unchanged (only the shape may change).
+_SHAPE_ONLY = ("reshape", "flatten", "dropout", "identity")
+_LARGEST_SIDE = 4096  # the largest square side the size advice tries
+
+
+class _BatchLost(ValueError):
+    """A reshape that does not keep one row per image: it spread one image over several rows,
+    or (``dropped``) it removed the batch axis."""
+
+    def __init__(self, message: str, dropped: bool) -> None:
+        super().__init__(message)
+        self.dropped = dropped
+
+
+def _check_batch_kept(x: Tensor, y) -> None:
+    """Raises _BatchLost when reshape output ``y`` (batch 1) is not one row per image."""
+    if not isinstance(y, Tensor) or y.dim() == 0 or y.shape[0] == x.shape[0]:
+        return
+    if y.dim() == 1:
+        raise _BatchLost(
+            f"it makes {tuple(y.shape)} of them, without the batch axis: keep it, as "
+            "x.flatten(1) or x.view(x.size(0), -1) do",
+            dropped=True,
+        )
+    raise _BatchLost(
+        f"it makes {tuple(y.shape)} of them: one image becomes {y.shape[0]} rows", dropped=False
+    )
+
+
+def _arg_text(args) -> str:
+    """Reshape arguments as the user wrote them; side values (``x.size(0)``) by node name."""
+    return ", ".join(a.name if isinstance(a, torch.fx.Node) else repr(a) for a in args)
+
+
 Position = None | str | tuple[int, int]
 
 
@@ -265,18 +299,24 @@ class Inspector:
         def compute(step: Step, w, env):
             x = env.get(step.node.args[0]) if step.node.args else None
             if step.kind == "linear" and x.shape[-1] != step.module.in_features:
+                after = self._reshaped_by(step, shapes, input_shape)
                 raise ValueError(
                     f"an input of shape {input_shape} gives {x.shape[-1]} features at layer "
-                    f"'{step.name}', which expects {step.module.in_features}; the image size "
-                    "does not match what the model was built for" + self._size_hint(input_shape)
+                    f"'{step.name}', which expects {step.module.in_features}{after}; the image "
+                    "size does not match what the model was built for"
+                    + self._size_hint(input_shape)
                 )
             try:
                 y = evaluate(step, w, env)
+                if step.kind == "reshape" and isinstance(x, Tensor):
+                    _check_batch_kept(x, y)
             except (RuntimeError, ValueError, IndexError) as err:
+                if step.kind == "reshape" and isinstance(x, Tensor):
+                    raise ValueError(self._reshape_advice(step, x, input_shape, err)) from err
                 got = f", input {tuple(x.shape[1:])}" if isinstance(x, Tensor) else ""
                 raise ValueError(
                     f"an input of shape {input_shape} does not fit layer '{step.name}' "
-                    f"({step.kind}{got}): {err}"
+                    f"({step.kind}{got}): {err}" + self._size_hint(input_shape)
                 ) from err
             shapes.append(_shape_of(y))
             return y
@@ -287,10 +327,51 @@ class Inspector:
             )
         return shapes
 
+    def _reshape_advice(self, step: Step, x: Tensor, input_shape: tuple, err: Exception) -> str:
+        """What a reshape that does not fit was given (its input and the next layer's need)
+        and the image sizes that fit."""
+        spec = f"{step.source}({_arg_text(step.node.args[1:])})"
+        made = str(err) if isinstance(err, _BatchLost) else "they do not fit its arguments"
+        if isinstance(err, _BatchLost) and err.dropped:  # the model's code, not the image size
+            return (
+                f"reshape step '{step.name}' ({spec}) gets one image as {tuple(x.shape)} "
+                f"(batch axis first) and {made}"
+            )
+        linear = next((s for s in self.steps[step.index :] if s.kind == "linear"), None)
+        needs = (
+            f"; layer '{linear.name}' after it needs {linear.module.in_features} values per image"
+            if linear is not None
+            else ""
+        )
+        return (
+            f"an input of shape {input_shape} reaches reshape step '{step.name}' ({spec}) as "
+            f"{tuple(x.shape[1:])}, {x[0].numel()} values per image, and {made}{needs}"
+            + self._size_hint(input_shape)
+        )
+
+    def _reshaped_by(self, linear: Step, shapes: list, input_shape: tuple) -> str:
+        """``" (after reshape step 'view' of (8, 4, 4))"`` for the reshape feeding ``linear``;
+        ``shapes`` are the output shapes (batch 1) of the steps before it."""
+        index = linear.inputs[0]
+        while index >= 0 and self.steps[index].kind in _SHAPE_ONLY:
+            step = self.steps[index]
+            if step.kind in ("reshape", "flatten"):
+                before = step.inputs[0]
+                got = tuple(shapes[before][1:]) if before >= 0 else input_shape
+                return f" (after {step.kind} step '{step.name}' of {got})"
+            index = step.inputs[0]
+        return ""
+
     def _size_hint(self, input_shape: tuple) -> str:
         """``"; it takes (C, S, S) images"`` when a square size fits the first linear layer."""
-        linear = next(s for s in self.steps if s.kind == "linear")
+        linear = next((s for s in self.steps if s.kind == "linear"), None)
+        if linear is None:
+            return ""
+        # Count the values that reach the reshapes before the linear layer: a reshape such as
+        # x.view(-1, 72) keeps them but fails (or moves them into the batch) for other sizes.
         feeding = linear.inputs[0]
+        while feeding >= 0 and self.steps[feeding].kind in _SHAPE_ONLY:
+            feeding = self.steps[feeding].inputs[0]
         weights = graph_weights(self.graph, self.model, torch.device("meta"))
 
         def features(side: int) -> int | None:
@@ -304,12 +385,14 @@ class Inspector:
                 return None
             return int(out[0].numel())
 
-        sides = fitting_side(features, linear.module.in_features)
+        sides = fitting_side(features, linear.module.in_features, _LARGEST_SIDE)
         if sides is None:
             return ""
         low, high = sides
         if low == high:
             return f"; it takes images of shape {(input_shape[0], low, low)}"
+        if high == _LARGEST_SIDE:  # an adaptive pool before the classifier: any larger size
+            return f"; it takes images of shape ({input_shape[0]}, S, S) with S >= {low}"
         return f"; it takes images of shape ({input_shape[0]}, S, S) with S in {low}..{high}"
 
     # ----- records ------------------------------------------------------------------------
