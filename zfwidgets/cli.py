@@ -58,7 +58,7 @@ def _info(args: argparse.Namespace) -> int:
 def _figures(args: argparse.Namespace) -> int:
     import time
 
-    from zfwidgets.figures import make_figures
+    from zfwidgets.figures import ARCH_EPOCHS, make_figures
 
     started = time.perf_counter()
     paths = make_figures(
@@ -66,7 +66,7 @@ def _figures(args: argparse.Namespace) -> int:
         args.out,
         data=args.data,
         limit=args.limit,
-        arch_epochs=args.arch_epochs,
+        arch_epochs=ARCH_EPOCHS if args.arch_epochs is None else args.arch_epochs,
         train_limit=args.train_limit,
     )
     print(f"wrote {len(paths)} files to {args.out} in {time.perf_counter() - started:.0f} s")
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     figures.add_argument("--limit", type=int, default=1000, help="at most this many images")
     figures.add_argument(
-        "--arch-epochs", type=int, default=1, help="training epochs per architecture (Fig. 6)"
+        "--arch-epochs", type=int, help="training epochs per architecture (Fig. 6; default 5)"
     )
     figures.add_argument(
         "--train-limit", type=int, help="training images per architecture (default all)"

@@ -445,12 +445,14 @@ def train_briefly(
     mean: str | Tensor | None = "auto",
     device: str | torch.device = "cpu",
     progress: bool = False,
+    **recipe,
 ) -> nn.Module:
     """A model from ``build()`` trained for ``epochs`` with the paper's recipe, all seeded.
 
     ``torch.manual_seed(seed)`` is set before ``build()``, so initialisation, dropout, shuffling
     and augmentation repeat exactly: two calls give the same weights. ``mean`` is
-    :attr:`TrainConfig.mean`. Used by Fig. 6 (:mod:`zfwidgets.figures`), which trains two
+    :attr:`TrainConfig.mean`; ``recipe`` sets other :class:`TrainConfig` fields (such as
+    ``batch_size`` or ``init``). Used by Fig. 6 (:mod:`zfwidgets.figures`), which trains two
     architectures side by side for a comparison.
 
     Example:
@@ -466,7 +468,7 @@ def train_briefly(
     """
     torch.manual_seed(seed)
     model = build()
-    config = TrainConfig(epochs=epochs, seed=seed, mean=mean)
+    config = TrainConfig(epochs=epochs, seed=seed, mean=mean, **recipe)
     train(model, train_set, config=config, device=device, progress=progress)
     return model.eval()
 
