@@ -1,9 +1,9 @@
-"""The bad-input cases over the graph engine's models: ResNet-18, DenseNet-121, MobileNetV2.
+"""The bad-input cases over the graph engine's models (the eight of its exactness tests).
 
 Random weights, eval mode, 64 px RGB images. Each message must name the value given and what is
 allowed, and what it calls allowed is checked against the real model: channel counts and map
 sizes from a forward hook on a copy of the model (never on the user's), the class count from its
-classifier, the smallest image DenseNet-121 takes by running the real model on every side.
+output, the smallest image DenseNet-121 takes by running the real model on every side.
 """
 
 from __future__ import annotations
@@ -24,8 +24,13 @@ SIDE = 64
 # model -> (builder, a block whose output is an addition or a concatenation)
 MODELS = {
     "resnet18": (M.resnet18, "layer2"),
+    "resnet50": (M.resnet50, "layer3"),
     "densenet121": (M.densenet121, "denseblock1"),
+    "googlenet": (lambda: M.googlenet(init_weights=True), "inception3a"),
     "mobilenet_v2": (M.mobilenet_v2, "features.3"),
+    "squeezenet1_1": (M.squeezenet1_1, "features.3"),
+    "shufflenet_v2_x1_0": (M.shufflenet_v2_x1_0, "stage2"),
+    "regnet_x_400mf": (M.regnet_x_400mf, "block2"),
 }
 X = torch.rand(3, SIDE, SIDE, generator=torch.Generator().manual_seed(0))
 
@@ -91,7 +96,8 @@ def test_fills_and_target_class(graph):
     model, insp, block = graph
     assert "(2,)" in message_of(lambda: occlusion_at(insp, X, 0, 0, 8, fill=torch.zeros(2)))
     assert "NaN" in message_of(lambda: occlusion_at(insp, X, 0, 0, 8, fill=float("nan")))
-    classes = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
+    with torch.no_grad():  # the class count from the real model's output (SqueezeNet has no Linear)
+        classes = copy.deepcopy(model)(X[None]).shape[1]
     message = message_of(lambda: gradcam(insp, X, block, classes))
     assert f"class {classes}" in message and f"0..{classes - 1}" in message
 
