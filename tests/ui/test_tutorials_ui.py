@@ -10,7 +10,8 @@ pytestmark = pytest.mark.ui
 
 @pytest.mark.parametrize(
     "notebook, pictures",
-    [("01_quickstart", 5), ("02_deconvnet_explained", 3)],
+    # 02: the input, activation + switches, the switches legend (its own image), the steps.
+    [("01_quickstart", 5), ("02_deconvnet_explained", 4)],
 )
 def test_tutorial_runs_and_shows_its_pictures(browser_page, jupyterlab, notebook, pictures):
     page = browser_page
