@@ -8,7 +8,7 @@ from torch import nn
 
 from zfwidgets import Inspector
 from zfwidgets.core.folding import folded_norms, forward_weights
-from zfwidgets.core.layers import max_pool, run_graph
+from zfwidgets.core.layers import max_pool
 
 
 @pytest.mark.parametrize(
@@ -88,5 +88,3 @@ def test_record_keeps_requested_activations_despite_in_place_steps():
     assert reference.keys() == got.keys()
     for n, value in reference.items():
         torch.testing.assert_close(got[n], value[0], atol=1e-5, rtol=1e-5)
-    out = run_graph(insp.graph, insp.current_weights(), x[None], None, {0})
-    assert out[len(insp.steps) - 1].shape == (1, 1000)
