@@ -88,3 +88,35 @@ def test_record_keeps_requested_activations_despite_in_place_steps():
     assert reference.keys() == got.keys()
     for n, value in reference.items():
         torch.testing.assert_close(got[n], value[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["deconvnet", "guided", "saliency"])
+def test_cropped_unit_pass_equals_full_pass_through_banded_folds_and_odd_pools(method, monkeypatch):
+    """A unit's cropped pass (banded matmul + fold, table-driven unpooling) against the full
+    pass (conv_transpose2d, decoded switches), which the autograd tests check."""
+    import zfwidgets.core.backward as backward
+
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 7, stride=2, padding=3),  # a ResNet-like stem: the fold route
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2, padding=1, dilation=2, ceil_mode=True),
+        nn.Conv2d(8, 6, 5, stride=3, padding=2, dilation=2),  # large strided, dilated
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2, ceil_mode=True),
+        nn.Conv2d(6, 4, 3, padding=1),
+    ).eval()
+    insp = Inspector(model, device="cpu")
+    x = torch.randn(3, 61, 53)
+    rec = insp.record(x)
+    top_index = len(insp.steps) - 1
+    monkeypatch.setattr(backward, "_BAND_VALUES", 300)  # bands of one or two rows
+    weights = insp.current_weights()
+    out = rec.outputs[top_index]
+    for channel, (y, x0) in [(1, (0, 0)), (3, divmod(int(out[0, 3].argmax()), out.shape[-1]))]:
+        top = torch.zeros_like(out)
+        top[0, channel, y, x0] = out[0, channel, y, x0] + 1.0  # nonzero even where relu is 0
+        cropped = backward.backward_units(insp.steps, weights, rec, top, top_index, method)
+        full = backward.backward(insp.steps, weights, rec, top, top_index, method)
+        assert full.abs().max() > 0
+        torch.testing.assert_close(cropped, full, atol=1e-5 * float(full.abs().max()), rtol=0)

@@ -220,6 +220,8 @@ def _filters_times(weight: Tensor, grad: Tensor) -> Tensor:
     matrix = weight.reshape(weight.shape[0], -1)
     if grad.shape[-1] <= _SMALL_PLANE:
         return (grad.transpose(1, 2) @ matrix).transpose(1, 2)
+    if grad.shape[0] == 1:  # a plain matrix product: no batched copy of the filters
+        return torch.mm(matrix.t(), grad[0])[None]
     return matrix.t() @ grad
 
 
@@ -520,12 +522,40 @@ def _transposed_crop(
     small = h * w <= _SMALL_PLANE
     if not (small or (stride != (1, 1) and (kh * kw == 1 or kh * kw >= 25))):
         return F.conv_transpose2d(grad, weight, None, stride, trim, 0, groups, dilation)
-    cols = _filters_times(weight, grad.reshape(1, c_out, h * w))
-    size = tuple(
-        (n - 1) * stride[a] + dilation[a] * (k - 1) + 1 - 2 * trim[a]
-        for a, (n, k) in enumerate(((h, kh), (w, kw)))
-    )
-    return F.fold(cols, size, (kh, kw), dilation=dilation, padding=trim, stride=stride)
+    rows = max(1, _BAND_VALUES // (weight[0].numel() * w))
+    if rows >= h:
+        cols = _filters_times(weight, grad.reshape(1, c_out, h * w))
+        size = (_extent(h, kh, stride[0], dilation[0]) - 2 * trim[0],)
+        size += (_extent(w, kw, stride[1], dilation[1]) - 2 * trim[1],)
+        return F.fold(cols, size, (kh, kw), dilation=dilation, padding=trim, stride=stride)
+    return _banded_fold(grad, weight, stride, dilation, trim, rows)
+
+
+def _extent(n: int, k: int, stride: int, dilation: int) -> int:
+    """The rows (or columns) that ``n`` signal rows reach through a transposed filter."""
+    return (n - 1) * stride + dilation * (k - 1) + 1
+
+
+_BAND_VALUES = 1 << 18  # column-matrix values per band: 1 MB, within the L2 cache
+
+
+def _banded_fold(grad: Tensor, weight: Tensor, stride, dilation, trim, rows: int) -> Tensor:
+    """The matmul + ``fold`` route, a band of ``rows`` signal rows at a time.
+
+    A whole-plane column matrix (7.4 MB for a ResNet stem) is a fresh block of memory on each
+    call; bands of 1 MB stay in the cache and are reused. Overlapping bands add up.
+    """
+    c_out, h, w = grad.shape[1:]
+    kh, kw = weight.shape[-2:]
+    width = _extent(w, kw, stride[1], dilation[1])
+    full = grad.new_zeros(1, weight.shape[1], _extent(h, kh, stride[0], dilation[0]), width)
+    for r0 in range(0, h, rows):
+        band = grad[:, :, r0 : r0 + rows]
+        cols = _filters_times(weight, band.reshape(1, c_out, -1))
+        height = _extent(band.shape[2], kh, stride[0], dilation[0])
+        part = F.fold(cols, (height, width), (kh, kw), dilation=dilation, stride=stride)
+        full[:, :, r0 * stride[0] : r0 * stride[0] + height] += part
+    return full[:, :, trim[0] : full.shape[2] - trim[0], trim[1] : width - trim[1]]
 
 
 def _unpool_box(step: Step, rec: Record, row: int, ch: slice, grad: Tensor, box, in_shape):
@@ -540,15 +570,16 @@ def _unpool_box(step: Step, rec: Record, row: int, ch: slice, grad: Tensor, box,
     ix1 = min(
         (x1 - 1) * g.stride[1] - g.padding[1] + g.dilation[1] * (g.kernel[1] - 1) + 1, in_shape[-1]
     )
-    off = rec.switches[step.index][row : row + 1, ch, y0:y1, x0:x1].to(torch.int32)
-    dev, i32 = off.device, torch.int32  # int32 and one division: 3x faster than int64 // and %
-    oy = torch.arange(y0, y1, device=dev, dtype=i32).view(-1, 1) * g.stride[0] - g.padding[0]
-    ox = torch.arange(x0, x1, device=dev, dtype=i32).view(1, -1) * g.stride[1] - g.padding[1]
-    dy = off // g.kernel[1]
-    iy = oy + dy * g.dilation[0] - iy0
-    ix = ox + (off - dy * g.kernel[1]) * g.dilation[1] - ix0
-    flat = (iy * (ix1 - ix0) + ix).long()
-    return unpool(grad, flat, (iy1 - iy0, ix1 - ix0)), (iy0, iy1, ix0, ix1)
+    off = rec.switches[step.index][row : row + 1, ch, y0:y1, x0:x1]
+    width, dev = ix1 - ix0, off.device
+    # Each switch is a window offset; a table of the 9 (k*k) flat steps it stands for in the
+    # box replaces per-unit division, the costliest step of unpooling.
+    k = torch.arange(g.kernel[0] * g.kernel[1], device=dev)
+    step_of = (k // g.kernel[1]) * (g.dilation[0] * width) + (k % g.kernel[1]) * g.dilation[1]
+    oy = torch.arange(y0, y1, device=dev).view(-1, 1) * g.stride[0] - g.padding[0] - iy0
+    ox = torch.arange(x0, x1, device=dev).view(1, -1) * g.stride[1] - g.padding[1] - ix0
+    flat = step_of[off.long()] + (oy * width + ox)
+    return unpool(grad, flat, (iy1 - iy0, width)), (iy0, iy1, ix0, ix1)
 
 
 def backward_units(
