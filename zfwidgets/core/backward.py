@@ -31,7 +31,7 @@ from torch import Tensor
 from zfwidgets.core.folding import folded_norms, norm_scale
 from zfwidgets.core.graph import Step
 from zfwidgets.core.layers import call_node, pool_geometry, step_forward
-from zfwidgets.core.record import Record
+from zfwidgets.core.record import Record, window_steps
 
 __all__ = [
     "METHODS",
@@ -572,13 +572,9 @@ def _unpool_box(step: Step, rec: Record, row: int, ch: slice, grad: Tensor, box,
     )
     off = rec.switches[step.index][row : row + 1, ch, y0:y1, x0:x1]
     width, dev = ix1 - ix0, off.device
-    # Each switch is a window offset; a table of the 9 (k*k) flat steps it stands for in the
-    # box replaces per-unit division, the costliest step of unpooling.
-    k = torch.arange(g.kernel[0] * g.kernel[1], device=dev)
-    step_of = (k // g.kernel[1]) * (g.dilation[0] * width) + (k % g.kernel[1]) * g.dilation[1]
     oy = torch.arange(y0, y1, device=dev).view(-1, 1) * g.stride[0] - g.padding[0] - iy0
     ox = torch.arange(x0, x1, device=dev).view(1, -1) * g.stride[1] - g.padding[1] - ix0
-    flat = step_of[off.long()] + (oy * width + ox)
+    flat = torch.take(window_steps(g, width, dev), off.long()) + (oy * width + ox)
     return unpool(grad, flat, (iy1 - iy0, width)), (iy0, iy1, ix0, ix1)
 
 
