@@ -54,3 +54,31 @@ def test_switches_round_trip_to_max_pool_indices(kernel, stride, padding, dilati
     offsets = encode_switches(indices, geometry, x.shape[-1])
     assert offsets.dtype == torch.uint8 and int(offsets.max()) < kernel * kernel
     assert torch.equal(decode_switches(offsets, geometry, x.shape[-1]), indices)
+
+
+def _byte_tensors(rec):
+    return [t for group in (rec.switches, rec.masks) for t in group.values()]
+
+
+def test_record_keeps_its_switches_and_masks_in_one_block(monkeypatch):
+    import torchvision
+
+    from zfwidgets import Inspector
+    from zfwidgets.core import record
+
+    insp = Inspector(torchvision.models.resnet18(weights=None).eval(), device="cpu")
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    batched = record.record_forward(insp.graph, insp.current_weights(), images, set())
+    monkeypatch.setattr(record, "in_one_block", lambda rec: rec)  # the separate blocks
+    separate = record.record_forward(insp.graph, insp.current_weights(), images, set())
+
+    blocks = {t.untyped_storage().data_ptr() for t in _byte_tensors(batched)}
+    assert len(blocks) == 1 and len(_byte_tensors(batched)) == 18  # 17 ReLU calls, one pool
+    for group in ("switches", "masks"):
+        mine, theirs = getattr(batched, group), getattr(separate, group)
+        assert mine.keys() == theirs.keys()
+        assert all(torch.equal(mine[i], theirs[i]) for i in mine)
+    monkeypatch.undo()
+    for k, one in enumerate(batched.split()):  # a batched pass cached image by image
+        assert len({t.untyped_storage().data_ptr() for t in _byte_tensors(one)}) == 1
+        assert all(torch.equal(one.masks[i], separate.masks[i][k : k + 1]) for i in one.masks)
