@@ -120,3 +120,52 @@ def test_cropped_unit_pass_equals_full_pass_through_banded_folds_and_odd_pools(m
         full = backward.backward(insp.steps, weights, rec, top, top_index, method)
         assert full.abs().max() > 0
         torch.testing.assert_close(cropped, full, atol=1e-5 * float(full.abs().max()), rtol=0)
+
+
+def _wide_residual_model() -> nn.Module:
+    """1x1 convs with 128+ signal channels on planes above 64 positions: the oneDNN route."""
+    torch.manual_seed(4)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.reduce, self.bn1 = nn.Conv2d(256, 128, 1, bias=False), nn.BatchNorm2d(128)
+            self.mix, self.bn2 = nn.Conv2d(128, 128, 3, padding=1, bias=False), nn.BatchNorm2d(128)
+            self.expand, self.bn3 = nn.Conv2d(128, 256, 1, bias=False), nn.BatchNorm2d(256)
+            self.down = nn.Conv2d(256, 256, 1, stride=2, bias=False)
+
+        def forward(self, x):
+            y = torch.relu(self.bn1(self.reduce(x)))
+            y = torch.relu(self.bn2(self.mix(y)))
+            return self.down(torch.relu(self.bn3(self.expand(y)) + x))
+
+    model = nn.Sequential(nn.Conv2d(3, 256, 3, padding=1), nn.ReLU(), Block(), nn.ReLU())
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+@pytest.mark.parametrize("method", ["deconvnet", "guided", "saliency"])
+def test_onednn_products_equal_blas_products(method, monkeypatch):
+    calls = []
+    onednn = torch.mkldnn_convolution
+    monkeypatch.setattr(torch, "mkldnn_convolution", lambda *a: calls.append(1) or onednn(*a))
+    model = _wide_residual_model()
+    x = torch.randn(3, 20, 20, generator=torch.Generator().manual_seed(9))
+    insp = Inspector(model, device="cpu")
+    layer = insp.layers[-1]
+    y, x_ = (int(i) for i in torch.nonzero(insp.activations(x, layer)[5] > 0)[-1])
+    units = [(0, "max"), (5, (y, x_)), (7, None)]  # cropped units and a whole map
+    fast = [insp.project(x, layer, c, p, method) for c, p in units]
+    folds = folded_norms(insp.steps, insp.current_weights())
+    made = [t for t in folds.transposed.values() if t is not None]
+    assert len(made) == 3  # reduce, expand and down: the 1x1 filters, folded or not
+    assert len(calls) >= 2  # the whole map's pass took oneDNN at expand and reduce
+    with torch.backends.mkldnn.flags(enabled=False):  # BLAS and plain convolutions only
+        insp.clear_cache()
+        plain = [insp.project(x, layer, c, p, method) for c, p in units]
+    for a, b in zip(fast, plain, strict=True):
+        assert float(b.abs().max()) > 0
+        assert torch.allclose(a, b, rtol=0, atol=1e-5 * float(b.abs().max()))

@@ -23,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -43,11 +43,13 @@ def norm_scale(step: Step, w: dict[str, Tensor]) -> Tensor:
 @dataclass(frozen=True)
 class Folds:
     """``pairs``: batch norm index -> the conv index it reads; per such conv, the folded
-    ``weight`` and ``bias``."""
+    ``weight`` and ``bias``; ``transposed``: per (conv index, folded), filters laid out for
+    the backward pass's products, made on first use (see ``backward``)."""
 
     pairs: dict[int, int]
     weight: dict[int, Tensor]
     bias: dict[int, Tensor]
+    transposed: dict[tuple[int, bool], Tensor | None] = field(default_factory=dict)
 
 
 def _pairs(steps: list[Step]) -> dict[int, int]:
