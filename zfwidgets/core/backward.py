@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.fx
@@ -58,13 +59,13 @@ def unpool(grad: Tensor, indices: Tensor, in_shape: torch.Size) -> Tensor:
 
 
 def transposed_conv(
-    grad: Tensor, weight: Tensor, module, in_hw: tuple[int, int], transposed: Tensor | None = None
+    grad: Tensor, weight: Tensor, module, in_hw: tuple[int, int], transposed=None
 ) -> Tensor:
     """Filters ``grad`` with the transposed (flipped) filters, landing exactly on ``in_hw``.
 
     ``output_padding`` recovers the rows and columns a strided forward conv never reached
-    with its last window (224 -> 55 -> 224 on AlexNet conv1, not 223). ``transposed``: the
-    1x1 filters as :func:`_onednn_filters` makes them, for the faster product on the CPU.
+    with its last window (224 -> 55 -> 224 on AlexNet conv1, not 223). ``transposed``: a call
+    that gives the 1x1 filters as :func:`_onednn_filters` makes them (the faster CPU product).
     """
     if weight.shape[-2:] == (1, 1) and module.stride == (1, 1) and module.padding == (0, 0):
         if module.groups == 1:  # one matrix product
@@ -215,27 +216,27 @@ def _prepared(steps: list[Step], weights: list[dict], start: int, stop: int) -> 
             out[conv] = {**weights[conv], "weight": folds.weight[conv]}
     for step in steps[stop + 1 : start + 1]:
         w = out[step.index]
-        if step.kind == "conv" and w is not _FOLDED:
-            transposed = _onednn_filters(folds, step, w["weight"])
-            if transposed is not None:
-                out[step.index] = {**w, "transposed": transposed}
+        if step.kind == "conv" and w is not _FOLDED and _onednn_usable(step, w["weight"]):
+            out[step.index] = {**w, "transposed": partial(_onednn_filters, folds, step, w)}
     return out
 
 
-def _onednn_filters(folds, step: Step, weight: Tensor) -> Tensor | None:
+def _onednn_usable(step: Step, weight: Tensor) -> bool:
+    return weight.shape[-2:] == (1, 1) and step.module.groups == 1 and _onednn_ready(weight)
+
+
+def _onednn_filters(folds, step: Step, w: dict) -> Tensor:
     """A 1x1 conv's filters (folded or not) laid out for oneDNN's product ``W.t() @ g``:
-    (C_in, C_out, 1, 1), made on first use and kept with the folds. None where that product
-    is not used (other filters, groups, not a float32 CPU tensor, no oneDNN).
+    (C_in, C_out, 1, 1), made when a product first needs them and kept with the folds (only
+    for convs whose signal plane is large: none of ResNet-50's layer4 at 224).
 
     On this project's CPU (AMD, AVX-512) oneDNN's 1x1 convolution runs at about 110 GMAC/s
     per core and the BLAS matrix product at 55, on the half-width vectors MKL uses on AMD.
     """
-    key = (step.index, weight is folds.weight.get(step.index))
+    key = (step.index, w["weight"] is folds.weight.get(step.index))
     if key not in folds.transposed:
-        usable = weight.shape[-2:] == (1, 1) and step.module.groups == 1
-        matrix = weight.reshape(weight.shape[0], -1)
-        usable = usable and _onednn_ready(weight)
-        folds.transposed[key] = matrix.t().contiguous()[:, :, None, None] if usable else None
+        matrix = w["weight"].reshape(w["weight"].shape[0], -1)
+        folds.transposed[key] = matrix.t().contiguous()[:, :, None, None]
     return folds.transposed[key]
 
 
@@ -244,13 +245,13 @@ def _onednn_ready(t: Tensor) -> bool:
     return cpu and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
 
 
-def _filters_times(weight: Tensor, grad: Tensor, transposed: Tensor | None = None) -> Tensor:
+def _filters_times(weight: Tensor, grad: Tensor, transposed=None) -> Tensor:
     """``weight.reshape(C_out, -1).t() @ grad`` for ``grad`` (N, C_out, L): (N, C_in*k*k, L).
 
     On a small plane the product is computed transposed: BLAS is 3-4x faster with the few
     plane positions as the rows (a cropped unit's signal near the top of a network). Given
-    ``transposed`` (the filters as :func:`_onednn_filters` lays them out), a large plane's
-    product is oneDNN's 1x1 convolution, about twice as fast on the CPU.
+    ``transposed`` (a call that returns the filters as :func:`_onednn_filters` lays them
+    out), a large plane's product is oneDNN's 1x1 convolution, about twice as fast on the CPU.
     """
     matrix = weight.reshape(weight.shape[0], -1)
     n, c_out, positions = grad.shape
@@ -258,7 +259,7 @@ def _filters_times(weight: Tensor, grad: Tensor, transposed: Tensor | None = Non
         return (grad.transpose(1, 2) @ matrix).transpose(1, 2)
     if transposed is not None and c_out >= _ONEDNN_CHANNELS and _onednn_ready(grad):
         plane = grad.reshape(n, c_out, 1, positions)
-        out = torch.mkldnn_convolution(plane, transposed, None, (0, 0), (1, 1), (1, 1), 1)
+        out = torch.mkldnn_convolution(plane, transposed(), None, (0, 0), (1, 1), (1, 1), 1)
         return out.reshape(n, -1, positions)
     if n == 1:  # a plain matrix product: no batched copy of the filters
         return torch.mm(matrix.t(), grad[0])[None]

@@ -49,7 +49,7 @@ class Folds:
     pairs: dict[int, int]
     weight: dict[int, Tensor]
     bias: dict[int, Tensor]
-    transposed: dict[tuple[int, bool], Tensor | None] = field(default_factory=dict)
+    transposed: dict[tuple[int, bool], Tensor] = field(default_factory=dict)
 
 
 def _pairs(steps: list[Step]) -> dict[int, int]:
