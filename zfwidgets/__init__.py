@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 # public name -> the module that defines it; imported when first asked for
 _LAZY = {
     "Inspector": "zfwidgets.core",
+    "Preprocessing": "zfwidgets.core",
     "UnsupportedModelError": "zfwidgets.core",
     "EvolutionScrubber": "zfwidgets.widgets",
     "FeatureSpace": "zfwidgets.widgets",

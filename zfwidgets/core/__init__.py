@@ -7,6 +7,16 @@ from zfwidgets.core.backward import METHODS
 from zfwidgets.core.cache import CacheInfo
 from zfwidgets.core.graph import Step, UnsupportedModelError
 from zfwidgets.core.inspector import Inspector
+from zfwidgets.core.preprocess import IMAGENET, Preprocessing
 from zfwidgets.core.record import Record
 
-__all__ = ["METHODS", "CacheInfo", "Inspector", "Record", "Step", "UnsupportedModelError"]
+__all__ = [
+    "IMAGENET",
+    "METHODS",
+    "CacheInfo",
+    "Inspector",
+    "Preprocessing",
+    "Record",
+    "Step",
+    "UnsupportedModelError",
+]

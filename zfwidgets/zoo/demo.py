@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from zfwidgets.core.preprocess import Preprocessing
 from zfwidgets.zoo.small import SmallZFNet
 
 __all__ = ["Demo", "DigitDataset", "DigitPixels", "load", "pixels", "run_dir"]
@@ -94,6 +95,17 @@ class Demo:
     classes: list[str]
     mean: torch.Tensor
     accuracy: float
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """How digits become the model's inputs: grey 28x28, pixels in [0, 1] minus ``mean``.
+
+        Example:
+            >>> from zfwidgets import demo
+            >>> demo.load().preprocessing.describe()
+            'grey 28x28, (x - the mean image) / 1'
+        """
+        return Preprocessing(mean=self.mean, std=(1.0,), size=(28, 28), channels=1)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from zfwidgets.core.preprocess import Preprocessing
 from zfwidgets.zoo.demo import DigitDataset
 from zfwidgets.zoo.efficientnet_lite import EfficientNetLite0, load_efficientnet_lite0
 
@@ -281,6 +282,20 @@ class Photos:
     to_picture: Callable[[torch.Tensor], np.ndarray] = field(default=to_picture)
     mean: float = MEAN
     std: float = STD
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """How photos become the model's inputs (shorter side 224, bicubic, centre crop,
+        ``(x - 0.498) / 0.502``), for widgets' uploads and true-colour drawing.
+
+        Example:
+            >>> from zfwidgets import demo
+            >>> demo.photos().preprocessing.size
+            (224, 224)
+        """
+        from zfwidgets.zoo.registry import preprocessing_for
+
+        return preprocessing_for("photos")
 
     def image(self, name: str) -> torch.Tensor:
         """The model input of the photo called ``name``.

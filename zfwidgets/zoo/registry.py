@@ -25,12 +25,13 @@ from collections.abc import Callable
 import torchvision
 from torch import nn
 
+from zfwidgets.core.preprocess import IMAGENET, Preprocessing
 from zfwidgets.zoo.efficientnet_lite import EfficientNetLite0, load_efficientnet_lite0
 from zfwidgets.zoo.residual import SmallResNet
 from zfwidgets.zoo.small import SmallKrizhevskyNet, SmallZFNet
 from zfwidgets.zoo.zfnet import KrizhevskyNet, ZFNet
 
-__all__ = ["get_model", "MODEL_NAMES"]
+__all__ = ["get_model", "MODEL_NAMES", "preprocessing_for"]
 
 # Every torchvision classification model: chains (AlexNet, VGG) and graphs (ResNet, DenseNet...).
 _TORCHVISION = tuple(torchvision.models.list_models(module=torchvision.models))
@@ -86,6 +87,42 @@ def get_model(name: str, pretrained: bool = False) -> tuple[nn.Module, tuple[int
             stacklevel=2,
         )
         return builder().eval(), shape
+
+
+def preprocessing_for(name: str) -> Preprocessing:
+    """How pictures become the inputs of the model called ``name``: torchvision's
+    ``weights.transforms()`` for its models (metadata only, nothing is downloaded), the demos'
+    own, and ImageNet's for our 224-pixel architectures (grey 28x28 in [0, 1] for the small ones).
+
+    Example:
+        >>> preprocessing_for("resnet18").resize, preprocessing_for("resnet18").size
+        (256, (224, 224))
+        >>> preprocessing_for("demo").size
+        (28, 28)
+    """
+    if name == "demo":
+        from zfwidgets import demo
+
+        return demo.load().preprocessing
+    if name == "photos":
+        from zfwidgets.zoo.photos import MEAN, SIDE, STD
+
+        return Preprocessing(
+            mean=(MEAN,) * 3,
+            std=(STD,) * 3,
+            size=(SIDE, SIDE),
+            resize=SIDE,
+            interpolation="bicubic",
+        )
+    if name in _ZOO:
+        channels, height, width = _ZOO[name][1]
+        if channels == 1:
+            return Preprocessing(mean=(0.0,), std=(1.0,), size=(height, width), channels=1)
+        return IMAGENET
+    if name not in _TORCHVISION:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    return Preprocessing.from_transforms(weights.transforms())
 
 
 def _input_shape(name: str) -> tuple[int, int, int]:
