@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
 
 import torchvision
 from torch import nn
@@ -31,7 +33,7 @@ from zfwidgets.zoo.residual import SmallResNet
 from zfwidgets.zoo.small import SmallKrizhevskyNet, SmallZFNet
 from zfwidgets.zoo.zfnet import KrizhevskyNet, ZFNet
 
-__all__ = ["get_model", "MODEL_NAMES", "preprocessing_for"]
+__all__ = ["MODEL_NAMES", "cached_weights", "get_model", "preprocessing_for"]
 
 # Every torchvision classification model: chains (AlexNet, VGG) and graphs (ResNet, DenseNet...).
 _TORCHVISION = tuple(torchvision.models.list_models(module=torchvision.models))
@@ -47,14 +49,18 @@ _ZOO: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int]]] = {
 MODEL_NAMES = ("demo", "photos", *_ZOO, *_TORCHVISION)
 
 
-def get_model(name: str, pretrained: bool = False) -> tuple[nn.Module, tuple[int, int, int]]:
+def get_model(
+    name: str, pretrained: bool = False, download: bool = True
+) -> tuple[nn.Module, tuple[int, int, int]]:
     """The model called ``name`` in eval mode and its input shape (C, H, W).
 
     ``pretrained`` loads torchvision's ImageNet weights; they come from the network, so when
     they cannot be had the model keeps random weights and a warning says so. Our own
     architectures have no pretrained weights (train them, or use ``"demo"``); ``"photos"`` is
     EfficientNet-Lite0 with the ImageNet weights the ``imagenet`` extra installs (offline;
-    without the extra a ``ModuleNotFoundError`` says what to install).
+    without the extra a ``ModuleNotFoundError`` says what to install). ``download=False`` takes
+    torchvision's weights only from the local cache (:func:`cached_weights`), never the network:
+    for notebooks and tests that must run offline.
     """
     if name == "demo":
         from zfwidgets import demo
@@ -77,16 +83,45 @@ def get_model(name: str, pretrained: bool = False) -> tuple[nn.Module, tuple[int
     shape = _input_shape(name)
     if not pretrained:
         return builder().eval(), shape
+    if not download and cached_weights(name) is None:
+        warnings.warn(
+            f"ImageNet weights for {name} are not in the local cache ({_hub_checkpoints()}); "
+            "using random weights (nothing is downloaded)",
+            stacklevel=2,
+        )
+        return builder().eval(), shape
     try:
         weights = torchvision.models.get_model_weights(name).DEFAULT
         return builder(weights=weights).eval(), shape
     except Exception as err:  # offline: urllib/OSError/RuntimeError depending on the failure
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
         warnings.warn(
-            f"could not load ImageNet weights for {name} ({type(err).__name__}: {err}); "
-            "continuing with random weights",
+            f"could not load ImageNet weights for {name} (offline? {type(err).__name__}: "
+            f"{reason}); using random weights",
             stacklevel=2,
         )
         return builder().eval(), shape
+
+
+def cached_weights(name: str) -> Path | None:
+    """The file of torchvision's DEFAULT weights for ``name`` when it is already in the local
+    cache (``torch.hub.get_dir()/checkpoints``), else None; never downloads.
+
+    Example:
+        >>> cached_weights("not_a_model") is None
+        True
+    """
+    if name not in _TORCHVISION:
+        return None
+    url = torchvision.models.get_model_weights(name).DEFAULT.url
+    path = _hub_checkpoints() / Path(urlparse(url).path).name
+    return path if path.is_file() else None
+
+
+def _hub_checkpoints() -> Path:
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def preprocessing_for(name: str) -> Preprocessing:
