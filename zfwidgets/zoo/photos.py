@@ -46,6 +46,7 @@ __all__ = [
     "preprocess",
     "to_pixels",
     "to_picture",
+    "write_image_folder",
 ]
 
 SIDE = 224
@@ -231,6 +232,38 @@ class ProbeDataset(Dataset):
             f"{self._photos.names[c.photo]}{flip}, {side} px crop at ({left}, {top}) "
             f"of {img.width} x {img.height}"  # (left, top) in the resized photo, width x height
         )
+
+
+def write_image_folder(folder: str | Path, side: int = 256, quality: int = 90) -> list[Path]:
+    """Writes the probe's crops and flips as JPEG files in an ``ImageFolder`` layout
+    (``folder/<photo name>/<nnn>.jpg``, ``side`` x ``side`` pixels): a stand-in for a teacher's
+    own photo folder, offline. Returns the files written, in ``ImageFolder`` order.
+
+    Example:
+        >>> import tempfile
+        >>> from torchvision.datasets import ImageFolder
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     files = write_image_folder(tmp)
+        ...     folder = ImageFolder(tmp)
+        ...     len(files), len(folder), folder.classes[:2], folder[0][0].size
+        (206, 206, ['camera', 'chelsea'], (256, 256))
+    """
+    folder = Path(folder)
+    pictures = _pictures()
+    names = [name for name, _, _ in PHOTOS]
+    resized = [_resized(pictures[name], SIDE) for name in names]
+    written = []
+    for i, crop in enumerate(_probe_crops(resized)):
+        left, top, size = crop.box
+        img = resized[crop.photo].crop((left, top, left + size, top + size))
+        img = img.resize((side, side), Image.BICUBIC)
+        if crop.flipped:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        target = folder / names[crop.photo] / f"{i:03d}.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        img.save(target, "JPEG", quality=quality)
+        written.append(target)
+    return sorted(written)
 
 
 def _probe_crops(resized: list[Image.Image]) -> list[Crop]:
