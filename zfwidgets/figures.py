@@ -20,6 +20,14 @@ Files written (``<layer>`` for every conv layer):
 - ``occlusion.png``: (a)-(e) of Fig. 7 for three images;
 - ``correspondence.md`` and ``correspondence.csv``: Table 1 on the data.
 
+On your own pictures: ``zfwidgets figures --model alexnet --pretrained --data DIR --limit 200``
+reads DIR as a torchvision ImageFolder with the model's own preprocessing, takes the 200 images
+in turn from its classes, draws inputs and patches in their true colours, names the model's
+answers with its own classes (ImageNet's) and the folder's classes as the data set's labels.
+``--pretrained`` falls back to random weights with one line on stderr when offline; ``--top
+FILE`` draws Fig. 2 from a file written by ``TopK.save`` (checked against the model and data)
+instead of mining; ``--maps 3,17,42`` or ``--maps random:6 --seed 1`` choose Fig. 2's maps.
+
 Example:
     >>> from zfwidgets.core import Inspector
     >>> fd = load_figure_data("demo", limit=20)
