@@ -141,3 +141,189 @@ def test_figures_command_writes_every_file(tmp_path, capsys):
 def test_figures_command_refuses_a_bad_model(capsys):
     assert main(["figures", "--model", "resnet", "--out", "unused"]) == 2
     assert "unknown model 'resnet'; choose one of demo" in capsys.readouterr().err
+
+
+# ----- an image folder: `zfwidgets figures --data DIR` ------------------------------------------
+
+FOLDER_CLASSES = ("apple", "bird", "car")
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """30 small RGB PNGs, 10 in each of three class folders."""
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(FOLDER_CLASSES):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(10):
+            pixels = (rng.random((40, 48, 3)) * 80 + 60 * c).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / name / f"{i:02d}.png")
+    return tmp_path / "data"
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_limit_takes_every_class_in_turn_and_the_model_names_its_answers(folder):
+    from zfwidgets.figure_data import load_figure_data
+
+    fd = load_figure_data("small_zfnet", str(folder), limit=7)
+    assert fd.classes == list(FOLDER_CLASSES)
+    assert fd.labels.tolist() == [0, 0, 0, 1, 1, 2, 2]  # round-robin, in folder order
+    assert fd.indices == [0, 1, 2, 10, 11, 20, 21]
+    assert fd.model_classes == [f"class {i}" for i in range(10)]  # the model's, not the folder's
+    assert fd.targets.shape == (7,) and int(fd.targets.max()) < 10
+    assert fd.preprocessing is not None and tuple(fd.images.shape) == (7, 1, 28, 28)
+
+
+def test_an_imagenet_model_names_its_answers_with_imagenet_classes(folder):
+    from zfwidgets.figure_data import load_figure_data
+
+    fd = load_figure_data("alexnet", str(folder), limit=3)
+    assert fd.classes == list(FOLDER_CLASSES) and fd.labels.tolist() == [0, 1, 2]
+    assert len(fd.model_classes) == 1000 and fd.model_classes[:2] == ["tench", "goldfish"]
+    assert fd.target_names is fd.model_classes and int(fd.targets.max()) < 1000
+
+
+def test_inputs_are_drawn_in_their_true_colours(folder):
+    from zfwidgets.figure_data import load_figure_data
+    from zfwidgets.figures import _shown
+    from zfwidgets.zoo.registry import preprocessing_for
+
+    fd = load_figure_data("alexnet", str(folder), limit=1)
+    prep = preprocessing_for("alexnet")
+    with Image.open(folder / "apple" / "00.png") as img:
+        expected = prep.picture(prep.prepare(img.convert("RGB")))
+    assert np.array_equal(_shown(fd.images[0], fd), expected)
+    # the pixels stay in their own range (60..140 of 255 for apple), not stretched to 0..255
+    assert expected.max() < 200
+
+
+def test_figures_on_an_image_folder_write_every_picture(folder, tmp_path, capsys):
+    from zfwidgets.zoo.registry import get_model
+
+    out = tmp_path / "figs"
+    argv = ["figures", "--model", "small_zfnet", "--data", str(folder), "--limit", "12"]
+    assert main([*argv, "--out", str(out), "--maps", "3,5"]) == 0
+    assert "wrote 10 files" in capsys.readouterr().out
+    insp = Inspector(get_model("small_zfnet")[0])
+    convs = [a for a in insp.aliases if a.startswith("conv")]
+    pictures = [
+        "deconvnet_steps.png",
+        *(f"top9_{layer}.png" for layer in convs),
+        "invariance_translate.png",
+        "invariance_scale.png",
+        "invariance_rotate.png",
+        "occlusion.png",
+    ]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*pictures, "correspondence.md", "correspondence.csv"]
+    )
+    for name in pictures:
+        picture = _picture(out / name)  # PIL opens it
+        assert picture.shape[1] <= FIT_WIDTH and _nonblank(picture) > 0, name
+    # --maps 3,5: one row of two map pairs (the default 6 maps make three rows)
+    side = _top9_side(insp, "conv1")
+    pair = _titled(_grid_size(2, 2, _titled(_grid_size(9, 3, (side, side), 2)), 10))
+    assert _picture(out / "top9_conv1.png").shape[:2] == _grid_size(2, 2, pair, 16)
+    assert "of class 'apple'" in (out / "correspondence.md").read_text()  # the folder's names
+
+
+def test_figures_draw_a_saved_top_k_file_without_mining(folder, tmp_path, monkeypatch, capsys):
+    from torchvision.datasets import ImageFolder
+
+    import zfwidgets.figures as figures
+    from zfwidgets.core.mining import mine
+    from zfwidgets.zoo.registry import get_model, preprocessing_for
+
+    torch.manual_seed(7)  # random weights: the command's are the same when seeded alike
+    net, _ = get_model("small_zfnet")
+    insp = Inspector(net, device="cpu")
+    data = ImageFolder(str(folder), transform=preprocessing_for("small_zfnet").prepare)
+    convs = [a for a in insp.aliases if a.startswith("conv")]
+    mine(insp, data, convs, k=9, progress=False).save(tmp_path / "top.pt")
+
+    def no_mining(*args, **kwargs):
+        raise AssertionError("the figures mined although --top was given")
+
+    monkeypatch.setattr(figures, "mine", no_mining)
+    monkeypatch.setattr(figures, "_figure_steps", _only("mining top 9", figures._figure_steps))
+    out = tmp_path / "figs"
+    argv = ["figures", "--model", "small_zfnet", "--data", str(folder), "--limit", "12"]
+    torch.manual_seed(7)
+    assert main([*argv, "--out", str(out), "--top", str(tmp_path / "top.pt")]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"top9_{c}.png" for c in convs)
+    for layer in convs:
+        assert _nonblank(_picture(out / f"top9_{layer}.png")) > 0
+    capsys.readouterr()
+    # other weights: refused with one line, exit 2
+    torch.manual_seed(8)
+    assert main([*argv, "--out", str(out), "--top", str(tmp_path / "top.pt")]) == 2
+    assert "different model" in _one_error_line(capsys.readouterr().err)
+    # mined on other pictures: refused with one line
+    torch.manual_seed(7)
+    other = torch.utils.data.Subset(data, range(5))
+    mine(insp, other, convs, progress=False).save(tmp_path / "other.pt")
+    torch.manual_seed(7)
+    assert main([*argv, "--out", str(out), "--top", str(tmp_path / "other.pt")]) == 2
+    assert "different data set" in _one_error_line(capsys.readouterr().err)
+
+
+def _only(name: str, steps):
+    """_figure_steps keeping only the step called ``name`` (a quick command)."""
+
+    def chosen(*args, **kwargs):
+        return [step for step in steps(*args, **kwargs) if step[0] == name]
+
+    return chosen
+
+
+def test_pretrained_offline_falls_back_with_one_line(folder, tmp_path, monkeypatch, capsys):
+    import urllib.error
+
+    import torchvision
+
+    import zfwidgets.figures as figures
+
+    def offline(self, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
+    monkeypatch.setattr(figures, "_figure_steps", _only("deconvnet steps", figures._figure_steps))
+    out = tmp_path / "figs"
+    argv = ["figures", "--model", "resnet18", "--data", str(folder), "--limit", "3"]
+    assert main([*argv, "--out", str(out), "--pretrained"]) == 0
+    err = capsys.readouterr().err
+    line = "could not load ImageNet weights for resnet18 (offline?): using random weights"
+    assert err.count(line) == 1 and "Warning" not in err and "Traceback" not in err
+    assert _nonblank(_picture(out / "deconvnet_steps.png")) > 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--maps", "3,99"], "maps must be in 0..31"),
+        (["--maps", "random:0"], "--maps takes map numbers"),
+        (["--maps", "a,b"], "--maps takes map numbers"),
+        (["--data", "MISSING"], "is not a folder"),
+        (["--data", "EMPTY"], "no pictures found under"),
+        (["--out", "FILE"], "cannot write figures to"),
+        (["--top", "NOFILE"], "nofile.pt"),
+        (["--limit", "0"], "limit must be a positive whole number"),
+    ],
+)
+def test_figures_refusals_exit_2_with_one_line(folder, tmp_path, capsys, extra, message):
+    (tmp_path / "empty" / "nothing").mkdir(parents=True)
+    (tmp_path / "a-file").write_text("")
+    where = {
+        "MISSING": str(tmp_path / "missing"),
+        "EMPTY": str(tmp_path / "empty"),
+        "FILE": str(tmp_path / "a-file" / "figs"),
+        "NOFILE": str(tmp_path / "nofile.pt"),
+    }
+    extra = [where.get(v, v) for v in extra]
+    argv = ["figures", "--model", "small_zfnet", "--data", str(folder), "--limit", "3"]
+    assert main([*argv, "--out", str(tmp_path / "figs"), *extra]) == 2
+    assert message in _one_error_line(capsys.readouterr().err)

@@ -61,14 +61,22 @@ def _figures(args: argparse.Namespace) -> int:
     from zfwidgets.figures import ARCH_EPOCHS, make_figures
 
     started = time.perf_counter()
-    paths = make_figures(
-        args.model,
-        args.out,
-        data=args.data,
-        limit=args.limit,
-        arch_epochs=ARCH_EPOCHS if args.arch_epochs is None else args.arch_epochs,
-        train_limit=args.train_limit,
-    )
+    try:
+        paths = make_figures(
+            args.model,
+            args.out,
+            data=args.data,
+            limit=args.limit,
+            arch_epochs=ARCH_EPOCHS if args.arch_epochs is None else args.arch_epochs,
+            train_limit=args.train_limit,
+            pretrained=args.pretrained,
+            top=args.top,
+            maps=args.maps,
+            seed=args.seed,
+        )
+    except OSError as err:  # a file that vanished or a full disk while writing: one line
+        print(f"zfwidgets: error: {err}", file=sys.stderr)
+        return 2
     print(f"wrote {len(paths)} files to {args.out} in {time.perf_counter() - started:.0f} s")
     return 0
 
@@ -93,7 +101,25 @@ def build_parser() -> argparse.ArgumentParser:
     figures.add_argument(
         "--data", help="demo, photos (scikit-image) or a folder of class folders (ImageFolder)"
     )
-    figures.add_argument("--limit", type=int, default=1000, help="at most this many images")
+    figures.add_argument(
+        "--limit",
+        type=int,
+        default=1000,
+        help="at most this many images (from a folder: taken in turn from each class)",
+    )
+    figures.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="torchvision's ImageNet weights (random weights, with a warning, when offline)",
+    )
+    figures.add_argument(
+        "--top",
+        help="top-k results saved by TopK.save for this model and data, used instead of mining",
+    )
+    figures.add_argument(
+        "--maps", help="Fig. 2's maps per layer: 3,17,42 or random:6 (default the first 6)"
+    )
+    figures.add_argument("--seed", type=int, default=0, help="seed of --maps random:N (default 0)")
     figures.add_argument(
         "--arch-epochs", type=int, help="training epochs per architecture (Fig. 6; default 5)"
     )

@@ -20,6 +20,14 @@ Files written (``<layer>`` for every conv layer):
 - ``occlusion.png``: (a)-(e) of Fig. 7 for three images;
 - ``correspondence.md`` and ``correspondence.csv``: Table 1 on the data.
 
+On your own pictures: ``zfwidgets figures --model alexnet --pretrained --data DIR --limit 200``
+reads DIR as a torchvision ImageFolder with the model's own preprocessing, takes the 200 images
+in turn from its classes, draws inputs and patches in their true colours, names the model's
+answers with its own classes (ImageNet's) and the folder's classes as the data set's labels.
+``--pretrained`` falls back to random weights with one line on stderr when offline; ``--top
+FILE`` draws Fig. 2 from a file written by ``TopK.save`` (checked against the model and data)
+instead of mining; ``--maps 3,17,42`` or ``--maps random:6 --seed 1`` choose Fig. 2's maps.
+
 Example:
     >>> from zfwidgets.core import Inspector
     >>> fd = load_figure_data("demo", limit=20)
@@ -32,8 +40,11 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +57,19 @@ from tqdm import tqdm
 from zfwidgets.core import Inspector, panels, render
 from zfwidgets.core.correspondence import correspondence
 from zfwidgets.core.invariance import TRANSFORMS, UNITS, default_amounts, invariance_curves
-from zfwidgets.core.mining import mine
+from zfwidgets.core.mining import TopK, data_fingerprint, mine
 from zfwidgets.core.occlusion import occlusion_sweep
 from zfwidgets.core.top_views import top_projections
-from zfwidgets.figure_data import FigureData, load_figure_data, shape_is_imagenet
+from zfwidgets.figure_data import FigureData, _stderr_line, load_figure_data, shape_is_imagenet
 
-__all__ = ["FIGURES", "FigureData", "load_figure_data", "make_figures", "shape_is_imagenet"]
+__all__ = [
+    "FIGURES",
+    "FigureData",
+    "MapChoice",
+    "load_figure_data",
+    "make_figures",
+    "shape_is_imagenet",
+]
 
 TILE = 112  # side of most tiles, in pixels
 # The widest a figure gets: a notebook cell's output is about 880 px wide at a 968 px notebook,
@@ -84,7 +102,16 @@ def _enlarge(picture: np.ndarray, side: int = TILE) -> np.ndarray:
     return panels.fit(picture, side)
 
 
-def _shown(x: Tensor, mean: Tensor | None) -> np.ndarray:
+def _shown(x: Tensor, fd: FigureData, box=None) -> np.ndarray:
+    """An input (or the patch of it inside ``box``) as a picture in its true colours: through
+    the model's preprocessing where known, else adding the mean image, else stretched."""
+    prep = fd.preprocessing
+    if prep is not None and not prep.mean_image:
+        return prep.picture(x.cpu())
+    mean = fd.mean
+    if mean is not None and box is not None:
+        rows, cols = box.slices
+        mean = mean[:, rows, cols]
     return render.input_image(x.cpu(), None if mean is None else mean.cpu())
 
 
@@ -108,7 +135,7 @@ def deconvnet_steps(insp: Inspector, fd: FigureData) -> np.ndarray:
     channel = int(insp.activations(x, layer).flatten(1).amax(1).argmax())
     method = insp.projection_method  # saliency where the model has no rectifier rules
     trace = insp.trace_projection(x, layer, channel, method=method)
-    tiles, names = [_enlarge(_shown(x, fd.mean))], ["input"]
+    tiles, names = [_enlarge(_shown(x, fd))], ["input"]
     for step, signal in trace[1:]:
         if signal.ndim == 3 and step.kind in _STEP_WORDS:
             summed = signal if signal.shape[0] in (1, 3) else signal.sum(0, keepdim=True)
@@ -123,22 +150,31 @@ def deconvnet_steps(insp: Inspector, fd: FigureData) -> np.ndarray:
 _STEP_WORDS = {"relu": "rectify", "relu6": "rectify", "maxpool": "unpool", "conv": "filter"}
 
 
-def top9(insp: Inspector, fd: FigureData, layer: str, maps: int = 6, mined=None) -> np.ndarray:
-    """Fig. 2: for the first ``maps`` maps, 9 projections (left) beside their patches (right),
-    two maps a row; each half titled, each map named above its pair."""
-    top = mined if mined is not None else mine(insp, fd.images, [layer], k=9, progress=False)
-    count = min(maps, top.layers[insp.layer_name(layer)].values.shape[0])
+def top9(
+    insp: Inspector,
+    fd: FigureData,
+    layer: str,
+    maps: int | Sequence[int] = 6,
+    mined: TopK | None = None,
+    data: Any = None,
+) -> np.ndarray:
+    """Fig. 2: for the maps ``maps`` (a count: the first ones), 9 projections (left) beside
+    their patches (right), two maps a row; each half titled, each map named above its pair.
+
+    ``mined``: top-k results to draw from (mined here when None) and ``data`` the data set
+    they were mined on (default the figure's images).
+    """
+    data = fd.images if data is None else data
+    top = mined if mined is not None else mine(insp, data, [layer], k=9, progress=False)
+    available = top.layers[insp.layer_name(layer)].values.shape[0]
+    channels = list(range(min(maps, available))) if isinstance(maps, int) else list(maps)
     side = _top9_side(insp, fd, layer)
     method = insp.projection_method
     pairs = []
-    for channel in range(count):
-        entries = top_projections(insp, top, fd.images, layer, channel, method)
+    for channel in channels:
+        entries = top_projections(insp, top, data, layer, channel, method)
         projections = [_signal_picture(e.projection_patch.cpu(), method) for e in entries]
-        patches = []
-        for e in entries:
-            rows_, cols_ = e.box.slices
-            mean = None if fd.mean is None else fd.mean[:, rows_, cols_]
-            patches.append(_shown(e.patch, mean))
+        patches = [_shown(e.patch, fd, e.box) for e in entries]
         halves = [
             panels.titled(render.grid(_top9_tiles(tiles, side), cols=3, pad=2), title)
             for tiles, title in ((projections, "projections"), (patches, "patches"))
@@ -203,19 +239,21 @@ def invariance(insp: Inspector, fd: FigureData, kind: str, count: int = 5) -> by
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    images = [fd.images[i] for i in _spread(fd.labels, count)]
-    labels = [int(fd.labels[i]) for i in _spread(fd.labels, count)]
+    picks = _spread(fd.labels, count)
+    images = [fd.images[i] for i in picks]
+    targets = [int(fd.target_labels[i]) for i in picks]  # the model's classes
     side = int(fd.images.shape[-2])
-    curves = invariance_curves(insp, images, labels, kind, default_amounts(kind, side, 13))
+    curves = invariance_curves(insp, images, targets, kind, default_amounts(kind, side, 13))
     layers = list(curves.distances)
     series = [curves.distances[layer] for layer in layers] + [curves.true_prob]
-    titles = [f"distance at {layer}" for layer in layers] + ["p(true class)"]
+    measured = "p(true class)" if fd.targets is None else "p(the model's answer)"
+    titles = [f"distance at {layer}" for layer in layers] + [measured]
     # At most FIT_WIDTH pixels wide, so a notebook shows it at its own size (sharp).
     width = min(4 * len(series), FIT_WIDTH / 100)
     figure, axes = plt.subplots(1, len(series), figsize=(width, 3.2), dpi=100)
     for ax, values, title in zip(axes, series, titles, strict=True):
         for i, row in enumerate(values.numpy()):
-            ax.plot(curves.amounts, row, marker="o", markersize=3, label=fd.classes[labels[i]])
+            ax.plot(curves.amounts, row, marker="o", markersize=3, label=_legend(fd, picks[i]))
         ax.set_title(title)
         ax.set_xlabel(UNITS[kind])
         ax.grid(alpha=0.3)
@@ -226,6 +264,18 @@ def invariance(insp: Inspector, fd: FigureData, kind: str, count: int = 5) -> by
     figure.savefig(buffer, format="png")
     plt.close(figure)
     return buffer.getvalue()
+
+
+def _legend(fd: FigureData, i: int) -> str:
+    """Image ``i``'s data-set class, and the model's answer where that is another list."""
+    name = fd.classes[int(fd.labels[i])]
+    if fd.targets is None:
+        return name
+    return f"{name}: {_short(fd.target_names[int(fd.targets[i])])}"
+
+
+def _short(name: str, width: int = 18) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
 
 
 def _spread(labels: Tensor, count: int) -> list[int]:
@@ -340,27 +390,34 @@ def occlusion(insp: Inspector, fd: FigureData, count: int = 3) -> np.ndarray:
     """Fig. 7: (a) image, (b) activity, (c) projection, (d) p(true class), (e) top class."""
     side = int(fd.images.shape[-1])
     size, stride = max(1, round(side / 4)), max(1, round(side / 14))
-    palette = render.class_colours(len(fd.classes))
+    palette = None  # one colour per class of the model's: what (e) colours
     tiles, labels = [], []
     for i in _spread(fd.labels, count):
-        x, label = fd.images[i], int(fd.labels[i])
-        maps = occlusion_sweep(insp, x, size, stride, target=label)
+        x, target = fd.images[i], int(fd.target_labels[i])
+        maps = occlusion_sweep(insp, x, size, stride, fill=_fill(fd), target=target)
+        if palette is None:
+            palette = render.class_colours(max(len(fd.target_names), int(maps.top_class.max()) + 1))
         tiles += [
-            _enlarge(_shown(x, fd.mean)),
+            _enlarge(_shown(x, fd)),
             _enlarge(render.heatmap(maps.activity)),
             _enlarge(render.projection_image(maps.projection.cpu())),
             _enlarge(render.heatmap(maps.target_prob, 0.0, 1.0)),
             _enlarge(palette[maps.top_class.numpy()]),
         ]
-        name = fd.classes[label]
+        name = _short(fd.target_names[target])
         labels += [
-            "(a) " + name,
+            "(a) " + _short(fd.classes[int(fd.labels[i])]),
             "(b) activity",
             "(c) projection",
             f"(d) p({name})",
             "(e) top class",
         ]
     return render.grid(tiles, cols=5, pad=4, labels=labels)
+
+
+def _fill(fd: FigureData) -> float:
+    """The occluder's value in model units (the mean: 0)."""
+    return 0.0 if fd.preprocessing is None else fd.preprocessing.fill
 
 
 def correspondence_table(insp: Inspector, fd: FigureData) -> tuple[str, bytes]:
@@ -424,6 +481,68 @@ def _csv_bytes(rows: list[dict[str, Any]]) -> bytes:
 # ----- the command ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class MapChoice:
+    """Which feature maps Fig. 2 shows per layer: the ``picked`` maps, else ``random`` maps
+    drawn per layer (seeded by ``seed`` and the layer's name), else the first ``first``.
+
+    Example:
+        >>> MapChoice.parse("3,17,42").for_layer("conv2", 64)
+        [3, 17, 42]
+        >>> MapChoice.parse("random:3", seed=1).for_layer("conv2", 64)
+        [6, 18, 31]
+        >>> MapChoice().for_layer("conv1", 4)
+        [0, 1, 2, 3]
+    """
+
+    picked: tuple[int, ...] = ()
+    random: int = 0
+    seed: int = 0
+    first: int = 6
+
+    @classmethod
+    def parse(cls, text: str | None, seed: int = 0) -> MapChoice:
+        """``"3,17,42"``, ``"random:6"`` or None (the first 6); ValueError otherwise."""
+        if text is None:
+            return cls(seed=seed)
+        spec = text.strip()
+        try:
+            if spec.startswith("random:"):
+                count = int(spec.removeprefix("random:"))
+                if count >= 1:
+                    return cls(random=count, seed=seed)
+            else:
+                picked = tuple(int(v) for v in spec.split(","))
+                if picked and min(picked) >= 0:
+                    return cls(picked=tuple(dict.fromkeys(picked)), seed=seed)
+        except ValueError:
+            pass
+        raise ValueError(
+            f"--maps takes map numbers such as 3,17,42 or random:N (N >= 1); got {text!r}"
+        )
+
+    def for_layer(self, layer: str, channels: int) -> list[int]:
+        """The maps shown for ``layer``, which has ``channels`` maps."""
+        if self.picked:
+            return list(self.picked)
+        if self.random:
+            draw = random.Random(f"{self.seed}:{layer}")
+            return sorted(draw.sample(range(channels), min(self.random, channels)))
+        return list(range(min(self.first, channels)))
+
+    def check(self, channels: dict[str, int]) -> None:
+        """Refuses picked maps that some layer (name -> its number of maps) lacks."""
+        if not self.picked or not channels:
+            return
+        layer, fewest = min(channels.items(), key=lambda item: item[1])
+        wrong = [m for m in self.picked if m >= fewest]
+        if wrong:
+            raise ValueError(
+                f"--maps {','.join(map(str, wrong))} out of range: maps must be in "
+                f"0..{fewest - 1} ({layer} has {fewest} maps)"
+            )
+
+
 def make_figures(
     model: str = "demo",
     out: str | Path = "figures",
@@ -433,18 +552,33 @@ def make_figures(
     arch_epochs: int = ARCH_EPOCHS,
     train_limit: int | None = None,
     log: Callable[[str], None] | None = print,
+    pretrained: bool = False,
+    top: str | Path | None = None,
+    maps: MapChoice | str | None = None,
+    seed: int = 0,
+    warn: Callable[[str], None] | None = _stderr_line,
 ) -> list[Path]:
     """Writes every figure for ``model`` into ``out``; returns the paths written, in order.
 
+    ``data``, ``limit`` and ``pretrained`` choose the images and weights
+    (:func:`~zfwidgets.figure_data.load_figure_data`; ``warn`` gets the line saying that
+    ImageNet weights could not be had). ``top``: a file written by
+    :meth:`~zfwidgets.core.mining.TopK.save` for this model, mined on the figure's images or
+    on the whole image folder, drawn instead of mining. ``maps``: the maps of Fig. 2
+    (:class:`MapChoice` or its text, ``"3,17,42"`` / ``"random:6"`` drawn with ``seed``).
     Figures that need what the model lacks (a training run, the demo's training set) are
-    skipped with a line in ``log``.
+    skipped with a line in ``log``. Everything refused raises ValueError before any figure
+    is drawn.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    fd = load_figure_data(model, data, limit)
+    choice = maps if isinstance(maps, MapChoice) else MapChoice.parse(maps, seed)
+    out = _writable_folder(Path(out))
+    fd = load_figure_data(model, data, limit, pretrained=pretrained, warn=warn)
     insp = Inspector(fd.model, device="auto")
+    layers = _conv_layers(insp, fd)
+    choice.check({layer: _channels(insp, fd, layer) for layer in layers})
+    mined = None if top is None else _load_top(Path(top), insp, fd, layers)
     written: list[Path] = []
-    steps = _figure_steps(insp, fd, arch_epochs, train_limit)
+    steps = _figure_steps(insp, fd, arch_epochs, train_limit, choice, mined, log)
     bar = tqdm(steps, desc="figures", unit="fig", disable=not progress)
     for name, draw in bar:
         bar.set_postfix_str(name)
@@ -462,8 +596,62 @@ def make_figures(
     return written
 
 
+def _writable_folder(out: Path) -> Path:
+    """``out``, made if missing; ValueError (one line) where it cannot be written to."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"cannot write figures to {out}: {err.strerror or err}") from err
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write figures to {out}: permission denied")
+    return out
+
+
+def _channels(insp: Inspector, fd: FigureData, layer: str) -> int:
+    """How many feature maps ``layer`` has."""
+    rows = insp.describe(tuple(fd.images.shape[-3:]))
+    return int(rows[insp.layer_index(layer)]["shape"][0])
+
+
+# A saved top-k file and the data set it was mined on.
+Mined = tuple[TopK, Any]
+
+
+def _load_top(path: Path, insp: Inspector, fd: FigureData, layers: list[str]) -> Mined:
+    """Results saved by TopK.save, checked against the model and the data: mined on the
+    figure's images, or on the whole folder they come from."""
+    try:
+        top = TopK.load(path, insp)  # ValueError naming the file: not one, other model
+    except OSError as err:
+        raise ValueError(f"cannot read --top {path}: {err.strerror or err}") from err
+    candidates = [fd.images] + ([fd.dataset] if fd.dataset is not None else [])
+    data = next(
+        (
+            d
+            for d in candidates
+            if len(d) == top.count and data_fingerprint(d) == top.data_fingerprint
+        ),
+        None,
+    )
+    if data is None:
+        whole = "" if fd.dataset is None else f" (or all {len(fd.dataset)} of the folder)"
+        raise ValueError(
+            f"{path} was mined on a different data set: mine the {len(fd.images)} images "
+            f"the figures use{whole} with the model's preprocessing"
+        )
+    if not any(insp.layer_name(layer) in top.layers for layer in layers):
+        raise ValueError(f"{path} holds none of the conv layers {', '.join(layers)}")
+    return top, data
+
+
 def _figure_steps(
-    insp: Inspector, fd: FigureData, arch_epochs: int, train_limit: int | None
+    insp: Inspector,
+    fd: FigureData,
+    arch_epochs: int,
+    train_limit: int | None,
+    choice: MapChoice | None = None,
+    mined: Mined | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[tuple[str, Callable[[], Files]]]:
     """(name, draw) for every figure, in the order of :data:`FIGURES`."""
 
@@ -472,7 +660,7 @@ def _figure_steps(
 
     steps: list[tuple[str, Callable[[], Files]]] = [
         ("deconvnet steps", lambda: one("deconvnet_steps.png", deconvnet_steps(insp, fd))),
-        ("mining top 9", lambda: _top9_all(insp, fd)),
+        ("mining top 9", lambda: _top9_all(insp, fd, choice or MapChoice(), mined, log)),
         ("feature evolution", lambda: one("evolution.png", evolution(fd))),
     ]
     steps += [
@@ -490,10 +678,28 @@ def _figure_steps(
     return steps
 
 
-def _top9_all(insp: Inspector, fd: FigureData) -> Files:
+def _top9_all(
+    insp: Inspector,
+    fd: FigureData,
+    choice: MapChoice,
+    mined: Mined | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Files:
     layers = _conv_layers(insp, fd)
-    mined = mine(insp, fd.images, layers, k=9, progress=False)
-    return {f"top9_{layer}.png": top9(insp, fd, layer, mined=mined) for layer in layers}
+    if mined is None:
+        top, data = mine(insp, fd.images, layers, k=9, progress=False), fd.images
+    else:
+        top, data = mined
+        missing = [layer for layer in layers if insp.layer_name(layer) not in top.layers]
+        if missing and log:
+            log(f"skipped top9 of {', '.join(missing)}: not in the top-k file")
+        layers = [layer for layer in layers if layer not in missing]
+    return {
+        f"top9_{layer}.png": top9(
+            insp, fd, layer, choice.for_layer(layer, _channels(insp, fd, layer)), top, data
+        )
+        for layer in layers
+    }
 
 
 def _correspondence_files(insp: Inspector, fd: FigureData) -> Files:
