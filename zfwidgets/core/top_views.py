@@ -65,8 +65,10 @@ def top_projections(
         )
     images = as_indexable(data)
     keep = [j for j in range(top.k) if int(t.images[channel, j]) >= 0]
-    spatial = len(insp.shapes(tuple(image_of(images[0]).shape))[insp.layer_index(name)]) == 4
     pictures = [insp.image(image_of(images[int(t.images[channel, j])])) for j in keep]
+    # the shape from an entry's image: only the shown images are read
+    shape = tuple(pictures[0].shape[1:]) if pictures else tuple(image_of(images[0]).shape)
+    spatial = len(insp.shapes(shape)[insp.layer_index(name)]) == 4
     positions = [tuple(int(v) for v in t.positions[channel, j]) if spatial else None for j in keep]
     projections = insp.project_units(pictures, name, [channel] * len(keep), positions, method)
     entries = []

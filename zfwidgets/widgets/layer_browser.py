@@ -21,7 +21,9 @@ Example:
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import ipywidgets as widgets
@@ -32,8 +34,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from zfwidgets.core import Inspector, render
+from zfwidgets.core.data_labels import data_class_names, data_label
 from zfwidgets.core.methods import REGISTRY
-from zfwidgets.core.mining import TopK, mine
+from zfwidgets.core.mining import LayerTopK, TopK, data_fingerprint, mine, model_fingerprint
+from zfwidgets.core.mining_estimate import MiningEstimate, estimate_mining_seconds
 from zfwidgets.core.top_views import TopEntry, top_projections
 from zfwidgets.widgets.base import WidgetBase, class_names, errors_to, inspector_for, refusing
 from zfwidgets.widgets.canvas_views import redraw_for_new_views
@@ -56,6 +60,7 @@ from zfwidgets.widgets.top_nine import (
     TOP_K,
     TOP_TILE,
     patch_side,
+    tile_labels_html,
     tile_pixels,
     top_nine_pictures,
     unit_picture,
@@ -87,7 +92,17 @@ class LayerBrowser(WidgetBase):
         dataset: the data set mined for each map's top 9 (tensor, Dataset or DataLoader).
         mean: the mean image subtracted from the model's inputs: added back to show images,
             subtracted from uploads.
-        classes: class names, indexed by label.
+        classes: the model's class names, indexed by its outputs.
+        top: top-9 results already mined on ``dataset`` (a teacher's file): a
+            :class:`~zfwidgets.core.mining.TopK` or the path of a file written by
+            :meth:`TopK.save <zfwidgets.core.mining.TopK.save>`, checked against the model and
+            the data set. Its layers are shown at once and never re-mined; the layer menu marks
+            the others "not mined", and the top-9 area offers a button (with an estimate of
+            the time) to mine one. Without ``top``, a layer is mined when its top 9 are first
+            shown.
+        dataset_classes: the data set's class names, indexed by its labels (default its
+            ``.classes``, e.g. an ``ImageFolder``'s folders); shown with its label beside each
+            top-9 tile, apart from the model's ``classes``.
         **state: initial values of the traits below.
 
     Traits (set them from code; the controls follow):
@@ -98,7 +113,8 @@ class LayerBrowser(WidgetBase):
         ``"guided_gradcam"``; default ``inspector.projection_method``.
         position: ``"max"`` (the strongest unit) or ``"map"`` (the whole map).
         image_index: the picked image. show_upload: show the uploaded file instead.
-        show_top: show the top 9 (mined in the background on first use per layer).
+        show_top: show the top 9 (mined in the background on first use per layer, or with
+        ``top=``, from the file, and mined only when asked).
         status (read-only): the status line's message. A value that cannot be used leaves the
         trait as it was and says why in ``status``.
 
@@ -130,6 +146,8 @@ class LayerBrowser(WidgetBase):
         dataset: Any = None,
         mean: Tensor | None = None,
         classes: Any = None,
+        top: TopK | str | os.PathLike | None = None,
+        dataset_classes: Sequence[str] | None = None,
         **state: Any,
     ) -> None:
         super().__init__()
@@ -143,7 +161,18 @@ class LayerBrowser(WidgetBase):
         self.mining_seconds: dict[str, float] = {}
         self._upload: tuple[str, Tensor] | None = None
         self.classes = class_names(classes, self._class_count())
-        self._mined: dict[str, TopK] = {}
+        self._mined: dict[str, TopK] = {}  # what each layer's top 9 are drawn from
+        self._top: TopK | None = None  # every layer on hand (the file's and those mined here)
+        self._ask_before_mining = top is not None  # a file given: mine only on a click
+        self._seconds_per_image: float | None = None  # the rate of the last pass, for estimates
+        self._estimates: dict[str, MiningEstimate] = {}
+        if top is not None:
+            self._use_top(top)
+        self.dataset_classes = (
+            [str(c) for c in dataset_classes]
+            if dataset_classes is not None
+            else (None if dataset is None else data_class_names(dataset))
+        )
         self._top_entries: list[TopEntry] | None = None
         self._grid: GridGeometry | None = None
         self._grid_rgba: np.ndarray | None = None
@@ -198,11 +227,49 @@ class LayerBrowser(WidgetBase):
             else:
                 self.show_upload = True
 
+    @property
+    def top(self) -> TopK | None:
+        """The top-k results on hand: the ``top=`` file's layers and those mined here, or None.
+
+        ``browser.top.save(path)`` writes them for others to open with ``top=path``.
+
+        Example:
+            >>> import torch
+            >>> from zfwidgets import demo
+            >>> from zfwidgets.core.mining import mine
+            >>> d = demo.load()
+            >>> some = torch.utils.data.Subset(d.dataset, range(100))
+            >>> mined = mine(Inspector(d.model), some, layers=["conv1"], progress=False)
+            >>> lab = LayerBrowser(d.model, dataset=some, mean=d.mean, top=mined, show_top=True)
+            >>> len(lab.top_entries), lab.mining_seconds    # shown from the results, not mined
+            (9, {})
+            >>> list(lab.top.layers)
+            ['features.1']
+        """
+        return self._top
+
+    def load_top(self, top: TopK | str | os.PathLike) -> bool:
+        """Shows the results of ``top`` (a TopK or a ``TopK.save`` file) from now on, as
+        ``top=`` does; a file that does not fit the model or data set is refused in the status
+        line (False), and what was on hand stays."""
+        with errors_to(self.status_line, "top 9 file"):
+            with self._lock:
+                self._use_top(top)
+            self._ask_before_mining = True
+            self._mark_menu()
+            self._refresh({"top"})
+            shown = ", ".join(self._display_name(name) for name in self._mined)
+            self.status_line.info(f"opened {self._top_source}: {shown} mined")
+            return True
+        return False
+
     def refresh(self, forget_top: bool = False) -> None:
         """Redraws everything (after changing the model's weights, pass ``forget_top=True``)."""
         if forget_top:
             self._tasks.cancel()
             self._mined.clear()
+            self._top = None
+            self._mark_menu()
         self._refresh({"grid", "input", "heat", "projection", "top"})
 
     # ----- building ------------------------------------------------------------------------
@@ -318,6 +385,18 @@ class LayerBrowser(WidgetBase):
         self._top_projections = png_image("Top-9 projections", "zfw-top-projections")
         self._top_patches = png_image("Top-9 image patches", "zfw-top-patches")
         self._top_caption = caption(width="560px")
+        # Each tile's image: index, the data set's label, activation (under the patches).
+        self._top_labels = widgets.HTML()
+        self._top_labels.add_class("zfw-top-labels")
+        # Shown instead of the top 9 of a layer the top= file lacks: mining waits for a click.
+        self._mine_button = widgets.Button(
+            icon="play",
+            layout=widgets.Layout(width="auto", display="none"),
+            tooltip="Mine this layer over the data set (in the background; hide the top 9 "
+            "or pick another layer to cancel)",
+        )
+        self._mine_button.add_class("zfw-mine-layer")
+        self._mine_button.on_click(lambda _: self._mine_clicked())
 
     def _arrange(self) -> list[widgets.Widget]:
         wrap = {"flex_flow": "row wrap", "align_items": "center"}
@@ -351,7 +430,13 @@ class LayerBrowser(WidgetBase):
         )
         self._top_patches.layout.margin = "0 0 0 12px"
         self._top_panel = widgets.VBox(
-            [widgets.HBox([self._top_projections, self._top_patches]), self._top_caption],
+            [
+                self._mine_button,
+                widgets.HBox(
+                    [self._top_projections, widgets.VBox([self._top_patches, self._top_labels])]
+                ),
+                self._top_caption,
+            ],
             layout=widgets.Layout(display="none"),  # until the top 9 are asked for
         )
         top_header = widgets.HBox(
@@ -409,6 +494,7 @@ class LayerBrowser(WidgetBase):
                     setattr(self, name, state[name])
         self._finish_building()
         self._layer_menu.show(self.layer)
+        self._mark_menu()
         self._layer_menu.on_pick(lambda layer: setattr(self, "layer", layer))
         bound = [
             ("channel", self._channel_slider),
@@ -725,6 +811,51 @@ class LayerBrowser(WidgetBase):
         return str(index)
 
     # ----- top 9 ---------------------------------------------------------------------------
+    def _use_top(self, top: TopK | str | os.PathLike) -> None:
+        """Takes the layers of ``top`` (checked against the model and the data set) as mined."""
+        if self.dataset is None:
+            raise ValueError("top= needs dataset=: the data set its results were mined on")
+        if isinstance(top, TopK):
+            source = "the TopK given as top="
+            if top.model_fingerprint != model_fingerprint(self.inspector):
+                raise ValueError(f"{source} was mined with a different model (or weights)")
+            if top.data_fingerprint != data_fingerprint(self.dataset):
+                raise ValueError(f"{source} was mined on a different data set")
+            loaded = top
+        elif isinstance(top, str | os.PathLike):
+            source = os.fspath(top)
+            loaded = TopK.load(top, self.inspector, self.dataset)  # its refusal names the file
+        else:
+            raise TypeError(
+                f"top must be a TopK or the path of a TopK.save file; got {type(top).__name__}"
+            )
+        # A copy, so that layers mined here join it and not the caller's object.
+        self._top = TopK(
+            loaded.k, loaded.count, dict(loaded.layers), loaded.model_fingerprint,
+            loaded.data_fingerprint,
+        )  # fmt: skip
+        self._top_source = source
+        self._mined = {name: self._shown_part(self._top, name) for name in self._top.layers}
+
+    @staticmethod
+    def _shown_part(top: TopK, name: str) -> TopK:
+        """``top``'s layer ``name`` alone, cut to the TOP_K strongest (what is drawn)."""
+        t = top.layers[name]
+        k = min(top.k, TOP_K)
+        part = LayerTopK(t.values[:, :k], t.images[:, :k], t.positions[:, :k])
+        return TopK(k, top.count, {name: part}, top.model_fingerprint, top.data_fingerprint)
+
+    def _mark_menu(self) -> None:
+        """Marks "not mined" the menu's layers missing from the ``top=`` results."""
+        mined = set(self._mined)
+        layer_name = self.inspector.layer_name
+        notes = {
+            name: "not mined"
+            for name in self._layer_menu.names
+            if self._ask_before_mining and layer_name(name) not in mined
+        }
+        self._layer_menu.mark(notes)
+
     def _refresh_top(self) -> None:
         self._top_panel.layout.display = "flex" if self.show_top else "none"
         if not self.show_top:
@@ -735,8 +866,12 @@ class LayerBrowser(WidgetBase):
         name = self.inspector.layer_name(self.layer)
         top = self._mined.get(name)
         if top is None:
-            self._start_mining(name)
+            if not self._ask_before_mining:
+                self._start_mining(name)
+            elif self._tasks.running != name:
+                self._offer_mining(name)
             return
+        self._mine_button.layout.display = "none"
         self._tasks.cancel()  # a mining pass for another layer is no longer wanted
         method = self._top_method()
         entries = top_projections(self.inspector, top, self.dataset, name, self.channel, method)
@@ -748,13 +883,47 @@ class LayerBrowser(WidgetBase):
         the model's projection method (the deconvnet, or saliency where it has none)."""
         return self.inspector.projection_method if self._class_method() else self.method
 
+    def _offer_mining(self, name: str) -> None:
+        """A layer the ``top=`` results lack: a button to mine it, with a time estimate."""
+        self._tasks.cancel()
+        shown = self._display_name(name)
+        self._clear_top()
+        guess = self._estimates.get(name)
+        if guess is None or self._seconds_per_image is not None:  # time a batch once per layer
+            guess = estimate_mining_seconds(
+                self.inspector, self.dataset, name, seconds_per_image=self._seconds_per_image
+            )
+            self._estimates[name] = guess
+        how = f"timed on {guess.sample} images" if guess.sample else "at the rate of the last pass"
+        self._mine_button.description = (
+            f"Mine {shown} (about {_duration(guess.seconds)} on this machine "
+            f"for {guess.images:,} images)"
+        )
+        self._mine_button.layout.display = "flex"
+        self._top_caption.say(
+            f"{shown} is not in the mined results; mining it takes about "
+            f"{_duration(guess.seconds)} here (an estimate, {how}).",
+            "muted",
+        )
+
+    def _mine_clicked(self) -> None:
+        with errors_to(self.status_line, "top 9"):
+            if self.show_top and self.dataset is not None:
+                self._start_mining(self.inspector.layer_name(self.layer))
+
+    def _clear_top(self) -> None:
+        self._top_entries = None
+        self._top_projections.value = self._top_patches.value = blank_png(TOP_TILE)
+        self._top_labels.value = ""
+
     def _start_mining(self, name: str) -> None:
         if self._tasks.running == name:
             return
         shown = self._display_name(name)
-        self._top_entries = None
-        self._top_projections.value = self._top_patches.value = blank_png(TOP_TILE)
+        self._mine_button.layout.display = "none"
+        self._clear_top()
         self._top_caption.say(f"Mining {shown} over the data set…", "busy")
+        k = TOP_K if self._top is None else self._top.k  # joins the results on hand
 
         def work(should_stop, report) -> TopK:
             started = time.perf_counter()
@@ -762,7 +931,7 @@ class LayerBrowser(WidgetBase):
                 self.inspector,
                 self.dataset,
                 layers=[name],
-                k=TOP_K,
+                k=k,
                 progress=False,
                 callback=report,
                 should_stop=should_stop,
@@ -771,10 +940,16 @@ class LayerBrowser(WidgetBase):
             return top
 
         def done(top: TopK) -> None:
-            self._mined[name] = top
+            if self._top is None:
+                self._top = top
+            else:
+                self._top.layers[name] = top.layers[name]
+            self._mined[name] = self._shown_part(top, name)
             seconds = self.mining_seconds[name]
+            self._seconds_per_image = seconds / max(top.count, 1)
             self.status_line.info(f"mined {shown} over {top.count:,} images in {seconds:.1f} s")
             with errors_to(self.status_line, "top 9"):
+                self._mark_menu()
                 self._refresh_top()
 
         self._in_background(name, work, done, label=f"mining {shown}")
@@ -784,6 +959,9 @@ class LayerBrowser(WidgetBase):
         pictures = top_nine_pictures(entries, method, self.mean, side)
         self._top_projections.value = pictures.projections
         self._top_patches.value = pictures.patches
+        self._top_labels.value = tile_labels_html(
+            [self._tile_text(e) for e in entries], tile_pixels(side)[1]
+        )
         self._top_caption.help = f"Image index (activation), strongest first: {pictures.listing}"
         note = (
             f" ({REGISTRY[self.method].label} is a class map, so units use {method})"
@@ -796,3 +974,24 @@ class LayerBrowser(WidgetBase):
             f"image patches they see (right), strongest first{note}.",
             "muted",
         )
+
+    def _tile_text(self, entry: TopEntry) -> str:
+        """``#298 · cats · 0.132``: the image, the data set's label for it, the activation."""
+        label = data_label(self.dataset, entry.image_index)
+        parts = [f"#{entry.image_index}"]
+        if label is not None:
+            names = self.dataset_classes
+            parts.append(
+                names[label] if names is not None and 0 <= label < len(names) else f"label {label}"
+            )
+        parts.append(f"{entry.value:.3g}")
+        return " · ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    """``"3 s"``, ``"4 min"``: a rough time for an estimate."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,6 +161,7 @@ class LayerMenu(widgets.Dropdown):
         super().__init__(options=base, **kwargs)
         self.zfw_inspector = insp
         self.zfw_base = base
+        self.zfw_notes: dict[str, str] = {}
         self.zfw_syncing = False
 
     @property
@@ -172,9 +173,33 @@ class LayerMenu(widgets.Dropdown):
         """Selects ``layer`` without calling the :meth:`on_pick` callbacks."""
         if self.value == layer:
             return
+        self._set(layer)
+
+    def mark(self, notes: Mapping[str, str]) -> None:
+        """Appends `` — note`` to the labels of the layers in ``notes`` (``"not mined"``);
+        every other layer loses its note. The selection stays; no callback runs.
+
+        Example:
+            >>> from zfwidgets import Inspector, demo
+            >>> menu = LayerMenu(Inspector(demo.load().model), names=["conv1", "conv2"])
+            >>> menu.mark({"conv2": "not mined"})
+            >>> [label for label, _ in menu.options]
+            ['conv1  (features.1)', 'conv2  (features.5) — not mined']
+        """
+        self.zfw_notes = {name: note for name, note in notes.items() if note}
+        self.zfw_base = [(self._label(name), name) for name in self.names]
+        if self.value is not None:
+            self._set(self.value)
+
+    def _label(self, name: str) -> str:
+        note = self.zfw_notes.get(name)
+        label = layer_label(self.zfw_inspector, name)
+        return f"{label} — {note}" if note else label
+
+    def _set(self, layer: str) -> None:
         options = list(self.zfw_base)
         if layer not in self.names:
-            options.append((layer_label(self.zfw_inspector, layer), layer))
+            options.append((self._label(layer), layer))
         self.zfw_syncing = True
         try:
             if [tuple(o) for o in self.options] != options:

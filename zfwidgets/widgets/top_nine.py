@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,13 +30,14 @@ from torch import Tensor
 
 from zfwidgets.core import Inspector, render
 from zfwidgets.core.top_views import TopEntry
-from zfwidgets.widgets.parts import fit_patch, zoom_for
+from zfwidgets.widgets.parts import COLOURS, FONT, fit_patch, zoom_for
 
 __all__ = [
     "TOP_K",
     "TOP_TILE",
     "TopPictures",
     "patch_side",
+    "tile_labels_html",
     "tile_pixels",
     "top_nine_pictures",
     "unit_picture",
@@ -116,3 +118,25 @@ def top_nine_pictures(
         pngs.append(render.to_png(render.grid(big, cols=3, background=render.BACKGROUND)))
     listing = ", ".join(f"#{e.image_index} ({e.value:.3g})" for e in entries)
     return TopPictures(pngs[0], pngs[1], listing)
+
+
+def tile_labels_html(texts: Sequence[str], width: int, cols: int = 3) -> str:
+    """One short line per tile (``"#298 · cats · 0.132"``) in a grid of ``cols`` columns of
+    ``width`` pixels, under the tiles of :func:`top_nine_pictures`; a line too long for its
+    column ends in "…" and shows in full on hover.
+
+    Example:
+        >>> page = tile_labels_html(["#3 · cats · 1.5", "#7 · dogs · 1.2"], 84)
+        >>> page.count('title="#')
+        2
+    """
+    cells = "".join(
+        f'<div title="{html.escape(t)}" style="overflow: hidden; text-overflow: ellipsis; '
+        f'white-space: nowrap">{html.escape(t)}</div>'
+        for t in texts
+    )
+    return (
+        f'<div style="display: grid; grid-template-columns: repeat({cols}, {width}px); '
+        f"column-gap: 2px; color: {COLOURS['muted']}; font-family: {FONT}; "
+        f'font-size: var(--jp-ui-font-size0, 11px); line-height: 1.3">{cells}</div>'
+    )
