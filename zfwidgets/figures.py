@@ -48,7 +48,7 @@ from zfwidgets.core.correspondence import correspondence
 from zfwidgets.core.invariance import TRANSFORMS, UNITS, default_amounts, invariance_curves
 from zfwidgets.core.mining import mine
 from zfwidgets.core.occlusion import occlusion_sweep
-from zfwidgets.core.top_views import top_projections
+from zfwidgets.core.preprocess import as_preprocessing
 from zfwidgets.figure_data import FigureData, load_figure_data, shape_is_imagenet
 
 __all__ = ["FIGURES", "FigureData", "load_figure_data", "make_figures", "shape_is_imagenet"]
@@ -125,27 +125,21 @@ _STEP_WORDS = {"relu": "rectify", "relu6": "rectify", "maxpool": "unpool", "conv
 
 def top9(insp: Inspector, fd: FigureData, layer: str, maps: int = 6, mined=None) -> np.ndarray:
     """Fig. 2: for the first ``maps`` maps, 9 projections (left) beside their patches (right),
-    two maps a row; each half titled, each map named above its pair."""
+    two maps a row; each half titled, each map named above its pair
+    (:func:`zfwidgets.core.panels.fig2_panel`)."""
     top = mined if mined is not None else mine(insp, fd.images, [layer], k=9, progress=False)
     count = min(maps, top.layers[insp.layer_name(layer)].values.shape[0])
-    side = _top9_side(insp, fd, layer)
-    method = insp.projection_method
-    pairs = []
-    for channel in range(count):
-        entries = top_projections(insp, top, fd.images, layer, channel, method)
-        projections = [_signal_picture(e.projection_patch.cpu(), method) for e in entries]
-        patches = []
-        for e in entries:
-            rows_, cols_ = e.box.slices
-            mean = None if fd.mean is None else fd.mean[:, rows_, cols_]
-            patches.append(_shown(e.patch, mean))
-        halves = [
-            panels.titled(render.grid(_top9_tiles(tiles, side), cols=3, pad=2), title)
-            for tiles, title in ((projections, "projections"), (patches, "patches"))
-        ]
-        pair = render.grid(halves, cols=2, pad=10)  # a wide gap between the two halves
-        pairs.append(panels.titled(pair, f"{layer} map {channel}"))
-    return render.grid(pairs, cols=min(2, len(pairs)), pad=16)
+    return panels.fig2_panel(
+        insp,
+        top,
+        fd.images,
+        layer,
+        maps=list(range(count)),
+        method=insp.projection_method,
+        preprocessing=as_preprocessing(mean=fd.mean),
+        tile=_top9_side(insp, fd, layer),
+        text_size=panels.TEXT_SIZE,
+    )
 
 
 def _top9_side(insp: Inspector, fd: FigureData, layer: str) -> int:
@@ -155,12 +149,6 @@ def _top9_side(insp: Inspector, fd: FigureData, layer: str) -> int:
     size = insp.describe(shape)[insp.layer_index(layer)]["rf_size"] or shape[-1]
     size = min(size, shape[-2], shape[-1])
     return size * (TOP9_TILE // size) if size <= TOP9_TILE else TOP9_TILE
-
-
-def _top9_tiles(pictures: list[np.ndarray], side: int) -> list[np.ndarray]:
-    blank = np.full((side, side, 3), render.BACKGROUND, np.uint8)
-    tiles = [_enlarge(p, side) for p in pictures]
-    return tiles + [blank] * (9 - len(tiles))
 
 
 def evolution(
