@@ -59,7 +59,7 @@ from zfwidgets.core.correspondence import correspondence
 from zfwidgets.core.invariance import TRANSFORMS, UNITS, default_amounts, invariance_curves
 from zfwidgets.core.mining import TopK, data_fingerprint, mine
 from zfwidgets.core.occlusion import occlusion_sweep
-from zfwidgets.core.top_views import top_projections
+from zfwidgets.core.preprocess import as_preprocessing
 from zfwidgets.figure_data import FigureData, _stderr_line, load_figure_data, shape_is_imagenet
 
 __all__ = [
@@ -159,7 +159,8 @@ def top9(
     data: Any = None,
 ) -> np.ndarray:
     """Fig. 2: for the maps ``maps`` (a count: the first ones), 9 projections (left) beside
-    their patches (right), two maps a row; each half titled, each map named above its pair.
+    their patches (right), two maps a row; each half titled, each map named above its pair
+    (:func:`zfwidgets.core.panels.fig2_panel`).
 
     ``mined``: top-k results to draw from (mined here when None) and ``data`` the data set
     they were mined on (default the figure's images).
@@ -168,20 +169,18 @@ def top9(
     top = mined if mined is not None else mine(insp, data, [layer], k=9, progress=False)
     available = top.layers[insp.layer_name(layer)].values.shape[0]
     channels = list(range(min(maps, available))) if isinstance(maps, int) else list(maps)
-    side = _top9_side(insp, fd, layer)
-    method = insp.projection_method
-    pairs = []
-    for channel in channels:
-        entries = top_projections(insp, top, data, layer, channel, method)
-        projections = [_signal_picture(e.projection_patch.cpu(), method) for e in entries]
-        patches = [_shown(e.patch, fd, e.box) for e in entries]
-        halves = [
-            panels.titled(render.grid(_top9_tiles(tiles, side), cols=3, pad=2), title)
-            for tiles, title in ((projections, "projections"), (patches, "patches"))
-        ]
-        pair = render.grid(halves, cols=2, pad=10)  # a wide gap between the two halves
-        pairs.append(panels.titled(pair, f"{layer} map {channel}"))
-    return render.grid(pairs, cols=min(2, len(pairs)), pad=16)
+    prep = fd.preprocessing if fd.preprocessing is not None else as_preprocessing(mean=fd.mean)
+    return panels.fig2_panel(
+        insp,
+        top,
+        data,
+        layer,
+        maps=channels,
+        method=insp.projection_method,
+        preprocessing=prep,
+        tile=_top9_side(insp, fd, layer),
+        text_size=panels.TEXT_SIZE,
+    )
 
 
 def _top9_side(insp: Inspector, fd: FigureData, layer: str) -> int:
@@ -191,12 +190,6 @@ def _top9_side(insp: Inspector, fd: FigureData, layer: str) -> int:
     size = insp.describe(shape)[insp.layer_index(layer)]["rf_size"] or shape[-1]
     size = min(size, shape[-2], shape[-1])
     return size * (TOP9_TILE // size) if size <= TOP9_TILE else TOP9_TILE
-
-
-def _top9_tiles(pictures: list[np.ndarray], side: int) -> list[np.ndarray]:
-    blank = np.full((side, side, 3), render.BACKGROUND, np.uint8)
-    tiles = [_enlarge(p, side) for p in pictures]
-    return tiles + [blank] * (9 - len(tiles))
 
 
 def evolution(

@@ -9,7 +9,9 @@ cropped to where they are non-zero (a 11-pixel projection in a 28-pixel tile is 
 - :func:`titled`: a picture with a text band above it;
 - :func:`legend`: colour swatches with their meaning;
 - :func:`crop_to_support`: each picture of a batch cut to one common square around its
-  non-zero pixels.
+  non-zero pixels;
+- :func:`fig2_panel`: the paper's Fig. 2 for chosen (or seeded random) maps of a layer, and
+  :func:`save_png` to write it.
 
 Example:
     >>> import numpy as np
@@ -23,15 +25,33 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from zfwidgets.core import render
+from zfwidgets.core.compose import SLIDE_TEXT, save_png
 from zfwidgets.core.render import BACKGROUND, resize, to_rgb, upscale
 
-__all__ = ["TEXT_SIZE", "crop_to_support", "fit", "legend", "titled"]
+if TYPE_CHECKING:
+    from zfwidgets.core.inspector import Inspector
+    from zfwidgets.core.mining import TopK
+    from zfwidgets.core.preprocess import Preprocessing
+
+__all__ = [
+    "FIG2_MAPS",
+    "FIG2_TILE",
+    "TEXT_SIZE",
+    "crop_to_support",
+    "fig2_panel",
+    "fit",
+    "legend",
+    "save_png",
+    "titled",
+]
 
 TEXT_SIZE = 16  # pixels: legible on a projected slide (Pillow's bitmap default is about 8)
 _TEXT_RGB = (235, 235, 235)  # light text on the background grey, in light and dark themes
@@ -165,3 +185,126 @@ def crop_to_support(pictures: Tensor, margin: int = 1) -> Tensor:
         x = min(max((left + right + 1 - side) // 2, 0), width - side)
         out[i] = pictures[i, :, y : y + side, x : x + side]
     return out
+
+
+FIG2_TILE = 64  # about how big each Fig. 2 tile is: a 5x5 conv1 patch is enlarged 13 times
+FIG2_MAPS = 6  # maps drawn when none are chosen: a seeded random subset of this many
+
+
+def fig2_panel(
+    insp: Inspector,
+    top: TopK,
+    data,
+    layer: str,
+    maps: None | int | Sequence[int] = None,
+    seed: int = 0,
+    method: str = "deconvnet",
+    preprocessing: Preprocessing | None = None,
+    *,
+    count: int = FIG2_MAPS,
+    tile: int | None = None,
+    text_size: int = SLIDE_TEXT,
+    cols: int = 2,
+) -> np.ndarray:
+    """The paper's Fig. 2 for ``layer``: per map, a 3x3 grid of its top-9 projections beside
+    a 3x3 grid of their image patches, the pair titled ``"conv2 · map 17"``; ``cols`` pairs
+    a row. Returns a uint8 RGB picture (write it with :func:`save_png`).
+
+    Args:
+        insp: the Inspector of the model ``top`` was mined on.
+        top: mining results (:func:`zfwidgets.core.mining.mine`) that include ``layer``.
+        data: the images ``top`` was mined over (a tensor, list or Dataset).
+        layer: a layer name or alias.
+        maps: the maps to draw (a list, or one map as an int); None draws ``count`` maps
+            chosen at random with ``seed`` (the same seed gives the same maps), in order.
+        method: the projection method (``"deconvnet"``, ``"guided"``, ``"saliency"``).
+        preprocessing: draws patches in their true colours; None stretches each patch's
+            values to 0..255.
+        tile: each tile's side in pixels; by default the layer's receptive field enlarged by
+            a whole number to at least :data:`FIG2_TILE` (a field larger than that is shrunk).
+        text_size: the titles' letter size in pixels (22: legible on a slide).
+
+    Raises:
+        ValueError: a map out of range (the message names the range), or ``layer`` not mined.
+
+    Example:
+        >>> import torch
+        >>> from zfwidgets import Inspector, demo
+        >>> from zfwidgets.core.mining import mine
+        >>> d = demo.load()
+        >>> insp, some = Inspector(d.model), torch.utils.data.Subset(d.dataset, range(100))
+        >>> top = mine(insp, some, layers=["conv1"], k=9, progress=False)
+        >>> fig2_panel(insp, top, some, "conv1", maps=[0, 3]).shape
+        (315, 920, 3)
+        >>> fig2_panel(insp, top, some, "conv1", maps=99)
+        Traceback (most recent call last):
+        ValueError: map 99 is out of range for layer 'conv1': 0..31
+    """
+    from zfwidgets.core.top_views import top_projections  # core's heavy parts, on first use
+
+    name = insp.layer_name(layer)
+    if name not in top.layers:
+        raise ValueError(f"layer '{layer}' was not mined; mined layers: {', '.join(top.layers)}")
+    chosen = _fig2_maps(top.layers[name].values.shape[0], layer, maps, seed, count)
+    first = data[0]
+    shape = tuple((first[0] if isinstance(first, tuple | list) else first).shape[-3:])
+    side = tile if tile is not None else _fig2_side(insp, layer, shape)
+    label = insp.short_name(layer)
+    pairs = []
+    for channel in chosen:
+        entries = top_projections(insp, top, data, layer, channel, method)
+        projections = [_signal_picture(e.projection_patch.cpu(), method) for e in entries]
+        patches = [_patch_picture(e, preprocessing) for e in entries]
+        halves = [
+            titled(render.grid(_nine(tiles, side), cols=3, pad=2), title, text_size)
+            for tiles, title in ((projections, "projections"), (patches, "patches"))
+        ]
+        pair = render.grid(halves, cols=2, pad=10)  # a wide gap between the two halves
+        pairs.append(titled(pair, f"{label} · map {channel}", text_size))
+    return render.grid(pairs, cols=min(cols, len(pairs)), pad=16)
+
+
+def _fig2_maps(
+    total: int, layer: str, maps: None | int | Sequence[int], seed: int, count: int
+) -> list[int]:
+    if maps is None:
+        if count < 1:
+            raise ValueError(f"count must be at least 1; got {count}")
+        picks = torch.randperm(total, generator=torch.Generator().manual_seed(int(seed)))
+        return sorted(int(i) for i in picks[: min(count, total)])
+    chosen = [maps] if isinstance(maps, int | np.integer) else list(maps)
+    if not chosen:
+        raise ValueError("maps is empty: give at least one map, or None for a random subset")
+    for m in chosen:
+        if isinstance(m, bool) or not isinstance(m, int | np.integer):
+            raise TypeError(f"maps must be whole numbers; got {m!r}")
+        if not 0 <= m < total:
+            raise ValueError(f"map {m} is out of range for layer '{layer}': 0..{total - 1}")
+    return [int(m) for m in chosen]
+
+
+def _fig2_side(insp: Inspector, layer: str, shape: tuple[int, ...]) -> int:
+    """The layer's receptive field (within the image) enlarged by a whole number to at least
+    :data:`FIG2_TILE`; a field larger than that is shrunk to it."""
+    size = insp.describe(shape)[insp.layer_index(layer)]["rf_size"] or shape[-1]
+    size = min(size, shape[-2], shape[-1])
+    return size * -(-FIG2_TILE // size) if size <= FIG2_TILE else FIG2_TILE
+
+
+def _signal_picture(signal: Tensor, method: str) -> np.ndarray:
+    if method == "saliency":
+        return render.saliency_image(signal)
+    return render.projection_image(signal)
+
+
+def _patch_picture(entry, preprocessing: Preprocessing | None) -> np.ndarray:
+    rows, cols = entry.box.slices
+    if preprocessing is None:
+        return render.input_image(entry.patch.cpu())
+    return preprocessing.picture(entry.image.cpu())[rows, cols]
+
+
+def _nine(pictures: list[np.ndarray], side: int) -> list[np.ndarray]:
+    blank = np.full((side, side, 3), BACKGROUND, np.uint8)
+    tiles = [fit(p, side) for p in pictures]
+    return tiles + [blank] * (9 - len(tiles))

@@ -12,7 +12,9 @@ It gives each widget, written once here:
 - one lock that serialises handlers and the worker's updates of widget state;
 - controls tied to traits both ways (:meth:`WidgetBase._bind`; a refused value puts the
   control back);
-- :func:`inspector_for` (model or Inspector) and :func:`class_names`.
+- :func:`inspector_for` (model or Inspector) and :func:`class_names`;
+- export of the current view (:meth:`WidgetBase.export`, :meth:`WidgetBase.export_png_bytes`,
+  and an Export control placed beside the status line; see :mod:`zfwidgets.widgets.export`).
 
 A widget module is then its layout and its handlers only.
 
@@ -29,11 +31,13 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
+import os
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import ipywidgets as widgets
@@ -41,6 +45,7 @@ import traitlets
 from torch import nn
 
 from zfwidgets.core.inspector import Inspector
+from zfwidgets.widgets import export as exporting
 from zfwidgets.widgets.parts import full_width, text_html
 
 __all__ = [
@@ -458,6 +463,7 @@ class WidgetBase(widgets.VBox):
             value=0, min=0, max=1, layout=widgets.Layout(width=self.progress_width)
         )
         self._tasks = BackgroundTask(self._progress, self.status_line)
+        self._build_export_controls()
         _LIVE.add(self)
 
     # ----- public ---------------------------------------------------------------------------
@@ -470,10 +476,83 @@ class WidgetBase(widgets.VBox):
         self._stop_work()
         super().close()
 
+    def export(self, path: str | os.PathLike) -> Path:
+        """Saves the current view: ``.png`` the pictures, curves and captions on screen as one
+        picture for a slide; ``.svg`` or ``.pdf`` the curves as vector graphics. Changes no
+        state; returns the path written (see :mod:`zfwidgets.widgets.export`).
+
+        Raises:
+            ValueError: another extension, or vector output of a widget without curves.
+            OSError: the file could not be written.
+        """
+        with self._lock:
+            return exporting.export_view(self, path)
+
+    def export_png_bytes(self) -> bytes:
+        """The current view as PNG bytes (what :meth:`export` writes to a ``.png``)."""
+        with self._lock:
+            return exporting.png_bytes(self)
+
+    # ----- export ---------------------------------------------------------------------------
+    def _build_export_controls(self) -> None:
+        self._export_name = widgets.Text(
+            placeholder=f"{self._export_default_name('png')} (.png, .svg, .pdf)",
+            tooltip="File to export the view to: .png (everything shown), .svg or .pdf (the "
+            "curves); empty: a new .png in the current folder",
+            layout=widgets.Layout(width="260px"),
+        )
+        self._export_button = widgets.Button(
+            description="Export",
+            icon="download",
+            tooltip="Save the current view as a picture for slides",
+            layout=widgets.Layout(width="auto"),
+        )
+        self._export_button.on_click(self._export_clicked)
+        self._export_controls = widgets.HBox(
+            [self._export_name, self._export_button],
+            layout=widgets.Layout(flex="0 0 auto", align_items="center"),
+        )
+        self._export_controls.add_class("zfw-export")
+        self._status_row = widgets.HBox(
+            [self.status_line, self._export_controls],
+            layout=full_width(align_items="center"),
+        )
+
+    def _export_default_name(self, extension: str) -> str:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return f"zfwidgets-{type(self).__name__.lower()}-{stamp}.{extension}"
+
+    def _export_clicked(self, _button: Any = None) -> None:
+        """The Export control: writes the file, says where (or why not) in the status line."""
+        name = self._export_name.value.strip() or self._export_default_name("png")
+        path = Path(name).expanduser()
+        if not path.suffix:
+            path = path.with_suffix(".png")
+        with errors_to(self.status_line, "export"):
+            try:
+                written = self.export(path)
+            except OSError as err:
+                raise ValueError(f"could not write {path}: {err.strerror or err}") from err
+            self.status_line.info(f"exported the view to {written.resolve()}")
+
+    @traitlets.observe("children")
+    def _place_export_controls(self, change: dict) -> None:
+        """Puts the Export control beside the status line wherever a widget places the line,
+        and lets canvases remember their pictures for export."""
+        if not hasattr(self, "_status_row"):  # VBox sets children while it is built
+            return
+        children = list(change["new"])
+        if self.status_line in children:
+            children[children.index(self.status_line)] = self._status_row
+            self.children = children
+            return
+        exporting.track_canvases(self)
+
     # ----- for subclasses -------------------------------------------------------------------
     def _finish_building(self) -> None:
         """Marks the widget built: refusals now go to the status line instead of raising."""
         self._ready = True
+        exporting.track_canvases(self)
 
     @property
     def _live(self) -> bool:
