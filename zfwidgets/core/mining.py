@@ -53,6 +53,7 @@ __all__ = [
     "MiningCancelled",
     "TopK",
     "as_indexable",
+    "checkpoint_progress",
     "data_fingerprint",
     "image_of",
     "mine",
@@ -694,6 +695,30 @@ def _read_checkpoint(path: Path, identity: dict, device) -> _State:
             raise ValueError(f"{path}: layer {name!r} of the checkpoint is damaged; delete it")
         layers[name] = LayerTopK(**{key: v.to(device) for key, v in t.items()})
     return _State(layers, done, [digests] if len(digests) else [], payload["meta"])
+
+
+def checkpoint_progress(path: str | os.PathLike) -> tuple[int, int]:
+    """(images done, images in all) of the pass saved in a mining checkpoint.
+
+    Example:
+        >>> import tempfile
+        >>> from torch import nn
+        >>> insp = Inspector(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), device="cpu")
+        >>> state = Path(tempfile.mkdtemp()) / "top.pt.partial"
+        >>> try:
+        ...     mine(insp, torch.zeros(10, 1, 8, 8), ["1"], batch_size=4, progress=False,
+        ...          checkpoint=state, should_stop=lambda: True)
+        ... except MiningCancelled:
+        ...     checkpoint_progress(state)
+        (4, 10)
+    """
+    payload = _read_tensor_file(path, "mining checkpoint", "mine(checkpoint=...)")
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a mining checkpoint ({CHECKPOINT_FORMAT})")
+    done, total = payload.get("done"), payload.get("total")
+    if not (isinstance(done, int) and isinstance(total, int)):
+        raise ValueError(f"{path} is a damaged mining checkpoint; delete it to start over")
+    return done, total
 
 
 def _verify_items(path, batches: Iterator[Tensor], state: _State, start: int) -> None:
