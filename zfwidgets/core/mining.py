@@ -172,9 +172,12 @@ class TopK:
             nothing = (
                 "nothing was checked" if len(unchecked) == 2 else f"the {what} was not checked"
             )
+            other = " and ".join(
+                {"model": "another model", "data": "other data"}[w] for w in unchecked
+            )
             warnings.warn(
-                f"{path}: {nothing} ({what} not given): the results may belong to another "
-                f"{what}; pass {how} to TopK.load to check",
+                f"{path}: {nothing} ({what} not given), so these results could come from "
+                f"{other}; pass {how} to TopK.load to check them",
                 UserWarning,
                 stacklevel=2,
             )
