@@ -6,6 +6,12 @@ entries show k different images, as in the paper's figures. The running top-k is
 batch by batch with a stable sort, so the result equals sorting the full table of per-image
 maxima by value (ties broken by the lower image index).
 
+Results record the model's fingerprint and the data's, over every item
+(:func:`~zfwidgets.core.fingerprint.data_fingerprint`: image folders and tensors without
+reading images, other data sets from the batches mined), and ``TopK.load`` checks both.
+A long pass given ``checkpoint=`` survives a cancel, Ctrl-C or a crash: the same call
+continues from the last checkpoint and gives the uninterrupted result bit for bit.
+
 Example:
     >>> import torch
     >>> from zfwidgets import Inspector, demo
