@@ -108,3 +108,101 @@ def test_train_reports_bad_choices(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--arch", "resnet", "--data", "demo", "--out", out])
     assert "invalid choice: 'resnet'" in capsys.readouterr().err
+
+
+def _pictures(root, n: int = 40):
+    from PIL import Image
+
+    rng = torch.Generator().manual_seed(2)
+    for i in range(n):
+        folder = root / ("cats" if i % 2 else "dogs")
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = (torch.rand(32, 32, 3, generator=rng) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+    return root
+
+
+def _mine_args(data, out, *extra):
+    return ["mine", "--model", "small_zfnet", "--data", str(data), "--layers", "conv1,conv2",
+            "--out", str(out), "--batch-size", "8", "--no-progress", *extra]  # fmt: skip
+
+
+def test_mine_writes_a_file_topk_load_reads(tmp_path, capsys):
+    import torchvision
+
+    from zfwidgets import Inspector
+    from zfwidgets.core.mining import TopK
+    from zfwidgets.zoo.registry import get_model, preprocessing_for
+
+    data = _pictures(tmp_path / "pics")
+    assert main(_mine_args(data, tmp_path / "top.pt", "--k", "5", "--limit", "30")) == 0
+    assert "over 30 images" in capsys.readouterr().out
+    torch.manual_seed(0)  # the command's default --seed: the same random weights
+    insp = Inspector(get_model("small_zfnet")[0], device="cpu")
+    folder = torchvision.datasets.ImageFolder(
+        str(data), transform=preprocessing_for("small_zfnet").prepare
+    )
+    top = TopK.load(tmp_path / "top.pt", insp, torch.utils.data.Subset(folder, range(30)))
+    assert top.count == 30 and top.k == 5 and set(top.layers) == {"features.1", "features.5"}
+    assert not (tmp_path / "top.pt.partial").exists()
+
+
+def test_mine_interrupted_then_resumed_equals_a_full_run(tmp_path, capsys, monkeypatch):
+    from zfwidgets import Inspector
+    from zfwidgets.core.mining import TopK
+
+    data = _pictures(tmp_path / "pics")
+    assert main(_mine_args(data, tmp_path / "full.pt")) == 0
+    out = tmp_path / "top.pt"
+    real, calls = Inspector.run_batch, []
+
+    def ctrl_c_on_the_third_batch(self, batch, names):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, batch, names)
+
+    monkeypatch.setattr(Inspector, "run_batch", ctrl_c_on_the_third_batch)
+    capsys.readouterr()
+    assert main(_mine_args(data, out)) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"zfwidgets: interrupted after 16 of 40 images; the work is kept in {out}.partial: "
+        "rerun the same command with --resume to continue"
+    ]
+    monkeypatch.setattr(Inspector, "run_batch", real)
+    assert main(_mine_args(data, out)) == 2  # no --resume: refused, the work is kept
+    assert "add --resume" in capsys.readouterr().err
+    assert main(_mine_args(data, out, "--resume")) == 0
+    assert f"resumed at 16 of 40 images from {out}.partial" in capsys.readouterr().out
+    with pytest.warns(UserWarning, match="nothing was checked"):
+        full, resumed = TopK.load(tmp_path / "full.pt"), TopK.load(out)
+    for name, t in full.layers.items():
+        assert torch.equal(resumed.layers[name].values, t.values)
+        assert torch.equal(resumed.layers[name].images, t.images)
+        assert torch.equal(resumed.layers[name].positions, t.positions)
+    assert resumed.data_fingerprint == full.data_fingerprint
+    assert not (tmp_path / "top.pt.partial").exists()
+
+
+def test_mine_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
+    data = _pictures(tmp_path / "pics", n=4)
+    (tmp_path / "empty").mkdir()
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    cases = [
+        (_mine_args(tmp_path / "nope", tmp_path / "a.pt"), "is not a folder"),
+        (_mine_args(tmp_path / "empty", tmp_path / "a.pt"), "has no images to mine"),
+        (_mine_args(data, tmp_path / "no" / "a.pt"), "does not exist"),
+        (_mine_args(data, tmp_path), "is a folder"),
+        ([*_mine_args(data, tmp_path / "a.pt"), "--layers", "conv9"], "unknown layer 'conv9'"),
+        ([*_mine_args(data, tmp_path / "a.pt"), "--k", "0"], "must be positive"),
+    ]
+    import os
+
+    if os.geteuid() != 0:  # root writes anywhere
+        cases.append((_mine_args(data, locked / "a.pt"), "is not writable"))
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("zfwidgets: error:") and message in err[0]

@@ -81,6 +81,135 @@ def _figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mine(args: argparse.Namespace) -> int:
+    """``zfwidgets mine``: the top-k images of every map of ``--layers`` over an image folder,
+    checkpointed next to ``--out`` (``FILE.partial``) so that ``--resume`` continues a pass."""
+    import os
+    from pathlib import Path
+
+    out = Path(args.out)
+    folder = Path(args.data)
+    if not folder.is_dir():
+        raise ValueError(
+            f"--data {args.data!r} is not a folder; pass a folder of class folders "
+            "(DIR/cats/1.png, DIR/dogs/2.png, ...)"
+        )
+    if out.is_dir():
+        raise ValueError(f"--out {args.out!r} is a folder; pass a file name such as top.pt")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ValueError(
+            f"--out {args.out!r}: the folder {str(parent)!r} "
+            f"{'is not writable' if parent.is_dir() else 'does not exist'}; "
+            "choose a file in a folder you can write to"
+        )
+    if args.k < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+        raise ValueError(
+            f"--k, --batch-size and --limit must be positive; got {args.k}, {args.batch_size}, "
+            f"{args.limit}"
+        )
+    partial = Path(f"{out}.partial")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if partial.exists() and not args.resume and world == 1:
+        raise ValueError(
+            f"{partial} holds an interrupted pass; add --resume to continue it, or delete it "
+            "to start over"
+        )
+    import torch
+    import torchvision
+
+    from zfwidgets import Inspector
+    from zfwidgets.core.mining import MiningCancelled, checkpoint_progress, mine
+    from zfwidgets.zoo.registry import preprocessing_for
+
+    torch.manual_seed(args.seed)  # random weights are the same on a rerun: it can resume
+    model, _ = _quiet_model(args.model, args.pretrained)
+    try:
+        images = torchvision.datasets.ImageFolder(
+            str(folder), transform=preprocessing_for(args.model).prepare
+        )
+    except (FileNotFoundError, OSError) as err:
+        reason = " ".join(str(err).split())
+        raise ValueError(f"--data {args.data!r} has no images to mine: {reason}") from err
+    data = images
+    if args.limit is not None and args.limit < len(images):
+        data = torch.utils.data.Subset(images, range(args.limit))
+    insp = Inspector(model, device="cuda" if torch.cuda.is_available() else "cpu")
+    layers = [insp.layer_name(name.strip()) for name in args.layers.split(",") if name.strip()]
+    if not layers:
+        raise ValueError(f"--layers {args.layers!r} names no layer; e.g. --layers conv1,conv2")
+    distributed = world > 1
+    if distributed:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        if rank == 0:
+            print(f"mining on {world} processes (no checkpoint: a distributed pass restarts)")
+    elif partial.exists():
+        done, total = checkpoint_progress(partial)
+        print(f"resumed at {done} of {total} images from {partial}")
+    try:
+        top = mine(
+            insp,
+            data,
+            layers,
+            k=args.k,
+            batch_size=args.batch_size,
+            progress=not args.no_progress and rank == 0,
+            distributed=distributed,
+            checkpoint=None if distributed else partial,
+            checkpoint_every=args.batch_size * 8,
+        )
+    except (KeyboardInterrupt, MiningCancelled):
+        if partial.exists():
+            done, total = checkpoint_progress(partial)
+            print(
+                f"zfwidgets: interrupted after {done} of {total} images; the work is kept in "
+                f"{partial}: rerun the same command with --resume to continue",
+                file=sys.stderr,
+            )
+        else:
+            print("zfwidgets: interrupted before a batch finished; nothing kept", file=sys.stderr)
+        return 130
+    finally:
+        if distributed:
+            dist.barrier()
+            dist.destroy_process_group()
+    if rank == 0:
+        try:
+            top.save(out)
+        except OSError as err:
+            raise ValueError(str(err)) from err
+        maps = sum(t.values.shape[0] for t in top.layers.values())
+        print(
+            f"wrote {out}: the top {top.k} of {maps} maps ({', '.join(args.layers.split(','))}) "
+            f"over {top.count} images"
+        )
+    return 0
+
+
+def _quiet_model(name: str, pretrained: bool):
+    """``get_model``, its warnings (offline weights) printed as one readable line each."""
+    import warnings
+
+    from zfwidgets.zoo.registry import get_model
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, shape = get_model(name, pretrained=pretrained)
+    for warning in caught:
+        text = " ".join(str(warning.message).split())
+        if text.startswith("could not load ImageNet weights"):
+            text = (
+                f"could not load the ImageNet weights of {name} (offline, or not downloaded "
+                "yet); continuing with random weights"
+            )
+        print(f"zfwidgets: warning: {text[:300]}", file=sys.stderr)
+    return model, shape
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``zfwidgets`` command.
 
@@ -127,6 +256,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--train-limit", type=int, help="training images per architecture (default all)"
     )
     figures.set_defaults(run=_figures)
+    mine = sub.add_parser(
+        "mine",
+        help="find the top-k images of every feature map over an image folder (resumable)",
+    )
+    mine.add_argument("--model", required=True, help="demo, small_zfnet, alexnet, vgg16, ...")
+    mine.add_argument("--pretrained", action="store_true", help="load ImageNet weights")
+    mine.add_argument("--data", required=True, help="a folder of class folders (ImageFolder)")
+    mine.add_argument("--layers", required=True, help="comma-separated, e.g. conv1,conv2")
+    mine.add_argument("--out", required=True, help="the results file (read by TopK.load)")
+    mine.add_argument("--k", type=int, default=9, help="images kept per map (default 9)")
+    mine.add_argument("--batch-size", type=int, default=64, help="images per batch (64)")
+    mine.add_argument("--limit", type=int, help="only the first N images of the folder")
+    mine.add_argument("--resume", action="store_true", help="continue the pass kept in OUT.partial")
+    mine.add_argument(
+        "--seed", type=int, default=0, help="seed of random weights (default 0), for resuming"
+    )
+    mine.add_argument("--no-progress", action="store_true", help="no progress bar")
+    mine.set_defaults(run=_mine)
     from zfwidgets.train.command import add_parser as add_train_parser
 
     add_train_parser(sub)
