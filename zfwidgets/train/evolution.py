@@ -230,13 +230,10 @@ class Evolution:
             top = None
             if path.exists():
                 try:
-                    top = TopK.load(path, insp)
+                    top = TopK.load(path, insp, self.probe)
                 except ValueError:
                     top = None  # stale or damaged cache: mine again and overwrite
-                if top is not None and (
-                    top.data_fingerprint != self._probe_fp
-                    or set(top.layers) != set(self._names.values())
-                ):
+                if top is not None and set(top.layers) != set(self._names.values()):
                     top = None
             if top is None:
                 top = mine(
