@@ -236,6 +236,8 @@ def as_preprocessing(
     if preprocessing is not None:
         return Preprocessing.from_transforms(preprocessing)
     mean_t = _as_tensor("mean", mean)
+    if mean_t.ndim == 0:  # one number for every channel
+        mean_t = mean_t.reshape(1)
     if mean_t.ndim == 2:  # (H, W): a grey mean image
         mean_t = mean_t[None]
     if mean_t.ndim == 4 and mean_t.shape[0] == 1:  # (1, C, H, W)
@@ -247,7 +249,8 @@ def as_preprocessing(
             f"mean has {count} channels; images can be grey (1) or RGB (3): shape "
             f"{tuple(mean_t.shape)}"
         )
-    size = tuple(mean_t.shape[-2:]) if mean_t.ndim == 3 else None
+    image = mean_t.ndim == 3 and tuple(mean_t.shape[-2:]) != (1, 1)  # not (C, 1, 1) numbers
+    size = tuple(mean_t.shape[-2:]) if image else None
     return Preprocessing(mean=mean_t, std=(1.0,) * count, size=size, channels=count)
 
 
