@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -34,6 +35,7 @@ from torch.utils.data import DataLoader
 from zfwidgets.core import Inspector, render
 from zfwidgets.core.methods import REGISTRY
 from zfwidgets.core.mining import TopK, mine
+from zfwidgets.core.preprocess import Preprocessing
 from zfwidgets.core.top_views import TopEntry, top_projections
 from zfwidgets.widgets.base import WidgetBase, class_names, errors_to, inspector_for, refusing
 from zfwidgets.widgets.canvas_views import redraw_for_new_views
@@ -50,6 +52,7 @@ from zfwidgets.widgets.parts import (
     rgba,
     size_canvas,
     uploaded_files,
+    widget_preprocessing,
     zoom_for,
 )
 from zfwidgets.widgets.top_nine import (
@@ -85,9 +88,14 @@ class LayerBrowser(WidgetBase):
         images: what the image picker shows: a tensor (N, C, H, W) or (C, H, W), a list of
             images, or a Dataset of images or ``(image, label)``. Defaults to ``dataset``.
         dataset: the data set mined for each map's top 9 (tensor, Dataset or DataLoader).
-        mean: the mean image subtracted from the model's inputs: added back to show images,
-            subtracted from uploads.
+        mean: the older shorthand for ``preprocessing``: the mean image (or one number per
+            channel) subtracted from the model's inputs, with std 1.
         classes: class names, indexed by label.
+        preprocessing: the model's preprocessing (a
+            :class:`~zfwidgets.core.preprocess.Preprocessing`, or torchvision's
+            ``weights.transforms()``): uploads are prepared with it exactly as the model was
+            trained, inputs and top-9 patches are drawn in their true colours. Without it (and
+            without ``mean``) pictures are stretched min..max.
         **state: initial values of the traits below.
 
     Traits (set them from code; the controls follow):
@@ -130,11 +138,15 @@ class LayerBrowser(WidgetBase):
         dataset: Any = None,
         mean: Tensor | None = None,
         classes: Any = None,
+        preprocessing: Any = None,
         **state: Any,
     ) -> None:
         super().__init__()
         self._check_state(state, STATE)
         self.inspector = inspector_for(model_or_inspector)
+        self.preprocessing: Preprocessing | None = widget_preprocessing(
+            "LayerBrowser", preprocessing, mean, self.inspector.in_channels
+        )
         if images is None:  # pick from the data set (a DataLoader's, when given one)
             images = dataset.dataset if isinstance(dataset, DataLoader) else dataset
         self.source = ImageSource(images)
@@ -186,10 +198,7 @@ class LayerBrowser(WidgetBase):
     def upload(self, data: bytes, name: str = "upload") -> None:
         """Shows an image file's bytes (what the upload button does); bad files go to status."""
         with errors_to(self.status_line, "upload"):
-            shape = self.source.shape or (None if self.mean is None else tuple(self.mean.shape))
-            size = None if shape is None else tuple(shape[-2:])
-            channels = self.inspector.in_channels or (3 if shape is None else shape[0])
-            x = image_from_bytes(data, channels, size, self.mean, name=repr(name))
+            x = self._prepare_upload(data, name)
             self.inspector.image(x)  # the core says clearly when it does not fit the model
             self._upload = (name, x)
             self._upload_toggle.disabled = False
@@ -642,8 +651,21 @@ class LayerBrowser(WidgetBase):
             self._canvas.stroke_rect(x - half, y - half, g.tile[1] + g.pad, g.tile[0] + g.pad)
         self._framed = self.channel
 
+    def _prepare_upload(self, data: bytes, name: str) -> Tensor:
+        """An upload as the model's input, through the model's preprocessing (pictures of a
+        preprocessing with no size of its own are resized to the images shown)."""
+        prep, shape = self.preprocessing, self.source.shape
+        size = None if shape is None else tuple(shape[-2:])
+        if prep is None:  # pixels in [0, 1], resized to the images shown
+            channels = self.inspector.in_channels or (3 if shape is None else shape[0])
+            return image_from_bytes(data, channels, size, name=repr(name))
+        if prep.size is None and size is not None:
+            prep = dataclasses.replace(prep, size=size)
+        channels = self.inspector.in_channels or prep.channels
+        return image_from_bytes(data, channels, name=repr(name), preprocessing=prep)
+
     def _draw_input(self, x: Tensor) -> None:
-        picture = render.input_image(x, self.mean)
+        picture = render.input_image(x, preprocessing=self.preprocessing)
         self._input_image.value = render.to_png(render.upscale(picture, zoom_for(picture.shape[0])))
         probs = self.inspector.predict(x)
         best = int(probs.argmax())
@@ -711,7 +733,8 @@ class LayerBrowser(WidgetBase):
         best = int(self.inspector.predict(x).argmax())
         label = method.label
         if method.heat_map:
-            picture = render.overlay(render.input_image(x, self.mean), render.heatmap(signal))
+            picture = render.input_image(x, preprocessing=self.preprocessing)
+            picture = render.overlay(picture, render.heatmap(signal))
             how = ", over the input"
         else:
             picture = render.projection_image(signal)
@@ -781,7 +804,7 @@ class LayerBrowser(WidgetBase):
 
     def _draw_top(self, entries: list[TopEntry], method: str, count: int) -> None:
         side = patch_side(self.inspector, self.layer, tuple(entries[0].image.shape))
-        pictures = top_nine_pictures(entries, method, self.mean, side)
+        pictures = top_nine_pictures(entries, method, self.preprocessing, side)
         self._top_projections.value = pictures.projections
         self._top_patches.value = pictures.patches
         self._top_caption.help = f"Image index (activation), strongest first: {pictures.listing}"
