@@ -51,6 +51,7 @@ __all__ = [
     "size_canvas",
     "text_html",
     "uploaded_files",
+    "mean_colour",
     "widget_preprocessing",
     "zoom_for",
 ]
@@ -211,6 +212,25 @@ def widget_preprocessing(
         raise ValueError(
             f"{widget}: {what}={shown} cannot be used ({err}); allowed: {ALLOWED_PREPROCESSING}"
         ) from err
+
+
+def mean_colour(preprocessing: Preprocessing) -> str:
+    """The colour of model input 0 (the occluder's fill) in words, for captions.
+
+    Example:
+        >>> from zfwidgets.core.preprocess import IMAGENET
+        >>> mean_colour(IMAGENET)
+        'RGB (124, 116, 104)'
+        >>> mean_colour(Preprocessing(mean=(0.5,), std=(1.0,), channels=1))
+        'grey level 128'
+    """
+    zero = torch.zeros(preprocessing.channels, 1, 1)
+    if preprocessing.mean_image:
+        return "the data set's mean image"
+    pixel = preprocessing.picture(zero).reshape(-1).tolist()
+    if preprocessing.channels == 1:
+        return f"grey level {pixel[0]}"
+    return "RGB (" + ", ".join(str(v) for v in pixel) + ")"
 
 
 def _numbers(value: Any) -> Any:
