@@ -276,3 +276,11 @@ def test_preprocessing_of_other_widgets_draws_true_colours(model, prep):
     assert torch.allclose(lo.flatten(), torch.tensor(-MEAN / STD, dtype=torch.float32))
     assert torch.allclose(hi.flatten(), torch.tensor((1 - MEAN) / STD, dtype=torch.float32))
     synthesis.close()
+
+
+def test_preprocessing_for_other_channels_is_refused(model):
+    grey = Preprocessing(mean=(0.5,), std=(0.25,), size=(224, 224), channels=1)
+    with pytest.raises(ValueError, match="is for grey pictures .* model takes 3 channels"):
+        LayerBrowser(model, preprocessing=grey)
+    with pytest.raises(ValueError, match=r"not one picture of this preprocessing"):
+        render.input_image(torch.zeros(3, 8, 8), preprocessing=grey)

@@ -158,6 +158,11 @@ class Preprocessing:
 
     def picture(self, x: Tensor) -> np.ndarray:
         """One model input (C, H, W) as a uint8 picture (H, W, 3), or (H, W) for grey."""
+        if x.ndim < 2 or (x.ndim >= 3 and x.shape[-3] != self.channels) or x.ndim > 4:
+            raise ValueError(
+                f"an input of shape {tuple(x.shape)} is not one picture of this preprocessing "
+                f"({self.describe()}): give ({self.channels}, H, W)"
+            )
         pixels = self.to_pixels(x.cpu().reshape(self.channels, *x.shape[-2:]))
         picture = (pixels * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         return picture[..., 0] if self.channels == 1 else picture

@@ -118,6 +118,9 @@ class LayerBrowser(WidgetBase):
         >>> browser.channel = 99                  # refused: the map stays, the status says why
         >>> browser.channel, browser.status
         (0, 'map 99 is out of range for conv1: 0..31')
+        >>> b = LayerBrowser(d.model, images=d.dataset, preprocessing=d.preprocessing)
+        >>> b.preprocessing.describe()            # uploads are prepared with it
+        'grey 28x28, (x - the mean image) / 1'
     """
 
     css_class = "zfw-layer-browser"

@@ -197,13 +197,12 @@ def widget_preprocessing(
         )
     if preprocessing is None and isinstance(mean, Preprocessing):  # the object given as mean=
         preprocessing, mean = mean, None
-    if isinstance(preprocessing, Preprocessing) or (preprocessing is None and mean is None):
-        return preprocessing
+    if preprocessing is None and mean is None:
+        return None
     given, what = (preprocessing, "preprocessing") if mean is None else (mean, "mean")
-    if channels not in (1, 3) or mean is None or np.size(_numbers(mean)) != 1:
-        channels = None  # only a single mean number is spread over the model's channels
+    spread = channels if mean is not None and np.size(_numbers(mean)) == 1 else None
     try:
-        return as_preprocessing(preprocessing, mean, channels)
+        prep = as_preprocessing(preprocessing, mean, spread if spread in (1, 3) else None)
     except (TypeError, ValueError) as err:
         if hasattr(given, "shape"):
             shown = f"<{type(given).__name__} of shape {tuple(given.shape)}>"
@@ -212,6 +211,12 @@ def widget_preprocessing(
         raise ValueError(
             f"{widget}: {what}={shown} cannot be used ({err}); allowed: {ALLOWED_PREPROCESSING}"
         ) from err
+    if channels is not None and prep.channels != channels:
+        raise ValueError(
+            f"{widget}: the {what} is for {'grey' if prep.channels == 1 else 'RGB'} pictures "
+            f"({prep.describe()}) but the model takes {channels} channels"
+        )
+    return prep
 
 
 def mean_colour(preprocessing: Preprocessing) -> str:
