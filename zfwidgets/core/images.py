@@ -7,10 +7,18 @@ Example:
     >>> Image.new("RGB", (40, 30), "white").save(png, "PNG")  # what an upload hands over
     >>> image_from_bytes(png.getvalue(), channels=1, size=(28, 28)).shape
     torch.Size([1, 28, 28])
+
+With the model's preprocessing, an upload is prepared exactly as the model's transforms would
+(shorter side resized, centre crop, normalised):
+
+    >>> from zfwidgets.core.preprocess import IMAGENET
+    >>> image_from_bytes(png.getvalue(), channels=3, preprocessing=IMAGENET).shape
+    torch.Size([3, 224, 224])
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import warnings
 
@@ -18,6 +26,8 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 from PIL import ImageOps
+
+from zfwidgets.core.preprocess import Preprocessing, as_preprocessing
 
 __all__ = ["MAX_PIXELS", "image_from_bytes"]
 
@@ -45,19 +55,39 @@ def image_from_bytes(
     mean: torch.Tensor | None = None,
     name: str = "the file",
     max_pixels: int = MAX_PIXELS,
+    preprocessing: Preprocessing | None = None,
 ) -> torch.Tensor:
-    """An image file as a float32 (C, H, W) model input in [0, 1] minus ``mean``.
+    """An image file as a float32 (C, H, W) model input.
 
-    Decodes with Pillow, converts to grey (``channels == 1``) or RGB (3), resizes to ``size``
-    (H, W) when given.
+    Decodes with Pillow (refusing pictures over ``max_pixels`` before decoding, turning phone
+    photos upright from their EXIF tag, scaling 16-bit pictures to 8 bits), converts to grey
+    (``channels == 1``) or RGB (3), then prepares it as the model expects:
+
+    - with ``preprocessing`` (a :class:`~zfwidgets.core.preprocess.Preprocessing`):
+      ``preprocessing.prepare`` (resize, centre crop, ``(x - mean) / std``), exactly as
+      torchvision's ``weights.transforms()`` would;
+    - otherwise (the older shorthand): resized to ``size`` (H, W) when given, pixels in [0, 1]
+      minus ``mean`` (a mean image or one number per channel) when given.
+
+    Example:
+        >>> import io
+        >>> from PIL import Image
+        >>> from zfwidgets.core.preprocess import Preprocessing
+        >>> png = io.BytesIO()
+        >>> Image.new("L", (4, 4), 51).save(png, "PNG")
+        >>> prep = Preprocessing(mean=(0.1,), std=(0.5,), channels=1)
+        >>> round(float(image_from_bytes(png.getvalue(), 1, preprocessing=prep)[0, 0, 0]), 4)
+        0.2
 
     Raises:
         ValueError: the bytes are not a complete image Pillow can read, the picture has more
-            than ``max_pixels`` pixels (refused before decoding), or the model takes a channel
-            count pictures do not have.
+            than ``max_pixels`` pixels (refused before decoding), the model takes a channel
+            count pictures do not have, ``preprocessing`` is given with ``mean`` or ``size``
+            or makes another channel count, or the picture does not fit the mean image.
     """
     if channels not in (1, 3):
         raise ValueError(f"the model takes {channels} channels; uploads can be grey (1) or RGB (3)")
+    prep = _preprocessing(channels, size, mean, preprocessing)
     limit = f"uploads may have at most {max_pixels:,} pixels"
     try:
         with warnings.catch_warnings():
@@ -83,16 +113,36 @@ def image_from_bytes(
         raise ValueError(
             f"{name} could not be decoded, it may be damaged or cut short ({err})"
         ) from err
-    if size is not None and picture.size != (size[1], size[0]):
-        picture = picture.resize((size[1], size[0]), PILImage.BILINEAR)
-    pixels = np.asarray(picture, dtype=np.float32) / 255.0
-    x = torch.from_numpy(pixels.reshape(picture.size[1], picture.size[0], channels).copy())
-    x = x.permute(2, 0, 1).contiguous()
-    if mean is not None:
-        if tuple(mean.shape[-2:]) != tuple(x.shape[-2:]):
+    try:
+        return prep.prepare(picture)
+    except ValueError as err:  # the picture does not fit the mean image
+        raise ValueError(f"{name}: {err}") from err
+
+
+def _preprocessing(
+    channels: int,
+    size: tuple[int, int] | None,
+    mean: torch.Tensor | None,
+    preprocessing: Preprocessing | None,
+) -> Preprocessing:
+    """The one Preprocessing an upload goes through: the given one, or the older
+    ``size``/``mean`` shorthand as one (std 1, plain resize to ``size``)."""
+    if preprocessing is not None:
+        if mean is not None or size is not None:
             raise ValueError(
-                f"the mean image is {tuple(mean.shape[-2:])} but {name} became "
-                f"{tuple(x.shape[-2:])}"
+                "give either preprocessing= or the older size=/mean=, not both "
+                "(the preprocessing holds the size and the mean)"
             )
-        x = x - mean.to(x.device, x.dtype).reshape(-1, *x.shape[-2:])
-    return x
+        if not isinstance(preprocessing, Preprocessing):
+            preprocessing = as_preprocessing(preprocessing)
+        if preprocessing.channels != channels:
+            raise ValueError(
+                f"the model takes {channels} channels but the preprocessing makes "
+                f"{preprocessing.channels} ({preprocessing.describe()})"
+            )
+        return preprocessing
+    prep = as_preprocessing(mean=mean, channels=channels)
+    if prep is None:
+        prep = Preprocessing(mean=(0.0,), std=(1.0,), channels=channels)
+    # The older rule: the picture is resized to ``size`` only (never to the mean image's).
+    return dataclasses.replace(prep, size=None if size is None else tuple(size))

@@ -158,6 +158,11 @@ class Preprocessing:
 
     def picture(self, x: Tensor) -> np.ndarray:
         """One model input (C, H, W) as a uint8 picture (H, W, 3), or (H, W) for grey."""
+        if x.ndim < 2 or (x.ndim >= 3 and x.shape[-3] != self.channels) or x.ndim > 4:
+            raise ValueError(
+                f"an input of shape {tuple(x.shape)} is not one picture of this preprocessing "
+                f"({self.describe()}): give ({self.channels}, H, W)"
+            )
         pixels = self.to_pixels(x.cpu().reshape(self.channels, *x.shape[-2:]))
         picture = (pixels * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         return picture[..., 0] if self.channels == 1 else picture
@@ -236,6 +241,8 @@ def as_preprocessing(
     if preprocessing is not None:
         return Preprocessing.from_transforms(preprocessing)
     mean_t = _as_tensor("mean", mean)
+    if mean_t.ndim == 0:  # one number for every channel
+        mean_t = mean_t.reshape(1)
     if mean_t.ndim == 2:  # (H, W): a grey mean image
         mean_t = mean_t[None]
     if mean_t.ndim == 4 and mean_t.shape[0] == 1:  # (1, C, H, W)
@@ -247,7 +254,8 @@ def as_preprocessing(
             f"mean has {count} channels; images can be grey (1) or RGB (3): shape "
             f"{tuple(mean_t.shape)}"
         )
-    size = tuple(mean_t.shape[-2:]) if mean_t.ndim == 3 else None
+    image = mean_t.ndim == 3 and tuple(mean_t.shape[-2:]) != (1, 1)  # not (C, 1, 1) numbers
+    size = tuple(mean_t.shape[-2:]) if image else None
     return Preprocessing(mean=mean_t, std=(1.0,) * count, size=size, channels=count)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import colorsys
 import io
 from collections.abc import Sequence
+from numbers import Number
 
 import numpy as np
 import torch
@@ -136,12 +137,42 @@ def heatmap(a, lo: float | None = None, hi: float | None = None) -> np.ndarray:
     return _LUT[idx]
 
 
-def input_image(x, mean=None) -> np.ndarray:
-    """A model input back as a picture: adds ``mean`` if given, else stretches min..max."""
+def input_image(x, mean=None, preprocessing=None) -> np.ndarray:
+    """A model input (C, H, W) or (1, C, H, W) back as a uint8 picture (H, W) or (H, W, 3).
+
+    With the model's preprocessing (``preprocessing=``, or a
+    :class:`~zfwidgets.core.preprocess.Preprocessing` or torchvision transforms given as
+    ``mean``) the picture has its true colours: ``x * std + mean``, clipped to 0..1. The older
+    ``mean`` alone (a mean image, or one number per channel such as a (3,) tensor) is added
+    back the same way (std 1). With neither, values are stretched min..max.
+
+    Example:
+        >>> from zfwidgets.core.preprocess import IMAGENET
+        >>> x = IMAGENET.normalise(torch.full((3, 2, 2), 0.5))
+        >>> input_image(x, preprocessing=IMAGENET)[0, 0].tolist()
+        [128, 128, 128]
+        >>> input_image(torch.zeros(3, 1, 1), torch.tensor([0.2, 0.4, 0.6]))[0, 0].tolist()
+        [51, 102, 153]
+    """
+    from zfwidgets.core.preprocess import as_preprocessing
+
+    if preprocessing is not None and mean is not None:
+        raise ValueError("give either preprocessing= or mean=, not both")
+    if mean is not None and not isinstance(mean, torch.Tensor | np.ndarray | Number | list | tuple):
+        preprocessing, mean = mean, None  # a Preprocessing or transforms given as ``mean``
+    if preprocessing is not None:
+        prep = as_preprocessing(preprocessing)
+        x = torch.as_tensor(x)
+        return prep.picture(x[0] if x.ndim == 4 else x)
     a = as_numpy(x)
-    if mean is not None:
-        a = a.reshape(as_numpy(mean).shape) + as_numpy(mean)
-        a = np.clip(a, 0, 1)
+    a = a[0] if a.ndim == 4 else a
+    channels = a.shape[-3] if a.ndim >= 3 else 1
+    if mean is not None and channels in (1, 3):
+        prep = as_preprocessing(mean=mean, channels=channels)
+        return prep.picture(torch.as_tensor(a, dtype=torch.float64))
+    if mean is not None:  # another channel count: add the mean, show the mean plane
+        m = as_numpy(mean)
+        a = np.clip(a.reshape(m.shape) + m if m.size == a.size else a + m, 0, 1)
     else:
         span = a.max() - a.min()
         a = (a - a.min()) / (span if span > 0 else 1.0)

@@ -40,6 +40,7 @@ from bqplot import Axis, Figure, LinearScale, Lines, Scatter
 from ipycanvas import Canvas, hold_canvas
 
 from zfwidgets.core import render
+from zfwidgets.core.preprocess import Preprocessing
 from zfwidgets.train.evolution import Evolution
 from zfwidgets.train.snapshots import Run, SnapshotError, load_run
 from zfwidgets.widgets.base import WidgetBase, errors_to, refusing
@@ -56,6 +57,7 @@ from zfwidgets.widgets.parts import (
     png_image,
     rgba,
     size_canvas,
+    widget_preprocessing,
 )
 from zfwidgets.widgets.top_nine import TOP_K, patch_side, top_nine_pictures, unit_picture
 
@@ -157,10 +159,14 @@ class EvolutionScrubber(WidgetBase):
         layers: layers followed (aliases such as ``"conv2"``); default every conv layer.
         maps: the feature maps shown: ``None`` for all, a list of indices for every layer, or a
             dict from layer to list.
-        mean: added back to show the probe images; default the run's training mean.
+        mean: the older shorthand for ``preprocessing``: the mean image added back to show
+            the probe images; default the run's training mean.
         device: where the snapshots run (``"auto"``, ``"cpu"``, ``"cuda"``).
         follow: watch the run directory for new snapshots (a run still training).
         poll_seconds: how often ``follow`` looks.
+        preprocessing: the model's preprocessing (a
+            :class:`~zfwidgets.core.preprocess.Preprocessing`, or torchvision's
+            ``weights.transforms()``): the top-9 patches are drawn in their true colours.
         **state: initial values of ``epoch``, ``layer`` and ``selected``.
 
     Traits (set them from code; the controls follow):
@@ -188,13 +194,19 @@ class EvolutionScrubber(WidgetBase):
         device: str | torch.device = "auto",
         follow: bool = False,
         poll_seconds: float = 2.0,
+        preprocessing: Any = None,
         **state: Any,
     ) -> None:
         super().__init__()
         self._check_state(state, ("epoch", "layer", "selected"))
         self.evolution = self._evolution(snapshots_or_run_dir, probe, layers, device)
         self.run = self.evolution.run
-        self.mean = mean if mean is not None else self.run.mean
+        if preprocessing is None and mean is None:
+            mean = self.run.mean
+        self.preprocessing: Preprocessing | None = widget_preprocessing(
+            "EvolutionScrubber", preprocessing, mean
+        )
+        self.mean = mean
         self.poll_seconds = float(poll_seconds)
         self._maps = {layer: self._check_maps(layer, maps) for layer in self.evolution.layers}
         self._frames: dict[tuple[str, int], Frame] = {}
@@ -578,7 +590,7 @@ class EvolutionScrubber(WidgetBase):
             image_shape = tuple(entries[0].image.shape)
             side = patch_side(self.evolution.inspector(self.epoch), self.layer, image_shape)
             method = self.evolution.inspector(self.epoch).projection_method
-            pictures = top_nine_pictures(entries, method, self.mean, side)
+            pictures = top_nine_pictures(entries, method, self.preprocessing, side)
             self._tops[key] = pictures
             while len(self._tops) > TOPS_KEPT:
                 self._tops.popitem(last=False)

@@ -43,6 +43,7 @@ from zfwidgets.core.feature_space import (
     pixel_values,
 )
 from zfwidgets.core.inspector import Inspector
+from zfwidgets.core.preprocess import Preprocessing
 from zfwidgets.widgets.base import WidgetBase, class_names, errors_to, inspector_for, refusing
 from zfwidgets.widgets.menus import LayerMenu
 from zfwidgets.widgets.parts import (
@@ -53,6 +54,7 @@ from zfwidgets.widgets.parts import (
     caption,
     full_width,
     png_image,
+    widget_preprocessing,
 )
 from zfwidgets.widgets.top_nine import tile_pixels
 
@@ -74,12 +76,17 @@ class FeatureSpace(WidgetBase):
         dataset: the images: a tensor (N, C, H, W) or a Dataset of ``(image, label)``; labels
             colour the points (a tensor has none: every point is one colour).
         classes: class names, indexed by label (legend and captions).
-        mean: the mean image subtracted from the inputs, to show images in true colours;
-            without it each picture is stretched min..max.
+        mean: the older shorthand for ``preprocessing``: the mean image (or one number per
+            channel) subtracted from the inputs, with std 1.
         layer: the feature layer; default
             :func:`~zfwidgets.core.feature_space.default_feature_layer`.
         seed: the t-SNE seed (the same seed gives the same picture).
         batch_size: images per forward pass of the feature pass.
+        preprocessing: the model's preprocessing (a
+            :class:`~zfwidgets.core.preprocess.Preprocessing`, or torchvision's
+            ``weights.transforms()``): images are drawn in their true colours
+            (``x * std + mean``). Without it (and without ``mean``) each picture is stretched
+            min..max.
         **state: initial values of the traits below.
 
     Traits: layer (the feature layer; the menu lists the model's blocks), method (``"pca"``
@@ -108,11 +115,15 @@ class FeatureSpace(WidgetBase):
         layer: str | None = None,
         seed: int = 0,
         batch_size: int = 64,
+        preprocessing: Any = None,
         **state: Any,
     ) -> None:
         super().__init__()
         self._check_state(state, ("method", "selected", "k"))
         self.inspector = inspector_for(model_or_inspector)
+        self.preprocessing: Preprocessing | None = widget_preprocessing(
+            "FeatureSpace", preprocessing, mean, self.inspector.in_channels
+        )
         self.dataset = dataset
         self._source = ImageSource(dataset)
         if len(self._source) < 3:
@@ -394,8 +405,10 @@ class FeatureSpace(WidgetBase):
         """The images at ``indices`` in one row, each labelled with its number and class, shown
         at their own size (an Image without a width stretches to its box)."""
         side = tile_pixels(tuple(self.image_shape[-2:]))
+        prep = self.preprocessing
         tiles = [
-            render.resize(render.input_image(self._source[i][0], self.mean), side) for i in indices
+            render.resize(render.input_image(self._source[i][0], preprocessing=prep), side)
+            for i in indices
         ]
         names = [f"#{i} {self._label_text(i)}" for i in indices]
         grid = render.grid(tiles, cols=len(tiles), pad=3, labels=names)

@@ -48,6 +48,7 @@ from zfwidgets.core.invariance import (
     invariance_curves,
     transform,
 )
+from zfwidgets.core.preprocess import Preprocessing
 from zfwidgets.widgets.base import WidgetBase, class_names, errors_to, inspector_for, refusing
 from zfwidgets.widgets.menus import LayerMenu, display_name
 from zfwidgets.widgets.parts import (
@@ -57,8 +58,10 @@ from zfwidgets.widgets.parts import (
     ImageSource,
     caption,
     full_width,
+    mean_colour,
     nice_ticks,
     png_image,
+    widget_preprocessing,
     zoom_for,
 )
 
@@ -108,8 +111,8 @@ class InvarianceExplorer(WidgetBase):
         labels: each image's true class; default the dataset's labels when it has them, else
             the class predicted for the untouched image.
         classes: class names, indexed by label (for the probability curve's caption).
-        mean: the mean image subtracted from the model's inputs, to show images in true
-            colours; without it each picture is stretched min..max.
+        mean: the older shorthand for ``preprocessing``: the mean image (or one number per
+            channel) subtracted from the model's inputs, with std 1.
         layers: the two (or more; the first two are plotted) layers whose feature distances
             are plotted: blocks (``conv1``, ``layer3``) or step names; default
             :func:`~zfwidgets.core.invariance.default_layers` (the first conv and the
@@ -117,7 +120,13 @@ class InvarianceExplorer(WidgetBase):
         steps: how many amounts each sweep has (the identity is added when it falls between).
         ranges: ``{kind: (start, stop)}`` to replace the default ranges (translate: a quarter
             of the image up and down; scale 0.6..1.8; rotate -180..180 degrees).
-        fill: the value of pixels a transformed image has no data for (0: the mean).
+        fill: the value of pixels a transformed image has no data for; default the
+            preprocessing's fill (0: the mean).
+        preprocessing: the model's preprocessing (a
+            :class:`~zfwidgets.core.preprocess.Preprocessing`, or torchvision's
+            ``weights.transforms()``): pictures are drawn in their true colours
+            (``x * std + mean``). Without it (and without ``mean``) each picture is stretched
+            min..max.
         **state: initial values of the traits below.
 
     Traits (set them from code; the controls follow):
@@ -152,12 +161,16 @@ class InvarianceExplorer(WidgetBase):
         layers: Sequence[str] | None = None,
         steps: int = 13,
         ranges: Mapping[str, tuple[float, float]] | None = None,
-        fill: float = 0.0,
+        fill: float | None = None,
+        preprocessing: Any = None,
         **state: Any,
     ) -> None:
         super().__init__()
         self._check_state(state, ("kind", "step", "image_index"))
         self.inspector = inspector_for(model_or_inspector)
+        self.preprocessing: Preprocessing | None = widget_preprocessing(
+            "InvarianceExplorer", preprocessing, mean, self.inspector.in_channels
+        )
         source = ImageSource(images)
         if len(source) == 0:
             raise ValueError("images is empty: give at least one image")
@@ -168,6 +181,8 @@ class InvarianceExplorer(WidgetBase):
         self.labels = self._labels(labels, source)
         self.classes = class_names(classes, int(self.inspector.predict(self.images[0]).numel()))
         self.mean = mean
+        if fill is None:
+            fill = 0.0 if self.preprocessing is None else self.preprocessing.fill
         self.fill = fill
         # Raises now for an unknown layer (the core's message) or fewer than two.
         self.layers = list(layers) if layers is not None else default_layers(self.inspector)
@@ -251,13 +266,7 @@ class InvarianceExplorer(WidgetBase):
         )
         self._picture_caption = caption(tooltip=self._picture.help_text)
         # Why a faint ghost appears where the digit moved away (issue 16): said on screen.
-        self._fill_note = caption(
-            "Where the image moved away it is filled with the model's input 0, which is the "
-            "data set's mean: the faint ghost there is that mean, what the model reads as "
-            "'nothing'."
-            if self.mean is not None
-            else "",
-        )
+        self._fill_note = caption(self._fill_text())
         self._readout = widgets.HTML(layout=full_width(min_height="3em", margin="2px 0"))
         self._readout.add_class("zfw-invariance-readout")
         self._layer_menus = [
@@ -441,9 +450,25 @@ class InvarianceExplorer(WidgetBase):
         return min(range(len(values)), key=lambda i: abs(values[i] - identity))
 
     # ----- drawing -------------------------------------------------------------------------
+    def _fill_text(self) -> str:
+        """What fills the pixels a transformation uncovers, in words (empty when unknown)."""
+        prep = self.preprocessing
+        if prep is None or float(self.fill) != prep.fill:
+            return ""
+        if prep.mean_image:
+            return (
+                "Where the image moved away it is filled with the model's input 0, which is the "
+                "data set's mean: the faint ghost there is that mean, what the model reads as "
+                "'nothing'."
+            )
+        return (
+            "Where the image moved away it is filled with the model's input 0, the mean colour "
+            f"{mean_colour(prep)}: what the model reads as 'nothing'."
+        )
+
     def _show(self) -> None:
         with self._lock, errors_to(self.status_line, "picture"):
-            picture = render.input_image(self.transformed[0], self.mean)
+            picture = render.input_image(self.transformed[0], preprocessing=self.preprocessing)
             self._picture.value = render.to_png(render.upscale(picture, self._zoom))
             self._picture_caption.say(
                 f"image {self.image_index}, {KINDS[self.kind][0]} {_unit(self.kind, self.amount)}"

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ from zfwidgets.core.data_labels import data_class_names, data_label
 from zfwidgets.core.methods import REGISTRY
 from zfwidgets.core.mining import LayerTopK, TopK, data_fingerprint, mine, model_fingerprint
 from zfwidgets.core.mining_estimate import MiningEstimate, estimate_mining_seconds
+from zfwidgets.core.preprocess import Preprocessing
 from zfwidgets.core.top_views import TopEntry, top_projections
 from zfwidgets.widgets.base import WidgetBase, class_names, errors_to, inspector_for, refusing
 from zfwidgets.widgets.canvas_views import redraw_for_new_views
@@ -54,6 +56,7 @@ from zfwidgets.widgets.parts import (
     rgba,
     size_canvas,
     uploaded_files,
+    widget_preprocessing,
     zoom_for,
 )
 from zfwidgets.widgets.top_nine import (
@@ -90,9 +93,14 @@ class LayerBrowser(WidgetBase):
         images: what the image picker shows: a tensor (N, C, H, W) or (C, H, W), a list of
             images, or a Dataset of images or ``(image, label)``. Defaults to ``dataset``.
         dataset: the data set mined for each map's top 9 (tensor, Dataset or DataLoader).
-        mean: the mean image subtracted from the model's inputs: added back to show images,
-            subtracted from uploads.
+        mean: the older shorthand for ``preprocessing``: the mean image (or one number per
+            channel) subtracted from the model's inputs, with std 1.
         classes: the model's class names, indexed by its outputs.
+        preprocessing: the model's preprocessing (a
+            :class:`~zfwidgets.core.preprocess.Preprocessing`, or torchvision's
+            ``weights.transforms()``): uploads are prepared with it exactly as the model was
+            trained, inputs and top-9 patches are drawn in their true colours. Without it (and
+            without ``mean``) pictures are stretched min..max.
         top: top-9 results already mined on ``dataset`` (a teacher's file): a
             :class:`~zfwidgets.core.mining.TopK` or the path of a file written by
             :meth:`TopK.save <zfwidgets.core.mining.TopK.save>`, checked against the model and
@@ -126,6 +134,9 @@ class LayerBrowser(WidgetBase):
         >>> browser.channel = 99                  # refused: the map stays, the status says why
         >>> browser.channel, browser.status
         (0, 'map 99 is out of range for conv1: 0..31')
+        >>> b = LayerBrowser(d.model, images=d.dataset, preprocessing=d.preprocessing)
+        >>> b.preprocessing.describe()            # uploads are prepared with it
+        'grey 28x28, (x - the mean image) / 1'
     """
 
     css_class = "zfw-layer-browser"
@@ -148,11 +159,15 @@ class LayerBrowser(WidgetBase):
         classes: Any = None,
         top: TopK | str | os.PathLike | None = None,
         dataset_classes: Sequence[str] | None = None,
+        preprocessing: Any = None,
         **state: Any,
     ) -> None:
         super().__init__()
         self._check_state(state, STATE)
         self.inspector = inspector_for(model_or_inspector)
+        self.preprocessing: Preprocessing | None = widget_preprocessing(
+            "LayerBrowser", preprocessing, mean, self.inspector.in_channels
+        )
         if images is None:  # pick from the data set (a DataLoader's, when given one)
             images = dataset.dataset if isinstance(dataset, DataLoader) else dataset
         self.source = ImageSource(images)
@@ -215,10 +230,7 @@ class LayerBrowser(WidgetBase):
     def upload(self, data: bytes, name: str = "upload") -> None:
         """Shows an image file's bytes (what the upload button does); bad files go to status."""
         with errors_to(self.status_line, "upload"):
-            shape = self.source.shape or (None if self.mean is None else tuple(self.mean.shape))
-            size = None if shape is None else tuple(shape[-2:])
-            channels = self.inspector.in_channels or (3 if shape is None else shape[0])
-            x = image_from_bytes(data, channels, size, self.mean, name=repr(name))
+            x = self._prepare_upload(data, name)
             self.inspector.image(x)  # the core says clearly when it does not fit the model
             self._upload = (name, x)
             self._upload_toggle.disabled = False
@@ -728,8 +740,21 @@ class LayerBrowser(WidgetBase):
             self._canvas.stroke_rect(x - half, y - half, g.tile[1] + g.pad, g.tile[0] + g.pad)
         self._framed = self.channel
 
+    def _prepare_upload(self, data: bytes, name: str) -> Tensor:
+        """An upload as the model's input, through the model's preprocessing (pictures of a
+        preprocessing with no size of its own are resized to the images shown)."""
+        prep, shape = self.preprocessing, self.source.shape
+        size = None if shape is None else tuple(shape[-2:])
+        if prep is None:  # pixels in [0, 1], resized to the images shown
+            channels = self.inspector.in_channels or (3 if shape is None else shape[0])
+            return image_from_bytes(data, channels, size, name=repr(name))
+        if prep.size is None and size is not None:
+            prep = dataclasses.replace(prep, size=size)
+        channels = self.inspector.in_channels or prep.channels
+        return image_from_bytes(data, channels, name=repr(name), preprocessing=prep)
+
     def _draw_input(self, x: Tensor) -> None:
-        picture = render.input_image(x, self.mean)
+        picture = render.input_image(x, preprocessing=self.preprocessing)
         self._input_image.value = render.to_png(render.upscale(picture, zoom_for(picture.shape[0])))
         probs = self.inspector.predict(x)
         best = int(probs.argmax())
@@ -797,7 +822,8 @@ class LayerBrowser(WidgetBase):
         best = int(self.inspector.predict(x).argmax())
         label = method.label
         if method.heat_map:
-            picture = render.overlay(render.input_image(x, self.mean), render.heatmap(signal))
+            picture = render.input_image(x, preprocessing=self.preprocessing)
+            picture = render.overlay(picture, render.heatmap(signal))
             how = ", over the input"
         else:
             picture = render.projection_image(signal)
@@ -956,7 +982,7 @@ class LayerBrowser(WidgetBase):
 
     def _draw_top(self, entries: list[TopEntry], method: str, count: int) -> None:
         side = patch_side(self.inspector, self.layer, tuple(entries[0].image.shape))
-        pictures = top_nine_pictures(entries, method, self.mean, side)
+        pictures = top_nine_pictures(entries, method, self.preprocessing, side)
         self._top_projections.value = pictures.projections
         self._top_patches.value = pictures.patches
         self._top_labels.value = tile_labels_html(

@@ -41,6 +41,7 @@ from zfwidgets.core.occlusion import (
     occlusion_at,
     occlusion_sweep,
 )
+from zfwidgets.core.preprocess import Preprocessing
 from zfwidgets.widgets.base import (
     StatusLine,
     WidgetBase,
@@ -56,9 +57,11 @@ from zfwidgets.widgets.parts import (
     FONT,
     caption,
     full_width,
+    mean_colour,
     png_image,
     rgba,
     text_html,
+    widget_preprocessing,
     zoom_for,
 )
 from zfwidgets.widgets.top_nine import unit_picture
@@ -119,14 +122,20 @@ class OcclusionSlider(WidgetBase):
         image: one model input (C, H, W) or (1, C, H, W), as the model takes it.
         target: the class whose probability is watched; default the predicted class.
         classes: class names (index = class); default the class numbers.
-        mean: the mean image that was subtracted from ``image``, to show it in true grey
-            levels; without it the picture is stretched min..max.
+        mean: the older shorthand for ``preprocessing``: the mean image (or one number per
+            channel) that was subtracted from ``image``, with std 1.
         layer: the layer whose strongest map (on the unoccluded image) is watched: a block
             (``conv5``, ``layer3``) or any step name; default ``Inspector.default_layer``
             (the last block with maps larger than 1x1). The menu lists the model's blocks.
         size, stride: the occluder's side and the sweep's step in pixels; default a quarter of
             the image and a third of that.
-        fill: the occluder's value in model-input units (0 is the mean: grey).
+        fill: the occluder's value in model-input units; default the preprocessing's fill
+            (0, the mean: the mean colour, or the data set's mean image).
+        preprocessing: the model's preprocessing (a
+            :class:`~zfwidgets.core.preprocess.Preprocessing`, or torchvision's
+            ``weights.transforms()``): the image and the occluder are drawn in their true
+            colours (``x * std + mean``). Without it (and without ``mean``) the picture is
+            stretched min..max.
 
     Traits ``x``, ``y`` (top-left corner of the square), ``size``, ``stride``, ``target`` and
     ``layer`` drive everything; a bad value shows in ``status`` (and the status line) and the
@@ -162,12 +171,17 @@ class OcclusionSlider(WidgetBase):
         layer: str | None = None,
         size: int | None = None,
         stride: int | None = None,
-        fill: float | Tensor = 0.0,
+        fill: float | Tensor | None = None,
+        preprocessing: Any = None,
     ) -> None:
         super().__init__()
         self.inspector = inspector_for(model_or_inspector)
+        self.preprocessing: Preprocessing | None = widget_preprocessing(
+            "OcclusionSlider", preprocessing, mean, self.inspector.in_channels
+        )
         self._image = self.inspector.image(image)  # raises the core's message for a bad image
-        self._mean = mean
+        if fill is None:
+            fill = 0.0 if self.preprocessing is None else self.preprocessing.fill
         self._fill = fill
         self._dragging = False
         self.reading: OcclusionReading | None = None
@@ -204,7 +218,7 @@ class OcclusionSlider(WidgetBase):
             with self._quietly():
                 self._image = img
                 self.target = new_target
-            self._base_picture = render.input_image(img[0], self._mean)
+            self._base_picture = self._picture(img[0])
             self.status_line.clear()
             self._show_position()
             self._start_sweep(force=True)
@@ -223,7 +237,7 @@ class OcclusionSlider(WidgetBase):
     def _build(self) -> None:
         height, width = self._image.shape[-2:]
         self._zoom = zoom_for(max(height, width), CANVAS_SIDE)
-        self._base_picture = render.input_image(self._image[0], self._mean)
+        self._base_picture = self._picture(self._image[0])
         self._canvas = Canvas(
             width=width * self._zoom,
             height=height * self._zoom,
@@ -245,12 +259,7 @@ class OcclusionSlider(WidgetBase):
         left = widgets.VBox(
             [
                 caption(
-                    "(a) drag the square: it holds the data set's mean (input 0, the "
-                    "model's 'nothing'), a faint blur rather than flat grey"
-                    if self._mean is not None
-                    and not isinstance(self._fill, Tensor)
-                    and float(self._fill) == 0.0
-                    else "(a) the image; drag the square",
+                    self._square_caption(),
                     margin="0 0 2px 0",
                     width=f"{max(width * self._zoom, 220)}px",
                 ),
@@ -490,6 +499,25 @@ class OcclusionSlider(WidgetBase):
             self.x, self.y = column - self.size // 2, row - self.size // 2
 
     # ----- drawing ------------------------------------------------------------------------
+    def _picture(self, x: Tensor) -> np.ndarray:
+        """A model input as a picture: true colours when the preprocessing is known."""
+        return render.input_image(x, preprocessing=self.preprocessing)
+
+    def _square_caption(self) -> str:
+        """What the occluder holds, in words, for the caption over the image."""
+        prep = self.preprocessing
+        if prep is None or isinstance(self._fill, Tensor) or float(self._fill) != prep.fill:
+            return "(a) the image; drag the square"
+        if prep.mean_image:
+            return (
+                "(a) drag the square: it holds the data set's mean (input 0, the "
+                "model's 'nothing'), a faint blur rather than flat grey"
+            )
+        return (
+            f"(a) drag the square: it holds the mean colour, {mean_colour(prep)} (input 0, "
+            "the model's 'nothing')"
+        )
+
     def _show_position(self) -> None:
         with self._lock, errors_to(self.status_line, "readout"):
             self.reading = occlusion_at(
@@ -508,7 +536,7 @@ class OcclusionSlider(WidgetBase):
 
     def _draw_canvas(self) -> None:
         occluded = occlude(self._image, self.y, self.x, self.size, self._fill)[0]
-        picture = _rgb(render.upscale(render.input_image(occluded, self._mean), self._zoom))
+        picture = _rgb(render.upscale(self._picture(occluded), self._zoom))
         z = self._zoom
         _outline(picture, (self.y * z, self.x * z, self.size * z, self.size * z), SQUARE_EDGE)
         self._canvas.put_image_data(rgba(picture), 0, 0)

@@ -5,6 +5,7 @@
 
 - :class:`ImageSource`: the images a widget can show, from a tensor, a list or a Dataset.
 - :func:`image_from_bytes`: an uploaded file as a model input.
+- :func:`widget_preprocessing`: a widget's ``preprocessing=`` / ``mean=`` as one object.
 - :class:`GridGeometry`: where each tile of a :func:`zfwidgets.core.render.grid` picture lies.
 - picture helpers (:func:`png_image`, :func:`blank_png`, :func:`zoom_for`, :func:`rgba`,
   :func:`fit_patch`) and dark-theme-friendly HTML (:func:`text_html`, :func:`caption`).
@@ -31,6 +32,7 @@ import traitlets
 
 from zfwidgets.core import render
 from zfwidgets.core.images import image_from_bytes
+from zfwidgets.core.preprocess import Preprocessing, as_preprocessing
 from zfwidgets.core.receptive import Box
 
 __all__ = [
@@ -49,6 +51,8 @@ __all__ = [
     "size_canvas",
     "text_html",
     "uploaded_files",
+    "mean_colour",
+    "widget_preprocessing",
     "zoom_for",
 ]
 
@@ -158,6 +162,84 @@ class ImageSource:
         if len(self) == 0:
             return None
         return tuple(self[0][0].shape[-3:])
+
+
+ALLOWED_PREPROCESSING = (
+    "a zfwidgets Preprocessing, torchvision's weights.transforms() or a transforms.Compose "
+    "(preprocessing=), or the older mean= alone: a mean image (C, H, W) or one number per channel"
+)
+
+
+def widget_preprocessing(
+    widget: str, preprocessing: Any = None, mean: Any = None, channels: int | None = None
+) -> Preprocessing | None:
+    """What a widget was given as ``preprocessing=`` or the older ``mean=``, as one
+    :class:`~zfwidgets.core.preprocess.Preprocessing` (None when neither).
+
+    ``channels`` (the model's, when known) spreads a single mean number over every channel.
+
+    Raises:
+        ValueError: both are given, or the value cannot be read; the message names the widget,
+            what was given and what is allowed.
+
+    Example:
+        >>> widget_preprocessing("LayerBrowser", mean=torch.tensor([0.5, 0.4, 0.3])).describe()
+        'RGB any size, (x - (0.5, 0.4, 0.3)) / (1, 1, 1)'
+        >>> widget_preprocessing("LayerBrowser", preprocessing="imagenet")
+        Traceback (most recent call last):
+        ...
+        ValueError: LayerBrowser: preprocessing='imagenet' cannot be used (cannot read the ...
+    """
+    if preprocessing is not None and mean is not None:
+        raise ValueError(
+            f"{widget}: give either preprocessing= (the model's preprocessing) or the older "
+            "mean=, not both"
+        )
+    if preprocessing is None and isinstance(mean, Preprocessing):  # the object given as mean=
+        preprocessing, mean = mean, None
+    if preprocessing is None and mean is None:
+        return None
+    given, what = (preprocessing, "preprocessing") if mean is None else (mean, "mean")
+    spread = channels if mean is not None and np.size(_numbers(mean)) == 1 else None
+    try:
+        prep = as_preprocessing(preprocessing, mean, spread if spread in (1, 3) else None)
+    except (TypeError, ValueError) as err:
+        if hasattr(given, "shape"):
+            shown = f"<{type(given).__name__} of shape {tuple(given.shape)}>"
+        else:
+            shown = f"{given!r:.60}"
+        raise ValueError(
+            f"{widget}: {what}={shown} cannot be used ({err}); allowed: {ALLOWED_PREPROCESSING}"
+        ) from err
+    if channels is not None and prep.channels != channels:
+        raise ValueError(
+            f"{widget}: the {what} is for {'grey' if prep.channels == 1 else 'RGB'} pictures "
+            f"({prep.describe()}) but the model takes {channels} channels"
+        )
+    return prep
+
+
+def mean_colour(preprocessing: Preprocessing) -> str:
+    """The colour of model input 0 (the occluder's fill) in words, for captions.
+
+    Example:
+        >>> from zfwidgets.core.preprocess import IMAGENET
+        >>> mean_colour(IMAGENET)
+        'RGB (124, 116, 104)'
+        >>> mean_colour(Preprocessing(mean=(0.5,), std=(1.0,), channels=1))
+        'grey level 128'
+    """
+    zero = torch.zeros(preprocessing.channels, 1, 1)
+    if preprocessing.mean_image:
+        return "the data set's mean image"
+    pixel = preprocessing.picture(zero).reshape(-1).tolist()
+    if preprocessing.channels == 1:
+        return f"grey level {pixel[0]}"
+    return "RGB (" + ", ".join(str(v) for v in pixel) + ")"
+
+
+def _numbers(value: Any) -> Any:
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
 
 
 def uploaded_files(value: Any) -> list[tuple[str, bytes]]:

@@ -20,10 +20,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 import ipywidgets as widgets
+import torch
 import traitlets
 from bqplot import Axis, Figure, LinearScale, Lines
 from torch import Tensor, nn
@@ -32,6 +34,7 @@ from zfwidgets.core import render
 from zfwidgets.core import synthesis as core
 from zfwidgets.core.checks import check_channel, check_class
 from zfwidgets.core.inspector import Inspector
+from zfwidgets.core.preprocess import Preprocessing
 from zfwidgets.widgets.base import WidgetBase, class_names, errors_to, inspector_for, refusing
 from zfwidgets.widgets.menus import layer_options
 from zfwidgets.widgets.parts import (
@@ -43,6 +46,7 @@ from zfwidgets.widgets.parts import (
     full_width,
     nice_ticks,
     png_image,
+    widget_preprocessing,
     zoom_for,
 )
 
@@ -68,10 +72,14 @@ class Synthesis(WidgetBase):
         images: images to invert or dream from (tensor, list or Dataset); optional for
             ``class`` and ``unit``.
         classes: class names, indexed by class.
-        mean, std: the model's inputs are ``(pixels - mean) / std`` (``mean`` may be a mean
-            image): pictures are shown in true colours and kept to pixels 0..1. Without
-            ``mean`` pictures are stretched min..max and not bounded.
+        mean, std: the older shorthand for ``preprocessing``: the model's inputs are
+            ``(pixels - mean) / std`` (``mean`` may be a mean image or one number per channel).
         shape: the input shape (C, H, W); default the images' shape.
+        preprocessing: the model's preprocessing (a
+            :class:`~zfwidgets.core.preprocess.Preprocessing`, or torchvision's
+            ``weights.transforms()``): pictures are shown in their true colours
+            (``x * std + mean``) and kept to pixels 0..1. Without it (and without ``mean``)
+            pictures are stretched min..max and not bounded.
         **state: initial values of the traits below.
 
     Traits: mode (``"class"``, ``"unit"``, ``"invert"``, ``"dream"``), target (class),
@@ -104,8 +112,9 @@ class Synthesis(WidgetBase):
         images: Any = None,
         classes: Sequence[str] | None = None,
         mean: Tensor | float | None = None,
-        std: float = 1.0,
+        std: Any = None,
         shape: Sequence[int] | None = None,
+        preprocessing: Any = None,
         **state: Any,
     ) -> None:
         super().__init__()
@@ -118,8 +127,9 @@ class Synthesis(WidgetBase):
         self.shape = core.input_shape(self.inspector, shape)
         self._shapes = self.inspector.shapes(self.shape)
         self.classes = class_names(classes, int(self._shapes[-1][-1]))
-        self.mean, self.std = mean, std
-        self.bounds = None if mean is None else core.bounds_for(mean, std)
+        self.preprocessing = _preprocessing(preprocessing, mean, std, self.shape[0])
+        self.mean, self.std = mean, 1.0 if std is None else std
+        self.bounds = _bounds(self.preprocessing, self.shape)
         self.results: dict[tuple, core.Synthesis] = {}
         self.result: core.Synthesis | None = None
         self.layer = state.pop("layer", self.inspector.default_layer(self.shape))
@@ -393,7 +403,7 @@ class Synthesis(WidgetBase):
     def _draw(self, key, image: Tensor | None, values: list[float], text: str = "") -> None:
         with errors_to(self.status_line, "picture"):
             if image is not None:
-                pixels = core.picture(image, self.mean, self.std)
+                pixels = render.input_image(image, preprocessing=self.preprocessing)
                 zoom = max(1, round(self._zoom * self.shape[-1] / pixels.shape[1]))  # octaves
                 self._picture.value = render.to_png(render.upscale(pixels, zoom))
             self._caption.say(text or "nothing made yet: press Start")
@@ -417,3 +427,29 @@ class Synthesis(WidgetBase):
         y_axis.tick_values = nice_ticks(low - room, high + room, count=4)
         with self._curve.hold_sync():
             self._curve.x, self._curve.y = list(range(1, len(values) + 1)), values
+
+
+def _preprocessing(preprocessing: Any, mean: Any, std: Any, channels: int) -> Preprocessing | None:
+    """Synthesis's ``preprocessing=`` or the older ``mean=`` and ``std=`` as one object."""
+    if preprocessing is not None and std is not None:
+        raise ValueError(
+            "Synthesis: give either preprocessing= (it holds the std) or the older mean= and "
+            "std=, not both"
+        )
+    if mean is None and std is not None:
+        raise ValueError("Synthesis: std= needs mean= (or give preprocessing=)")
+    prep = widget_preprocessing("Synthesis", preprocessing, mean, channels)
+    if prep is not None and std is not None:
+        try:
+            prep = dataclasses.replace(prep, std=std)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"Synthesis: std={std!r:.60} cannot be used ({err})") from err
+    return prep
+
+
+def _bounds(prep: Preprocessing | None, shape: tuple[int, ...]) -> tuple[Tensor, Tensor] | None:
+    """The model-input values of pixels 0 and 1 (per channel, or per pixel for a mean image)."""
+    if prep is None:
+        return None
+    side = tuple(shape[-3:]) if prep.mean_image else (prep.channels, 1, 1)
+    return prep.normalise(torch.zeros(side)), prep.normalise(torch.ones(side))

@@ -29,6 +29,7 @@ import numpy as np
 from torch import Tensor
 
 from zfwidgets.core import Inspector, render
+from zfwidgets.core.preprocess import Preprocessing
 from zfwidgets.core.top_views import TopEntry
 from zfwidgets.widgets.parts import COLOURS, FONT, fit_patch, zoom_for
 
@@ -98,14 +99,16 @@ class TopPictures:
 def top_nine_pictures(
     entries: Sequence[TopEntry],
     method: str,
-    mean: Tensor | None,
+    mean: Preprocessing | Tensor | None,
     side: tuple[int, int],
     tile: int = TOP_TILE,
 ) -> TopPictures:
     """Draws ``entries`` (from :func:`~zfwidgets.core.top_views.top_projections`) as Fig. 2 does.
 
-    ``mean`` is added back to show the patches as images; ``side`` comes from
-    :func:`patch_side`; ``tile`` is about how many screen pixels each tile gets.
+    ``mean`` is the model's :class:`~zfwidgets.core.preprocess.Preprocessing` (the patches are
+    drawn in their true colours, ``x * std + mean``), or the older mean image (added back); None
+    stretches each patch min..max. ``side`` comes from :func:`patch_side`; ``tile`` is about
+    how many screen pixels each tile gets.
     """
     if not entries:
         raise ValueError("no top entries to draw (the map never fired on the data set)")
