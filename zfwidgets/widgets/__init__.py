@@ -8,18 +8,33 @@ Example:
     ('conv1', '')
 """
 
-from zfwidgets.widgets.evolution_scrubber import EvolutionScrubber
-from zfwidgets.widgets.feature_space import FeatureSpace
-from zfwidgets.widgets.invariance_explorer import InvarianceExplorer
-from zfwidgets.widgets.layer_browser import LayerBrowser
-from zfwidgets.widgets.occlusion_slider import OcclusionSlider
-from zfwidgets.widgets.synthesis import Synthesis
+from __future__ import annotations
 
-__all__ = [
-    "EvolutionScrubber",
-    "FeatureSpace",
-    "InvarianceExplorer",
-    "LayerBrowser",
-    "OcclusionSlider",
-    "Synthesis",
-]
+import importlib
+from typing import Any
+
+# public name -> its module; imported when first asked for, so that opening one widget does not
+# import every other widget's libraries (bqplot, scikit-learn, the training code)
+_LAZY = {
+    "EvolutionScrubber": "zfwidgets.widgets.evolution_scrubber",
+    "FeatureSpace": "zfwidgets.widgets.feature_space",
+    "InvarianceExplorer": "zfwidgets.widgets.invariance_explorer",
+    "LayerBrowser": "zfwidgets.widgets.layer_browser",
+    "OcclusionSlider": "zfwidgets.widgets.occlusion_slider",
+    "Synthesis": "zfwidgets.widgets.synthesis",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    """Imports a widget's module the first time the widget is asked for."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'zfwidgets.widgets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
