@@ -104,6 +104,8 @@ class Inspector:
             no mode change, no weight change.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
         cache_bytes: budget of the per-image record cache (least recently used goes first).
+            The default, 128 MiB, holds about 70 AlexNet images at 224 px and keeps a student's
+            kernel within about 220 MB of the model's own memory (docs/instructors.md).
         keep: layers whose activations every record keeps. Default none: a record holds the
             switches, the bit-packed ReLU signs and the output of its last step, and a
             layer's activations join an image's record when first asked for (one more
@@ -119,7 +121,7 @@ class Inspector:
         self,
         model: nn.Module,
         device: str | torch.device = "auto",
-        cache_bytes: int = 256 * 2**20,
+        cache_bytes: int = 128 * 2**20,
         keep: Sequence[str] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):

@@ -29,6 +29,7 @@ __all__ = [
     "chunk_size",
     "forward_bytes",
     "human_bytes",
+    "release_unused_memory",
 ]
 
 # Share of the free memory a single pass may plan to use: the rest is left for the allocator's
@@ -147,3 +148,40 @@ def chunk_size(per_item: int, fixed: int, count: int, device: torch.device) -> i
     if per_item <= 0:
         return count
     return max(0, min(count, budget // per_item))
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    libc = ctypes.CDLL(name)
+    return libc if hasattr(libc, "malloc_trim") else None
+
+
+def release_unused_memory() -> bool:
+    """Gives the pages that freed tensors left inside the C heap back to the operating system.
+
+    A forward pass frees its temporary activations, but glibc keeps the freed pages mapped
+    between the blocks still in use, so a kernel that browses many images grows by a few
+    hundred MB it no longer uses (measured on AlexNet: about 100 MB after 50 maps). The widgets
+    call this after each redraw, at human pace; the engine's own loops do not, since fresh
+    pages cost page faults on the next pass. Returns False where there is no glibc (macOS,
+    Windows, musl): there it does nothing.
+
+    Example:
+        >>> release_unused_memory() in (True, False)
+        True
+    """
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = _libc() or False
+    if _LIBC is False:
+        return False
+    _LIBC.malloc_trim(0)
+    return True
+
+
+_LIBC = None

@@ -45,6 +45,7 @@ import traitlets
 from torch import nn
 
 from zfwidgets.core.inspector import Inspector
+from zfwidgets.core.memory import release_unused_memory
 from zfwidgets.widgets import export as exporting
 from zfwidgets.widgets.parts import full_width, text_html
 
@@ -268,6 +269,7 @@ class BackgroundTask:
             if self._generation == generation:
                 self._key = None
         self._show_progress(False)
+        release_unused_memory()  # a pass's temporary activations, back to the system
 
     def _show_progress(self, visible: bool) -> None:
         self.progress.layout.visibility = "visible" if visible else "hidden"

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 
 from zfwidgets.core import Inspector, render
 from zfwidgets.core.data_labels import data_class_names, data_label
+from zfwidgets.core.memory import release_unused_memory
 from zfwidgets.core.methods import REGISTRY
 from zfwidgets.core.mining import LayerTopK, TopK, data_fingerprint, mine, model_fingerprint
 from zfwidgets.core.mining_estimate import MiningEstimate, estimate_mining_seconds
@@ -682,6 +683,7 @@ class LayerBrowser(WidgetBase):
             if "top" in parts:
                 with errors_to(self.status_line, "top 9"):
                     self._refresh_top()
+        release_unused_memory()  # a class shares one machine: keep each kernel small
 
     def _draw_grid(self, x: Tensor) -> None:
         acts = self.inspector.activations(x, self.layer)
