@@ -26,6 +26,7 @@ SUITE = [
     "feature_targets",
     "synthesis_targets",
     "mining_targets",
+    "lab_targets",
 ]
 
 
