@@ -67,3 +67,30 @@ def test_bring_your_own_model_shows_resnet_and_efficientnet(browser_page, jupyte
         assert "SiLU" in note.locator("div[title]").first.get_attribute("title")
     finally:
         page.screenshot(path=str(screenshot_path("09_bring_your_own_model")), full_page=True)
+
+
+def test_preparing_a_lab_opens_the_mined_file(browser_page, jupyterlab):
+    """14: the student's LayerBrowser shows the file's top 9 with the folder's labels, marks
+    the layers not in the file, and the Fig. 2 panel and the export control reach the page."""
+    page = browser_page
+    try:
+        open_notebook(page, jupyterlab, "notebooks/14_preparing_a_lab.ipynb")
+        run_all_cells(page, timeout=420)
+        browser = page.locator(".zfw-layer-browser").first
+        browser.scroll_into_view_if_needed()
+        for name in ("zfw-input", "zfw-projection", "zfw-top-projections", "zfw-top-patches"):
+            shot = browser.locator(f"img.{name}").first.screenshot()
+            assert nonblank_pixels(shot) > 500, f"img.{name} of the lab browser rendered blank"
+        labels = browser.locator(".zfw-top-labels").first.inner_text()
+        folders = ("camera", "chelsea", "coffee", "grace_hopper", "rocket")
+        assert any(name in labels for name in folders), labels
+        menu = browser.locator("select").first
+        options = [t.strip() for t in menu.locator("option").all_inner_texts()]
+        assert any("not mined" in t for t in options), options
+        assert not any("not mined" in t for t in options if t.startswith("conv")), options
+        assert browser.get_by_role("button", name="Export").count() == 1
+        panel = page.locator(".jp-OutputArea-output img").last
+        panel.scroll_into_view_if_needed()
+        assert nonblank_pixels(panel.screenshot()) > 5000, "the Fig. 2 panel rendered blank"
+    finally:
+        page.screenshot(path=str(screenshot_path("14_preparing_a_lab")), full_page=True)
