@@ -139,7 +139,10 @@ def _mean_std(mean, std, preprocessing, channels: int) -> tuple[Tensor, Tensor]:
         mean, std = preprocessing._mean, preprocessing._std
         if mean.shape[-2:] != (1, 1):  # a mean image: its per-channel average
             mean = mean.mean(dim=(-2, -1), keepdim=True)
-    mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
+    mean = torch.as_tensor(mean, dtype=torch.float32)
+    if mean.ndim == 3 and mean.shape[-2:] != (1, 1):  # a mean image: its channel means
+        mean = mean.mean(dim=(-2, -1))
+    mean = mean.reshape(-1, 1, 1)
     std = torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
     if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
         raise ValueError(f"mean must be finite and std positive; got {mean.flatten().tolist()}, "
@@ -206,7 +209,8 @@ class Fourier(Parametrisation):
         decorrelate: mix colours by :func:`colour_matrix` (identity for grey).
         mean, std: the model's input scaling ``(pixels - mean) / std`` (numbers, or one per
             channel); taken from ``preprocessing`` (:class:`~zfwidgets.core.preprocess.
-            Preprocessing`) when that is given (a mean image counts as its channel means).
+            Preprocessing`) when that is given; a mean image (C, H, W) counts as its
+            channel means.
         sd: standard deviation of the initial spectrum parameters.
     """
 
