@@ -20,7 +20,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SUITE = ["core_targets", "widget_latency", "feature_targets", "synthesis_targets"]
+SUITE = [
+    "core_targets",
+    "widget_latency",
+    "feature_targets",
+    "synthesis_targets",
+    "feature_vis_targets",
+]
 
 
 def run_one(name: str, quick: bool) -> dict:
