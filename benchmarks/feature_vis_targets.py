@@ -37,13 +37,13 @@ def format_table(rows: list[dict]) -> str:
             return "-"
         return f"{v * 1e3:.1f}ms" if unit == "s" else f"{v:.3f}"
 
-    head = f"{'case':46} {'fourier':>9} {'pixels':>9} {'ratio':>6} {'target':>8} {'met?':>4}  note"
+    head = f"{'case':52} {'fourier':>9} {'pixels':>9} {'ratio':>6} {'target':>8} {'met?':>4}  note"
     lines = [head, "-" * len(head)]
     for r in rows:
         met = "-" if r["met"] is None else ("yes" if r["met"] else "NO")
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
         lines.append(
-            f"{r['case']:46} {num(r['ours'], r['unit']):>9} {num(r['reference'], r['unit']):>9} "
+            f"{r['case']:52} {num(r['ours'], r['unit']):>9} {num(r['reference'], r['unit']):>9} "
             f"{ratio:>6} {r['target'] or '-':>8} {met:>4}  {r['note']}"
         )
     return "\n".join(lines)

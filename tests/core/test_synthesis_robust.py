@@ -408,6 +408,8 @@ def test_bad_objectives_and_parametrisations_are_refused_clearly(digits):
     for decay in (-1, float("nan"), float("inf"), 9):
         with pytest.raises(ValueError, match=r"decay must be a number in \[0, 4\]"):
             Fourier((1, 28, 28), decay=decay)
+    with pytest.raises(ValueError, match=r"sd must be a number in \[0, 10\]; got nan"):
+        Fourier((1, 28, 28), sd=float("nan"))
     with pytest.raises(ValueError, match="batch must be an int in 1..256; got 0"):
         Fourier((1, 28, 28), batch=0)
     with pytest.raises(ValueError, match="shape must be \\(C, H, W\\)"):
@@ -427,3 +429,23 @@ def test_bad_objectives_and_parametrisations_are_refused_clearly(digits):
         visualise(convs, class_score(0), shape=(1, 8, 8), steps=1)
     with pytest.raises(ValueError, match="output is class scores"):
         robustness(convs, torch.zeros(1, 8, 8), 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_gives_the_cpu_result(digits):
+    d, insp = digits
+    on_gpu = Inspector(d.model, device="cuda")
+    x = 0.5 * _random((2, 1, 28, 28), 6)
+    objective = channel("conv2", 5) + 10 * diversity("conv1") + class_score(2)
+    cpu_value, cpu_grad = gradient(insp, objective, x)
+    gpu_value, gpu_grad = gradient(on_gpu, objective, x)
+    assert gpu_value == pytest.approx(cpu_value, rel=1e-4)
+    torch.testing.assert_close(gpu_grad, cpu_grad, rtol=1e-4, atol=1e-5)
+    param = Fourier((1, 28, 28), batch=2, mean=d.mean)
+    cpu = visualise(insp, objective, param, steps=10)
+    gpu = visualise(on_gpu, objective, param, steps=10)
+    assert gpu.images.device.type == "cpu"
+    torch.testing.assert_close(gpu.images, cpu.images, rtol=0, atol=2e-2)
+    p_cpu = robustness(insp, cpu.images, 3, views=4)
+    p_gpu = robustness(on_gpu, cpu.images, 3, views=4)
+    torch.testing.assert_close(p_gpu, p_cpu, rtol=0, atol=1e-4)

@@ -133,6 +133,11 @@ def _check_batch(batch) -> int:
     return batch
 
 
+def _check_sd(sd) -> None:
+    if isinstance(sd, bool) or not isinstance(sd, int | float) or not 0 <= sd <= 10:
+        raise ValueError(f"sd must be a number in [0, 10]; got {sd!r}")
+
+
 def _mean_std(mean, std, preprocessing, channels: int) -> tuple[Tensor, Tensor]:
     """Per-channel (C, 1, 1) mean and std: from ``preprocessing`` when given, else numbers."""
     if preprocessing is not None:
@@ -189,6 +194,7 @@ class Pixels(Parametrisation):
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", _check_shape(self.shape))
         _check_batch(self.batch)
+        _check_sd(self.sd)
 
     def init(self, generator: torch.Generator, device: Any = "cpu") -> list[Tensor]:
         x = self.sd * torch.randn(self.batch, *self.shape, generator=generator)
@@ -226,6 +232,7 @@ class Fourier(Parametrisation):
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", _check_shape(self.shape))
         _check_batch(self.batch)
+        _check_sd(self.sd)
         _check_decay(self.decay)
         mean, std = _mean_std(self.mean, self.std, self.preprocessing, self.shape[0])
         object.__setattr__(self, "mean", tuple(mean.flatten().tolist()))
