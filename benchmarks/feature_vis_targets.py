@@ -8,6 +8,10 @@ probability of the class over 32 random views (RandomResizedCrop(224, scale=(0.5
 RandomRotation(10), RandomHorizontalFlip(), seed 0; :func:`robustness`). Targets: mean >= 0.35
 and every class >= 0.10 for Fourier + robust; its time per step <= 1.3x the pixel method's in
 the same run. ``--quick``: 2 classes, 8 steps, 64 px, 8 views (a smoke run of seconds).
+
+Measured (CPU, 1 thread, shared 2-core machine; 413 s): Fourier + robust 0.817 flamingo,
+0.997 goldfish, 0.955 tiger cat, 0.833 espresso, 0.957 pelican, 0.744 zebra (mean 0.884);
+pixels 0.056, 0.137, 0.037, 0.018, 0.144, 0.031 (mean 0.070); time per step 1.01x pixels'.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ def _save(pixels: torch.Tensor, path: Path) -> None:
 
 def run(
     quick: bool = False,
-    threads: int | None = None,
+    threads: int | None = 1,
     classes: list[int] | None = None,
     steps: int | None = None,
     pictures: str | Path | None = None,
