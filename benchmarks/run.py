@@ -27,6 +27,7 @@ SUITE = [
     "synthesis_targets",
     "mining_targets",
     "lab_targets",
+    "feature_vis_targets",
 ]
 
 

@@ -1,5 +1,5 @@
-"""Images made by the network: gradient ascent on a class or unit (Simonyan et al. 2014;
-Yosinski et al. 2015), feature inversion (Mahendran & Vedaldi 2015) and DeepDream.
+"""The lecture's method, pixels and priors: gradient ascent on a class or unit (Simonyan
+et al. 2014; Yosinski et al. 2015), feature inversion (Mahendran & Vedaldi 2015) and DeepDream.
 
 All three share one optimisation loop, :func:`optimise`, which differentiates the inspector's
 own functional forward (:func:`zfwidgets.core.layers.run_graph` on its detached weight copies)
@@ -30,7 +30,8 @@ from torch import Tensor
 from zfwidgets.core import render
 from zfwidgets.core.checks import check_channel, check_class, check_position
 from zfwidgets.core.layers import run_graph
-from zfwidgets.core.regularisers import (
+from zfwidgets.core.synthesis.objectives import ClassScore, Unit, class_score, unit
+from zfwidgets.core.synthesis.regularisers import (
     clip_small_contribution,
     clip_small_values,
     gaussian_blur,
@@ -61,42 +62,6 @@ __all__ = [
 
 class SynthesisCancelled(RuntimeError):
     """Raised when ``should_stop()`` asked a synthesis to stop."""
-
-
-@dataclass(frozen=True)
-class ClassScore:
-    """Maximise the pre-softmax score of class ``target`` (the model's last output)."""
-
-    target: int
-
-
-@dataclass(frozen=True)
-class Unit:
-    """Maximise feature map ``channel`` of ``layer``: its mean, or one unit at ``position``."""
-
-    layer: str
-    channel: int
-    position: tuple[int, int] | None = None
-
-
-def class_score(target: int) -> ClassScore:
-    """The objective S_c(I): the score of class ``target``.
-
-    Example:
-        >>> class_score(3)
-        ClassScore(target=3)
-    """
-    return ClassScore(target)
-
-
-def unit(layer: str, channel: int, position: tuple[int, int] | None = None) -> Unit:
-    """The objective of a feature map (its mean) or of one of its units (``position=(y, x)``).
-
-    Example:
-        >>> unit("conv2", 5)
-        Unit(layer='conv2', channel=5, position=None)
-    """
-    return Unit(layer, channel, None if position is None else tuple(position))
 
 
 @dataclass(frozen=True)
