@@ -26,6 +26,7 @@ SUITE = [
     "feature_targets",
     "synthesis_targets",
     "mining_targets",
+    "trust_targets",
 ]
 
 
