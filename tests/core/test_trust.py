@@ -142,14 +142,15 @@ def test_block_modules(digits):
 
 
 def test_guided_stays_saliency_falls_on_digits(digits):
-    """Measured on the digits demo, image 0, seed 0 (Spearman of |map| after re-initialising the
-    top layer fc5: guided 0.96, saliency 0.73; SSIM: guided 0.93, saliency -0.16)."""
+    """Measured on the digits demo, image 0, seed 0, after re-initialising the top layer fc5:
+    Spearman of |map| guided 0.98, saliency 0.69; SSIM guided 0.95, saliency -0.28; HOG guided
+    0.87, saliency 0.34 (images 1 and 2: 0.96/0.73, 0.93/-0.16 and 0.87/0.39)."""
     _, insp, x = digits
     r = trust.cascade(insp, x, methods=["guided", "saliency"], blocks=["fc5"])
     guided, saliency = r.scores["guided"]["fc5"], r.scores["saliency"]["fc5"]
     print(r.table(), r.table("ssim"), sep="\n")
     assert guided["spearman_abs"] > 0.9
-    assert saliency["spearman_abs"] < guided["spearman_abs"] - 0.15
+    assert saliency["spearman_abs"] < guided["spearman_abs"] - 0.2
     assert guided["ssim"] > 0.85 and saliency["ssim"] < 0.2
     assert guided["hog"] > 0.75 and saliency["hog"] < 0.5
     assert "fc5" in r.table()
