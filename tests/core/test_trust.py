@@ -186,3 +186,27 @@ def test_bad_input_for_cascade(digits):
 
 def test_faithfulness_module_names():
     assert faithfulness.step_counts(5, 2) == [0, 3, 5]
+
+
+class _PooledNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3), torch.nn.ReLU()
+        )
+        self.avgpool = torch.nn.AdaptiveAvgPool2d(1)
+        self.classifier = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = self.features(x)
+        h = h + torch.relu(h)  # a residual addition: a graph, named by its top-level blocks
+        return self.classifier(self.avgpool(h).flatten(1))
+
+
+def test_default_stages_skip_blocks_without_weights():
+    insp = Inspector(_PooledNet(), device="cpu")
+    assert "avgpool" in insp.blocks and block_modules(insp, "avgpool") == []
+    x = torch.randn(1, 9, 9, generator=torch.Generator().manual_seed(0))
+    r = trust.cascade(insp, x, methods=["saliency", "cam"])
+    assert "avgpool" not in r.stages and r.stages[:2] == ["none", "classifier"]
+    assert trust.cascade(insp, x, methods=["cam"], blocks=["avgpool"]).stages == ["none", "avgpool"]

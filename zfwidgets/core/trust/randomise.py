@@ -175,7 +175,8 @@ def cascade(
         x: one image (C, H, W) or (1, C, H, W).
         methods: default every method the model supports (:func:`trust_methods`).
         target: the class explained; default the trained model's prediction.
-        blocks: the stages, top first; default every block of ``insp.blocks`` from the top.
+        blocks: the stages, top first; default every block of ``insp.blocks`` that has
+            weights (an average pool has none: its row would repeat the one above), from the top.
             In a cascade each stage randomises its block and keeps those above random.
         independent: randomise each block alone (the others trained).
         seed: the seed of the re-initialisation (the same seed gives the same weights).
@@ -187,7 +188,9 @@ def cascade(
     methods = list(trust_methods(insp) if methods is None else methods)
     for m in methods:
         check_trust_method(insp, m)
-    blocks = list(reversed(insp.blocks) if blocks is None else blocks)
+    if blocks is None:
+        blocks = [b for b in reversed(insp.blocks) if block_modules(insp, b)]
+    blocks = list(blocks)
     for b in blocks:
         block_modules(insp, b)
     img = insp.image(x)
