@@ -210,3 +210,16 @@ def test_default_stages_skip_blocks_without_weights():
     r = trust.cascade(insp, x, methods=["saliency", "cam"])
     assert "avgpool" not in r.stages and r.stages[:2] == ["none", "classifier"]
     assert trust.cascade(insp, x, methods=["cam"], blocks=["avgpool"]).stages == ["none", "avgpool"]
+
+
+def test_cascade_is_cached_per_stage(digits, monkeypatch):
+    _, insp, x = digits
+    first = trust.cascade(insp, x, methods=["saliency"], blocks=["fc5"], seed=11)
+    calls = []
+    real = trust.randomise.class_map
+    monkeypatch.setattr(
+        trust.randomise, "class_map", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    again = trust.cascade(insp, x, methods=["saliency", "guided"], blocks=["fc5"], seed=11)
+    assert len(calls) == 2  # guided at both stages; saliency from the cache
+    assert torch.equal(again.maps["saliency"]["fc5"], first.maps["saliency"]["fc5"])

@@ -145,8 +145,11 @@ class Randomisation:
         return "\n".join(lines)
 
 
+# Maps per (model version, image, target, seed, mode, blocks made random, method), least
+# recently used dropped first beyond _CACHE_BYTES: moving a widget's stage slider back and
+# forth, or a second table of the same run, recomputes nothing.
 _CACHE: OrderedDict = OrderedDict()
-_CACHE_SIZE = 512
+_CACHE_BYTES = 64 * 2**20
 
 
 def _scores(ref: Tensor, got: Tensor) -> dict[str, float]:
@@ -219,12 +222,15 @@ def cascade(
             applied = list(down_to)
             rand.clear_cache()
             for m in wanted:
-                _CACHE[(*key, tuple(down_to), m)] = class_map(rand, img, m, target).cpu()
-                while len(_CACHE) > _CACHE_SIZE:
+                maps[m][stage] = _CACHE[(*key, tuple(down_to), m)] = class_map(
+                    rand, img, m, target
+                ).cpu()
+                while sum(t.numel() * t.element_size() for t in _CACHE.values()) > _CACHE_BYTES:
                     _CACHE.popitem(last=False)
         for m in methods:
-            _CACHE.move_to_end((*key, tuple(down_to), m))
-            maps[m][stage] = _CACHE[(*key, tuple(down_to), m)]
+            if m not in wanted:
+                _CACHE.move_to_end((*key, tuple(down_to), m))
+                maps[m][stage] = _CACHE[(*key, tuple(down_to), m)]
         if callback is not None:
             callback(done + 1, len(stages))
     scores = {m: {s: _scores(maps[m][NONE], maps[m][s]) for s in stages} for m in methods}
