@@ -28,6 +28,7 @@ SUITE = [
     "mining_targets",
     "lab_targets",
     "feature_vis_targets",
+    "trust_targets",
 ]
 
 

@@ -1,0 +1,153 @@
+"""Issue 33's targets: deletion/insertion curves and a full randomisation cascade.
+
+- "deletion + insertion curves of one map" (<= 0.5x): ``trust.deletion_insertion`` (step
+  images built as a batch, several steps per forward pass through the inspector) against a
+  plain loop that builds each step image and runs the model's own forward once per step;
+  curves compared to 1e-5 (the agreed column).
+- "full cascade, all stages, all methods" (<= 1.5x): ``trust.cascade`` (every block, every
+  method including occlusion, cache cleared) against the same work through autograd: per
+  stage, a deep copy with the same blocks re-initialised, one forward + backward of the class
+  score per gradient method, and the occlusion sweep's images through the model (batches of 64).
+
+Full: AlexNet with random weights at 224 px, 100 steps. ``--quick``: the digits demo (28 px).
+CPU, one torch thread (see core_targets).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from core_targets import format_table, row, timed
+
+from zfwidgets import Inspector, demo
+from zfwidgets.core import trust
+from zfwidgets.core.occlusion import occlude
+from zfwidgets.core.trust import faithfulness
+from zfwidgets.core.trust.randomise import _CACHE, _reset, block_modules
+
+NAME = "trust_targets"
+__all__ = ["NAME", "format_table", "run"]
+
+
+def _model(quick: bool):
+    if quick:
+        d = demo.load()
+        return d.model, d.dataset[0][0]
+    import torchvision
+
+    model = torchvision.models.alexnet().eval()
+    return model, torch.randn(3, 224, 224, generator=torch.Generator().manual_seed(0))
+
+
+def _loop_curves(model, img, saliency, target, steps, fill=0.0):
+    """The reference: one forward pass of the model per step image."""
+    rank = faithfulness.pixel_order(saliency, False)
+    counts = faithfulness.step_counts(rank.numel(), steps)
+    start = trust.blurred(img)
+    out = []
+    with torch.no_grad():
+        for base, new in ((img, torch.full_like(img, fill)), (start, img)):
+            for n in counts:
+                step_img = torch.where(rank < n, new, base)
+                out.append(float(torch.softmax(model(step_img), 1)[0, target]))
+    return torch.tensor(out)
+
+
+def curve_rows(quick: bool, repeats: int) -> list[dict]:
+    model, x = _model(quick)
+    ref = copy.deepcopy(model).eval()
+    insp = Inspector(model, device="cpu")
+    side = x.shape[-1]
+    saliency = torch.rand(side, side, generator=torch.Generator().manual_seed(1))
+    target = insp.target_class(x)
+    steps = 100
+    got = trust.deletion_insertion(insp, x, saliency, target, steps, by_magnitude=False)
+    want = _loop_curves(ref, insp.image(x).cpu(), saliency, target, steps)
+    diff = float((torch.cat([got.deletion, got.insertion]) - want).abs().max())
+    ours, loop = timed(
+        [
+            lambda: trust.deletion_insertion(insp, x, saliency, target, steps, by_magnitude=False),
+            lambda: _loop_curves(ref, insp.image(x).cpu(), saliency, target, steps),
+        ],
+        repeats,
+    )
+    name = "digits demo" if quick else "AlexNet"
+    return [
+        row(
+            f"deletion + insertion, {side} px, {steps} steps ({name})",
+            "cpu",
+            ours,
+            loop,
+            0.5,
+            bound="max",
+            agreed=diff <= 1e-5,
+            note=f"max |diff| {diff:.1e}; {2 * (steps + 1)} step images, batches of 32",
+        )
+    ]
+
+
+def _autograd_cascade(insp: Inspector, x, methods, blocks, target) -> None:
+    """The reference cascade: the same re-initialisation, one forward + backward per map."""
+    img = insp.image(x)
+    size = max(1, round(img.shape[-1] / 7))
+    stride = max(1, size // 2)
+    positions = [
+        (r, c)
+        for r in range(0, img.shape[-2] - size + 1, stride)
+        for c in range(0, img.shape[-1] - size + 1, stride)
+    ]
+    gradient_maps = sum(m != "occlusion" for m in methods)
+    for k in range(len(blocks) + 1):
+        model = copy.deepcopy(insp.model).eval()
+        _reset(model, [n for b in blocks[:k] for n in block_modules(insp, b)], 0)
+        for _ in range(gradient_maps):
+            leaf = img.clone().requires_grad_(True)
+            model(leaf)[0, target].backward()
+        if "occlusion" in methods:
+            with torch.no_grad():
+                for i in range(0, len(positions), 64):
+                    batch = torch.cat([occlude(img, r, c, size) for r, c in positions[i : i + 64]])
+                    model(batch)
+
+
+def cascade_rows(quick: bool, repeats: int) -> list[dict]:
+    model, x = _model(quick)
+    insp = Inspector(model, device="cpu")
+    methods = trust.trust_methods(insp)
+    blocks = list(reversed(insp.blocks))
+    target = insp.target_class(x)
+
+    def ours():
+        _CACHE.clear()
+        trust.cascade(insp, x, methods, target, blocks)
+
+    reference = lambda: _autograd_cascade(insp, x, methods, blocks, target)  # noqa: E731
+    mine, ref = timed([ours, reference], repeats, warmup=False)
+    name = "digits demo" if quick else "AlexNet"
+    return [
+        row(
+            f"full cascade, {len(blocks)} stages, {len(methods)} methods ({name})",
+            "cpu",
+            mine,
+            ref,
+            1.5,
+            bound="max",
+            note=f"methods: {', '.join(methods)}",
+        )
+    ]
+
+
+def run(quick: bool = False, threads: int | None = 1) -> dict:
+    """Both rows on the CPU; returns the rows and the table."""
+    if threads:
+        torch.set_num_threads(threads)
+    repeats = 1 if quick else 3
+    rows = curve_rows(quick, repeats) + cascade_rows(quick, 1)
+    return {
+        "name": NAME,
+        "quick": quick,
+        "torch_threads": torch.get_num_threads(),
+        "rows": rows,
+        "table": format_table(rows),
+    }

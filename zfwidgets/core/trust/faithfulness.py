@@ -1,0 +1,192 @@
+"""Deletion and insertion (Petsiuk et al., BMVC 2018): does the map point at what the model uses?
+
+Pixels are taken in order of the map's importance (heat maps by value, picture signals by
+magnitude). Deletion sets the first ``k/steps`` of them to the occluder fill and reads the class
+probability; insertion puts them back into a blurred copy of the image. A faithful map makes the
+deletion curve fall fast (low AUC) and the insertion curve rise fast (high AUC). Several steps
+run in one batched forward pass through the inspector.
+
+Example:
+    >>> from zfwidgets import Inspector, demo
+    >>> d = demo.load()
+    >>> insp = Inspector(d.model)
+    >>> c = deletion_insertion(insp, d.dataset[0][0], "gradcam", steps=10)
+    >>> c.deletion.shape, c.fractions[-1].item()
+    (torch.Size([11]), 1.0)
+    >>> 0.0 <= c.deletion_auc <= 1.0
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from zfwidgets.core.checks import check_count, check_fill
+from zfwidgets.core.inspector import Inspector
+from zfwidgets.core.trust.maps import check_trust_method, class_map, heat_map
+
+__all__ = ["Curves", "auc", "blurred", "deletion_insertion", "pixel_order", "step_counts"]
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Deletion and insertion curves of one map.
+
+    Attributes:
+        fractions: (steps + 1,) share of the pixels changed, 0 to 1.
+        deletion: class probability with that share of pixels set to the fill.
+        insertion: class probability with that share of pixels put into the blurred image.
+        deletion_auc, insertion_auc: areas under the curves (trapezoid rule, x in [0, 1]).
+        target: the class whose probability is read.
+        method: the method whose map ordered the pixels (None: a map was given).
+    """
+
+    fractions: Tensor
+    deletion: Tensor
+    insertion: Tensor
+    deletion_auc: float
+    insertion_auc: float
+    target: int
+    method: str | None
+
+
+def auc(fractions: Tensor, values: Tensor) -> float:
+    """Area under ``values`` over ``fractions`` by the trapezoid rule.
+
+    Example:
+        >>> auc(torch.tensor([0.0, 0.5, 1.0]), torch.tensor([1.0, 0.5, 0.0]))
+        0.5
+    """
+    x = fractions.detach().double().cpu()
+    y = values.detach().double().cpu()
+    return float(((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2).sum())
+
+
+def step_counts(pixels: int, steps: int) -> list[int]:
+    """How many pixels are changed at each of the ``steps + 1`` steps: ``ceil(k * pixels / steps)``.
+
+    Example:
+        >>> step_counts(10, 4)
+        [0, 3, 5, 8, 10]
+    """
+    return [-(-k * pixels // steps) for k in range(steps + 1)]
+
+
+def pixel_order(saliency: Tensor, by_magnitude: bool) -> Tensor:
+    """Each pixel's rank (0 = most important) in a (H, W) map; ties keep raster order."""
+    flat = saliency.detach().flatten().float()
+    flat = flat.abs() if by_magnitude else flat
+    order = torch.argsort(flat, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order), device=order.device)
+    return rank.view(saliency.shape)
+
+
+def blurred(img: Tensor, sigma: float | None = None) -> Tensor:
+    """``img`` (1, C, H, W) blurred by a gaussian (default sigma: 5 px per 224, at least 1)."""
+    h, w = img.shape[-2:]
+    sigma = max(1.0, 5.0 * min(h, w) / 224) if sigma is None else float(sigma)
+    if not math.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"blur_sigma must be a positive number; got {sigma!r}")
+    radius = min(int(math.ceil(2 * sigma)), (min(h, w) - 1))
+    r = torch.arange(-radius, radius + 1, dtype=img.dtype, device=img.device)
+    g = torch.exp(-(r**2) / (2 * sigma**2))
+    g = g / g.sum()
+    c = img.shape[1]
+    out = F.pad(img, (radius, radius, 0, 0), mode="reflect") if radius else img
+    out = F.conv2d(out, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    out = F.pad(out, (0, 0, radius, radius), mode="reflect") if radius else out
+    return F.conv2d(out, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def _fill_image(fill, img: Tensor) -> Tensor:
+    values = torch.as_tensor(fill, dtype=img.dtype, device=img.device)
+    if values.ndim == 1:
+        values = values.view(-1, 1, 1)
+    return values.expand(img.shape[1:]).unsqueeze(0)
+
+
+def deletion_insertion(
+    insp: Inspector,
+    x,
+    saliency: str | Tensor,
+    target: int | None = None,
+    steps: int = 100,
+    fill: float | Tensor = 0.0,
+    blur_sigma: float | None = None,
+    batch_size: int = 32,
+    by_magnitude: bool | None = None,
+) -> Curves:
+    """Deletion and insertion curves of one map for image ``x``.
+
+    Args:
+        insp: the model's inspector.
+        x: one image (C, H, W) or (1, C, H, W).
+        saliency: a method name (its :func:`class_map` is computed) or a map (H, W), (h, w)
+            maps being upsampled to the image.
+        target: the class read (None: the predicted class).
+        steps: the number of equal shares of the pixels changed (one curve point each, plus 0).
+        fill: what deleted pixels become, in model-input units (0: the data mean for
+            mean-subtracted inputs); a number, one per channel, or an image.
+        blur_sigma: the blur of the insertion's starting image (pixels).
+        batch_size: step images per forward pass.
+        by_magnitude: rank pixels by ``|map|``; default True for picture signals, False for
+            heat maps (Grad-CAM, CAM, occlusion) and for given maps.
+
+    Raises:
+        ValueError: ``steps`` or ``batch_size`` below 1, a fill with NaN, an unknown method or
+            one the model lacks, a map of the wrong shape.
+    """
+    img = insp.image(x)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1 (the number of equal shares); got {steps!r}")
+    batch_size = check_count("batch_size", batch_size)
+    check_fill(fill, img)
+    target = insp.target_class(img, target)
+    method = None
+    if isinstance(saliency, str):
+        method = check_trust_method(insp, saliency)
+        by_magnitude = (not heat_map(method)) if by_magnitude is None else by_magnitude
+        saliency = class_map(insp, img, method, target)
+    if not isinstance(saliency, Tensor) or saliency.ndim != 2:
+        got = tuple(saliency.shape) if isinstance(saliency, Tensor) else type(saliency).__name__
+        raise ValueError(f"saliency must be a method name or a map (H, W); got {got}")
+    saliency = saliency.to(img.device, torch.float32)
+    if tuple(saliency.shape) != tuple(img.shape[-2:]):
+        from zfwidgets.core.gradcam import upsample
+
+        saliency = upsample(saliency, tuple(img.shape[-2:]))
+    rank = pixel_order(saliency, bool(by_magnitude))
+    counts = step_counts(rank.numel(), steps)
+    fill_img = _fill_image(fill, img)
+    start = blurred(img, blur_sigma)
+    # Every step image: deletion's then insertion's, run in chunks of batch_size.
+    jobs = [(img, fill_img, n) for n in counts] + [(start, img, n) for n in counts]
+    last = insp.layers[-1]
+    probs = []
+    for begin in range(0, len(jobs), batch_size):
+        chunk = jobs[begin : begin + batch_size]
+        n = torch.tensor([j[2] for j in chunk], device=img.device).view(-1, 1, 1, 1)
+        chosen = rank.unsqueeze(0).unsqueeze(0) < n  # (B, 1, H, W): changed pixels
+        base = torch.cat([j[0] for j in chunk])
+        new = torch.cat([j[1] for j in chunk])
+        batch = torch.where(chosen, new, base)
+        scores = insp.run_batch(batch, [last])[last]
+        probs.append(torch.softmax(scores.float(), dim=1)[:, target])
+    curve = torch.cat(probs).cpu()
+    fractions = torch.tensor(counts, dtype=torch.float64) / rank.numel()
+    deletion, insertion = curve[: steps + 1], curve[steps + 1 :]
+    return Curves(
+        fractions=fractions,
+        deletion=deletion,
+        insertion=insertion,
+        deletion_auc=auc(fractions, deletion),
+        insertion_auc=auc(fractions, insertion),
+        target=target,
+        method=method,
+    )
