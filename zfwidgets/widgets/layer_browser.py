@@ -520,6 +520,7 @@ class LayerBrowser(WidgetBase):
             [self._index_slider, self._index_box, self._upload_button, self._upload_toggle],
             layout=full_width(**wrap),
         )
+        self._right_column = right  # widened while a feature visualisation is shown beside
         return [controls, toggles, main, picker, self.status_line]
 
     def _right_column_width(self) -> int:
@@ -994,6 +995,8 @@ class LayerBrowser(WidgetBase):
         """The selected map's synthetic picture beside its top 9: from the cache, or made in
         the background (only while the top 9 are shown and ``feature_vis`` is on)."""
         self._fviz_box.layout.display = "flex" if self.feature_vis else "none"
+        if not self.feature_vis:
+            self._fit_right_column(0)
         if not (self.show_top and self.feature_vis):
             if self._tasks.running == self._fviz_task():
                 self._tasks.cancel()
@@ -1033,6 +1036,16 @@ class LayerBrowser(WidgetBase):
 
         self._in_background(task, work, done, label="feature vis")
 
+    def _fit_right_column(self, extra: int) -> None:
+        """The right column as designed, or wide enough for the picture (``extra`` pixels with
+        its margin) beside the top-9 pair, so that the three stay on one row."""
+        base = self._right_column_width()
+        pair = sum(_png_width(p.value) for p in (self._top_projections, self._top_patches))
+        width = f"{max(base, extra + pair + 12 + 8) if extra else base}px"
+        layout = self._right_column.layout
+        if layout.width != width:
+            layout.width = layout.min_width = width
+
     def _draw_fviz(self, vis: synth.Visualisation, shown: str) -> None:
         """The picture as tall as the top-9 grid beside it (whole-number zoom: crisp)."""
         pixels = render.input_image(vis.images[0], preprocessing=self.preprocessing)
@@ -1042,6 +1055,7 @@ class LayerBrowser(WidgetBase):
         picture = render.upscale(pixels, zoom)
         self._fviz_image.value = render.to_png(picture)
         self._fviz_caption.layout.width = f"{picture.shape[1]}px"
+        self._fit_right_column(picture.shape[1] + 12)
         self._fviz_caption.say(
             f"made to excite {shown} (Fourier + robust, {len(vis.objective)} steps)", "muted"
         )
@@ -1154,6 +1168,11 @@ class LayerBrowser(WidgetBase):
             )
         parts.append(f"{entry.value:.3g}")
         return " · ".join(parts)
+
+
+def _png_width(png: bytes) -> int:
+    """The width of a PNG picture, from its header."""
+    return int.from_bytes(png[16:20], "big") if png[:8] == b"\x89PNG\r\n\x1a\n" else 0
 
 
 def _duration(seconds: float) -> str:

@@ -582,10 +582,11 @@ class Synthesis(WidgetBase):
         """One image (C, H, W) as today, or a batch (N, C, H, W) side by side; the picture's
         box is sized to it."""
         batch = image[None] if image.ndim == 3 else image
+        shrink = 1.0 if len(batch) <= 2 else 2 / len(batch)  # 3 or 4: as wide as 2
         tiles = []
         for x in batch:
             pixels = render.input_image(x, preprocessing=self.preprocessing)
-            zoom = max(1, round(self._zoom * self.shape[-1] / pixels.shape[1]))  # octaves
+            zoom = max(1, round(shrink * self._zoom * self.shape[-1] / pixels.shape[1]))  # octaves
             tiles.append(render.upscale(pixels, zoom))
         picture = tiles[0] if len(tiles) == 1 else render.grid(tiles, cols=len(tiles), pad=GAP)
         height, width = picture.shape[:2]
