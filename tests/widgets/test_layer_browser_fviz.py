@@ -114,7 +114,7 @@ def test_bad_steps_go_to_the_status_line(d, small):
 
 def test_the_column_widens_to_keep_the_picture_beside_the_pair(d, small):
     b = _browser(d, small, show_top=True, feature_vis=True, synthesis_steps=4)
-    base = f"{b._right_column_width()}px"
+    base = f"{b._right_base}px"
     assert b.wait(120) and b._right_column.layout.width != base
     b.feature_vis = False
     assert b._right_column.layout.width == base and b._fviz_box.layout.display == "none"

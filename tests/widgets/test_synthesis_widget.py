@@ -252,7 +252,7 @@ def test_diversity_draws_that_many_different_images(robust):
     assert tuple(images.shape) == (3, 1, 28, 28)
     assert "diversity(conv2)" in robust.result.name
     assert not torch.allclose(images[0], images[1]) and not torch.allclose(images[1], images[2])
-    assert shown.shape[1] > 2.5 * _png(single).shape[1]  # side by side
+    assert shown.shape[1] > 2.5 * shown.shape[0] and shown.shape[1] > _png(single).shape[1]
 
 
 def test_bad_settings_go_to_the_status_line_and_the_next_run_draws(robust):

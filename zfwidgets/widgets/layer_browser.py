@@ -158,6 +158,13 @@ class LayerBrowser(WidgetBase):
         >>> b = LayerBrowser(d.model, images=d.dataset, preprocessing=d.preprocessing)
         >>> b.preprocessing.describe()            # uploads are prepared with it
         'grey 28x28, (x - the mean image) / 1'
+        >>> import torch
+        >>> some = torch.stack([d.dataset[i][0] for i in range(20)])
+        >>> v = LayerBrowser(d.model, dataset=some, mean=d.mean, layer="conv2", show_top=True,
+        ...                  feature_vis=True, synthesis_steps=8)  # its picture beside the top 9
+        >>> v.wait(), [key[1:3] for key in v.visualisations]
+        (True, [('features.5', 0)])
+        >>> v.close()
     """
 
     css_class = "zfw-layer-browser"
@@ -502,7 +509,8 @@ class LayerBrowser(WidgetBase):
         # Designed wrapping: the right column is as wide as its widest content at any layer of
         # this model (the three pictures, or conv3's top 9 pair), never narrower, so it moves
         # under the map grid as one block at one notebook width, whatever the layer shown.
-        right_width = f"{self._right_column_width()}px"
+        self._right_base = self._right_column_width()  # kept: asking again reads the image
+        right_width = f"{self._right_base}px"
         right = widgets.VBox(
             [pictures, top_header, self._top_panel],
             layout=widgets.Layout(min_width=right_width, width=right_width, flex="0 0 auto"),
@@ -1039,7 +1047,7 @@ class LayerBrowser(WidgetBase):
     def _fit_right_column(self, extra: int) -> None:
         """The right column as designed, or wide enough for the picture (``extra`` pixels with
         its margin) beside the top-9 pair, so that the three stay on one row."""
-        base = self._right_column_width()
+        base = self._right_base
         pair = sum(_png_width(p.value) for p in (self._top_projections, self._top_patches))
         width = f"{max(base, extra + pair + 12 + 8) if extra else base}px"
         layout = self._right_column.layout
