@@ -95,7 +95,7 @@ def test_the_curve_is_labelled_by_what_it_shows(widget):
     assert widget.wait(60)
     widget.mode = "invert"
     assert widget._figure.axes[1].label == "objective"  # still the class run's curve
-    assert widget._caption.text == "class 0 — done"
+    assert widget._caption.text.startswith("class 0 — done · robust p = ")
     widget.start()
     assert widget.wait(60)
     assert widget._figure.axes[1].label == "feature distance"
@@ -183,3 +183,113 @@ def test_the_users_model_is_untouched(digits):
     w.close()
     assert model.training and all(p.grad is None for p in model.parameters())
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+# ----- Fourier + robust (issue 31) ---------------------------------------------------------
+@pytest.fixture
+def robust(digits):
+    d, insp, images = digits
+    w = Synthesis(insp, images=images, classes=d.classes, mean=d.mean, steps=8, target=3)
+    yield w
+    w.close()
+
+
+def _run(w):
+    w.start()
+    assert w.wait(120)
+    return w._picture.value
+
+
+def test_the_robust_method_draws_another_picture_than_the_lecture(robust):
+    lecture = _run(robust)
+    assert isinstance(robust.result, core.Synthesis)
+    robust.method = "robust"
+    assert robust._method_toggle.value == "robust"
+    fourier = _run(robust)
+    assert isinstance(robust.result, core.Visualisation) and fourier != lecture
+    assert isinstance(robust.result.settings["param"], core.Fourier)
+    assert isinstance(robust.result.settings["transforms"], core.Compose)
+    # both class pictures carry their robust class probability in the caption
+    assert "robust p = " in robust._caption.text
+    key = robust._key()
+    assert 0.0 <= robust.robust_probabilities[key][0] <= 1.0
+
+
+def test_each_prior_toggle_changes_what_core_is_asked(robust, monkeypatch):
+    calls = []
+    real = core.visualise
+
+    def spy(insp, **settings):
+        calls.append(settings)
+        return real(insp, **settings)
+
+    monkeypatch.setattr(core, "visualise", spy)
+    robust.method = "robust"
+    _run(robust)
+    first = calls[-1]
+    assert first["param"].decorrelate and first["transforms"] is not None
+    robust._robust_controls["decorrelate"].value = False  # through the control
+    _run(robust)
+    assert isinstance(calls[-1]["param"], core.Fourier) and not calls[-1]["param"].decorrelate
+    robust.transforms = False
+    _run(robust)
+    assert calls[-1]["transforms"] is None
+    robust.fourier = False
+    assert robust._robust_controls["decorrelate"].disabled  # only a Fourier image has colours
+    _run(robust)
+    assert isinstance(calls[-1]["param"], core.Pixels)
+    assert robust.result.settings["param"] == calls[-1]["param"]
+    assert len(calls) == 4 and len(robust.results) == 4  # each state its own result
+
+
+def test_diversity_draws_that_many_different_images(robust):
+    robust.method, robust.mode, robust.layer, robust.channel = "robust", "unit", "conv2", 3
+    single = _run(robust)
+    robust.diversity = 3
+    assert robust._robust_controls["diversity"].value == 3
+    shown = _png(_run(robust))
+    images = robust.result.images
+    assert tuple(images.shape) == (3, 1, 28, 28)
+    assert "diversity(conv2)" in robust.result.name
+    assert not torch.allclose(images[0], images[1]) and not torch.allclose(images[1], images[2])
+    assert shown.shape[1] > 2.5 * shown.shape[0] and shown.shape[1] > _png(single).shape[1]
+
+
+def test_bad_settings_go_to_the_status_line_and_the_next_run_draws(robust):
+    robust.method = "robust"
+    for name, value in [("lr", float("nan")), ("steps", -1), ("diversity_weight", float("inf")),
+                        ("diversity", 5)]:  # fmt: skip
+        before = getattr(robust, name)
+        setattr(robust, name, value)
+        assert getattr(robust, name) == before and robust.status.startswith(name), robust.status
+    robust.layer = "no-such-layer"
+    assert "no-such-layer" in robust.status and robust.layer != "no-such-layer"
+    robust.mode, robust.layer, robust.diversity = "unit", "fc4", 2
+    robust.start()
+    assert robust.wait(60) and "feature maps" in robust.status and robust.result is None
+    robust.diversity = 1  # a unit of a fully connected layer alone is fine
+    picture = _run(robust)
+    assert robust.result is not None and "error" not in robust.status_line.level
+    assert picture != render.to_png(np.zeros((1, 1), np.uint8))
+
+
+def test_the_robust_route_leaves_the_model_bit_identical(digits):
+    d, _, _ = digits
+    before = copy.deepcopy(d.model.state_dict())
+    w = Synthesis(d.model, mean=d.mean, shape=(1, 28, 28), steps=4, method="robust", diversity=2)
+    _run(w)
+    w.close()
+    after = d.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_the_layer_menu_is_the_layer_browsers(robust):
+    from zfwidgets.widgets.menus import LayerMenu, menu_layers
+
+    assert isinstance(robust._layer, LayerMenu)
+    assert robust._layer.names == menu_layers(robust.inspector)
+    robust.mode = "unit"
+    robust._layer.value = "conv1"
+    assert robust.layer == "conv1"
+    robust.layer = "features.0"  # any step: shown in the menu too
+    assert robust._layer.value == "features.0"

@@ -35,6 +35,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from zfwidgets.core import Inspector, render
+from zfwidgets.core import synthesis as synth
+from zfwidgets.core.cache import parameter_version
 from zfwidgets.core.data_labels import data_class_names, data_label
 from zfwidgets.core.memory import release_unused_memory
 from zfwidgets.core.methods import REGISTRY
@@ -79,7 +81,18 @@ POSITIONS = {
     "max": ("strongest", "Project only the map's strongest activation"),
     "map": ("whole map", "Project the whole feature map (every activation of the channel)"),
 }
-STATE = ("layer", "channel", "method", "position", "image_index", "show_top")  # **state
+STATE = (
+    "layer",
+    "channel",
+    "method",
+    "position",
+    "image_index",
+    "show_top",
+    "feature_vis",
+    "synthesis_steps",
+)  # **state
+SYNTHESIS_STEPS = 128  # the map's feature visualisation: Fourier + robust, this many steps
+MAX_SYNTHESIS_STEPS = 10_000
 HIGHLIGHT = "#29b6f6"  # selection frame on the feature-map grid: a cyan absent from the heat map
 BAR_SLOT = "35px"  # height of a colour bar with its values (render.colour_bar), and margins
 GAP_COLOUR = f"rgb({render.BACKGROUND}, {render.BACKGROUND}, {render.BACKGROUND})"
@@ -124,6 +137,13 @@ class LayerBrowser(WidgetBase):
         image_index: the picked image. show_upload: show the uploaded file instead.
         show_top: show the top 9 (mined in the background on first use per layer, or with
         ``top=``, from the file, and mined only when asked).
+        feature_vis: beside the top 9, the map's synthetic picture (Distill's and OpenAI
+        Microscope's layout): :func:`~zfwidgets.core.synthesis.visualise` of
+        ``channel(layer, map)`` on a Fourier image with the standard transforms, at the
+        model's input size, made in the background while the top 9 are shown (off by default:
+        it costs a few seconds of CPU per map). Cached per weight version, layer, map and
+        settings in ``visualisations``: revisiting a map is instant.
+        synthesis_steps: the steps of that picture (default 128).
         status (read-only): the status line's message. A value that cannot be used leaves the
         trait as it was and says why in ``status``.
 
@@ -138,6 +158,13 @@ class LayerBrowser(WidgetBase):
         >>> b = LayerBrowser(d.model, images=d.dataset, preprocessing=d.preprocessing)
         >>> b.preprocessing.describe()            # uploads are prepared with it
         'grey 28x28, (x - the mean image) / 1'
+        >>> import torch
+        >>> some = torch.stack([d.dataset[i][0] for i in range(20)])
+        >>> v = LayerBrowser(d.model, dataset=some, mean=d.mean, layer="conv2", show_top=True,
+        ...                  feature_vis=True, synthesis_steps=8)  # its picture beside the top 9
+        >>> v.wait(), [key[1:3] for key in v.visualisations]
+        (True, [('features.5', 0)])
+        >>> v.close()
     """
 
     css_class = "zfw-layer-browser"
@@ -150,6 +177,8 @@ class LayerBrowser(WidgetBase):
     image_index = traitlets.Int(0)
     show_upload = traitlets.Bool(False)
     show_top = traitlets.Bool(False)
+    feature_vis = traitlets.Bool(False)
+    synthesis_steps = traitlets.Int(SYNTHESIS_STEPS)
 
     def __init__(
         self,
@@ -190,6 +219,7 @@ class LayerBrowser(WidgetBase):
             else (None if dataset is None else data_class_names(dataset))
         )
         self._top_entries: list[TopEntry] | None = None
+        self.visualisations: dict[tuple, synth.Visualisation] = {}  # see feature_vis
         self._grid: GridGeometry | None = None
         self._grid_rgba: np.ndarray | None = None
         self._framed: int | None = None
@@ -357,6 +387,13 @@ class LayerBrowser(WidgetBase):
                 else "Pass dataset= to LayerBrowser to find each map's top images"
             ),
         )
+        self._fviz_toggle = widgets.Checkbox(
+            description="feature visualisation",
+            indent=False,
+            layout=widgets.Layout(width="auto", margin="0 0 0 8px"),
+            tooltip="Beside the top 9: an image made to excite this map (Fourier + robust "
+            "optimisation, in the background; a few seconds per map on a CPU)",
+        )
         self._progress.tooltip = "Mining progress"
         # Why the top-9 button is disabled, on screen (a disabled button shows no tooltip).
         self._top_note = caption(
@@ -398,6 +435,10 @@ class LayerBrowser(WidgetBase):
         self._top_projections = png_image("Top-9 projections", "zfw-top-projections")
         self._top_patches = png_image("Top-9 image patches", "zfw-top-patches")
         self._top_caption = caption(width="560px")
+        self._fviz_image = png_image(
+            "An image optimised to excite this map (Fourier + robust)", "zfw-feature-vis"
+        )
+        self._fviz_caption = caption(tooltip=self._fviz_image.help_text, width=f"{TOP_TILE}px")
         # Each tile's image: index, the data set's label, activation (under the patches).
         self._top_labels = widgets.HTML()
         self._top_labels.add_class("zfw-top-labels")
@@ -442,23 +483,34 @@ class LayerBrowser(WidgetBase):
             layout=widgets.Layout(flex_flow="row nowrap"),
         )
         self._top_patches.layout.margin = "0 0 0 12px"
+        self._fviz_box = widgets.VBox(
+            [self._fviz_image, self._fviz_caption],
+            layout=widgets.Layout(display="none", margin="0 12px 0 0"),  # until asked for
+        )
         self._top_panel = widgets.VBox(
             [
                 self._mine_button,
                 widgets.HBox(
-                    [self._top_projections, widgets.VBox([self._top_patches, self._top_labels])]
+                    [
+                        self._fviz_box,
+                        self._top_projections,
+                        widgets.VBox([self._top_patches, self._top_labels]),
+                    ],
+                    layout=widgets.Layout(flex_flow="row wrap"),
                 ),
                 self._top_caption,
             ],
             layout=widgets.Layout(display="none"),  # until the top 9 are asked for
         )
         top_header = widgets.HBox(
-            [self._top_toggle, self._top_note, self._progress], layout=full_width(**wrap)
+            [self._top_toggle, self._fviz_toggle, self._top_note, self._progress],
+            layout=full_width(**wrap),
         )
         # Designed wrapping: the right column is as wide as its widest content at any layer of
         # this model (the three pictures, or conv3's top 9 pair), never narrower, so it moves
         # under the map grid as one block at one notebook width, whatever the layer shown.
-        right_width = f"{self._right_column_width()}px"
+        self._right_base = self._right_column_width()  # kept: asking again reads the image
+        right_width = f"{self._right_base}px"
         right = widgets.VBox(
             [pictures, top_header, self._top_panel],
             layout=widgets.Layout(min_width=right_width, width=right_width, flex="0 0 auto"),
@@ -476,6 +528,7 @@ class LayerBrowser(WidgetBase):
             [self._index_slider, self._index_box, self._upload_button, self._upload_toggle],
             layout=full_width(**wrap),
         )
+        self._right_column = right  # widened while a feature visualisation is shown beside
         return [controls, toggles, main, picker, self.status_line]
 
     def _right_column_width(self) -> int:
@@ -502,7 +555,8 @@ class LayerBrowser(WidgetBase):
             self.layer = state.get("layer", self._default_layer())
             self._sync_channel_range()
             self.method = self.inspector.projection_method
-            for name in ("image_index", "channel", "method", "position"):
+            for name in ("image_index", "channel", "method", "position", "feature_vis",
+                         "synthesis_steps"):  # fmt: skip
                 if name in state:
                     setattr(self, name, state[name])
         self._finish_building()
@@ -517,6 +571,7 @@ class LayerBrowser(WidgetBase):
             ("image_index", self._index_box),
             ("show_upload", self._upload_toggle),
             ("show_top", self._top_toggle),
+            ("feature_vis", self._fviz_toggle),
         ]
         for trait, control in bound:
             self._bind(trait, control)
@@ -600,6 +655,12 @@ class LayerBrowser(WidgetBase):
             raise ValueError(f"position must be 'max' or 'map'; got {position!r}")
         return position
 
+    @refusing("synthesis_steps")
+    def _check_synthesis_steps(self, steps: int) -> int:
+        if not 1 <= steps <= MAX_SYNTHESIS_STEPS:
+            raise ValueError(f"synthesis_steps must be in 1..{MAX_SYNTHESIS_STEPS}; got {steps}")
+        return steps
+
     @refusing("image_index")
     def _check_image_index(self, index: int) -> int:
         count = len(self.source)
@@ -649,6 +710,16 @@ class LayerBrowser(WidgetBase):
     @traitlets.observe("show_top")
     def _show_top_changed(self, change: dict) -> None:
         self._refresh({"top"})
+
+    @traitlets.observe("feature_vis", "synthesis_steps")
+    def _feature_vis_changed(self, change: dict) -> None:
+        if not self._live:
+            return
+        with self._lock, errors_to(self.status_line, "feature visualisation"):
+            if self.show_top and self._top_entries is not None:
+                self._refresh_fviz()
+            else:
+                self._fviz_box.layout.display = "flex" if self.feature_vis else "none"
 
     def _on_canvas_click(self, x: float, y: float) -> None:
         """Selects the feature map under canvas pixel (x, y)."""
@@ -886,6 +957,7 @@ class LayerBrowser(WidgetBase):
 
     def _refresh_top(self) -> None:
         self._top_panel.layout.display = "flex" if self.show_top else "none"
+        self._fviz_box.layout.display = "flex" if self.feature_vis else "none"
         if not self.show_top:
             self._tasks.cancel()
             return
@@ -900,11 +972,101 @@ class LayerBrowser(WidgetBase):
                 self._offer_mining(name)
             return
         self._mine_button.layout.display = "none"
-        self._tasks.cancel()  # a mining pass for another layer is no longer wanted
+        if self._tasks.running != self._fviz_task():  # this map's picture may go on
+            self._tasks.cancel()  # a mining pass for another layer is no longer wanted
         method = self._top_method()
         entries = top_projections(self.inspector, top, self.dataset, name, self.channel, method)
         self._draw_top(entries, method, top.count)
         self._top_entries = entries
+        self._refresh_fviz()
+
+    def _fviz_key(self) -> tuple:
+        """What the map's feature visualisation depends on: weights, layer, map, settings."""
+        shape = self._fviz_shape()
+        version = parameter_version(self.inspector.model)
+        name = self.inspector.layer_name(self.layer)
+        return (version, name, self.channel, shape, self.synthesis_steps, 0.05, 0)
+
+    def _fviz_task(self) -> str:
+        return f"feature visualisation {self.inspector.layer_name(self.layer)}:{self.channel}"
+
+    def _fviz_shape(self) -> tuple[int, int, int]:
+        """The model's input size: the image shown, else the top 9's images."""
+        shape = self._input_shape()
+        if shape is None and self._top_entries:
+            shape = tuple(self._top_entries[0].image.shape[-3:])
+        if shape is None:
+            raise ValueError("feature visualisation needs the model's input size: give images")
+        return tuple(shape)  # type: ignore[return-value]
+
+    def _refresh_fviz(self) -> None:
+        """The selected map's synthetic picture beside its top 9: from the cache, or made in
+        the background (only while the top 9 are shown and ``feature_vis`` is on)."""
+        self._fviz_box.layout.display = "flex" if self.feature_vis else "none"
+        if not self.feature_vis:
+            self._fit_right_column(0)
+        if not (self.show_top and self.feature_vis):
+            if self._tasks.running == self._fviz_task():
+                self._tasks.cancel()
+            return
+        key = self._fviz_key()
+        shown = f"map {self.channel} of {self._display_name(self.layer)}"
+        if key in self.visualisations:
+            self._draw_fviz(self.visualisations[key], shown)
+            return
+        task = self._fviz_task()
+        if self._tasks.running == task:
+            return
+        self._fviz_image.value = blank_png(TOP_TILE)
+        self._fviz_caption.say(f"drawing {shown}…", "busy")
+        insp, channel, steps = self.inspector, self.channel, self.synthesis_steps
+        layer = self._display_name(self.layer)  # the objective's name reads as the menu does
+        param = synth.Fourier(key[3], preprocessing=self.preprocessing)
+
+        def work(should_stop, report) -> synth.Visualisation:
+            def progress(done: int, total: int) -> None:
+                if not should_stop():
+                    report(done, total)
+                    self.status_line.busy(f"feature visualisation of {shown}: step {done} of "
+                                          f"{total}")  # fmt: skip
+
+            return synth.visualise(
+                insp, synth.channel(layer, channel), param, transforms="standard", steps=steps,
+                lr=key[5], seed=key[6], callback=progress, should_stop=should_stop,
+            )  # fmt: skip
+
+        def done(vis: synth.Visualisation) -> None:
+            self.visualisations[key] = vis
+            self.status_line.info(f"feature visualisation of {shown}: {steps} steps")
+            with errors_to(self.status_line, "feature visualisation"):
+                if self.show_top and self.feature_vis and self._fviz_key() == key:
+                    self._draw_fviz(vis, shown)
+
+        self._in_background(task, work, done, label="feature vis")
+
+    def _fit_right_column(self, extra: int) -> None:
+        """The right column as designed, or wide enough for the picture (``extra`` pixels with
+        its margin) beside the top-9 pair, so that the three stay on one row."""
+        base = self._right_base
+        pair = sum(_png_width(p.value) for p in (self._top_projections, self._top_patches))
+        width = f"{max(base, extra + pair + 12 + 8) if extra else base}px"
+        layout = self._right_column.layout
+        if layout.width != width:
+            layout.width = layout.min_width = width
+
+    def _draw_fviz(self, vis: synth.Visualisation, shown: str) -> None:
+        """The picture as tall as the top-9 grid beside it (whole-number zoom: crisp)."""
+        pixels = render.input_image(vis.images[0], preprocessing=self.preprocessing)
+        side = patch_side(self.inspector, self.layer, tuple(vis.images.shape[-3:]))
+        target = 3 * tile_pixels(side)[0] + 4 * 2  # the grid's height (render.grid's pad)
+        zoom = max(1, target // max(pixels.shape[:2]))
+        picture = render.upscale(pixels, zoom)
+        self._fviz_image.value = render.to_png(picture)
+        self._fviz_caption.layout.width = f"{picture.shape[1]}px"
+        self._fit_right_column(picture.shape[1] + 12)
+        self._fviz_caption.say(
+            f"made to excite {shown} (Fourier + robust, {len(vis.objective)} steps)", "muted"
+        )
 
     def _top_method(self) -> str:
         """The unit method the top 9 are projected with: the toggle's, or for a class method
@@ -1014,6 +1176,11 @@ class LayerBrowser(WidgetBase):
             )
         parts.append(f"{entry.value:.3g}")
         return " · ".join(parts)
+
+
+def _png_width(png: bytes) -> int:
+    """The width of a PNG picture, from its header."""
+    return int.from_bytes(png[16:20], "big") if png[:8] == b"\x89PNG\r\n\x1a\n" else 0
 
 
 def _duration(seconds: float) -> str:

@@ -5,6 +5,14 @@ Choose what to do (``mode``), set the regularisers, press Start: the picture upd
 steps while the optimisation runs in the background, beside the objective's curve. Stop ends
 it; a second Start with the same settings shows the finished result at once (cached).
 
+A class or a unit can be drawn two ways (``method``): the lecture's (pixels + Yosinski's priors,
+:func:`~zfwidgets.core.synthesis.ascend`) or Fourier + robust (Lucid's,
+:func:`~zfwidgets.core.synthesis.visualise`), each of whose priors can be switched off
+(``fourier``, ``decorrelate``, ``transforms``) to see why it matters; ``diversity`` draws 1-4
+different images of one unit side by side. A class picture's caption gives its robust class
+probability (:func:`~zfwidgets.core.synthesis.robustness`): high on a picture of the object, low
+on an adversarial pattern.
+
 Example:
     >>> from zfwidgets import demo
     >>> from zfwidgets.widgets.synthesis import Synthesis
@@ -16,11 +24,19 @@ Example:
     >>> len(w.result.objective), w.result.image.shape
     (20, torch.Size([1, 28, 28]))
     >>> w.close()
+    >>> w = Synthesis(d.model, mean=d.mean, shape=(1, 28, 28), steps=8, method="robust",
+    ...               diversity=2)
+    >>> w.start(); w.wait()
+    True
+    >>> tuple(w.result.images.shape), sorted(w.result.settings)[:3]
+    ((2, 1, 28, 28), ['lr', 'objective', 'param'])
+    >>> w.close()
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,7 +52,7 @@ from zfwidgets.core.checks import check_channel, check_class
 from zfwidgets.core.inspector import Inspector
 from zfwidgets.core.preprocess import Preprocessing
 from zfwidgets.widgets.base import WidgetBase, class_names, errors_to, inspector_for, refusing
-from zfwidgets.widgets.menus import layer_options
+from zfwidgets.widgets.menus import LayerMenu
 from zfwidgets.widgets.parts import (
     COLOURS,
     FONT,
@@ -50,7 +66,7 @@ from zfwidgets.widgets.parts import (
     zoom_for,
 )
 
-__all__ = ["MODES", "Synthesis"]
+__all__ = ["METHODS", "MODES", "Synthesis"]
 
 MODES = {
     "class": ("class", "Gradient ascent on a class score: what the model thinks the class is"),
@@ -58,6 +74,22 @@ MODES = {
     "invert": ("invert", "Feature inversion: an image whose features at the layer match"),
     "dream": ("dream", "DeepDream: amplify whatever the layer already sees in the image"),
 }
+METHODS = {
+    "lecture": (
+        "lecture (pixels + priors)",
+        "The lecture's method: gradient ascent on the pixels with Yosinski's priors (L2 decay, "
+        "blur, jitter)",
+    ),
+    "robust": (
+        "Fourier + robust",
+        "Lucid's method (Olah et al., 2017): a Fourier image with decorrelated colours, "
+        "randomly transformed every step; switch each prior off to see why it matters",
+    ),
+}
+ROBUST = ("fourier", "decorrelate", "transforms", "diversity", "diversity_weight")
+MAX_DIVERSITY = 4
+ROBUST_VIEWS = 32  # random views behind the robust class probability (as the bench's)
+GAP = 4  # pixels between the images of a diverse batch
 LIVE_EVERY = 5  # steps between live pictures: often enough to watch, cheap to send
 CURVE_COLOUR = "#1976d2"
 STOP_WAIT = 5.0  # seconds Stop waits for the worker to finish its step
@@ -84,8 +116,14 @@ class Synthesis(WidgetBase):
 
     Traits: mode (``"class"``, ``"unit"``, ``"invert"``, ``"dream"``), target (class),
     layer, channel, image_index, and the settings steps, lr, l2, blur_every, jitter,
-    tv_weight, octaves, seed. ``result`` is the last finished :class:`core.Synthesis`;
-    ``results`` caches them per settings; status (read-only) is the status line's message.
+    tv_weight, octaves, seed. For ``class`` and ``unit``: method (``"lecture"``: pixels and
+    the priors above; ``"robust"``: :func:`core.visualise`), and the robust route's priors
+    fourier (a Fourier image; off: pixels), decorrelate (colours), transforms
+    (:func:`core.standard` every step), diversity (1-4 images, with
+    ``diversity_weight * core.diversity(layer)`` added when > 1). ``result`` is the last
+    finished :class:`core.Synthesis` (lecture) or :class:`core.Visualisation` (robust);
+    ``results`` caches them per settings; ``robust_probabilities`` the robust class
+    probability of each class picture; status (read-only) is the status line's message.
     """
 
     css_class = "zfw-synthesis"
@@ -105,6 +143,12 @@ class Synthesis(WidgetBase):
     tv_weight = traitlets.Float(1e-2)
     octaves = traitlets.Int(2)
     seed = traitlets.Int(0)
+    method = traitlets.Unicode("lecture")
+    fourier = traitlets.Bool(True)
+    decorrelate = traitlets.Bool(True)
+    transforms = traitlets.Bool(True)
+    diversity = traitlets.Int(1)
+    diversity_weight = traitlets.Float(10.0)
 
     def __init__(
         self,
@@ -118,7 +162,8 @@ class Synthesis(WidgetBase):
         **state: Any,
     ) -> None:
         super().__init__()
-        allowed = ("mode", "target", "layer", "channel", "image_index", *SETTINGS)
+        allowed = ("mode", "target", "layer", "channel", "image_index", "method", *SETTINGS,
+                   *ROBUST)  # fmt: skip
         self._check_state(state, allowed)
         self.inspector = inspector_for(model_or_inspector)
         source = ImageSource(images)
@@ -130,14 +175,17 @@ class Synthesis(WidgetBase):
         self.preprocessing = _preprocessing(preprocessing, mean, std, self.shape[0])
         self.mean, self.std = mean, 1.0 if std is None else std
         self.bounds = _bounds(self.preprocessing, self.shape)
-        self.results: dict[tuple, core.Synthesis] = {}
-        self.result: core.Synthesis | None = None
+        self.results: dict[tuple, core.Synthesis | core.Visualisation] = {}
+        self.result: core.Synthesis | core.Visualisation | None = None
+        self.robust_probabilities: dict[tuple, list[float]] = {}
         self.layer = state.pop("layer", self.inspector.default_layer(self.shape))
         self._build()
         with self._quietly():
             for name, value in state.items():
                 setattr(self, name, value)
         self._finish_building()
+        self._layer.show(self.layer)
+        self._layer.on_pick(lambda layer: setattr(self, "layer", layer))
         self._show_controls()
         self._draw(None, None, [])
 
@@ -152,6 +200,7 @@ class Synthesis(WidgetBase):
             self._check_ready()
             run, mode = self._runner(), self.mode
             total = self.steps * (self.octaves if mode == "dream" else 1)
+            robust = self._robust_probability(mode)
 
             def work(should_stop, report):
                 def progress(done: int, _: int) -> None:
@@ -164,8 +213,9 @@ class Synthesis(WidgetBase):
                     with self._lock:
                         self._draw(key, image, values, f"{self._what(key)} — step {step}")
 
-                return run(callback=progress, should_stop=should_stop, every=LIVE_EVERY,
-                           on_image=live)  # fmt: skip
+                result = run(callback=progress, should_stop=should_stop, every=LIVE_EVERY,
+                             on_image=live)  # fmt: skip
+                return result, robust(result)
 
             self.status_line.busy(f"{self.mode}: starting")
             self._in_background(repr(key), work, self._finished_fresh(key), label=self.mode)
@@ -189,12 +239,32 @@ class Synthesis(WidgetBase):
             description="class",
             tooltip="The class whose score gradient ascent maximises",
         )
-        blocks = layer_options(self.inspector, self.inspector.blocks)
-        if self.layer not in [name for _, name in blocks]:
-            blocks.append((self.layer, self.layer))
-        self._layer = widgets.Dropdown(
-            options=blocks, description="layer", tooltip="The layer to maximise, invert or dream"
+        self._method_toggle = widgets.ToggleButtons(
+            options=[(label, method) for method, (label, _) in METHODS.items()],
+            tooltips=[tip for _, tip in METHODS.values()],
+            style={"button_width": "auto"},
         )
+        # The LayerBrowser's menu: the blocks, then the steps worth browsing.
+        self._layer = LayerMenu(
+            self.inspector, description="layer", tooltip="The layer to maximise, invert or dream"
+        )
+        self._robust_controls = {
+            "fourier": widgets.Checkbox(
+                description="Fourier image", indent=False,
+                tooltip="The image as a Fourier spectrum scaled by 1/frequency (off: pixels)"),
+            "decorrelate": widgets.Checkbox(
+                description="decorrelated colours", indent=False,
+                tooltip="Mix colours through ImageNet's colour correlation (Fourier image only)"),
+            "transforms": widgets.Checkbox(
+                description="random transforms", indent=False,
+                tooltip="Pad, jitter, scale and rotate the image at random every step"),
+            "diversity": widgets.IntSlider(
+                min=1, max=MAX_DIVERSITY, description="images",
+                tooltip="How many different images of the unit (diversity objective when > 1)"),
+            "diversity_weight": widgets.FloatLogSlider(
+                min=-1, max=3, description="diversity",
+                tooltip="Weight of the diversity objective (images > 1)"),
+        }  # fmt: skip
         self._channel = widgets.BoundedIntText(
             min=0, description="map", tooltip="The feature map of the layer whose mean is maximised"
         )
@@ -237,6 +307,7 @@ class Synthesis(WidgetBase):
         self._curve, self._figure = self._plot()
         controls = widgets.VBox(
             [self._target, self._layer, self._channel, self._image, *self._sliders.values(),
+             *self._robust_controls.values(),
              widgets.HBox([self._start_button, self._stop_button])],
             layout=widgets.Layout(flex="1 1 320px"),
         )  # fmt: skip
@@ -245,6 +316,7 @@ class Synthesis(WidgetBase):
         )
         self.children = [
             self._mode_toggle,
+            self._method_toggle,
             widgets.HBox([left, controls, self._figure], layout=full_width(flex_flow="row wrap")),
             widgets.HBox([self._progress], layout=full_width()),
             self.status_line,
@@ -252,10 +324,11 @@ class Synthesis(WidgetBase):
         for trait, control in [
             ("mode", self._mode_toggle),
             ("target", self._target),
-            ("layer", self._layer),
+            ("method", self._method_toggle),
             ("channel", self._channel),
             ("image_index", self._image),
             *self._sliders.items(),
+            *self._robust_controls.items(),
         ]:
             self._bind(trait, control)
 
@@ -289,13 +362,22 @@ class Synthesis(WidgetBase):
     def _check_target(self, target: int) -> int:
         return check_class(target, len(self.classes))
 
+    @refusing("method")
+    def _check_method(self, method: str) -> str:
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        return method
+
     @refusing("layer")
     def _check_layer(self, layer: str) -> str:
         self.inspector.layer_index(layer)  # unknown layer: the core's message
-        menu = getattr(self, "_layer", None)  # None while building: the menu lists it then
-        if menu is not None and layer not in [name for _, name in menu.options]:
-            menu.options = [*menu.options, (layer, layer)]  # a step name: listed too
         return layer
+
+    @refusing("diversity")
+    def _check_diversity(self, count: int) -> int:
+        if not 1 <= count <= MAX_DIVERSITY:
+            raise ValueError(f"must be an int in 1..{MAX_DIVERSITY}; got {count}")
+        return count
 
     @refusing("channel")
     def _check_channel(self, channel: int) -> int:
@@ -308,8 +390,10 @@ class Synthesis(WidgetBase):
             raise ValueError(f"image {index} is out of range: 0..{len(self.images) - 1}")
         return index
 
-    @refusing(*SETTINGS)
+    @refusing(*SETTINGS, "diversity_weight")
     def _check_setting(self, value):
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number; got {value}")
         if value < 0:
             raise ValueError(f"must not be negative; got {value}")
         return value
@@ -322,30 +406,42 @@ class Synthesis(WidgetBase):
             raise ValueError("steps must be at least 1")
 
     # ----- reacting ------------------------------------------------------------------------
-    @traitlets.observe("mode", "layer")
+    @traitlets.observe("mode", "layer", "method", "fourier", "diversity")
     def _choice_changed(self, change: dict) -> None:
         if change["name"] == "layer" and hasattr(self, "_channel"):
             if self.channel >= self._channels():
                 self.set_trait("channel", 0)
             self._channel.max = self._channels() - 1
+            self._layer.show(self.layer)
         if self._live:
             self._show_controls()
 
+    def _robust(self) -> bool:
+        """Whether the next run takes the Fourier + robust route (class and unit only)."""
+        return self.method == "robust" and self.mode in ("class", "unit")
+
     def _show_controls(self) -> None:
-        mode = self.mode
+        mode, robust, lecture = self.mode, self._robust(), not self._robust()
         visible = {
+            self._method_toggle: mode in ("class", "unit"),
             self._target: mode == "class",
             self._layer: mode != "class",
             self._channel: mode == "unit",
             self._image: mode in ("invert", "dream") and len(self.images) > 1,
-            self._sliders["l2"]: mode in ("class", "unit"),
-            self._sliders["blur_every"]: mode in ("class", "unit"),
+            self._sliders["l2"]: mode in ("class", "unit") and lecture,
+            self._sliders["blur_every"]: mode in ("class", "unit") and lecture,
             self._sliders["tv_weight"]: mode == "invert",
             self._sliders["octaves"]: mode == "dream",
-            self._sliders["jitter"]: mode != "invert",
+            self._sliders["jitter"]: mode != "invert" and lecture,
+            self._robust_controls["fourier"]: robust,
+            self._robust_controls["decorrelate"]: robust,
+            self._robust_controls["transforms"]: robust,
+            self._robust_controls["diversity"]: robust,
+            self._robust_controls["diversity_weight"]: robust and self.diversity > 1,
         }
         for control, show in visible.items():
             control.layout.display = "" if show else "none"
+        self._robust_controls["decorrelate"].disabled = not self.fourier
 
     # ----- running -------------------------------------------------------------------------
     def _key(self) -> tuple:
@@ -355,9 +451,74 @@ class Synthesis(WidgetBase):
             "invert": (self.layer, self.image_index),
             "dream": (self.layer, self.image_index),
         }
+        if self._robust():
+            robust = (self.steps, self.lr, self.seed, *(getattr(self, s) for s in ROBUST))
+            return (self.mode, *what[self.mode], "robust", *robust)
         return (self.mode, *what[self.mode], *(getattr(self, s) for s in SETTINGS))  # fmt: skip
 
+    def robust_settings(self) -> dict[str, Any]:
+        """The arguments the Fourier + robust route passes to :func:`core.visualise` for the
+        current state (what ``result.settings`` holds after the run).
+
+        Example:
+            >>> from zfwidgets import demo
+            >>> d = demo.load()
+            >>> w = Synthesis(d.model, mean=d.mean, shape=(1, 28, 28), method="robust")
+            >>> w.fourier = False
+            >>> type(w.robust_settings()["param"]).__name__
+            'Pixels'
+            >>> w.close()
+
+        Raises:
+            ValueError: a layer, channel or class the model does not have, or diversity on a
+                layer without feature maps.
+        """
+        n = self.diversity
+        if self.fourier:
+            param: core.Parametrisation = core.Fourier(
+                self.shape, batch=n, decorrelate=self.decorrelate,
+                preprocessing=self.preprocessing)  # fmt: skip
+        else:
+            param = core.Pixels(self.shape, batch=n)
+        if self.mode == "class":
+            objective = core.as_objective(core.class_score(self.target))
+        else:
+            objective = core.channel(self.layer, self.channel)
+        if n > 1:
+            objective = objective + self.diversity_weight * core.diversity(self._diverse_layer())
+        core.bind(self.inspector, objective, self.shape)  # its errors now, not in the worker
+        transforms = core.standard() if self.transforms else None
+        return dict(objective=objective, param=param, transforms=transforms, steps=self.steps,
+                    lr=self.lr, seed=self.seed)  # fmt: skip
+
+    def _diverse_layer(self) -> str:
+        """The layer whose Gram matrices the diversity objective keeps apart: the unit's own
+        (which must have maps), or for a class the last block with feature maps."""
+        if self.mode == "unit":
+            return self.layer
+        maps = self.inspector.map_layers(self.shape)
+        if not maps:
+            raise ValueError("diversity needs a layer with feature maps; this model has none")
+        return maps[-1]
+
+    def _robust_probability(self, mode: str):
+        """What the worker runs on a finished class picture: its robust class probability
+        (one per image); nothing for other modes."""
+        if mode != "class":
+            return lambda result: None
+        insp, target, prep = self.inspector, self.target, self.preprocessing
+
+        def robust(result) -> list[float]:
+            images = result.images if isinstance(result, core.Visualisation) else result.image
+            p = core.robustness(insp, images, target, views=ROBUST_VIEWS, preprocessing=prep)
+            return [float(v) for v in p]
+
+        return robust
+
     def _runner(self):
+        if self._robust():
+            settings, insp = self.robust_settings(), self.inspector
+            return lambda **loop: core.visualise(insp, **settings, progress=False, **loop)
         insp, mode, common = self.inspector, self.mode, dict(
             steps=self.steps, lr=self.lr, seed=self.seed, bounds=self.bounds, progress=False
         )  # fmt: skip
@@ -376,41 +537,61 @@ class Synthesis(WidgetBase):
         )  # fmt: skip
 
     def _finished_fresh(self, key: tuple):
-        def done(result: core.Synthesis) -> None:
+        def done(made: tuple) -> None:
+            result, robust = made
             self.results[key] = result
+            if robust is not None:
+                self.robust_probabilities[key] = robust
             self._finished(key, result, cached=False)
 
         return done
 
-    def _finished(self, key: tuple, result: core.Synthesis, cached: bool) -> None:
+    def _finished(self, key: tuple, result, cached: bool) -> None:
         self.result = result
-        self._draw(key, result.image, result.objective, f"{self._what(key)} — done")
+        robust = self.robust_probabilities.get(key)
+        said = "" if robust is None else " · robust p = " + ", ".join(f"{p:.2f}" for p in robust)
+        images = result.images if isinstance(result, core.Visualisation) else result.image
+        self._draw(key, images, result.objective, f"{self._what(key)} — done{said}")
         last = result.objective[-1]
         self.status_line.info(
-            f"{self._what(key)}: {len(result.objective)} steps, objective {last:.4g}"
+            f"{self._what(key)}: {len(result.objective)} steps, objective {last:.4g}{said}"
             + (" (cached)" if cached else "")
         )
 
     def _what(self, key: tuple) -> str:
         """What the run of ``key`` (see :meth:`_key`) makes, for captions and the status."""
         mode, first, second = (*key[:2], key[2] if len(key) > 2 else None)
+        how = " (Fourier + robust)" if "robust" in key else ""
         if mode == "class":
-            return f"class {self.classes[first]}"
+            return f"class {self.classes[first]}{how}"
         if mode == "unit":
-            return f"{first} map {second}"
+            return f"{first} map {second}{how}"
         return f"{mode} {first}, image {second}"
 
     def _draw(self, key, image: Tensor | None, values: list[float], text: str = "") -> None:
         with errors_to(self.status_line, "picture"):
             if image is not None:
-                pixels = render.input_image(image, preprocessing=self.preprocessing)
-                zoom = max(1, round(self._zoom * self.shape[-1] / pixels.shape[1]))  # octaves
-                self._picture.value = render.to_png(render.upscale(pixels, zoom))
+                self._picture.value = self._png(image)
             self._caption.say(text or "nothing made yet: press Start")
             if values:
                 self._figure.axes[1].label = "feature distance" if key[0] == "invert" else (
                     "objective")  # fmt: skip
                 self._draw_curve(values)
+
+    def _png(self, image: Tensor) -> bytes:
+        """One image (C, H, W) as today, or a batch (N, C, H, W) side by side; the picture's
+        box is sized to it."""
+        batch = image[None] if image.ndim == 3 else image
+        shrink = 1.0 if len(batch) <= 2 else 2 / len(batch)  # 3 or 4: as wide as 2
+        tiles = []
+        for x in batch:
+            pixels = render.input_image(x, preprocessing=self.preprocessing)
+            zoom = max(1, round(shrink * self._zoom * self.shape[-1] / pixels.shape[1]))  # octaves
+            tiles.append(render.upscale(pixels, zoom))
+        picture = tiles[0] if len(tiles) == 1 else render.grid(tiles, cols=len(tiles), pad=GAP)
+        height, width = picture.shape[:2]
+        self._picture.layout.width, self._picture.layout.height = f"{width}px", f"{height}px"
+        return render.to_png(picture)
 
     def _draw_curve(self, values: list[float]) -> None:
         # Explicit domains: bqplot's automatic domain of a figure whose data change after it is
