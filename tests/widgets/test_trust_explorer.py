@@ -164,3 +164,13 @@ def test_close_stops_the_background_work(d):
     w.close()
     assert w.wait(0.0)  # close() joined the worker
     assert not any(t.is_alive() for t in w._tasks._threads)
+
+
+def test_legends_under_the_plots_carry_the_labels(explorer):
+    for name, lines in (
+        ("similarity", explorer._similarity_lines),
+        ("deletion", explorer._deletion_lines),
+        ("insertion", explorer._insertion_lines),
+    ):
+        for label in lines.labels:
+            assert label in explorer._legends[name].value, (name, label)

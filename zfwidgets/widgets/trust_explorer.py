@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -64,6 +65,7 @@ from zfwidgets.widgets.parts import (
 
 __all__ = ["METRIC_LABELS", "TrustExplorer", "method_label"]
 
+FIGURE_WIDTH = 310  # three figures side by side in a notebook's width
 MAP_SIDE = 112  # about how big each method's map is on screen, in pixels
 IMAGE_SIDE = 168
 NONE = "none"
@@ -239,7 +241,7 @@ class TrustExplorer(WidgetBase):
         self._stage_slider = widgets.SelectionSlider(
             description="randomised down to",
             options=[NONE],
-            style={"description_width": "130px"},
+            style={"description_width": "150px"},
             tooltip="the blocks from the top down to this one are re-initialised (random); "
             "'none' is the trained model",
             layout=widgets.Layout(width="480px"),
@@ -275,7 +277,11 @@ class TrustExplorer(WidgetBase):
             self._stage_caption,
             self._maps_box,
             widgets.HBox(
-                [self._similarity_figure, self._deletion_figure, self._insertion_figure],
+                [
+                    widgets.VBox([self._similarity_figure, self._legends["similarity"]]),
+                    widgets.VBox([self._deletion_figure, self._legends["deletion"]]),
+                    widgets.VBox([self._insertion_figure, self._legends["insertion"]]),
+                ],
                 layout=full_width(flex_flow="row wrap"),
             ),
             widgets.HBox([self._progress], layout=full_width()),
@@ -291,7 +297,7 @@ class TrustExplorer(WidgetBase):
                 x=[NONE] if isinstance(x_scale, OrdinalScale) else [0.0],
                 y=[0.0],
                 scales={"x": x_scale, "y": y_scale},
-                display_legend=True,
+                display_legend=False,  # the legend is text under the plot (covers nothing)
                 stroke_width=2,
             )
             axes = [
@@ -309,15 +315,19 @@ class TrustExplorer(WidgetBase):
                 axes=axes,
                 title=title,
                 title_style={"fill": COLOURS["body"], "font-size": "13px"},
-                legend_location="bottom-left",
-                legend_text={"fill": COLOURS["body"], "font-size": "11px"},
                 fig_margin={"top": 30, "bottom": 45, "left": 50, "right": 10},
                 background_style={"fill": "transparent"},
-                layout=widgets.Layout(width="380px", height="300px"),
+                layout=widgets.Layout(width=f"{FIGURE_WIDTH}px", height="280px"),
             )
             fig.add_class(css)
             return fig, lines
 
+        self._legends = {
+            name: widgets.HTML(layout=widgets.Layout(width=f"{FIGURE_WIDTH}px"))
+            for name in ("similarity", "deletion", "insertion")
+        }
+        for name, legend in self._legends.items():
+            legend.add_class(f"zfw-trust-{name}-legend")
         sim_x = OrdinalScale()
         sim_y = LinearScale(min=-1.0, max=1.0)
         self._similarity_figure, self._similarity_lines = figure(
@@ -560,6 +570,9 @@ class TrustExplorer(WidgetBase):
             self._similarity_lines.y = ys
             self._similarity_lines.colors = _colours(len(result.methods))
             self._similarity_lines.labels = [method_label(m) for m in result.methods]
+        self._legends["similarity"].value = _legend_html(
+            self._similarity_lines.labels, self._similarity_lines.colors
+        )
         self._draw_marker()
 
     def _draw_marker(self) -> None:
@@ -582,6 +595,7 @@ class TrustExplorer(WidgetBase):
                     f"{method_label(m)} AUC {getattr(self.curves[m], kind + '_auc'):.3f}"
                     for m in methods
                 ]
+            self._legends[kind].value = _legend_html(lines.labels, lines.colors)
 
     def similarity_lines(self) -> dict[str, list[float]]:
         """The similarity curve drawn per method (NaN drawn as 0), stage order."""
@@ -591,6 +605,17 @@ class TrustExplorer(WidgetBase):
                 self._similarity_lines.labels, self._similarity_lines.y, strict=True
             )
         }
+
+
+def _legend_html(labels: Sequence[str], colours: Sequence[str]) -> str:
+    """A legend as a line of text: a colour swatch and the label of each line."""
+    items = "".join(
+        f'<span style="white-space: nowrap; margin-right: 12px">'
+        f'<span style="color: {c}; font-weight: bold">━━</span> {html.escape(label)}</span> '
+        for label, c in zip(labels, colours, strict=True)
+    )
+    style = f"color: {COLOURS['body']}; font-family: {FONT}; font-size: 12px; line-height: 1.5"
+    return f'<div style="{style}">{items}</div>'
 
 
 def _finite(value: float) -> float:
