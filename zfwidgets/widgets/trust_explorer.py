@@ -489,6 +489,13 @@ class TrustExplorer(WidgetBase):
                 if should_stop():
                     raise RuntimeError("cancelled")
                 report(done, total)
+                # in words: BackgroundTask counts "images"; here the units are stages and methods
+                stages = len(blocks) + 1
+                self.status_line.busy(
+                    f"randomised {min(done, stages)} of {stages} stages"
+                    if done <= stages
+                    else f"deletion / insertion: {done - stages} of {len(methods)} methods"
+                )
 
             result = cascade(
                 self.inspector, img, methods, target, blocks, seed=seed, callback=progress
