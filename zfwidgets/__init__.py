@@ -30,6 +30,7 @@ _LAZY = {
     "LayerBrowser": "zfwidgets.widgets",
     "OcclusionSlider": "zfwidgets.widgets",
     "Synthesis": "zfwidgets.widgets",
+    "TrustExplorer": "zfwidgets.widgets",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -22,6 +22,7 @@ _LAZY = {
     "LayerBrowser": "zfwidgets.widgets.layer_browser",
     "OcclusionSlider": "zfwidgets.widgets.occlusion_slider",
     "Synthesis": "zfwidgets.widgets.synthesis",
+    "TrustExplorer": "zfwidgets.widgets.trust_explorer",
 }
 
 __all__ = sorted(_LAZY)
