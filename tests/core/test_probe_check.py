@@ -233,8 +233,10 @@ def test_misreading_is_refused_naming_the_step(cls, monkeypatch):
     model = cls().eval()
     watch = _Untouched(model, monkeypatch)
     insp = Inspector(model, device="cpu")
+    random_state = torch.get_rng_state()
     with pytest.raises(UnsupportedModelError, match="step 'fc' \\(Linear\\).*up to 'conv'"):
         insp.predict(_image())
+    assert torch.equal(torch.get_rng_state(), random_state)  # the probe's draws are its own
     with pytest.raises(UnsupportedModelError, match="step 'fc'"):  # the verdict is kept
         insp.run_batch(torch.randn(2, 1, 8, 8), ["fc"])
     watch.check()

@@ -195,7 +195,10 @@ class Inspector:
         Raises:
             UnsupportedModelError: the first step whose output differs from the model's own.
         """
-        key = tuple(input_shape)
+        self._verified_weights(tuple(input_shape))
+
+    def _verified_weights(self, key: tuple) -> Weights:
+        """The current weights, once the probe check has passed for inputs of shape ``key``."""
         with self._lock:
             weights = self._current_weights()
             if key not in self._verdicts:
@@ -206,6 +209,7 @@ class Inspector:
                     self._verdicts[key] = str(err)
             if self._verdicts[key] is not None:
                 raise UnsupportedModelError(self._verdicts[key])
+            return weights
 
     # ----- layers -------------------------------------------------------------------------
     @property
@@ -485,6 +489,11 @@ class Inspector:
         check_fits(
             need, self.device, f"an image of shape {tuple(img.shape[1:])}", "Use a smaller image."
         )
+        verdict = self._verdicts.get(tuple(img.shape[1:]), "")
+        if verdict == "":  # a new shape: engines that run the steps themselves start here
+            self.verify(tuple(img.shape[1:]))
+        elif verdict is not None:
+            raise UnsupportedModelError(verdict)
         return img.to(self.device)
 
     def _depth(self, depth: int | None) -> int:
@@ -509,8 +518,7 @@ class Inspector:
         need = {self.layer_index(name) for name in layers}
         depth = max([self._depth(depth), *need])
         with self._lock:
-            self.verify(tuple(img.shape[1:]))
-            weights = self._current_weights()
+            weights = self._verified_weights(tuple(img.shape[1:]))
             key = (image_key(img), self._version)
             rec = self._cache.get(key)
             if not self._serves(rec, need, depth):
@@ -537,8 +545,7 @@ class Inspector:
         need = {self.layer_index(name) for name in layers}
         depth = max([self._depth(depth), *need])
         with self._lock:
-            self.verify(tuple(imgs[0].shape[1:]))
-            weights = self._current_weights()
+            weights = self._verified_weights(tuple(imgs[0].shape[1:]))
             keys = [(image_key(img), self._version) for img in imgs]
             found = [self._cache.get(key) for key in keys]
             missing = [i for i, r in enumerate(found) if not self._serves(r, need, depth)]
@@ -685,8 +692,7 @@ class Inspector:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"run_batch takes a batch of images (N, C, H, W); got {got}")
         step_count = self._batch_chunk(x, wanted)
-        self.verify(tuple(x.shape[1:]))
-        weights = self._current_weights()
+        weights = self._verified_weights(tuple(x.shape[1:]))
         out: dict[str, Tensor] = {}
         with torch.inference_mode():
             for start in range(0, max(len(x), 1), step_count):

@@ -158,8 +158,9 @@ def _model_outputs(graph: Graph, mine: nn.Module, x: Tensor) -> tuple[Any, dict[
             seen.setdefault(target, []).append([t.detach().clone() for t in _tensors(out)])
 
         handles.append(module.register_forward_hook(keep))
-    try:
-        with _no_global_hooks(), torch.no_grad():
+    devices = [x.device] if x.device.type == "cuda" else []
+    try:  # a random draw in the forward must not move the user's random state
+        with _no_global_hooks(), torch.no_grad(), torch.random.fork_rng(devices):
             out = mine(x.clone())  # the forward may write into its input
     finally:
         for handle in handles:
