@@ -324,3 +324,20 @@ def test_run_batch_sees_a_changed_head():
     out = insp.run_batch(batch, ["3"])["3"]
     with torch.no_grad():
         assert torch.allclose(out, model(batch), atol=1e-5)
+
+
+class ClampsOwnWeights(_Base):
+    """Writes into its own weights through .data at every call (weight clipping)."""
+
+    def forward(self, x):
+        self.conv.weight.data.clamp_(-0.01, 0.01)
+        return self.head(self.conv(x))
+
+
+def test_forward_writing_its_weights_is_refused_and_the_model_kept(monkeypatch):
+    model = ClampsOwnWeights().eval()
+    watch = _Untouched(model, monkeypatch)
+    insp = Inspector(model, device="cpu")
+    with pytest.raises(UnsupportedModelError, match="step 'conv' \\(Conv2d\\)"):
+        insp.predict(_image())
+    watch.check()  # the probe ran on a deep copy: the user's weights were not clipped
