@@ -247,7 +247,7 @@ def test_data_dependent_condition_is_refused():
         Inspector(DataCondition().eval(), device="cpu")
 
 
-def test_probe_runs_once_per_shape_and_weight_version(monkeypatch):
+def test_probe_runs_once_per_shape_and_module_tree(monkeypatch):
     calls = []
     original = inspector_module.check_reading
     monkeypatch.setattr(
@@ -264,7 +264,10 @@ def test_probe_runs_once_per_shape_and_weight_version(monkeypatch):
     with torch.no_grad():
         model.conv.weight.mul_(2)
     insp.predict(_image(1))
-    assert calls == [(1, 8, 8)] * 2
+    assert calls == [(1, 8, 8)]  # new weights, same reading: no second copy of the model
+    model.fc = torch.nn.Linear(model.fc.in_features, model.fc.out_features)
+    insp.predict(_image(1))
+    assert calls == [(1, 8, 8)] * 2  # a replaced module: read again, checked again
 
 
 def test_global_hooks_never_run_on_the_copy():

@@ -161,8 +161,8 @@ class Inspector:
         conv = isinstance(first.module, nn.Conv2d)
         self.in_channels: int | None = first.module.in_channels if conv else None
         self._shape_memo: dict[tuple, list[torch.Size]] = {}
-        # Verdicts of the probe check (zfwidgets.core.probe) per input shape, for the current
-        # weights: None (our reading agrees with the model) or the refusal's message.
+        # Verdicts of the probe check (zfwidgets.core.probe) per input shape, for this module
+        # tree: None (our reading agrees with the model) or the refusal's message.
         self._verdicts: dict[tuple, str | None] = {}
 
     def _sync(self) -> None:
@@ -186,7 +186,7 @@ class Inspector:
                 self._weights = Weights()
 
     def verify(self, input_shape: Sequence[int]) -> None:
-        """Checks, once per input shape and weight version, that the inspector's steps compute
+        """Checks, once per input shape and module tree, that the inspector's steps compute
         what the model computes (see :func:`zfwidgets.core.probe.check_reading`).
 
         Every forward pass of the inspector runs this first; engines that run the steps
@@ -468,8 +468,11 @@ class Inspector:
             if version != self._version:
                 self._weights = graph_weights(self.graph, self.model, self.device)
                 self._version = version
-                self._cache.clear()  # records of the old weights can never be asked for again
-                self._verdicts.clear()  # the probe check runs again on the new weights
+                # records of the old weights can never be asked for again; the probe's verdicts
+                # stay: a reading is a property of the module tree (re-read, and re-checked, when
+                # it changes), and re-checking every weight version would cost a model copy per
+                # training step or snapshot
+                self._cache.clear()
             return self._weights
 
     def current_weights(self) -> Weights:
