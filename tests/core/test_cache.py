@@ -31,6 +31,7 @@ def _image(seed):
 def test_second_projection_on_same_image_runs_no_forward(monkeypatch):
     insp = Inspector(zf_like(), device="cpu")
     x = _image(0)
+    insp.verify(tuple(x.shape))  # the once-per-shape probe check (two forward passes) first
     counter = _CountingConv(monkeypatch)
     insp.project(x, "conv2", 1)
     assert counter.calls == 2  # one forward pass through both convs, stopping at conv2

@@ -274,6 +274,66 @@ class Swish(nn.Module):
         return x * torch.sigmoid(x)
 
 
+class Written(nn.Module):
+    """conv -> ``body`` (the forward under test) -> flatten -> linear; input (1, 8, 8)."""
+
+    def __init__(self, body: Callable, pooled: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = body
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.MaxPool2d(2, return_indices=True)
+        self.fc = nn.Linear(4 * (3 if pooled else 6) ** 2, 3)
+
+    def forward(self, x):
+        return self.fc(self.body(self, self.conv(x)).flatten(1))
+
+
+def _relu_statement(m, x):
+    x.relu_()
+    return x
+
+
+def _module_statement(m, x):
+    m.relu(x)  # nn.ReLU(inplace=True), its result not assigned
+    return x
+
+
+def _add_statement(m, x):
+    x.add_(1)
+    return x
+
+
+def _torch_relu_(m, x):
+    torch.relu_(x)
+    return x
+
+
+def _square(m, x):
+    return x * x
+
+
+def _pool_values(m, x):
+    y, idx = m.pool(x)
+    return y
+
+
+def _pool_indices(m, x):
+    y, idx = m.pool(x)
+    return y + idx.float()
+
+
+def _slice_write(m, x):
+    part = x[:, :2]
+    part.relu_()  # writes into x, which torch.fx cannot see
+    return x
+
+
+def _random_in_eval(m, x):
+    return F.dropout(x, 0.5)  # training=True by default: random even in eval mode
+
+
 # ----- widget checks ---------------------------------------------------------------------------
 
 BROWSER_TRAITS = ("layer", "channel", "method", "position", "image_index", "show_upload")
@@ -1002,6 +1062,91 @@ def _cases() -> list[Case]:
             plain = model(x[None])[0]
         assert torch.equal(insp.activations(x, "1"), plain) and not calls, calls
         return f"accepted, with a warning: {caught[0].message}"
+
+    def scores_outcome(model: nn.Module, what: str) -> str:
+        x = torch.rand(1, 8, 8)
+        insp = Inspector(model.eval(), device="cpu")
+        with torch.no_grad():
+            want = model(x[None].clone())[0]
+        got = insp.record(x).outputs[len(insp.steps) - 1][0]
+        assert torch.allclose(got, want, atol=1e-5), (got, want)
+        kinds = " -> ".join(s.kind for s in insp.steps)
+        return f"accepted: {what} read as {kinds}; class scores equal model(x)"
+
+    for id, tried, body, what in [
+        ("inplace-statement", "x.relu_() as a statement", _relu_statement, "the in-place ReLU"),
+        (
+            "inplace-module-statement",
+            "self.relu(x) with nn.ReLU(inplace=True), result not assigned",
+            _module_statement,
+            "the in-place module call",
+        ),
+        ("inplace-add", "x.add_(1) as a statement", _add_statement, "the in-place addition"),
+        ("torch-relu-inplace", "torch.relu_(x) as a statement", _torch_relu_, "torch.relu_"),
+    ]:
+        rows.append(
+            Case(
+                id,
+                models,
+                tried,
+                lambda e, b=body, w=what: scores_outcome(Written(b), w),
+                "class scores equal model(x)",
+            )
+        )
+
+    @row("pool-indices", models, "y, idx = pool(x) with return_indices=True", "equal model(x)")
+    def _(e):
+        return scores_outcome(Written(_pool_values, pooled=True), "y of y, idx = pool(x)")
+
+    @row("pool-indices-used", models, "the indices of such a pool used", "return_indices=True")
+    def _(e):
+        return error_of(lambda: Inspector(Written(_pool_indices, pooled=True), device="cpu"))
+
+    @row("square", models, "x * x (a product of two tensors), then deconvnet", "'mul'")
+    def _(e):
+        insp = Inspector(Written(_square).eval(), device="cpu")
+        x = torch.rand(1, 8, 8)
+        assert insp.project(x, "fc", 0, method="saliency").abs().sum() > 0
+        return error_of(lambda: insp.project(x, "fc", 0))
+
+    for id, tried, body in [
+        ("slice-write", "an in-place ReLU on a slice of x (x[:, :2].relu_())", _slice_write),
+        ("random-in-eval", "F.dropout(x, 0.5): random even in eval mode", _random_in_eval),
+    ]:
+        rows.append(
+            Case(
+                id,
+                models,
+                tried,
+                lambda e, b=body: error_of(
+                    lambda: (
+                        torch.manual_seed(0),  # the same random draw in every run
+                        Inspector(Written(b).eval(), device="cpu").predict(torch.rand(1, 8, 8)),
+                    )
+                ),
+                "differently from what it computes",
+            )
+        )
+
+    @row("changed-head", models, "model.fc replaced after the Inspector was built", "read again")
+    def _(e):
+        model = small().eval()
+        insp = Inspector(model, device="cpu")
+        x = torch.rand(1, 8, 8)
+        insp.predict(x)
+        model[3] = nn.Linear(72, 10)
+        with torch.no_grad():
+            want = torch.softmax(model(x[None])[0], 0)
+        got = insp.predict(x)
+        assert got.shape == (10,) and torch.allclose(got, want, atol=1e-6)
+        return "read again: 10 classes, probabilities equal the changed model's"
+
+    @row("changed-kept", models, "a layer given in keep= removed from the model", "new Inspector")
+    def _(e):
+        model = small().eval()
+        insp = Inspector(model, device="cpu", keep=["3"])
+        del model[3]  # the classifier: layer '3' is gone
+        return error_of(lambda: insp.predict(torch.rand(1, 8, 8)))
 
     graphs = "Graph models (torchvision, random weights, 64 px RGB images)"
 

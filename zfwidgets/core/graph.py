@@ -21,8 +21,10 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import operator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.fx
@@ -30,7 +32,15 @@ import torch.nn.functional as F
 import torch.nn.modules.module as torch_module  # where torch keeps its global hooks
 from torch import nn
 
-__all__ = ["Graph", "Step", "UnsupportedModelError", "build_graph", "SUPPORTED", "user_hooks"]
+__all__ = [
+    "Graph",
+    "Step",
+    "UnsupportedModelError",
+    "build_graph",
+    "out_of_place",
+    "SUPPORTED",
+    "user_hooks",
+]
 
 
 class UnsupportedModelError(ValueError):
@@ -124,6 +134,24 @@ _OUT_OF_PLACE = {
     operator.itruediv: operator.truediv,
     torch.relu_: torch.relu,
 }
+
+
+def out_of_place(target: Any) -> Any:
+    """The out-of-place form of an in-place function (``torch.sigmoid_`` -> ``torch.sigmoid``,
+    ``operator.iadd`` -> ``operator.add``); any other target unchanged.
+
+    Example:
+        >>> out_of_place(torch.relu_) is torch.relu, out_of_place(F.relu) is F.relu
+        (True, True)
+    """
+    if target in _OUT_OF_PLACE:
+        return _OUT_OF_PLACE[target]
+    name = getattr(target, "__name__", "")
+    if name.endswith("_") and not name.startswith("_"):
+        for namespace in (torch, F, torch.special):
+            if getattr(namespace, name, None) is target and hasattr(namespace, name[:-1]):
+                return getattr(namespace, name[:-1])
+    return target
 
 
 @dataclass(frozen=True, eq=False)
@@ -304,9 +332,25 @@ def _relu6_module(m: nn.Module) -> bool:
     return isinstance(m, nn.Hardtanh) and m.min_val == 0.0 and m.max_val == 6.0
 
 
+def _path_operands(node: torch.fx.Node, path: set[torch.fx.Node]) -> int:
+    """How many arguments of ``node`` are image-path tensors, counting a repeated one each
+    time (``x * x`` has two: a product of two image tensors, not a scaling)."""
+    count = 0
+
+    def visit(arg):
+        nonlocal count
+        if isinstance(arg, torch.fx.Node) and arg in path:
+            count += 1
+        return arg
+
+    torch.fx.node.map_arg((node.args, node.kwargs), visit)
+    return count
+
+
 def _function_kind(node: torch.fx.Node, path: set[torch.fx.Node]) -> str:
     target = node.target
     on_path = [n for n in node.all_input_nodes if n in path]
+    operands = _path_operands(node, path)
     if node.op == "call_method":
         name = target.rstrip("_") if target.endswith("_") else target
         if name == "relu":
@@ -317,10 +361,10 @@ def _function_kind(node: torch.fx.Node, path: set[torch.fx.Node]) -> str:
             return "add" if "alpha" not in node.kwargs else "linear_op"
         if name in _LINEAR_METHODS:
             return "linear_op"
-        if name in _SCALING_METHODS and len(on_path) == 1 and node.args[0] in path:
+        if name in _SCALING_METHODS and operands == 1 and node.args[0] in path:
             return "linear_op"
         return "generic"
-    target = _OUT_OF_PLACE.get(target, target)
+    target = out_of_place(target)
     if target in _RELU_FUNCTIONS:
         return "relu"
     if target is F.relu6:
@@ -342,7 +386,7 @@ def _function_kind(node: torch.fx.Node, path: set[torch.fx.Node]) -> str:
         return "generic"
     if target in _LINEAR_FUNCTIONS:
         return "linear_op"
-    if target in _SCALING_FUNCTIONS and len(on_path) == 1:
+    if target in _SCALING_FUNCTIONS and operands == 1:
         numerator = node.args[0] in path
         return "linear_op" if numerator or target in (operator.mul, torch.mul) else "generic"
     return "generic"
@@ -416,6 +460,89 @@ def _module_kind(name: str, module: nn.Module) -> str:
             "the features, so a batch of images gives one vector; use nn.Flatten() (start_dim=1)"
         )
     return kind or "generic"
+
+
+def _inplace_flag(node: torch.fx.Node) -> tuple[bool, int | None]:
+    """Whether a function call passes ``inplace=True``, and the position of a positional
+    ``inplace`` argument (None when given by keyword or not at all)."""
+    if node.kwargs.get("inplace") is True:
+        return True, None
+    try:
+        params = list(inspect.signature(node.target).parameters)
+    except (TypeError, ValueError):  # builtins without a signature take no inplace argument
+        return False, None
+    if "inplace" in params and params.index("inplace") < len(node.args):
+        at = params.index("inplace")
+        return node.args[at] is True, at
+    return False, None
+
+
+def _writes_into(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """``node`` overwrites its first argument and returns it (``x.relu_()``, ``x += y``,
+    ``torch.sigmoid_(x)``, ``F.relu(x, inplace=True)``, an ``nn.ReLU(inplace=True)`` call)."""
+    if not node.args or not isinstance(node.args[0], torch.fx.Node):
+        return False
+    if node.op == "call_method":
+        name = str(node.target)
+        return name.endswith("_") and not name.startswith("_") and name != "requires_grad_"
+    if node.op == "call_module":
+        module = modules.get(str(node.target))
+        return bool(getattr(module, "inplace", False)) and not list(module.children())
+    if node.op == "call_function":
+        return out_of_place(node.target) is not node.target or _inplace_flag(node)[0]
+    return False
+
+
+def _read_in_place(graph: torch.fx.Graph, modules: dict[str, nn.Module]) -> None:
+    """Rewrites in-place operations as the value they produce.
+
+    ``x.relu_()`` written as a statement changes ``x`` for every later reader, though its
+    result is never assigned: each later reader of ``x`` is made to read the in-place node
+    instead, so the graph keeps it. Positional ``inplace=True`` becomes a keyword (our runs
+    are never in place). Assignments into a tensor (``x[..., 0] = 0``) are refused: they
+    return nothing a later reader could be pointed at.
+    """
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target is operator.setitem:
+            raise UnsupportedModelError(
+                f"{where(node)} assigns into a tensor (x[...] = value), which zfwidgets cannot "
+                "read; compute the value out of place (torch.where, torch.cat) in the forward"
+            )
+        if not _writes_into(node, modules):
+            continue
+        written = node.args[0]
+        written.replace_all_uses_with(
+            node, delete_user_cb=lambda user, at=order[node]: order.get(user, -1) > at
+        )
+        if node.op == "call_function":
+            inplace, at = _inplace_flag(node)
+            if inplace and at is not None:
+                node.args = node.args[:at]
+                node.kwargs = {**node.kwargs, "inplace": False}
+
+
+def _read_pool_values(graph: torch.fx.Graph, modules: dict[str, nn.Module]) -> None:
+    """``y, idx = pool(x)`` with ``nn.MaxPool2d(return_indices=True)``: the pool's step gives
+    the pooled values ``y``; a model that reads the indices is refused."""
+    for node in list(graph.nodes):
+        module = modules.get(str(node.target)) if node.op == "call_module" else None
+        if not isinstance(module, nn.MaxPool2d) or not module.return_indices:
+            continue
+        for user in list(node.users):
+            part = user.args[1] if user.target is operator.getitem else None
+            if part == 0:
+                user.replace_all_uses_with(node)
+                graph.erase_node(user)
+            elif part == 1 and not user.users:
+                graph.erase_node(user)
+            else:
+                what = "its indices" if part == 1 else f"the (values, indices) pair ({where(user)})"
+                raise UnsupportedModelError(
+                    f"max pool '{node.target}' has return_indices=True and the model reads "
+                    f"{what}; zfwidgets reads only the pooled values: pass a model whose "
+                    "forward uses only y of `y, idx = pool(x)`"
+                )
 
 
 def _path_nodes(graph: torch.fx.Graph) -> tuple[torch.fx.Node, set[torch.fx.Node]]:
@@ -501,11 +628,13 @@ def build_graph(model: nn.Module) -> Graph:
             output; the message says what to pass instead.
     """
     fx_graph = _trace(model)
+    modules = dict(model.named_modules())
+    _read_pool_values(fx_graph, modules)
+    _read_in_place(fx_graph, modules)
     image, path = _path_nodes(fx_graph)
     result, nodes = _needed(fx_graph)
     if result not in path:
         raise UnsupportedModelError("the model's output does not depend on its input.")
-    modules = dict(model.named_modules())
     names = _step_names(nodes, path)
     step_of: dict[torch.fx.Node, int] = {image: -1}
     steps: list[Step] = []

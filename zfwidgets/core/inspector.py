@@ -21,7 +21,13 @@ import torch
 from torch import Tensor, nn
 
 from zfwidgets.core.backward import METHODS, backward, backward_units
-from zfwidgets.core.cache import CacheInfo, RecordCache, image_key, parameter_version
+from zfwidgets.core.cache import (
+    CacheInfo,
+    RecordCache,
+    image_key,
+    module_tree,
+    parameter_version,
+)
 from zfwidgets.core.checks import (
     as_image,
     check_bytes,
@@ -38,6 +44,7 @@ from zfwidgets.core.graph import Step, UnsupportedModelError, build_graph, user_
 from zfwidgets.core.layers import Weights, evaluate, graph_weights, run_graph
 from zfwidgets.core.memory import check_fits, chunk_size, forward_bytes
 from zfwidgets.core.names import block_names, friendly_aliases
+from zfwidgets.core.probe import check_reading
 from zfwidgets.core.receptive import Box, nominal_fields, unit_box
 from zfwidgets.core.record import Record, _shape_of, record_forward
 
@@ -128,25 +135,83 @@ class Inspector:
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         self.model = model
         self.device = resolve_device(device)
-        self.graph = build_graph(model)
+        self._keep_names = name_list("keep", keep or ())
+        self._read_model()
         _warn_about_hooks(model)
+        self._cache = RecordCache(check_bytes("cache_bytes", cache_bytes))
+        self._weights: Weights = Weights()
+        self._version: tuple | None = None
+        # Widgets mine and sweep in background threads while the kernel thread browses:
+        # the cache and the weight copies are shared, so their updates are serialised.
+        self._lock = threading.RLock()
+
+    def _read_model(self) -> None:
+        """Reads the model's graph and everything derived from it (at start, and again when
+        its module tree has changed)."""
+        model = self.model
+        self._tree = module_tree(model)
+        self._held = list(model.modules())  # alive, so no new module can take an old one's id
+        self.graph = build_graph(model)
         self.steps: list[Step] = self.graph.steps
         self.aliases: dict[str, str] = friendly_aliases(self.graph)
         self.blocks: list[str] = block_names(self.graph, self.aliases)
         self._live = None if self.graph.is_chain else self.graph.live_sets()
         self._by_name = {name: self.steps[i] for name, i in self.graph.containers.items()}
         self._by_name.update({s.name: s for s in self.steps})
-        self._keep = {self.layer_index(name) for name in name_list("keep", keep or ())}
-        self._cache = RecordCache(check_bytes("cache_bytes", cache_bytes))
-        self._weights: Weights = Weights()
-        self._version: tuple | None = None
+        self._keep = {self.layer_index(name) for name in self._keep_names}
         first = next(s for s in self.steps if isinstance(s.module, nn.Conv2d | nn.Linear))
         conv = isinstance(first.module, nn.Conv2d)
         self.in_channels: int | None = first.module.in_channels if conv else None
         self._shape_memo: dict[tuple, list[torch.Size]] = {}
-        # Widgets mine and sweep in background threads while the kernel thread browses:
-        # the cache and the weight copies are shared, so their updates are serialised.
-        self._lock = threading.RLock()
+        # Verdicts of the probe check (zfwidgets.core.probe) per input shape, for this module
+        # tree: None (our reading agrees with the model) or the refusal's message.
+        self._verdicts: dict[tuple, str | None] = {}
+
+    def _sync(self) -> None:
+        """Re-reads the model when its module tree changed since it was read (a replaced head
+        or layer): never an answer from the modules it had before."""
+        with self._lock:
+            if module_tree(self.model) == self._tree:
+                return
+            try:
+                self._read_model()
+            except (UnsupportedModelError, ValueError) as err:
+                self._tree = None  # read again at the next question: never the old graph
+                raise UnsupportedModelError(
+                    f"the modules of {type(self.model).__name__} changed after this Inspector was "
+                    f"built and the changed model cannot be read as it was: {err}. Build a new "
+                    "Inspector for the changed model"
+                ) from err
+            finally:
+                self._cache.clear()
+                self._version = None
+                self._weights = Weights()
+
+    def verify(self, input_shape: Sequence[int]) -> None:
+        """Checks, once per input shape and module tree, that the inspector's steps compute
+        what the model computes (see :func:`zfwidgets.core.probe.check_reading`).
+
+        Every forward pass of the inspector runs this first; engines that run the steps
+        themselves on :meth:`current_weights` call it with their input's shape.
+
+        Raises:
+            UnsupportedModelError: the first step whose output differs from the model's own.
+        """
+        self._verified_weights(tuple(input_shape))
+
+    def _verified_weights(self, key: tuple) -> Weights:
+        """The current weights, once the probe check has passed for inputs of shape ``key``."""
+        with self._lock:
+            weights = self._current_weights()
+            if key not in self._verdicts:
+                try:
+                    check_reading(self.graph, weights, self.model, key, self.device)
+                    self._verdicts[key] = None
+                except UnsupportedModelError as err:
+                    self._verdicts[key] = str(err)
+            if self._verdicts[key] is not None:
+                raise UnsupportedModelError(self._verdicts[key])
+            return weights
 
     # ----- layers -------------------------------------------------------------------------
     @property
@@ -400,11 +465,16 @@ class Inspector:
     # ----- records ------------------------------------------------------------------------
     def _current_weights(self) -> Weights:
         with self._lock:
+            self._sync()
             version = parameter_version(self.model)
             if version != self._version:
                 self._weights = graph_weights(self.graph, self.model, self.device)
                 self._version = version
-                self._cache.clear()  # records of the old weights can never be asked for again
+                # records of the old weights can never be asked for again; the probe's verdicts
+                # stay: a reading is a property of the module tree (re-read, and re-checked, when
+                # it changes), and re-checking every weight version would cost a model copy per
+                # training step or snapshot
+                self._cache.clear()
             return self._weights
 
     def current_weights(self) -> Weights:
@@ -416,6 +486,7 @@ class Inspector:
 
     def image(self, x) -> Tensor:
         """``x`` checked and shaped (1, C, H, W), float32, on the inspector's device."""
+        self._sync()
         img = as_image(x, self.in_channels)
         shapes = self.shapes(tuple(img.shape[1:]))
         # Memory guard: a huge image is refused before its forward pass can exhaust memory.
@@ -423,6 +494,11 @@ class Inspector:
         check_fits(
             need, self.device, f"an image of shape {tuple(img.shape[1:])}", "Use a smaller image."
         )
+        verdict = self._verdicts.get(tuple(img.shape[1:]), "")
+        if verdict == "":  # a new shape: engines that run the steps themselves start here
+            self.verify(tuple(img.shape[1:]))
+        elif verdict is not None:
+            raise UnsupportedModelError(verdict)
         return img.to(self.device)
 
     def _depth(self, depth: int | None) -> int:
@@ -447,7 +523,7 @@ class Inspector:
         need = {self.layer_index(name) for name in layers}
         depth = max([self._depth(depth), *need])
         with self._lock:
-            weights = self._current_weights()
+            weights = self._verified_weights(tuple(img.shape[1:]))
             key = (image_key(img), self._version)
             rec = self._cache.get(key)
             if not self._serves(rec, need, depth):
@@ -474,7 +550,7 @@ class Inspector:
         need = {self.layer_index(name) for name in layers}
         depth = max([self._depth(depth), *need])
         with self._lock:
-            weights = self._current_weights()
+            weights = self._verified_weights(tuple(imgs[0].shape[1:]))
             keys = [(image_key(img), self._version) for img in imgs]
             found = [self._cache.get(key) for key in keys]
             missing = [i for i, r in enumerate(found) if not self._serves(r, need, depth)]
@@ -613,6 +689,7 @@ class Inspector:
 
         Stops after the last requested layer. Used for streaming over data sets.
         """
+        self._sync()
         wanted = {self.layer_index(name): name for name in name_list("layers", layers)}
         if not wanted:
             raise ValueError("run_batch needs at least one layer name")
@@ -620,7 +697,7 @@ class Inspector:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"run_batch takes a batch of images (N, C, H, W); got {got}")
         step_count = self._batch_chunk(x, wanted)
-        weights = self._current_weights()
+        weights = self._verified_weights(tuple(x.shape[1:]))
         out: dict[str, Tensor] = {}
         with torch.inference_mode():
             for start in range(0, max(len(x), 1), step_count):

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from zfwidgets.core.graph import _OUT_OF_PLACE, Graph, Step
+from zfwidgets.core.graph import Graph, Step, out_of_place
 
 __all__ = [
     "PoolGeometry",
@@ -129,6 +129,9 @@ def _private_copy(module: nn.Module, device: torch.device) -> nn.Module:
     for m in mine.modules():
         for hooks in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks"):
             getattr(m, hooks).clear()
+        # A forward set on the instance (a wrapper) may call the user's module: run the
+        # class's forward, the one torch.fx reads.
+        m.__dict__.pop("forward", None)
         if getattr(m, "inplace", False):
             m.inplace = False
     for t in (*module.parameters(), *module.buffers()):
@@ -257,7 +260,7 @@ def call_node(step: Step, w: dict[str, Any], args: tuple, kwargs: dict) -> Any:
         if name.endswith("_") and not name.startswith("_"):
             name = name[:-1]
         return getattr(args[0], name)(*args[1:], **kwargs)
-    return _OUT_OF_PLACE.get(node.target, node.target)(*args, **kwargs)
+    return out_of_place(node.target)(*args, **kwargs)
 
 
 def evaluate(step: Step, w: dict[str, Any], env: dict[torch.fx.Node, Any]) -> Any:
