@@ -44,7 +44,7 @@ exclude_patterns = [
 ]
 html_theme = "furo"
 html_title = "zfwidgets"
-html_static_path = ["_static"] if (DOCS / "_static").is_dir() else []  # made by docs-js
+html_static_path = ["_static"] if (DOCS / "_static").is_dir() else []  # fviz/, widgets/ (docs-js)
 myst_enable_extensions = ["dollarmath", "colon_fence"]
 suppress_warnings = ["mystnb.unknown_mime_type"]
 
