@@ -291,3 +291,25 @@ def test_version_1_files_are_refused_with_the_way_out(tmp_path):
 def test_unordered_loaders_are_refused(insp, images, loader, named):
     with pytest.raises(ValueError, match=f"fixed order.*{named}.*shuffle=False"):
         mine(insp, loader(TensorDataset(images[:10])), ["1"], progress=False)
+
+
+def test_fingerprint_and_mining_leave_the_global_random_state():
+    """Starting a DataLoader draws a seed: ours must not move the caller's random state."""
+
+    class Plain(torch.utils.data.Dataset):
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            return torch.full((1, 6, 6), float(i)), i % 2
+
+    insp = Inspector(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), device="cpu")
+    state = torch.get_rng_state()
+    data_fingerprint(Plain())
+    mine(
+        insp,
+        Plain(),
+        k=2,
+        progress=False,
+    )
+    assert torch.equal(state, torch.get_rng_state())

@@ -105,9 +105,10 @@ def data_fingerprint(data, samples: int | None = None, batch_size: int = 64) -> 
     from zfwidgets.core.mining import _batches  # the very batches mining hashes
 
     digests, meta = [], ""
-    for batch in _batches(data, batch_size):
-        meta = meta or item_meta(batch)
-        digests.append(digest_items(batch))
+    with torch.random.fork_rng(devices=[]):  # a user's DataLoader draws a seed when started
+        for batch in _batches(data, batch_size):
+            meta = meta or item_meta(batch)
+            digests.append(digest_items(batch))
     return items_fingerprint(_cat(digests), meta)
 
 

@@ -377,8 +377,14 @@ def _batches(data, batch_size: int) -> Iterator[Tensor]:
     if isinstance(data, DataLoader):
         source = data
     else:
+        # its own generator: starting a DataLoader draws a seed, which must not move the
+        # caller's random state (a recorded training run equals an unrecorded one)
         source = DataLoader(
-            images, batch_size=batch_size, shuffle=False, collate_fn=ImageCollator()
+            images,
+            batch_size=batch_size,
+            shuffle=False,
+            collate_fn=ImageCollator(),
+            generator=torch.Generator().manual_seed(0),
         )
     seen = None
     for batch in source:
