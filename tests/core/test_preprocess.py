@@ -79,7 +79,16 @@ def test_mean_given_alone_as_numbers_or_an_image():
     image = as_preprocessing(mean=torch.rand(1, 28, 28))
     assert image.mean_image and image.size == (28, 28) and image.channels == 1
     with pytest.raises(ValueError, match="mean image is \\(28, 28\\)"):
-        image.to_pixels(torch.zeros(1, 32, 32))
+        image.normalise(torch.zeros(1, 32, 32))  # an upload must be the model's size
+    smaller = image.to_pixels(torch.zeros(1, 20, 20))  # a smaller DeepDream octave is drawn
+    resized = torch.nn.functional.interpolate(
+        image.to_pixels(torch.zeros(1, 28, 28))[None],
+        size=(20, 20),
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+    )[0]
+    assert torch.allclose(smaller, resized, atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -221,3 +221,14 @@ def test_cuda_gives_the_cpu_result(digits):
         assert gpu.image.device.type == "cpu"
         # Adam's normalised steps let float rounding grow a little over the steps
         torch.testing.assert_close(gpu.image, cpu.image, rtol=0, atol=2e-2)
+
+
+def test_dream_refuses_octaves_a_fully_connected_layer_cannot_take():
+    from zfwidgets import Inspector, demo
+    from zfwidgets.core.synthesis import dream
+
+    d = demo.load()
+    insp = Inspector(d.model, device="cpu")
+    with pytest.raises(ValueError, match="octaves=3 shrinks the image to 14x14.*fully connected"):
+        dream(insp, d.dataset[0][0], "fc4", octaves=3, steps=1)
+    assert dream(insp, d.dataset[0][0], "fc4", octaves=1, steps=1).image.shape[-2:] == (28, 28)

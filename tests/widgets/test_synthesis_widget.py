@@ -293,3 +293,26 @@ def test_the_layer_menu_is_the_layer_browsers(robust):
     assert robust.layer == "conv1"
     robust.layer = "features.0"  # any step: shown in the menu too
     assert robust._layer.value == "features.0"
+
+
+def test_dream_octaves_with_a_mean_image_and_on_a_fully_connected_layer(widget):
+    """Smaller octaves are drawn with the mean image resized to them; a fully connected layer
+    cannot take smaller octaves: the status line names the setting, and octaves=1 then works."""
+    drawn = []
+    original = widget._png
+    widget._png = lambda image: drawn.append(tuple(image.shape[-2:])) or original(image)
+    widget.mode, widget.layer, widget.image_index, widget.steps = "dream", "conv2", 1, 4
+    widget.octaves = 3
+    widget.start()
+    assert widget.wait(60), widget.status
+    assert "error" not in widget.status.lower() and "could not" not in widget.status, widget.status
+    assert any(size != (28, 28) for size in drawn), drawn  # the smaller octaves were drawn
+    widget.layer = "fc4"
+    widget.start()
+    widget.wait(60)
+    assert "octaves=3" in widget.status and "fully connected" in widget.status, widget.status
+    widget.octaves = 1
+    widget.start()
+    assert widget.wait(60), widget.status
+    assert widget.result is not None and widget.result.image.shape[-2:] == (28, 28)
+    assert "octaves=3" not in widget.status

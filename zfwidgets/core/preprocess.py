@@ -152,9 +152,13 @@ class Preprocessing:
     # ---- inputs to pictures ------------------------------------------------------------------
 
     def to_pixels(self, x: Tensor) -> Tensor:
-        """Model inputs back to pixels in [0, 1] (``x * std + mean``, clipped)."""
+        """Model inputs back to pixels in [0, 1] (``x * std + mean``, clipped).
+
+        An input of another size than a mean image (a smaller DeepDream octave) is drawn with
+        the mean image resized to it, as the input itself was.
+        """
         x = x.detach().float()
-        return (x * self._std.to(x) + self._mean_for(x).to(x)).clamp(0.0, 1.0)
+        return (x * self._std.to(x) + self._mean_resized(x).to(x)).clamp(0.0, 1.0)
 
     def picture(self, x: Tensor) -> np.ndarray:
         """One model input (C, H, W) as a uint8 picture (H, W, 3), or (H, W) for grey."""
@@ -198,6 +202,12 @@ class Preprocessing:
         return f"{colour} {size}, (x - {mean}) / {std}"
 
     # ---- helpers -----------------------------------------------------------------------------
+
+    def _mean_resized(self, x: Tensor) -> Tensor:
+        if not self.mean_image or tuple(x.shape[-2:]) == tuple(self._mean.shape[-2:]):
+            return self._mean
+        size = list(x.shape[-2:])
+        return TF.resize(self._mean[None], size, antialias=True)[0]
 
     def _mean_for(self, x: Tensor) -> Tensor:
         if not self.mean_image or tuple(x.shape[-2:]) == tuple(self._mean.shape[-2:]):

@@ -399,6 +399,24 @@ def _counting_on(loop: dict, done: int, total: int, earlier: list[float]) -> dic
     return loop
 
 
+def _check_octaves(forward, base: Tensor, sizes: list[tuple[int, int]], layer: str, insp) -> None:
+    """Refuses octaves the layer cannot take (a fully connected layer needs the model's own
+    image size) before any step runs, naming the setting and what works instead."""
+    if len(sizes) == 1:
+        return
+    try:
+        with torch.no_grad():
+            forward(_resize(base, sizes[-1]))
+    except (RuntimeError, ValueError) as err:
+        shape = insp.shapes(tuple(base.shape[1:]))[insp.layer_index(layer)]
+        kind = "fully connected " if len(shape) == 2 else ""
+        raise ValueError(
+            f"octaves={len(sizes)} shrinks the image to {sizes[-1][0]}x{sizes[-1][1]}, which "
+            f"{kind}layer '{layer}' cannot take (it needs {tuple(base.shape[-2:])} images up to "
+            f"there); use octaves=1 for it, or dream at a convolutional layer"
+        ) from err
+
+
 def dream(
     insp: Inspector,
     image,
@@ -432,6 +450,7 @@ def dream(
 
     side = base.shape[-2:]
     sizes = [tuple(max(1, round(s / octave_scale**k)) for s in side) for k in range(octaves)]
+    _check_octaves(forward, base, sizes, layer, insp)
     generator = torch.Generator().manual_seed(seed)
     detail = torch.zeros_like(_resize(base, sizes[-1]))
     values: list[float] = []
