@@ -85,7 +85,7 @@ def test_preparing_a_lab_opens_the_mined_file(browser_page, jupyterlab):
         folders = ("camera", "chelsea", "coffee", "grace_hopper", "rocket")
         assert any(name in labels for name in folders), labels
         menu = browser.locator("select").first
-        options = [t.strip() for t in menu.locator("option").all_inner_texts()]
+        options = [t.replace("\xa0", " ").strip() for t in menu.locator("option").all_inner_texts()]
         assert any("not mined" in t for t in options), options
         assert not any("not mined" in t for t in options if t.startswith("conv")), options
         assert browser.get_by_role("button", name="Export").count() == 1
