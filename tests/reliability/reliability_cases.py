@@ -770,6 +770,52 @@ def _cases() -> list[Case]:
         assert 1 <= chunk < len(images) and torch.allclose(parts, whole, atol=1e-5)
         return f"accepted: chunked into passes of {chunk} images; same result as one pass"
 
+    @row("data-nan-image", data, "mining 40 digits, image 17 with one NaN pixel", "image 17")
+    def _(e):
+        images = e.d.dataset.images[:40].clone()
+        images[17, 0, 5, 5] = float("nan")
+        return error_of(lambda: mine(e.insp, images, ["conv1"], progress=False))
+
+    @row("data-uint8", data, "mining uint8 images (0..255)", "x.float() / 255")
+    def _(e):
+        images = (e.d.dataset.images[:8] * 255).to(torch.uint8)
+        return error_of(lambda: mine(e.insp, images, ["conv1"], progress=False))
+
+    @row("features-nan-image", data, "features() of digits, image 3 with inf", "image 3")
+    def _(e):
+        from zfwidgets.core.feature_space import features
+
+        images = e.d.dataset.images[:8].clone()
+        images[3, 0, 0, 0] = float("inf")
+        return error_of(lambda: features(e.insp, images, progress=False))
+
+    @row("features-in-place", data, "features(), one image changed in place, again", "new values")
+    def _(e):
+        from zfwidgets.core.feature_space import features
+
+        images = e.d.dataset.images[:8].clone()
+        first = features(e.insp, images, progress=False).values.clone()
+        images[5].mul_(0.5)
+        again = features(e.insp, images, progress=False)
+        assert torch.equal(again.values[:5], first[:5])
+        assert not torch.equal(again.values[5], first[5])
+        want = e.insp.activations(images[5], again.layer).flatten()
+        assert torch.allclose(again.values[5], want, atol=1e-6)
+        return "accepted: the cache is keyed on every byte; row 5 has new values, the rest equal"
+
+    @row("nearest-nan", data, "nearest() with a NaN query", "finite")
+    def _(e):
+        from zfwidgets.core.feature_space import nearest
+
+        values = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+        return error_of(lambda: nearest(values, torch.full((4,), float("nan")), k=2, exclude=0))
+
+    @row("tsne-dead-layer", data, "t-SNE of 30 identical feature rows (a dead layer)", "'pca'")
+    def _(e):
+        from zfwidgets.core.feature_space import embed
+
+        return error_of(lambda: embed(torch.zeros(30, 16), "tsne"))
+
     snap = "Training snapshots (zfwidgets.train.load_run)"
 
     def load_error(path: Path, factory=None) -> str:
@@ -1147,6 +1193,13 @@ def _cases() -> list[Case]:
         insp = Inspector(model, device="cpu", keep=["3"])
         del model[3]  # the classifier: layer '3' is gone
         return error_of(lambda: insp.predict(torch.rand(1, 8, 8)))
+
+    @row("nan-weight", models, "a model with one NaN weight", "'0.weight'")
+    def _(e):
+        model = small().eval()
+        with torch.no_grad():
+            model[0].weight.view(-1)[0] = float("nan")
+        return error_of(lambda: Inspector(model, device="cpu").predict(torch.rand(1, 8, 8)))
 
     graphs = "Graph models (torchvision, random weights, 64 px RGB images)"
 

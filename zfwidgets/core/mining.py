@@ -42,7 +42,7 @@ from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler, Subset
 
 from zfwidgets.core.cache import parameter_version
-from zfwidgets.core.checks import ImageCollator, check_count, name_list
+from zfwidgets.core.checks import ImageCollator, check_batch, check_count, name_list
 from zfwidgets.core.files import check_stored_zip, read_regular
 from zfwidgets.core.fingerprint import (
     DIGEST_BYTES,
@@ -557,9 +557,10 @@ def mine(
             batches = iter(())
         last_write = start
         for batch in batches:
+            first = offset + state.done
+            check_batch(batch, first)  # one NaN image would top every map
             digests = digest_items(batch) if known_fp is None else None
             acts = insp.run_batch(batch, names)
-            first = offset + state.done
             ids = torch.arange(first, first + len(batch), device=insp.device)
             best = dict(state.best)
             for name, act in acts.items():
