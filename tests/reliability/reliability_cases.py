@@ -657,6 +657,42 @@ def _cases() -> list[Case]:
     def _(e):
         return error_of(lambda: Inspector(e.d.model, device="meta"))
 
+    @row(
+        "occlusion-options",
+        setting,
+        "occlusion sweeps through AvgPool2d(divisor_override=3), count_include_pad, ceil_mode, "
+        "a reflect-padded and a 'same'-padded conv",
+        "equal incremental=False",
+    )
+    def _(e):
+        from zfwidgets.core.incremental import OcclusionPlan
+
+        layers = [
+            nn.AvgPool2d(3, 2, divisor_override=3),
+            nn.AvgPool2d(3, 2, padding=1, count_include_pad=False),
+            nn.AvgPool2d(3, 2, ceil_mode=True),
+            nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"),
+            nn.Conv2d(4, 4, 3, padding="same"),
+        ]
+        whole = 0
+        for layer in layers:
+            torch.manual_seed(0)
+            model = nn.Sequential(
+                nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), layer, nn.Flatten(), nn.LazyLinear(3)
+            )
+            model(torch.zeros(1, 1, 16, 16))  # the lazy layer takes its shape
+            insp = Inspector(model.eval(), device="cpu")
+            x = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(1))
+            fast = occlusion_sweep(insp, x, 4, 3, layer="2")
+            plain = occlusion_sweep(insp, x, 4, 3, layer="2", incremental=False)
+            assert torch.allclose(fast.activity, plain.activity, atol=1e-5, rtol=1e-5)
+            plan = OcclusionPlan(insp.graph, insp.current_weights(), insp.image(x), 4, [(0, 0)])
+            whole += plan.box_fraction()[2] == 1.0
+        return (
+            f"accepted: maps equal incremental=False for all {len(layers)}; the {whole} steps "
+            "with an option the by-parts path does not honour are recomputed whole"
+        )
+
     data = "Data sets and mined results"
 
     @row("empty", data, "mining an empty data set", "at least one image")
