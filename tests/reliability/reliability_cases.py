@@ -852,6 +852,24 @@ def _cases() -> list[Case]:
 
         return error_of(lambda: embed(torch.zeros(30, 16), "tsne"))
 
+    @row("k-huge", data, "mine with k = 10**9 on 40 digits, 16 MiB free", "pass k <= 40")
+    def _(e):
+        with free_memory(16 * 2**20):
+            return error_of(
+                lambda: mine(e.insp, e.d.dataset.images[:40], ["conv1"], k=10**9, progress=False),
+                MemoryError,
+            )
+
+    @row("numpy-ints", data, "mine(k=np.int64(3), batch_size=np.int32(16))", "accepted")
+    def _(e):
+        images = e.d.dataset.images[:40]
+        got = mine(
+            e.insp, images, ["conv1"], k=np.int64(3), batch_size=np.int32(16), progress=False
+        )
+        want = mine(e.insp, images, ["conv1"], k=3, batch_size=16, progress=False)
+        assert all(torch.equal(got.layers[n].values, want.layers[n].values) for n in want.layers)
+        return "accepted: numpy and 0-d tensor integers are read as ints (same result as k=3)"
+
     snap = "Training snapshots (zfwidgets.train.load_run)"
 
     def load_error(path: Path, factory=None) -> str:
@@ -1237,6 +1255,21 @@ def _cases() -> list[Case]:
             model[0].weight.view(-1)[0] = float("nan")
         return error_of(lambda: Inspector(model, device="cpu").predict(torch.rand(1, 8, 8)))
 
+    @row("data-parallel", models, "nn.DataParallel(model)", "pass model.module")
+    def _(e):
+        return error_of(lambda: Inspector(nn.DataParallel(small()), device="cpu"))
+
+    @row("spectral-norm", models, "the old torch.nn.utils.spectral_norm on a conv", "spectral_norm")
+    def _(e):
+        model = small()
+        model[0] = torch.nn.utils.spectral_norm(model[0])
+        return error_of(lambda: Inspector(model, device="cpu"))
+
+    @row("lazy-modules", models, "LazyConv2d / LazyLinear before any forward", "model(x)")
+    def _(e):
+        model = nn.Sequential(nn.LazyConv2d(2, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3))
+        return error_of(lambda: Inspector(model, device="cpu"))
+
     graphs = "Graph models (torchvision, random weights, 64 px RGB images)"
 
     def torchvision_inspector(name: str) -> Inspector:
@@ -1331,6 +1364,43 @@ def _cases() -> list[Case]:
         x = image_from_bytes(buffer.getvalue(), channels=1)
         assert tuple(x.shape) == (1, 30, 20) and x[0, :5, -5:].mean() > 0.9, x.shape
         return "accepted: turned upright as a photo viewer shows it (30x20 stored, 20 wide shown)"
+
+    cli = "Command line (zfwidgets ...)"
+
+    def cli_outcome(e: Env, *argv: str) -> str:
+        from zfwidgets.cli import main
+
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(list(argv))
+        lines = err.getvalue().strip().splitlines()
+        assert code == 2 and len(lines) == 1, (code, lines)
+        return e.path_text(f"exit 2: {lines[0]}")
+
+    def a_file(e: Env) -> str:
+        path = e.dir / "notes.txt"
+        path.write_text("not a folder")
+        return str(path)
+
+    @row("cli-train-out-file", cli, "train --out an existing file", "is a file, not a folder")
+    def _(e):
+        args = ["train", "--arch", "small-zf", "--data", "demo", "--epochs", "1", "--out"]
+        return cli_outcome(e, *args, a_file(e))
+
+    @row("cli-figures-out-under-file", cli, "figures --out a path under a file", "inside it")
+    def _(e):
+        return cli_outcome(e, "figures", "--out", a_file(e) + "/figs")
+
+    @row("cli-mine-out-folder", cli, "mine --out an existing folder", "is a folder")
+    def _(e):
+        folder = e.dir / "pics" / "a"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(folder / "0.png")
+        return cli_outcome(
+            e,
+            *("mine", "--model", "demo", "--layers", "conv1"),
+            *("--data", str(e.dir / "pics"), "--out", str(e.dir)),
+        )
 
     state = "Widget state after an error"
 

@@ -13,6 +13,7 @@ from torch import Tensor
 __all__ = [
     "ImageCollator",
     "as_image",
+    "as_int",
     "check_batch",
     "check_bytes",
     "check_channel",
@@ -51,6 +52,25 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
+def as_int(value):
+    """An integer given as a numpy integer or a 0-d integer tensor, as a Python int
+    (``np.int64(3)``, ``labels[i]``, ``scores.argmax()``); anything else unchanged, for the
+    caller's own check to accept or refuse by name.
+
+    Example:
+        >>> as_int(np.int64(3)), as_int(torch.tensor(4)), as_int(2.5), as_int(True)
+        (3, 4, 2.5, True)
+    """
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, Tensor) and value.ndim == 0 and value.dtype in _INT_DTYPES:
+        return int(value)
+    return value
+
+
+_INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
 def check_count(name: str, value) -> int:
     """``value`` as a positive int (a batch size, a step count).
 
@@ -59,7 +79,8 @@ def check_count(name: str, value) -> int:
         Traceback (most recent call last):
         ValueError: batch_size must be a positive int; got 0
     """
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+    value = as_int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int; got {value!r}")
     return int(value)
 

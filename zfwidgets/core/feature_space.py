@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Subset, TensorDataset
 
-from zfwidgets.core.checks import check_batch, check_count
+from zfwidgets.core.checks import as_int, check_batch, check_count
 from zfwidgets.core.inspector import Inspector
 from zfwidgets.core.mining import (
     _batches,
@@ -308,6 +308,7 @@ def nearest(
             )
     skip = torch.as_tensor([] if exclude is None else exclude, dtype=torch.long).flatten()
     allowed = values.shape[0] - len(torch.unique(skip))
+    k = as_int(k)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= allowed:
         raise ValueError(f"k must be an int in 1..{allowed} (the rows that may be returned)")
     queries = queries.to(values.dtype)
