@@ -298,3 +298,9 @@ def test_tsne_of_identical_rows_is_refused_before_scikit_learn_runs(monkeypatch)
     with pytest.raises(ValueError, match="all 30 rows are identical"):
         embed(dead, "tsne")
     np.testing.assert_array_equal(embed(dead, "pca"), np.zeros((30, 2)))
+
+
+def test_an_excluded_row_never_comes_back_even_at_infinite_distances():
+    values = torch.tensor([[1e30, 0.0], [-1e30, 0.0], [2e30, 0.0]])
+    index, dist = nearest(values, torch.tensor([-3e30, 0.0]), k=2, exclude=1)
+    assert 1 not in index.tolist() and index.tolist() == [0, 2]

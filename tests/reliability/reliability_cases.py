@@ -846,6 +846,17 @@ def _cases() -> list[Case]:
         values = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
         return error_of(lambda: nearest(values, torch.full((4,), float("nan")), k=2, exclude=0))
 
+    @row("nearest-excluded-huge", data, "nearest(exclude=1) over rows of size 1e30", "never")
+    def _(e):
+        from zfwidgets.core.feature_space import nearest
+
+        values = torch.tensor([[1e30, 0.0], [-1e30, 0.0], [2e30, 0.0]])
+        index, dist = nearest(values, torch.tensor([-3e30, 0.0]), k=2, exclude=1)
+        assert index.tolist() == [0, 2], index
+        return (
+            "accepted: rows 0 and 2 (distances overflow to inf); the excluded row never comes back"
+        )
+
     @row("tsne-dead-layer", data, "t-SNE of 30 identical feature rows (a dead layer)", "'pca'")
     def _(e):
         from zfwidgets.core.feature_space import embed

@@ -318,7 +318,8 @@ def nearest(
         chunk = values[start : start + _CHUNK_ROWS]
         d = torch.cdist(queries, chunk, compute_mode="donot_use_mm_for_euclid_dist")
         ids = torch.arange(start, start + len(chunk))
-        d[:, torch.isin(ids, skip)] = float("inf")
+        keep = ~torch.isin(ids, skip)  # dropped, not set to inf: a huge row's distance is inf
+        d, ids = d[:, keep], ids[keep]
         # stable: earlier chunks (lower indices) stay first among equal distances
         all_d, all_i = torch.cat([best_d, d], 1), torch.cat([best_i, ids.expand(len(d), -1)], 1)
         order = torch.sort(all_d, dim=1, stable=True).indices[:, :k]
