@@ -206,3 +206,43 @@ def test_mine_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("zfwidgets: error:") and message in err[0]
+
+
+def test_output_paths_that_cannot_be_written_exit_2_with_one_line(tmp_path, capsys, monkeypatch):
+    import zfwidgets.figures
+    import zfwidgets.train.command
+
+    # nothing may start before the path is checked
+    monkeypatch.setattr(zfwidgets.train.command, "_demo", lambda *a: 1 / 0)
+    monkeypatch.setattr(zfwidgets.figures, "make_figures", lambda *a, **k: 1 / 0)
+    afile = tmp_path / "notes.txt"
+    afile.write_text("x")
+    train = ["train", "--arch", "small-zf", "--data", "demo", "--epochs", "1", "--out"]
+    cases = [
+        ([*train, str(afile)], "is a file, not a folder"),
+        ([*train, str(afile / "run")], "'notes.txt' is a file, so no folder can be made"),
+        (["figures", "--out", str(afile)], "is a file, not a folder"),
+        (["figures", "--out", str(afile / "a" / "b")], "so no folder can be made inside it"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("zfwidgets: error:") and message in err[0]
+
+
+def test_an_os_error_while_writing_is_one_line(capsys, monkeypatch):
+    import zfwidgets.cli
+
+    def fails(args):
+        raise PermissionError(13, "Permission denied", "/read-only/run")
+
+    parser = zfwidgets.cli.build_parser()
+    monkeypatch.setattr(zfwidgets.cli, "build_parser", lambda: parser)
+    args = parser.parse_args(["info", "--model", "demo"])
+    monkeypatch.setattr(parser, "parse_args", lambda argv: args)
+    args.run = fails
+    assert main(["info"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "zfwidgets: error: [Errno 13] Permission denied: '/read-only/run'; check the paths given"
+    ]

@@ -58,8 +58,10 @@ def _info(args: argparse.Namespace) -> int:
 def _figures(args: argparse.Namespace) -> int:
     import time
 
+    from zfwidgets.core.files import check_output_path
     from zfwidgets.figures import ARCH_EPOCHS, make_figures
 
+    check_output_path("--out", args.out)  # before the minutes of work
     started = time.perf_counter()
     try:
         paths = make_figures(
@@ -292,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except (ValueError, TypeError) as err:
         print(f"zfwidgets: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file or folder that cannot be written: one line, not a traceback
+        print(f"zfwidgets: error: {err}; check the paths given", file=sys.stderr)
         return 2
 
 

@@ -28,6 +28,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from zfwidgets.core import Inspector
+from zfwidgets.core.checks import as_int
 from zfwidgets.core.preprocess import Preprocessing
 
 __all__ = [
@@ -112,6 +113,7 @@ def load_figure_data(
     from zfwidgets import demo
     from zfwidgets.zoo.registry import preprocessing_for
 
+    limit = as_int(limit)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"limit must be a positive whole number; got {limit!r}")
     if model == "photos":

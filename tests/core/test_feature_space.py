@@ -248,3 +248,59 @@ def test_embedding_refuses_bad_input():
         embed(torch.randn(2, 4), "pca")
     with pytest.raises(ValueError, match="NaN"):
         embed(torch.full((4, 2), float("nan")), "pca")
+
+
+# ----- reliability: caches over all of the data, non-finite and degenerate input -------------
+
+
+@pytest.mark.parametrize("wrap", [lambda x: x, TensorDataset, lambda x: list(x)])
+def test_an_image_changed_in_place_is_not_served_from_the_cache(wrap):
+    insp = Inspector(zf_like(), device="cpu")
+    images = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    data = wrap(images)
+    before = features(insp, data, progress=False).values.clone()
+    pixels = pixel_values(data).values.clone()
+    images[4].mul_(-1.0)  # in place: the same objects, one image changed
+    after = features(insp, data, progress=False)
+    torch.testing.assert_close(after.values[4], insp.activations(images[4], after.layer).flatten())
+    torch.testing.assert_close(after.values[:4], before[:4])
+    assert not torch.equal(after.values[4], before[4])
+    assert not torch.equal(pixel_values(data).values[4], pixels[4])
+
+
+def test_non_finite_or_integer_images_are_refused_with_the_image_named(digits):
+    d, insp, data = digits
+    images = d.dataset.images[:80].clone()
+    images[70, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match="image 70 of the data set has 1 NaN"):
+        features(insp, images, batch_size=32, progress=False)
+    with pytest.raises(ValueError, match="image 70 of the data set"):
+        pixel_values(images, batch_size=32)
+    with pytest.raises(TypeError, match=r"torch.uint8 .*x.float\(\) / 255"):
+        features(insp, (d.dataset.images[:8] * 255).to(torch.uint8), progress=False)
+
+
+def test_nearest_refuses_a_non_finite_query_or_table():
+    values = torch.randn(5, 3)
+    with pytest.raises(ValueError, match="query holds NaN"):
+        nearest(values, torch.tensor([float("nan"), 0.0, 0.0]), k=2, exclude=0)
+    values[3, 1] = float("inf")
+    with pytest.raises(ValueError, match=r"values holds NaN or infinite entries \(row 3\)"):
+        nearest(values, torch.zeros(3), k=2)
+
+
+def test_tsne_of_identical_rows_is_refused_before_scikit_learn_runs(monkeypatch):
+    # scikit-learn's t-SNE segfaults on these rows: it must never be called
+    import sklearn.manifold
+
+    monkeypatch.setattr(sklearn.manifold, "TSNE", None)
+    dead = torch.full((30, 8), 0.25)
+    with pytest.raises(ValueError, match="all 30 rows are identical"):
+        embed(dead, "tsne")
+    np.testing.assert_array_equal(embed(dead, "pca"), np.zeros((30, 2)))
+
+
+def test_an_excluded_row_never_comes_back_even_at_infinite_distances():
+    values = torch.tensor([[1e30, 0.0], [-1e30, 0.0], [2e30, 0.0]])
+    index, dist = nearest(values, torch.tensor([-3e30, 0.0]), k=2, exclude=1)
+    assert 1 not in index.tolist() and index.tolist() == [0, 2]

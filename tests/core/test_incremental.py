@@ -175,3 +175,52 @@ def test_graph_occlusion_equals_plain_passes(name, side, size, stride):
     torch.testing.assert_close(fast.target_prob, plain.target_prob, atol=1e-6, rtol=0)
     plan = OcclusionPlan(insp.graph, insp.current_weights(), insp.image(x), size, [(0, 0)])
     assert min(plan.box_fraction()) < 0.5  # the early layers really are recomputed by parts
+
+
+# ----- every module option honoured or sent whole -----------------------------------------
+
+
+def _options_model(layer: nn.Module, channels: int = 4) -> nn.Sequential:
+    torch.manual_seed(5)
+    return nn.Sequential(
+        nn.Conv2d(2, channels, 3, padding=1),
+        nn.ReLU(),
+        layer,
+        nn.Conv2d(channels, 3, 3),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(12, 5),
+    ).eval()
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        nn.AvgPool2d(3, 2, divisor_override=3),
+        nn.AvgPool2d(2, divisor_override=1),
+        nn.AvgPool2d(3, 2, padding=1, count_include_pad=False),
+        nn.AvgPool2d(3, 2, padding=1, count_include_pad=True, ceil_mode=True),
+        nn.AvgPool2d(3, 2, ceil_mode=True),
+        nn.MaxPool2d(3, 2, padding=1, dilation=2, ceil_mode=True),
+        nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2),
+        nn.Conv2d(4, 4, 3, padding="same", dilation=2),
+        nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"),
+        nn.Conv2d(4, 4, 3, padding=1, padding_mode="circular"),
+        nn.Conv2d(4, 4, 3, padding=1, padding_mode="replicate"),
+    ],
+    ids=repr,
+)
+def test_every_pool_and_conv_option_equals_the_plain_path(layer):
+    insp = Inspector(_options_model(layer), device="cpu")
+    x = torch.randn(2, 23, 21, generator=torch.Generator().manual_seed(6))
+    fast = occlusion_sweep(insp, x, 5, 3, fill=0.7, layer="2")
+    plain = occlusion_sweep(insp, x, 5, 3, fill=0.7, layer="2", incremental=False)
+    scale = float(plain.activity.abs().max())
+    assert float((fast.activity - plain.activity).abs().max()) <= 1e-5 * scale
+    torch.testing.assert_close(fast.target_prob, plain.target_prob, atol=1e-6, rtol=0)
+
+
+def test_a_step_with_an_option_not_honoured_is_recomputed_whole():
+    insp = Inspector(_options_model(nn.AvgPool2d(3, 2, divisor_override=3)), device="cpu")
+    plan = OcclusionPlan(insp.graph, insp.current_weights(), torch.zeros(1, 2, 23, 21), 5, [(0, 0)])
+    assert plan.box_fraction()[2] == 1.0 and plan.box_fraction()[0] < 0.5

@@ -657,6 +657,42 @@ def _cases() -> list[Case]:
     def _(e):
         return error_of(lambda: Inspector(e.d.model, device="meta"))
 
+    @row(
+        "occlusion-options",
+        setting,
+        "occlusion sweeps through AvgPool2d(divisor_override=3), count_include_pad, ceil_mode, "
+        "a reflect-padded and a 'same'-padded conv",
+        "equal incremental=False",
+    )
+    def _(e):
+        from zfwidgets.core.incremental import OcclusionPlan
+
+        layers = [
+            nn.AvgPool2d(3, 2, divisor_override=3),
+            nn.AvgPool2d(3, 2, padding=1, count_include_pad=False),
+            nn.AvgPool2d(3, 2, ceil_mode=True),
+            nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"),
+            nn.Conv2d(4, 4, 3, padding="same"),
+        ]
+        whole = 0
+        for layer in layers:
+            torch.manual_seed(0)
+            model = nn.Sequential(
+                nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), layer, nn.Flatten(), nn.LazyLinear(3)
+            )
+            model(torch.zeros(1, 1, 16, 16))  # the lazy layer takes its shape
+            insp = Inspector(model.eval(), device="cpu")
+            x = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(1))
+            fast = occlusion_sweep(insp, x, 4, 3, layer="2")
+            plain = occlusion_sweep(insp, x, 4, 3, layer="2", incremental=False)
+            assert torch.allclose(fast.activity, plain.activity, atol=1e-5, rtol=1e-5)
+            plan = OcclusionPlan(insp.graph, insp.current_weights(), insp.image(x), 4, [(0, 0)])
+            whole += plan.box_fraction()[2] == 1.0
+        return (
+            f"accepted: maps equal incremental=False for all {len(layers)}; the {whole} steps "
+            "with an option the by-parts path does not honour are recomputed whole"
+        )
+
     data = "Data sets and mined results"
 
     @row("empty", data, "mining an empty data set", "at least one image")
@@ -769,6 +805,81 @@ def _cases() -> list[Case]:
             parts = e.insp.run_batch(images, ["fc5"])["fc5"]
         assert 1 <= chunk < len(images) and torch.allclose(parts, whole, atol=1e-5)
         return f"accepted: chunked into passes of {chunk} images; same result as one pass"
+
+    @row("data-nan-image", data, "mining 40 digits, image 17 with one NaN pixel", "image 17")
+    def _(e):
+        images = e.d.dataset.images[:40].clone()
+        images[17, 0, 5, 5] = float("nan")
+        return error_of(lambda: mine(e.insp, images, ["conv1"], progress=False))
+
+    @row("data-uint8", data, "mining uint8 images (0..255)", "x.float() / 255")
+    def _(e):
+        images = (e.d.dataset.images[:8] * 255).to(torch.uint8)
+        return error_of(lambda: mine(e.insp, images, ["conv1"], progress=False))
+
+    @row("features-nan-image", data, "features() of digits, image 3 with inf", "image 3")
+    def _(e):
+        from zfwidgets.core.feature_space import features
+
+        images = e.d.dataset.images[:8].clone()
+        images[3, 0, 0, 0] = float("inf")
+        return error_of(lambda: features(e.insp, images, progress=False))
+
+    @row("features-in-place", data, "features(), one image changed in place, again", "new values")
+    def _(e):
+        from zfwidgets.core.feature_space import features
+
+        images = e.d.dataset.images[:8].clone()
+        first = features(e.insp, images, progress=False).values.clone()
+        images[5].mul_(0.5)
+        again = features(e.insp, images, progress=False)
+        assert torch.equal(again.values[:5], first[:5])
+        assert not torch.equal(again.values[5], first[5])
+        want = e.insp.activations(images[5], again.layer).flatten()
+        assert torch.allclose(again.values[5], want, atol=1e-6)
+        return "accepted: the cache is keyed on every byte; row 5 has new values, the rest equal"
+
+    @row("nearest-nan", data, "nearest() with a NaN query", "finite")
+    def _(e):
+        from zfwidgets.core.feature_space import nearest
+
+        values = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+        return error_of(lambda: nearest(values, torch.full((4,), float("nan")), k=2, exclude=0))
+
+    @row("nearest-excluded-huge", data, "nearest(exclude=1) over rows of size 1e30", "never")
+    def _(e):
+        from zfwidgets.core.feature_space import nearest
+
+        values = torch.tensor([[1e30, 0.0], [-1e30, 0.0], [2e30, 0.0]])
+        index, dist = nearest(values, torch.tensor([-3e30, 0.0]), k=2, exclude=1)
+        assert index.tolist() == [0, 2], index
+        return (
+            "accepted: rows 0 and 2 (distances overflow to inf); the excluded row never comes back"
+        )
+
+    @row("tsne-dead-layer", data, "t-SNE of 30 identical feature rows (a dead layer)", "'pca'")
+    def _(e):
+        from zfwidgets.core.feature_space import embed
+
+        return error_of(lambda: embed(torch.zeros(30, 16), "tsne"))
+
+    @row("k-huge", data, "mine with k = 10**9 on 40 digits, 16 MiB free", "pass k <= 40")
+    def _(e):
+        with free_memory(16 * 2**20):
+            return error_of(
+                lambda: mine(e.insp, e.d.dataset.images[:40], ["conv1"], k=10**9, progress=False),
+                MemoryError,
+            )
+
+    @row("numpy-ints", data, "mine(k=np.int64(3), batch_size=np.int32(16))", "accepted")
+    def _(e):
+        images = e.d.dataset.images[:40]
+        got = mine(
+            e.insp, images, ["conv1"], k=np.int64(3), batch_size=np.int32(16), progress=False
+        )
+        want = mine(e.insp, images, ["conv1"], k=3, batch_size=16, progress=False)
+        assert all(torch.equal(got.layers[n].values, want.layers[n].values) for n in want.layers)
+        return "accepted: numpy and 0-d tensor integers are read as ints (same result as k=3)"
 
     snap = "Training snapshots (zfwidgets.train.load_run)"
 
@@ -1148,6 +1259,28 @@ def _cases() -> list[Case]:
         del model[3]  # the classifier: layer '3' is gone
         return error_of(lambda: insp.predict(torch.rand(1, 8, 8)))
 
+    @row("nan-weight", models, "a model with one NaN weight", "'0.weight'")
+    def _(e):
+        model = small().eval()
+        with torch.no_grad():
+            model[0].weight.view(-1)[0] = float("nan")
+        return error_of(lambda: Inspector(model, device="cpu").predict(torch.rand(1, 8, 8)))
+
+    @row("data-parallel", models, "nn.DataParallel(model)", "pass model.module")
+    def _(e):
+        return error_of(lambda: Inspector(nn.DataParallel(small()), device="cpu"))
+
+    @row("spectral-norm", models, "the old torch.nn.utils.spectral_norm on a conv", "spectral_norm")
+    def _(e):
+        model = small()
+        model[0] = torch.nn.utils.spectral_norm(model[0])
+        return error_of(lambda: Inspector(model, device="cpu"))
+
+    @row("lazy-modules", models, "LazyConv2d / LazyLinear before any forward", "model(x)")
+    def _(e):
+        model = nn.Sequential(nn.LazyConv2d(2, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3))
+        return error_of(lambda: Inspector(model, device="cpu"))
+
     graphs = "Graph models (torchvision, random weights, 64 px RGB images)"
 
     def torchvision_inspector(name: str) -> Inspector:
@@ -1242,6 +1375,43 @@ def _cases() -> list[Case]:
         x = image_from_bytes(buffer.getvalue(), channels=1)
         assert tuple(x.shape) == (1, 30, 20) and x[0, :5, -5:].mean() > 0.9, x.shape
         return "accepted: turned upright as a photo viewer shows it (30x20 stored, 20 wide shown)"
+
+    cli = "Command line (zfwidgets ...)"
+
+    def cli_outcome(e: Env, *argv: str) -> str:
+        from zfwidgets.cli import main
+
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(list(argv))
+        lines = err.getvalue().strip().splitlines()
+        assert code == 2 and len(lines) == 1, (code, lines)
+        return e.path_text(f"exit 2: {lines[0]}")
+
+    def a_file(e: Env) -> str:
+        path = e.dir / "notes.txt"
+        path.write_text("not a folder")
+        return str(path)
+
+    @row("cli-train-out-file", cli, "train --out an existing file", "is a file, not a folder")
+    def _(e):
+        args = ["train", "--arch", "small-zf", "--data", "demo", "--epochs", "1", "--out"]
+        return cli_outcome(e, *args, a_file(e))
+
+    @row("cli-figures-out-under-file", cli, "figures --out a path under a file", "inside it")
+    def _(e):
+        return cli_outcome(e, "figures", "--out", a_file(e) + "/figs")
+
+    @row("cli-mine-out-folder", cli, "mine --out an existing folder", "is a folder")
+    def _(e):
+        folder = e.dir / "pics" / "a"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(folder / "0.png")
+        return cli_outcome(
+            e,
+            *("mine", "--model", "demo", "--layers", "conv1"),
+            *("--data", str(e.dir / "pics"), "--out", str(e.dir)),
+        )
 
     state = "Widget state after an error"
 

@@ -116,3 +116,48 @@ def test_a_tensor_without_labels_is_one_colour(digits):
     assert len(w._figure.marks) == 2 and w._readout.value == ""
     assert w._query_caption.text == "image 0: no label"
     w.close()
+
+
+def test_close_during_an_uninterruptible_embedding_does_not_block(digits, monkeypatch):
+    import threading
+    import time
+
+    import zfwidgets.widgets.feature_space as module
+
+    d, data = digits
+    started, release = threading.Event(), threading.Event()
+
+    def stuck_embed(values, method, seed):  # like t-SNE: no way to stop it from outside
+        started.set()
+        release.wait(30)
+        return embed(values, "pca", seed)
+
+    w = FeatureSpace(d.model, data)
+    assert w.wait(60)
+    monkeypatch.setattr(module, "embed", stuck_embed)
+    w.method = "tsne"
+    assert started.wait(60)
+    t0 = time.monotonic()
+    w.close()
+    assert time.monotonic() - t0 < w.close_wait_seconds + 2.0
+    release.set()
+    assert w.wait(30)  # the worker ended by itself; its result was dropped
+
+
+def test_tsne_of_a_dead_layer_is_a_status_line_refusal_not_a_crash(digits):
+    import copy
+
+    d, data = digits
+    model = copy.deepcopy(d.model)
+    with torch.no_grad():  # fc4's input weights zero: every image has the same features
+        [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-2].weight.zero_()
+    w = FeatureSpace(model, data)
+    try:
+        assert w.wait(60)
+        w.method = "tsne"  # scikit-learn would kill the kernel on these rows
+        assert w.wait(60)
+        assert w.status_line.level == "error" and "rows are identical" in w.status, w.status
+        w.method = "pca"  # the widget still works
+        assert w.wait(60) and w.status_line.level != "error" and w.points.shape == (90, 2)
+    finally:
+        w.close()

@@ -13,11 +13,14 @@ from torch import Tensor
 __all__ = [
     "ImageCollator",
     "as_image",
+    "as_int",
+    "check_batch",
     "check_bytes",
     "check_channel",
     "check_class",
     "check_count",
     "check_fill",
+    "check_finite_weights",
     "check_position",
     "closest_names",
     "fitting_side",
@@ -49,6 +52,25 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
+def as_int(value):
+    """An integer given as a numpy integer or a 0-d integer tensor, as a Python int
+    (``np.int64(3)``, ``labels[i]``, ``scores.argmax()``); anything else unchanged, for the
+    caller's own check to accept or refuse by name.
+
+    Example:
+        >>> as_int(np.int64(3)), as_int(torch.tensor(4)), as_int(2.5), as_int(True)
+        (3, 4, 2.5, True)
+    """
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, Tensor) and value.ndim == 0 and value.dtype in _INT_DTYPES:
+        return int(value)
+    return value
+
+
+_INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
 def check_count(name: str, value) -> int:
     """``value`` as a positive int (a batch size, a step count).
 
@@ -57,7 +79,8 @@ def check_count(name: str, value) -> int:
         Traceback (most recent call last):
         ValueError: batch_size must be a positive int; got 0
     """
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+    value = as_int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int; got {value!r}")
     return int(value)
 
@@ -153,6 +176,75 @@ def as_image(x, in_channels: int | None) -> Tensor:
             f"first layer takes {in_channels}"
         )
     return x
+
+
+def check_batch(batch: Tensor, first: int) -> None:
+    """A batch of data-set images (image ``first`` is its first row) checked as
+    :func:`as_image` checks one image: a floating dtype and finite pixels, or an error that
+    names the first bad image's index in the data set.
+
+    Example:
+        >>> x = torch.zeros(4, 1, 2, 2); x[2, 0, 1, 1] = float("nan")
+        >>> try:
+        ...     check_batch(x, 16)
+        ... except ValueError as err:
+        ...     print(str(err)[:46])
+        image 18 of the data set has 1 NaN or infinite
+    """
+    if not batch.is_floating_point():
+        raise TypeError(
+            f"data set images have dtype {batch.dtype} (image {first} onwards); a floating dtype "
+            "is needed, as for Inspector.image: convert them (e.g. x.float() / 255, normalised "
+            "as the model was trained) or give the Dataset such a transform"
+        )
+    wide = batch.detach()
+    x = wide.float()
+    if torch.isfinite(x.sum()) or torch.isfinite(x).all():  # see as_image: the cheap test first
+        return
+    bad = ~torch.isfinite(x.flatten(1))
+    row = int(bad.any(1).nonzero()[0, 0])
+    huge = int((bad[row] & torch.isfinite(wide[row].flatten())).sum())
+    if huge:
+        raise ValueError(
+            f"image {first + row} of the data set has {huge} values beyond float32's range "
+            "(|x| > 3.4e38); the model computes in float32: scale the images as the model was "
+            "trained"
+        )
+    raise ValueError(
+        f"image {first + row} of the data set has {int(bad[row].sum())} NaN or infinite values; "
+        "all pixels must be finite: fix or drop that image"
+    )
+
+
+def check_finite_weights(model) -> None:
+    """Every floating parameter and buffer of ``model`` finite, or a ValueError naming the
+    first one that is not (a NaN weight turns every picture into NaN).
+
+    Example:
+        >>> from torch import nn
+        >>> m = nn.Sequential(nn.Linear(2, 2))
+        >>> with torch.no_grad():
+        ...     m[0].bias[1] = float("nan")
+        >>> try:
+        ...     check_finite_weights(m)
+        ... except ValueError as err:
+        ...     print(str(err)[:34])
+        model parameter '0.bias' has 1 NaN
+    """
+    named = [*model.named_parameters(), *model.named_buffers()]
+    for name, t in named:
+        lazy = isinstance(t, torch.nn.parameter.UninitializedTensorMixin)
+        if lazy or not t.is_floating_point() or t.device.type == "meta" or not t.numel():
+            continue
+        t = t.detach()
+        if torch.isfinite(t.sum()) or torch.isfinite(t).all():
+            continue
+        kind = "parameter" if any(n == name for n, _ in model.named_parameters()) else "buffer"
+        raise ValueError(
+            f"model {kind} {name!r} has {int((~torch.isfinite(t)).sum())} NaN or infinite "
+            "values; every weight must be finite (a diverged training run?): load or train "
+            "weights that are finite, then inspect"
+        )
 
 
 def closest_names(name: str, names: Sequence[str]) -> str:

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Subset, TensorDataset
 
-from zfwidgets.core.checks import check_count
+from zfwidgets.core.checks import as_int, check_batch, check_count
 from zfwidgets.core.inspector import Inspector
 from zfwidgets.core.mining import (
     _batches,
@@ -231,6 +231,7 @@ def _stream(data, batch_size, one_batch, total, what, progress, callback, should
     bar = tqdm(total=total, desc=what, unit="img", disable=not progress)
     try:
         for batch in _batches(data, batch_size):
+            check_batch(batch, done)  # uint8 or NaN images refused, the image named
             rows.append(one_batch(batch))
             done += len(batch)
             bar.update(len(batch))
@@ -297,8 +298,17 @@ def nearest(
         raise ValueError(
             f"query must be (D,) or (Q, D) with D = {values.shape[1]}; got {tuple(query.shape)}"
         )
+    for what, t in (("query", queries), ("values", values)):
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            bad = int((~torch.isfinite(t)).any(1).nonzero()[0, 0])
+            where = "" if what == "query" and single else f" (row {bad})"
+            raise ValueError(
+                f"{what} holds NaN or infinite entries{where}; distances need finite vectors: "
+                "pass a finite query and table (features of finite images)"
+            )
     skip = torch.as_tensor([] if exclude is None else exclude, dtype=torch.long).flatten()
     allowed = values.shape[0] - len(torch.unique(skip))
+    k = as_int(k)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= allowed:
         raise ValueError(f"k must be an int in 1..{allowed} (the rows that may be returned)")
     queries = queries.to(values.dtype)
@@ -308,7 +318,8 @@ def nearest(
         chunk = values[start : start + _CHUNK_ROWS]
         d = torch.cdist(queries, chunk, compute_mode="donot_use_mm_for_euclid_dist")
         ids = torch.arange(start, start + len(chunk))
-        d[:, torch.isin(ids, skip)] = float("inf")
+        keep = ~torch.isin(ids, skip)  # dropped, not set to inf: a huge row's distance is inf
+        d, ids = d[:, keep], ids[keep]
         # stable: earlier chunks (lower indices) stay first among equal distances
         all_d, all_i = torch.cat([best_d, d], 1), torch.cat([best_i, ids.expand(len(d), -1)], 1)
         order = torch.sort(all_d, dim=1, stable=True).indices[:, :k]
@@ -354,12 +365,20 @@ def embed(values: Tensor | np.ndarray, method: str = "pca", seed: int = 0) -> np
     if not np.isfinite(data).all():
         raise ValueError("values hold NaN or infinite entries; an embedding needs finite values")
     data = data.astype(np.float64)
+    spread = float(np.ptp(data, axis=0).max()) if data.size else 0.0
+    if method == "tsne" and spread == 0:
+        # scikit-learn's t-SNE kills the process (a segfault) on rows that are all equal
+        raise ValueError(
+            f"all {data.shape[0]} rows are identical (a dead layer gives the same features for "
+            "every image): t-SNE has no neighbourhoods to show; choose another layer, or "
+            "'pca' (it draws every point at the origin)"
+        )
     from sklearn.decomposition import PCA  # imported here: core imports only torch and numpy
 
     if method == "pca":
-        return _pad_columns(
-            PCA(n_components=min(2, *data.shape), random_state=seed).fit_transform(data)
-        )
+        pca = PCA(n_components=min(2, *data.shape), random_state=seed)
+        with np.errstate(invalid="ignore", divide="ignore"):  # no spread: explained ratio 0/0
+            return _pad_columns(pca.fit_transform(data))
     from sklearn.manifold import TSNE
 
     if data.shape[1] > 50 and data.shape[0] > 50:

@@ -105,3 +105,45 @@ def check_stored_zip(data: bytes, what: str) -> None:
             f"{claimed:,} bytes claimed in a {len(data):,}-byte file); torch.save never writes "
             "those, so it was not inflated"
         )
+
+
+def check_output_path(flag: str, path: str | os.PathLike, kind: str = "folder") -> Path:
+    """``path`` checked as a place to write a ``kind`` (``"folder"`` or ``"file"``) before any
+    work starts: a ValueError saying what was given and what to do, else the path.
+
+    The deepest part of ``path`` that exists must be a folder this process may write to, and
+    ``path`` itself, when it exists, must be of the right kind.
+
+    Example:
+        >>> import tempfile
+        >>> afile = Path(tempfile.mkdtemp()) / "notes.txt"
+        >>> _ = afile.write_text("x")
+        >>> try:
+        ...     check_output_path("--out", afile / "run")
+        ... except ValueError as err:
+        ...     print(str(err).split(": ", 1)[1][:45])
+        'notes.txt' is a file, so no folder can be ma
+    """
+    path = Path(path)
+    given = f"{flag} {str(path)!r}"
+    if path.exists():
+        if kind == "folder" and not path.is_dir():
+            raise ValueError(
+                f"{given} is a file, not a folder; pass a new or existing folder (e.g. runs/one)"
+            )
+        if kind == "file" and path.is_dir():
+            raise ValueError(f"{given} is a folder; pass a file name inside it (e.g. top.pt)")
+    existing = path if path.exists() else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(
+            f"{given}: {existing.name!r} is a file, so no {kind} can be made inside it; choose "
+            "a path in a folder"
+        )
+    if not os.access(existing, os.W_OK):
+        raise ValueError(
+            f"{given}: the folder {str(existing)!r} is not writable; choose a {kind} in a folder "
+            "you can write to"
+        )
+    return path

@@ -442,6 +442,39 @@ def _refuse_unreadable(name: str, module: nn.Module) -> None:
         )
 
 
+def _refuse_unready(name: str, module: nn.Module) -> None:
+    """Modules that cannot be read as they are, refused before tracing (whose own error
+    would name torch.fx internals): each message says what to pass or do instead."""
+    from torch.nn.modules.lazy import LazyModuleMixin
+
+    if isinstance(module, nn.DataParallel | nn.parallel.DistributedDataParallel):
+        wrapper = type(module).__name__
+        if name == wrapper:  # the model itself
+            raise UnsupportedModelError(
+                f"model is a {wrapper} wrapper (it splits batches over devices) and zfwidgets "
+                "reads the network itself: pass model.module, the network inside it with the "
+                "same weights, e.g. Inspector(model.module)"
+            )
+        raise UnsupportedModelError(
+            f"'{name}' is a {wrapper} wrapper (it splits batches over devices) and zfwidgets "
+            f"reads the network itself: pass a model whose '{name}' is the network inside it "
+            f"(its .module, the same weights)"
+        )
+    if any(type(h).__name__ == "SpectralNorm" for h in module._forward_pre_hooks.values()):
+        raise UnsupportedModelError(
+            f"'{name}' uses the old torch.nn.utils.spectral_norm, which sets its weight in a "
+            "forward pre-hook, and zfwidgets never runs hooks: use "
+            "torch.nn.utils.parametrizations.spectral_norm, or call "
+            "torch.nn.utils.remove_spectral_norm on the module first"
+        )
+    if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():
+        raise UnsupportedModelError(
+            f"'{name}' is a {type(module).__name__} whose parameters are not initialised yet "
+            "(their shapes come from the first input): run the model once on an input, "
+            "model(x), then build the Inspector"
+        )
+
+
 def _module_kind(name: str, module: nn.Module) -> str:
     _refuse_unreadable(name, module)
     kind = _MODULE_KINDS.get(type(module))
@@ -627,6 +660,8 @@ def build_graph(model: nn.Module) -> Graph:
             returns several values, or a layer is set up so that one image has no defined
             output; the message says what to pass instead.
     """
+    for name, module in model.named_modules():
+        _refuse_unready(name or type(model).__name__, module)
     fx_graph = _trace(model)
     modules = dict(model.named_modules())
     _read_pool_values(fx_graph, modules)

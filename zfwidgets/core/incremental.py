@@ -27,7 +27,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -54,14 +54,45 @@ _WHOLE_SHARE = 0.75  # measured on ResNet-50 at 224: 0.5 -> 8.2 s, 0.7 -> 7.5 s,
 
 
 def _window(step: Step):
-    """The window of a step we may recompute by parts, or None.
+    """The window of a step we may recompute by parts, or None (it is recomputed whole, by
+    the plain forward of the step, which honours every option).
 
-    Average pools qualify only without padding or ceil mode: their divisor changes at the border.
+    :meth:`OcclusionPlan._window_step` honours only what :func:`_by_parts_options` allows:
+    every other module option sends the step to the whole path.
     """
-    m = step.module
-    if isinstance(m, nn.AvgPool2d) and (m.ceil_mode or _pair(m.padding) != (0, 0)):
+    if _by_parts_options(step.module) is None:
         return None
     return window(step)
+
+
+# The options of each window module that the by-parts computation reads (kernel, stride,
+# padding, dilation, groups through ``window`` and ``_window_step``), with the values it
+# honours; an option not listed here or with another value sends the step to the whole path.
+# A new module option in torch is therefore never ignored silently.
+_HONOURED: dict[type, dict[str, Callable[[object], bool]]] = {
+    nn.Conv2d: {
+        "padding": lambda v: not isinstance(v, str),  # "same" / "valid": whole
+        "padding_mode": lambda v: v == "zeros",  # reflect, replicate, circular: whole
+    },
+    nn.MaxPool2d: {},  # padding (-inf), dilation and ceil mode are honoured
+    nn.AvgPool2d: {
+        # the divisor changes at the border with padding or ceil mode, and is set by hand
+        # with divisor_override: all three go whole
+        "padding": lambda v: _pair(v) == (0, 0),
+        "ceil_mode": lambda v: not v,
+        "divisor_override": lambda v: v is None,
+    },
+}
+
+
+def _by_parts_options(module) -> dict | None:
+    """The honoured options of ``module`` when it may be recomputed by parts, else None."""
+    for kind, rules in _HONOURED.items():
+        if type(module) is kind:  # a subclass may compute differently: whole
+            if all(check(getattr(module, name)) for name, check in rules.items()):
+                return rules
+            return None
+    return None
 
 
 def changed_interval(lo: int, hi: int, k: int, s: int, p: int, d: int, out_len: int):

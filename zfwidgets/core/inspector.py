@@ -33,6 +33,7 @@ from zfwidgets.core.checks import (
     check_bytes,
     check_channel,
     check_class,
+    check_finite_weights,
     check_position,
     closest_names,
     fitting_side,
@@ -468,6 +469,7 @@ class Inspector:
             self._sync()
             version = parameter_version(self.model)
             if version != self._version:
+                check_finite_weights(self.model)  # a NaN weight would draw NaN everywhere
                 self._weights = graph_weights(self.graph, self.model, self.device)
                 self._version = version
                 # records of the old weights can never be asked for again; the probe's verdicts

@@ -33,6 +33,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
+from zfwidgets.core.checks import as_int
 from zfwidgets.core.inspector import Inspector
 
 __all__ = [
@@ -73,6 +74,7 @@ def amounts(kind: str, start: float, stop: float, steps: int) -> list[float]:
         ([0.5, 1.0, 1.5], [-4.0, -1.3333333333333335, 0.0, 1.3333333333333335, 4.0])
     """
     _check_kind(kind)
+    steps = as_int(steps)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int; got {steps!r}")
     start, stop = float(start), float(stop)

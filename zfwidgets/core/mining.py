@@ -42,7 +42,7 @@ from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler, Subset
 
 from zfwidgets.core.cache import parameter_version
-from zfwidgets.core.checks import ImageCollator, check_count, name_list
+from zfwidgets.core.checks import ImageCollator, as_int, check_batch, check_count, name_list
 from zfwidgets.core.files import check_stored_zip, read_regular
 from zfwidgets.core.fingerprint import (
     DIGEST_BYTES,
@@ -53,6 +53,7 @@ from zfwidgets.core.fingerprint import (
     upfront,
 )
 from zfwidgets.core.inspector import Inspector
+from zfwidgets.core.memory import check_fits
 
 __all__ = [
     "LayerTopK",
@@ -497,6 +498,7 @@ def mine(
         >>> torch.equal(resumed.layers["1"].values, whole.layers["1"].values), state.exists()
         (True, False)
     """
+    k = as_int(k)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int; got {k!r}")
     batch_size = check_count("batch_size", batch_size)
@@ -557,9 +559,12 @@ def mine(
             batches = iter(())
         last_write = start
         for batch in batches:
+            first = offset + state.done
+            check_batch(batch, first)  # one NaN image would top every map
+            if not state.best:  # the first batch: a k whose results cannot fit stops here
+                _check_result_fits(insp, batch.shape[1:], names, k, len(as_indexable(data)))
             digests = digest_items(batch) if known_fp is None else None
             acts = insp.run_batch(batch, names)
-            first = offset + state.done
             ids = torch.arange(first, first + len(batch), device=insp.device)
             best = dict(state.best)
             for name, act in acts.items():
@@ -614,6 +619,23 @@ class _State:
     done: int
     digests: list[Tensor]
     meta: str
+
+
+_ENTRY_BYTES = 4 + 8 + 16  # one kept entry: value (float32), image (int64), position (2 x int64)
+
+
+def _check_result_fits(insp: Inspector, shape, names: list[str], k: int, total: int) -> None:
+    """Refuses, before the pass, a ``k`` whose results (k entries per map) cannot fit."""
+    shapes = insp.shapes(tuple(shape))
+    maps = sum(int(shapes[insp.layer_index(name)][1]) for name in names)  # (1, C, ...)
+    advice = "pass a smaller k or fewer layers"
+    if k > total:
+        advice = (
+            f"k above the data set's {total:,} images only adds empty entries: pass k <= {total:,}"
+        )
+    what = f"k = {k:,} entries for each of {maps:,} maps"
+    for device in {insp.device, torch.device("cpu")}:  # the results end on the CPU
+        check_fits(maps * k * _ENTRY_BYTES, device, what, advice)
 
 
 def _empty(channels: int, device) -> LayerTopK:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from zfwidgets.core.checks import check_channel, check_count, check_fill
+from zfwidgets.core.checks import as_int, check_channel, check_count, check_fill
 from zfwidgets.core.incremental import OcclusionPlan
 from zfwidgets.core.inspector import Inspector
 
@@ -151,6 +151,7 @@ def occlusion_sweep(
     kept as the reference the incremental path is tested against).
     """
     img = insp.image(x)
+    size, stride = as_int(size), as_int(stride)
     _check_square(img.shape, size, stride)
     check_fill(fill, img)
     batch_size = check_count("batch_size", batch_size)
@@ -215,6 +216,7 @@ def occlusion_at(
     ``channel`` defaults to the map strongest on the unoccluded image, as in the sweep.
     """
     img = insp.image(image)
+    size, row, col = as_int(size), as_int(row), as_int(col)
     _check_square(img.shape, size, 1)
     check_fill(fill, img)
     rows, cols = img.shape[-2] - size, img.shape[-1] - size

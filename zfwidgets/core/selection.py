@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from zfwidgets.core.checks import as_int
 from zfwidgets.core.filters import filter_images
 from zfwidgets.core.inspector import Inspector
 from zfwidgets.core.panels import crop_to_support
@@ -204,6 +205,7 @@ def filter_spectrum(weight, size: int | None = None) -> tuple[Tensor, Tensor]:
     kh, kw = w.shape[-2:]
     if size is None:
         size = max(32, kh, kw)
+    size = as_int(size)
     if not isinstance(size, int) or isinstance(size, bool) or size < max(kh, kw):
         raise ValueError(f"size must be an int at least the filter size {kh}x{kw}; got {size!r}")
     power = torch.fft.fft2(w, s=(size, size)).abs().pow(2).sum(1)
@@ -366,6 +368,7 @@ def aliasing(projections, stride: int) -> AliasingEnergy:
         >>> energy.per_projection.round(decimals=6)
         tensor([1., 0.])
     """
+    stride = as_int(stride)
     if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
         raise ValueError(f"stride must be a positive int; got {stride!r}")
     nyquist = 1 / (2 * stride)
@@ -584,8 +587,10 @@ def _check_comparison(
         if not isinstance(model, nn.Module):
             raise TypeError(f"model {name!r} must be a torch.nn.Module; got {type(model).__name__}")
     images, labels = _check_images(images, labels)
+    max_units = as_int(max_units)
     if max_units is not None and (not isinstance(max_units, int) or max_units < 1):
         raise ValueError(f"max_units must be a positive int or None; got {max_units!r}")
+    batch_size = as_int(batch_size)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
     return images, labels

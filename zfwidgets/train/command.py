@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 import zfwidgets.zoo as zoo
+from zfwidgets.core.files import check_output_path
 from zfwidgets.train.data import demo_data, demo_mean, image_folder, subset_evenly
 from zfwidgets.train.recipe import INITS, SCHEDULES, TrainConfig, train
 from zfwidgets.train.snapshots import DEFAULT_EPOCHS, SnapshotError, SnapshotRecorder
@@ -145,6 +146,7 @@ class _Data:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_output_path("--out", args.out)  # before any data is read or epoch trained
     torch.manual_seed(args.seed)
     is_demo = args.data == "demo"
     channels = args.channels or (1 if is_demo else 3)

@@ -444,6 +444,8 @@ class WidgetBase(widgets.VBox):
 
     # What a subclass declares about itself:
     css_class: ClassVar[str] = "zfw-widget"  # the CSS class of the whole widget (tests, styling)
+    # How long close() waits for a cancelled worker (interpreter exit always waits STOP_SECONDS)
+    close_wait_seconds: ClassVar[float] = STOP_SECONDS
     status_hint: ClassVar[str] = ""  # what the status line says while there is no news
     progress_width: ClassVar[str] = "260px"
     # Whether a refusal reads "<trait>: <why>" (True) or just "<why>" (False). Two widgets
@@ -474,8 +476,9 @@ class WidgetBase(widgets.VBox):
         return self._tasks.wait(timeout)
 
     def close(self) -> None:
-        """Stops the background work (cancels it and joins the worker), then closes."""
-        self._stop_work()
+        """Stops the background work (cancels it and joins the worker, at most
+        ``close_wait_seconds``), then closes."""
+        self._stop_work(self.close_wait_seconds)
         super().close()
 
     def export(self, path: str | os.PathLike) -> Path:
@@ -640,6 +643,6 @@ class WidgetBase(widgets.VBox):
     def _mirror_status(self, change: dict) -> None:
         self.set_trait("status", change["new"])
 
-    def _stop_work(self) -> None:
+    def _stop_work(self, timeout: float = STOP_SECONDS) -> None:
         self._closed.set()
-        self._tasks.stop(STOP_SECONDS)
+        self._tasks.stop(timeout)

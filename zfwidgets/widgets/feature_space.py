@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from zfwidgets.core import render
 from zfwidgets.core.feature_space import (
     EMBEDDINGS,
+    FeatureSpaceCancelled,
     default_feature_layer,
     embed,
     features,
@@ -92,11 +93,16 @@ class FeatureSpace(WidgetBase):
     Traits: layer (the feature layer; the menu lists the model's blocks), method (``"pca"``
     or ``"tsne"``), selected (the image shown, -1 none), k (neighbours shown, 1..12), status
     (read-only). A value that cannot be used keeps the previous one and says why in
-    ``status``. ``feature_neighbours`` and ``pixel_neighbours`` are the selected image's
+    ``status``. ``close()`` waits at most ``close_wait_seconds`` (1 s) for the background
+    work: a t-SNE already running cannot be interrupted, so it finishes in its own thread and
+    its result is dropped. ``feature_neighbours`` and ``pixel_neighbours`` are the selected image's
     neighbour indices, ``points`` the current embedding (N, 2).
     """
 
     css_class = "zfw-feature-space"
+    # A t-SNE cannot be interrupted (scikit-learn has no hook): close() waits this long, then
+    # returns and the worker ends by itself, its result dropped.
+    close_wait_seconds = 1.0
     status_hint = "click a point (or type an image number) to see its nearest neighbours"
     progress_width = "320px"
     name_in_refusals = True
@@ -296,6 +302,8 @@ class FeatureSpace(WidgetBase):
                 should_stop=should_stop,
             )
             pixels = pixel_values(self.dataset, should_stop=should_stop)
+            if should_stop():  # a t-SNE cannot be interrupted: do not start one for nothing
+                raise FeatureSpaceCancelled(f"{method} of {layer} not started: moved on")
             return layer, method, feats, pixels, embed(feats.values, method, self.seed)
 
         label = f"{METHODS[method][0]} of {layer}"

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zfwidgets.core import render
-from zfwidgets.core.checks import check_channel, check_class, check_position
+from zfwidgets.core.checks import as_int, check_channel, check_class, check_position
 from zfwidgets.core.layers import run_graph
 from zfwidgets.core.synthesis.objectives import ClassScore, Unit, class_score, unit
 from zfwidgets.core.synthesis.regularisers import (
@@ -163,6 +163,7 @@ def _clamp(x: Tensor, bounds) -> Tensor:
 
 
 def _check_settings(steps, lr, **fractions) -> None:
+    steps = as_int(steps)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int; got {steps!r}")
     if not lr > 0:
@@ -437,6 +438,7 @@ def dream(
     octave; the objective lists every step of every octave, smallest octave first.
     """
     base = insp.image(image)
+    octaves = as_int(octaves)
     if isinstance(octaves, bool) or not isinstance(octaves, int) or octaves < 1:
         raise ValueError(f"octaves must be a positive int; got {octaves!r}")
     if not octave_scale >= 1:

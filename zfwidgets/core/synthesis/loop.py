@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from zfwidgets.core.checks import as_int
 from zfwidgets.core.layers import run_graph
 from zfwidgets.core.synthesis.classic import SynthesisCancelled
 from zfwidgets.core.synthesis.objectives import as_objective
@@ -104,11 +105,13 @@ def gradient(insp: Inspector, objective, x: Tensor) -> tuple[float, Tensor]:
 
 
 def _check(steps, lr, seed) -> None:
+    steps = as_int(steps)
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
         raise ValueError(f"steps must be an int in 1..{MAX_STEPS}; got {steps!r}")
     if (isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr)
             or not 0 < lr <= MAX_LR):  # fmt: skip
         raise ValueError(f"lr must be a finite number in (0, {MAX_LR:g}]; got {lr!r}")
+    seed = as_int(seed)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an int >= 0; got {seed!r}")
 

@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from zfwidgets.core.checks import as_int
+
 __all__ = [
     "IMAGENET_COLOUR_SQRT",
     "Fourier",
@@ -128,6 +130,7 @@ def _check_shape(shape) -> tuple[int, int, int]:
 
 
 def _check_batch(batch) -> int:
+    batch = as_int(batch)
     if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 256:
         raise ValueError(f"batch must be an int in 1..256; got {batch!r}")
     return batch

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
-from zfwidgets.core.checks import check_class
+from zfwidgets.core.checks import as_int, check_class
 
 if TYPE_CHECKING:
     from zfwidgets.core.inspector import Inspector
@@ -112,8 +112,10 @@ def robustness(
         >>> tuple(p.shape), bool(((p >= 0) & (p <= 1)).all())
         ((2,), True)
     """
+    views = as_int(views)
     if isinstance(views, bool) or not isinstance(views, int) or not 1 <= views <= 10_000:
         raise ValueError(f"views must be an int in 1..10000; got {views!r}")
+    seed = as_int(seed)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an int >= 0; got {seed!r}")
     images = torch.as_tensor(images, dtype=torch.float32).detach().cpu()

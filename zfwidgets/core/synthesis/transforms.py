@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from zfwidgets.core.checks import as_int
+
 __all__ = ["Compose", "Jitter", "Pad", "Rotate", "Scale", "Transform", "standard"]
 
 Transform = Callable[[Tensor, torch.Generator], Tensor]
@@ -37,6 +39,7 @@ def _check_number(name: str, value, low: float, high: float) -> float:
 
 
 def _check_int(name: str, value, low: int, high: int) -> int:
+    value = as_int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValueError(f"{name} must be an int in {low}..{high}; got {value!r}")
     return value

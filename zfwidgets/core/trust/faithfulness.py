@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zfwidgets.core.checks import check_count, check_fill
+from zfwidgets.core.checks import as_int, check_count, check_fill
 from zfwidgets.core.inspector import Inspector
 from zfwidgets.core.trust.maps import check_trust_method, class_map, heat_map
 
@@ -143,6 +143,7 @@ def deletion_insertion(
             one the model lacks, a map of the wrong shape.
     """
     img = insp.image(x)
+    steps = as_int(steps)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an int >= 1 (the number of equal shares); got {steps!r}")
     batch_size = check_count("batch_size", batch_size)
