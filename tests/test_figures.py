@@ -309,7 +309,7 @@ def test_pretrained_offline_falls_back_with_one_line(folder, tmp_path, monkeypat
         (["--maps", "a,b"], "--maps takes map numbers"),
         (["--data", "MISSING"], "is not a folder"),
         (["--data", "EMPTY"], "no pictures found under"),
-        (["--out", "FILE"], "cannot write figures to"),
+        (["--out", "FILE"], "is a file, so no folder can be made inside it"),
         (["--top", "NOFILE"], "nofile.pt"),
         (["--limit", "0"], "limit must be a positive whole number"),
     ],
