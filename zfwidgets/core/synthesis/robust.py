@@ -67,7 +67,7 @@ def view_params(
 def random_view(
     image: Tensor, size: tuple[int, int], generator: torch.Generator, fill: float = 0.0
 ) -> Tensor:
-    """One random view (C, *size) of ``image`` (C, H, W): resized crop, rotation, flip.
+    """One random view ``(C, *size)`` of ``image`` (C, H, W): resized crop, rotation, flip.
 
     Example:
         >>> tuple(random_view(torch.rand(3, 40, 40), (32, 32), torch.Generator()).shape)
