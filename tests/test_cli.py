@@ -246,3 +246,16 @@ def test_an_os_error_while_writing_is_one_line(capsys, monkeypatch):
     assert err == [
         "zfwidgets: error: [Errno 13] Permission denied: '/read-only/run'; check the paths given"
     ]
+
+
+def test_output_piped_into_a_reader_that_stops_early_is_not_an_error():
+    """`zfwidgets info | head -1`: the closed pipe ends the command quietly, exit 0."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "zfwidgets.cli", "info", "--model", "densenet201"]  # 73 kB
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away after one line
+    assert proc.wait(timeout=120) == 0
+    assert b"error" not in proc.stderr.read()

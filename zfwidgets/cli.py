@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 __all__ = ["main"]
@@ -295,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError) as err:
         print(f"zfwidgets: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`zfwidgets info | head`): not an error
+        # Python's own flush at exit would fail on the closed pipe again (Python's docs' recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as err:  # a file or folder that cannot be written: one line, not a traceback
         print(f"zfwidgets: error: {err}; check the paths given", file=sys.stderr)
         return 2
