@@ -25,7 +25,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import numpy as np
@@ -35,7 +35,6 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from zfwidgets.core import Inspector, render
-from zfwidgets.core import synthesis as synth
 from zfwidgets.core.cache import parameter_version
 from zfwidgets.core.data_labels import data_class_names, data_label
 from zfwidgets.core.memory import release_unused_memory
@@ -71,6 +70,9 @@ from zfwidgets.widgets.top_nine import (
     top_nine_pictures,
     unit_picture,
 )
+
+if TYPE_CHECKING:  # the synthesis package is imported when feature visualisation is drawn
+    from zfwidgets.core import synthesis as synth
 
 __all__ = ["LayerBrowser", "METHODS", "POSITIONS", "unit_picture"]
 
@@ -1021,6 +1023,9 @@ class LayerBrowser(WidgetBase):
         self._fviz_caption.say(f"drawing {shown}…", "busy")
         insp, channel, steps = self.inspector, self.channel, self.synthesis_steps
         layer = self._display_name(self.layer)  # the objective's name reads as the menu does
+        # Imported here: a student who never opens this panel does not pay for it at start-up.
+        from zfwidgets.core import synthesis as synth
+
         param = synth.Fourier(key[3], preprocessing=self.preprocessing)
 
         def work(should_stop, report) -> synth.Visualisation:
