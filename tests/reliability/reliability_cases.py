@@ -2206,9 +2206,6 @@ def _round3_b_rows(row) -> None:
         return said(lambda: e.insp.project(e.x, 2, 0))
 
 
-CASES = _cases()
-
-
 def render_table(observed: dict[str, str]) -> str:
     """docs/reliability.md from the messages the cases printed."""
 
@@ -2242,6 +2239,9 @@ def render_table(observed: dict[str, str]) -> str:
         lines.append(f"| {cell(case.tried)} | {cell(observed[case.id])} | `test_row[{case.id}]` |")
     lines += ["", FOOTER]
     return "\n".join(lines) + "\n"
+
+
+CASES = _cases()
 
 
 FOOTER_ROWS = [
