@@ -125,4 +125,4 @@ def test_deconvnet_on_a_silu_model_names_the_first_module_without_a_rule():
     with pytest.raises(UnsupportedModelError) as info:
         Inspector(model, device="cpu").project(X, "features.2", 0, method="deconvnet")
     message = str(info.value)
-    assert f"'{first}' (SiLU)" in message and "Saliency" in message
+    assert f"'{first}' (SiLU)" in message and "use method='saliency'" in message

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from zfwidgets.core.checks import check_fill
+from zfwidgets.core.checks import check_count, check_fill
 from zfwidgets.core.inspector import Inspector
 from zfwidgets.core.occlusion import occlude
 
@@ -74,12 +74,22 @@ def correspondence(
     """
     if len(images) != len(corners):
         raise ValueError(f"got {len(images)} images but {len(corners)} mask corners; give one each")
+    # a mask of no pixels, or no random draws, would give numbers that mean nothing
+    size, draws = check_count("mask size", size), check_count("draws", draws)
     batch = torch.cat([insp.image(img) for img in images])
     check_fill(fill, batch[:1])
     height, width = batch.shape[-2:]
+    if size > min(height, width):
+        raise ValueError(
+            f"mask size {size} is larger than the {height}x{width} images: give "
+            f"1..{min(height, width)}"
+        )
     for y, x in corners:
         if not (0 <= y <= height - size and 0 <= x <= width - size):
-            raise ValueError(f"mask at ({y}, {x}) of size {size} leaves the {height}x{width} image")
+            raise ValueError(
+                f"mask at ({y}, {x}) of size {size} leaves the {height}x{width} image: give "
+                f"corners with row in 0..{height - size} and column in 0..{width - size}"
+            )
     names = [insp.layer_name(layer) for layer in layers]
     part = _changes(insp, batch, corners, size, fill, names)
     generator = torch.Generator().manual_seed(seed)

@@ -65,7 +65,10 @@ def read_regular(path: str | os.PathLike, limit: int | None = None) -> bytes:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{path} is not a regular file (a FIFO, device or folder)")
+            raise ValueError(
+                f"{path} is not a regular file (a FIFO, device or folder): give the path of a "
+                "file (in a folder: folder/name.pt)"
+            )
         limit = info.st_size if limit is None else limit
         if info.st_size > limit:
             raise ValueError(f"{path} has {info.st_size:,} bytes where at most {limit:,} are read")

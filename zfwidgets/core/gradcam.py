@@ -41,9 +41,12 @@ def class_gradient(
 
 def gradcam(insp: Inspector, x, layer: str, target: int | None = None) -> Tensor:
     """Grad-CAM map (H, W) at ``layer``'s resolution (non-negative)."""
-    if not _has_maps(insp, insp.image(x), insp.layer_index(layer)):
+    img = insp.image(x)
+    if not _has_maps(insp, img, insp.layer_index(layer)):
+        maps = insp.map_layers(tuple(img.shape[1:]))
         raise ValueError(
-            f"Grad-CAM needs a layer with feature maps; '{layer}' has none (fully connected)"
+            f"Grad-CAM needs a layer with feature maps; '{layer}' has none (fully connected): "
+            f"give one of {', '.join(maps[-4:])} (Inspector.map_layers lists them all)"
         )
     grads = class_gradient(insp, x, target, layer)
     acts = insp.activations(x, layer)

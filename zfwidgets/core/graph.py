@@ -373,7 +373,7 @@ def _function_kind(node: torch.fx.Node, path: set[torch.fx.Node]) -> str:
         return "relu6"
     if target in _DROPOUT_FUNCTIONS:
         return "dropout"
-    if target is F.max_pool2d:
+    if target in (F.max_pool2d, torch.max_pool2d):
         return "maxpool"
     if target in (torch.flatten, torch.reshape):
         return "reshape"
@@ -416,11 +416,18 @@ def _pool_from_call(node: torch.fx.Node) -> nn.MaxPool2d:
     given.update(node.kwargs)
     for name, value in given.items():
         if isinstance(value, torch.fx.Node):
-            raise UnsupportedModelError(
-                f"max pool {where(node)} computes its {name} from the data; give it as a number."
+            raise refusal(
+                f"max pool {where(node)} computes its {name} from the data",
+                f"its {name} must be the same for every image",
+                "give it as a number",
             )
     if given.get("return_indices"):
-        raise UnsupportedModelError(f"max pool {where(node)} returns indices; not supported.")
+        raise refusal(
+            f"max pool {where(node)} is called with return_indices=True",
+            "zfwidgets reads only the pooled values",
+            "call it without return_indices, or use nn.MaxPool2d(return_indices=True) and "
+            "read only y of `y, idx = pool(x)`",
+        )
     given.pop("return_indices", None)
     return nn.MaxPool2d(**given)
 
@@ -578,13 +585,53 @@ def _read_pool_values(graph: torch.fx.Graph, modules: dict[str, nn.Module]) -> N
                 )
 
 
+def refusal(given: str, allowed: str, todo: str) -> UnsupportedModelError:
+    """A refusal of the graph reader in one line: what was given, what is allowed, what to do.
+
+    Every refusal of a model's structure goes through here, so each names all three.
+
+    Example:
+        >>> str(refusal("'fc' is odd", "only even ones are read", "pass an even one"))
+        "'fc' is odd; only even ones are read: pass an even one"
+    """
+    return UnsupportedModelError(f"{given}; {allowed}: {todo}")
+
+
+# What deconvnet and guided backprop can pass a signal down through (their rules).
+RULE_STEPS = (
+    "ReLU and ReLU6 (nn.ReLU, F.relu, nn.ReLU6, F.relu6), 2-D max pooling with fixed windows "
+    "(nn.MaxPool2d, F.max_pool2d, torch.max_pool2d) and linear steps (convolutions, linear "
+    "layers, batch norm, average pooling, additions, concatenations, reshapes, dropout)"
+)
+
+
+def no_rule_text(step: Step) -> str:
+    """``step`` named as the reason deconvnet and guided backprop are refused."""
+    return f"step '{step.name}' ({step.source}) has no rectifier rule"
+
+
+def no_rule_refusal(method: str, model_name: str, step: Step) -> UnsupportedModelError:
+    """Why ``method`` (deconvnet or guided) cannot pass a signal down ``step``, in one line."""
+    return refusal(
+        f"{method} is not available for {model_name}: {no_rule_text(step)}",
+        f"{method} passes a signal down only through {RULE_STEPS}",
+        "use method='saliency', Grad-CAM, occlusion, top-9 mining or invariance (they work "
+        f"through any step), or rewrite '{step.name}' with one of those modules",
+    )
+
+
 def _path_nodes(graph: torch.fx.Graph) -> tuple[torch.fx.Node, set[torch.fx.Node]]:
     """The image placeholder and every node whose value depends on the image's values."""
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     image = placeholders[0]
     for extra in placeholders[1:]:
         if not extra.args:  # a second argument without a default value
-            raise UnsupportedModelError("the model's forward takes more than one input tensor.")
+            raise refusal(
+                f"the model's forward takes a second input '{extra.target}' with no default",
+                "zfwidgets reads models of one image tensor",
+                "pass a wrapper module whose forward(x) calls your model with the other "
+                "inputs fixed",
+            )
     path = {image}
     for node in graph.nodes:
         if node.op in ("placeholder", "output", "get_attr") or _is_shape_read(node):
@@ -669,7 +716,11 @@ def build_graph(model: nn.Module) -> Graph:
     image, path = _path_nodes(fx_graph)
     result, nodes = _needed(fx_graph)
     if result not in path:
-        raise UnsupportedModelError("the model's output does not depend on its input.")
+        raise refusal(
+            f"the output of {type(model).__name__} does not depend on its input",
+            "zfwidgets explains how an image changes the output",
+            "pass a model whose forward computes its scores from x",
+        )
     names = _step_names(nodes, path)
     step_of: dict[torch.fx.Node, int] = {image: -1}
     steps: list[Step] = []
@@ -690,9 +741,29 @@ def build_graph(model: nn.Module) -> Graph:
     if not any(s.kind in ("conv", "linear") for s in steps) and not any(
         isinstance(s.module, nn.Conv2d | nn.Linear) for s in steps
     ):
-        raise UnsupportedModelError(f"{type(model).__name__} has no Conv2d or Linear layer.")
+        raise refusal(
+            f"{type(model).__name__} has no Conv2d or Linear layer",
+            "zfwidgets shows the features of layers with weights",
+            "pass the full network (its convolutions and classifier), not only a part of it",
+        )
+    _refuse_not_images(steps)
     is_chain = all(s.inputs == (s.index - 1,) for s in steps)
     return Graph(steps, nodes, step_of, _containers(steps), is_chain, _frees(nodes))
+
+
+def _refuse_not_images(steps: list[Step]) -> None:
+    """Signals (Conv1d) and volumes (Conv3d) first: every engine here takes (C, H, W) images."""
+    weighted = (
+        s for s in steps if s.module is not None and next(s.module.parameters(), None) is not None
+    )
+    first = next(weighted, None)
+    if isinstance(first.module if first else None, nn.Conv1d | nn.Conv3d):
+        kind = "1-D signals" if isinstance(first.module, nn.Conv1d) else "3-D volumes"
+        raise refusal(
+            f"the first layer '{first.name}' is a {first.source}: the model reads {kind}",
+            "zfwidgets reads image models, whose inputs are (C, H, W) images",
+            "pass a model whose first layer is a Conv2d (or a Linear on flattened images)",
+        )
 
 
 def _frees(nodes: list[torch.fx.Node]) -> list[list[torch.fx.Node]]:

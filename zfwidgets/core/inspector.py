@@ -41,7 +41,15 @@ from zfwidgets.core.checks import (
     name_list,
     resolve_device,
 )
-from zfwidgets.core.graph import Step, UnsupportedModelError, build_graph, user_hooks
+from zfwidgets.core.graph import (
+    RULE_STEPS,
+    Step,
+    UnsupportedModelError,
+    build_graph,
+    no_rule_refusal,
+    no_rule_text,
+    user_hooks,
+)
 from zfwidgets.core.layers import Weights, evaluate, graph_weights, run_graph
 from zfwidgets.core.memory import check_fits, chunk_size, forward_bytes
 from zfwidgets.core.names import block_names, friendly_aliases
@@ -232,21 +240,18 @@ class Inspector:
         if step is None:
             return None
         return (
-            f"step '{step.name}' ({step.source}) has no rectifier rule: deconvnet and guided "
-            "backprop are defined for networks whose nonlinearities are ReLU, ReLU6 and max "
-            "pooling"
+            # "step ... has no rectifier rule" first: tables quote the clause before ": "
+            f"{no_rule_text(step)}: deconvnet and guided backprop pass a signal down only "
+            f"through {RULE_STEPS}"
         )
 
     def check_method(self, method: str) -> None:
         """Refuses a projection method this model does not support, saying why."""
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-        reason = self.no_rule_reason() if method in ("deconvnet", "guided") else None
-        if reason:
-            raise UnsupportedModelError(
-                f"{method} is not available for {type(self.model).__name__}: {reason}. "
-                "Saliency, Grad-CAM, occlusion, top-9 mining and invariance work on it."
-            )
+        step = self.graph.no_rule_step() if method in ("deconvnet", "guided") else None
+        if step is not None:
+            raise no_rule_refusal(method, type(self.model).__name__, step)
 
     @property
     def methods(self) -> list[str]:
@@ -282,7 +287,15 @@ class Inspector:
     def layer_index(self, layer: str) -> int:
         """Position of ``layer`` (a name, container or alias such as ``conv2``) in the steps."""
         if not isinstance(layer, str):
-            raise TypeError(f"layer must be a str; got {type(layer).__name__} {layer!r}")
+            example = (
+                f"; e.g. insp.layers[{layer}] is {self.layers[layer]!r}"
+                if (isinstance(layer, int) and -len(self.layers) <= layer < len(self.layers))
+                else ""
+            )
+            raise TypeError(
+                f"layer must be a str; got {type(layer).__name__} {layer!r}: give a layer name "
+                f"or alias (Inspector.layers lists them){example}"
+            )
         name = self.aliases.get(layer, layer)
         if name not in self._by_name:
             known = list(self._by_name) + list(self.aliases)
@@ -591,7 +604,28 @@ class Inspector:
     def predict(self, x) -> Tensor:
         """Class probabilities (softmax of the model's output) for one image."""
         rec = self.record(x)
-        return torch.softmax(rec.outputs[len(self.steps) - 1][0], dim=-1)
+        return torch.softmax(self.class_scores(rec.outputs[len(self.steps) - 1])[0], dim=-1)
+
+    def class_scores(self, out: Tensor) -> Tensor:
+        """The model's output ``out`` (N, ...) as class scores (N, classes).
+
+        A head of 1 x 1 maps, (N, classes, 1, 1), is flattened; any other shape is refused, so
+        that no softmax is ever taken over the wrong axis.
+
+        Example:
+            >>> insp = Inspector(torch.nn.Sequential(torch.nn.Conv2d(1, 3, 4)))
+            >>> insp.class_scores(torch.ones(2, 3, 1, 1)).shape
+            torch.Size([2, 3])
+        """
+        if out.ndim == 2:
+            return out
+        if out.ndim > 2 and all(side == 1 for side in out.shape[2:]):
+            return out.flatten(1)
+        raise ValueError(
+            f"the model's output per image has shape {tuple(out.shape[1:])}, not one score per "
+            "class: class scores, probabilities and targets need a (classes,) output; end the "
+            "forward with a pooling and a linear layer (or .flatten(1) of 1 x 1 maps)"
+        )
 
     def target_class(self, x, target: int | None = None) -> int:
         """``target`` checked against the model's classes; None gives the predicted class."""
@@ -694,10 +728,17 @@ class Inspector:
         self._sync()
         wanted = {self.layer_index(name): name for name in name_list("layers", layers)}
         if not wanted:
-            raise ValueError("run_batch needs at least one layer name")
+            # Said in the caller's words: mine, features, correspondence... all land here.
+            raise ValueError(
+                "layers is empty: give at least one layer name, e.g. "
+                f"[{self.layers[0]!r}] (Inspector.layers lists them all)"
+            )
         if not isinstance(x, Tensor) or x.ndim != 4:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"run_batch takes a batch of images (N, C, H, W); got {got}")
+            raise ValueError(
+                f"a batch of images must be one tensor (N, C, H, W); got {got}: stack the "
+                "images with torch.stack(images)"
+            )
         step_count = self._batch_chunk(x, wanted)
         weights = self._verified_weights(tuple(x.shape[1:]))
         out: dict[str, Tensor] = {}
@@ -722,7 +763,7 @@ class Inspector:
         kept = forward_bytes(shapes, len(x), list(wanted), 0, live) - forward_bytes(
             shapes, len(x), (), 0, live
         )
-        what = f"run_batch of {len(x)} images of shape {tuple(x.shape[1:])}"
+        what = f"a pass over {len(x)} images of shape {tuple(x.shape[1:])}"
         check_fits(kept, self.device, what, "Pass fewer images or fewer layers at a time.")
         count = chunk_size(per_image, kept, len(x), self.device)
         if count == 0:

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ __all__ = [
 
 TRANSFORMS = ("translate", "scale", "rotate")
 IDENTITY = {"translate": 0.0, "scale": 1.0, "rotate": 0.0}
+MAX_STEPS = 10_000  # amounts per sweep: far more than a curve can show
 UNITS = {"translate": "pixels down", "scale": "scale factor", "rotate": "degrees"}
 
 
@@ -75,9 +77,12 @@ def amounts(kind: str, start: float, stop: float, steps: int) -> list[float]:
     """
     _check_kind(kind)
     steps = as_int(steps)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int; got {steps!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        # a cap: a curve is drawn point by point, and 10**9 points would exhaust memory
+        raise ValueError(f"steps must be a positive int; got {steps!r}: give 1..{MAX_STEPS}")
     start, stop = float(start), float(stop)
+    if not (math.isfinite(start) and math.isfinite(stop)):
+        raise ValueError(f"start and stop must be finite numbers; got {start} and {stop}")
     if kind == "scale" and min(start, stop) <= 0:
         raise ValueError(f"scale factors must be positive; got the range {start}..{stop}")
     values = torch.linspace(start, stop, steps, dtype=torch.float64).tolist() if steps > 1 else []
@@ -196,13 +201,28 @@ def invariance_curves(
     amounts = [float(a) for a in amounts]
     if not amounts:
         raise ValueError("amounts is empty: give at least one transformation amount")
+    if not all(math.isfinite(a) for a in amounts):
+        raise ValueError(
+            f"amounts must be finite numbers; got {amounts}: give {kind} amounts such as "
+            f"{default_amounts(kind, 28, 3)}"
+        )
     if len(images) == 0:
         raise ValueError("images is empty: give at least one image")
     if labels is not None and len(images) != len(labels):
-        raise ValueError(f"got {len(images)} images but {len(labels)} labels")
+        raise ValueError(
+            f"got {len(images)} images but {len(labels)} labels: give one label per image, "
+            "or labels=None for the predicted classes"
+        )
     layers = list(layers) if layers is not None else default_layers(insp)
     names = [insp.layer_name(layer) for layer in layers] + [insp.layers[-1]]
-    batch = torch.cat([insp.image(img) for img in images])
+    prepared = [insp.image(img) for img in images]
+    shapes = sorted({tuple(p.shape[1:]) for p in prepared})
+    if len(shapes) > 1:
+        raise ValueError(
+            f"images must all have one shape; got {', '.join(map(str, shapes))}: resize or "
+            "crop them to one size, or compare each size separately"
+        )
+    batch = torch.cat(prepared)
     originals = insp.run_batch(batch, names)
     if labels is None:
         labels = originals[names[-1]].argmax(dim=1).tolist()

@@ -163,7 +163,11 @@ class TopK:
             data_fingerprint=payload["data"],
         )
         if insp is not None and model_fingerprint(insp) != result.model_fingerprint:
-            raise ValueError(f"{path} was mined with a different model (or different weights)")
+            raise ValueError(
+                f"{path} was mined with a different model (or different weights) than "
+                f"{type(insp.model).__name__} given here: pass the inspector of the model it "
+                "was mined with, or mine again with this one"
+            )
         if data is not None and data_fingerprint(data) != result.data_fingerprint:
             raise ValueError(
                 f"{path} was mined on a different data set (its items, their order or their "
@@ -209,7 +213,10 @@ def _read_tensor_file(path, what: str, writer: str):
         raise ValueError(f"{path} is not a {what} written by {writer} (not a tensor file)") from err
     except Exception as err:  # truncated or damaged: torch's message, first line only
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-        raise ValueError(f"{path} is not a readable {what}: {reason}") from err
+        raise ValueError(
+            f"{path} is not a readable {what} (it is damaged, cut short or another kind of "
+            f"file; torch said: {reason}): pass a file written by {writer}, or write it again"
+        ) from err
 
 
 def _atomic_save(payload: dict, path: Path, what: str) -> None:

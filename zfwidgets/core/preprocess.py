@@ -82,7 +82,10 @@ class Preprocessing:
             )
         std = _per_channel("std", std.reshape(-1), self.channels)
         if (std <= 0).any():
-            raise ValueError(f"std must be positive; got {std.tolist()}")
+            raise ValueError(
+                f"std must be positive; got {std.tolist()}: a pixel is divided by it (use 1 "
+                "for channels that are not divided)"
+            )
         if self.interpolation not in _MODES:
             raise ValueError(f"interpolation {self.interpolation!r} is not one of {sorted(_MODES)}")
         for name, value in (("size", self.size), ("resize", self.resize)):
@@ -277,7 +280,10 @@ def _as_tensor(name: str, value) -> Tensor:
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name} must be numbers or a tensor; got {value!r:.80}") from err
     if not torch.isfinite(t).all():
-        raise ValueError(f"{name} has NaN or infinite values")
+        raise ValueError(
+            f"{name} has NaN or infinite values ({t.flatten()[:6].tolist()}): give finite "
+            f"numbers, e.g. the {name} your model was trained with"
+        )
     return t
 
 
@@ -285,8 +291,10 @@ def _per_channel(name: str, values: Tensor, channels: int) -> Tensor:
     if values.numel() == 1:
         return values.reshape(1).expand(channels).clone()
     if values.numel() != channels:
+        hint = ", or channels=3 for an RGB model" if values.numel() == 3 else ""
         raise ValueError(
-            f"{name} has {values.numel()} values; the model's pictures have {channels} channels"
+            f"{name} has {values.numel()} values; the model's pictures have {channels} channels: "
+            f"give one number per channel or one for all{hint}"
         )
     return values.reshape(channels)
 

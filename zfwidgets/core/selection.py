@@ -652,7 +652,12 @@ def _layer2_projections(
             best_value = torch.where(better, value, best_value)
             best_image = torch.where(better, index, best_image)
         if labels is not None:
-            hits += int((out[last].argmax(1).cpu() == labels[start : start + len(batch)]).sum())
+            hits += int(
+                (
+                    insp.class_scores(out[last]).argmax(1).cpu()
+                    == labels[start : start + len(batch)]
+                ).sum()
+            )
     channels = list(range(len(best_image)))[:max_units]
     sources = best_image[: len(channels)]
     projections = insp.project_units(

@@ -64,6 +64,12 @@ def top_projections(
             f"channel {channel} is out of range for layer '{layer}': 0..{t.values.shape[0] - 1}"
         )
     images = as_indexable(data)
+    if len(images) < top.count:
+        # entries name images by index (a longer data set mined on its first images is fine)
+        raise ValueError(
+            f"data has {len(images)} images but these results were mined over {top.count}: "
+            "pass the data set they were mined on (TopK.load(path, insp, data) checks it)"
+        )
     keep = [j for j in range(top.k) if int(t.images[channel, j]) >= 0]
     pictures = [insp.image(image_of(images[int(t.images[channel, j])])) for j in keep]
     # the shape from an entry's image: only the shown images are read

@@ -61,8 +61,10 @@ def _occlusion_map(insp: Inspector, img: Tensor, target: int, size: int | None, 
     from zfwidgets.core.occlusion import occlusion_sweep  # occlusion imports the inspector
 
     h, w = img.shape[-2:]
-    size = size or max(1, round(min(h, w) / 7))
-    stride = stride or max(1, size // 2)
+    # None takes the defaults; any other value (0 included) is checked by the sweep, never
+    # silently replaced.
+    size = max(1, round(min(h, w) / 7)) if size is None else size
+    stride = max(1, size // 2) if stride is None and isinstance(size, int) else stride
     maps = occlusion_sweep(insp, img, size, stride, target=target)
     drop = (maps.base_prob - maps.target_prob.double()).to(img.device)
     total = torch.zeros((h, w), dtype=torch.float64, device=img.device)

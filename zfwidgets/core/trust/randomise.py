@@ -189,6 +189,11 @@ def cascade(
         ValueError: an unknown block or method, or one the model lacks.
     """
     methods = list(trust_methods(insp) if methods is None else methods)
+    if not methods:
+        allowed = ", ".join(trust_methods(insp))
+        raise ValueError(
+            f"methods is empty: give at least one of {allowed}, or None for all of them"
+        )
     for m in methods:
         check_trust_method(insp, m)
     if blocks is None:

@@ -59,6 +59,12 @@ def spearman(a, b, absolute: bool = False) -> float:
     x, y = _flat(a), _flat(b)
     if x.shape != y.shape:
         raise ValueError(f"maps must have one shape; got {x.shape} and {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        # a NaN would take an arbitrary rank and give a number that means nothing
+        raise ValueError(
+            f"maps have NaN or infinite values ({int((~np.isfinite(x)).sum())} and "
+            f"{int((~np.isfinite(y)).sum())}): compare maps of finite values"
+        )
     if absolute:
         x, y = np.abs(x), np.abs(y)
     return _pearson(ranks(x), ranks(y))
