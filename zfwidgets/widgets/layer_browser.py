@@ -51,6 +51,7 @@ from zfwidgets.widgets.parts import (
     PICTURE_SIDE,
     GridGeometry,
     ImageSource,
+    bar_font_size,
     blank_png,
     caption,
     full_width,
@@ -94,7 +95,12 @@ STATE = (
 SYNTHESIS_STEPS = 128  # the map's feature visualisation: Fourier + robust, this many steps
 MAX_SYNTHESIS_STEPS = 10_000
 HIGHLIGHT = "#29b6f6"  # selection frame on the feature-map grid: a cyan absent from the heat map
-BAR_SLOT = "35px"  # height of a colour bar with its values (render.colour_bar), and margins
+# The feature-map grid's room: tall and narrow, so that the grid, the three pictures and the
+# top 9 stand side by side in a 850 px output (JupyterLab at 1280x720 with its file browser
+# open) and fit one screen height (issue 32, item 3).
+GRID_WIDTH, GRID_HEIGHT = 240, 480
+# Height of a colour bar with its values (render.colour_bar: 12 + 2 + font + 6), and margins.
+BAR_SLOT_EXTRA = 22
 GAP_COLOUR = f"rgb({render.BACKGROUND}, {render.BACKGROUND}, {render.BACKGROUND})"
 
 
@@ -408,7 +414,7 @@ class LayerBrowser(WidgetBase):
         redraw_for_new_views(self._canvas, self._redraw_canvas)
         self._canvas_caption = caption(
             tooltip="Each tile is one feature map of this image; click one to select it",
-            width="370px",
+            width=f"{GRID_WIDTH}px",
         )
         self._input_image = png_image("The input image, as the model sees it", "zfw-input")
         self._heat_image = png_image(
@@ -473,7 +479,9 @@ class LayerBrowser(WidgetBase):
                 for picture, bar, text in [
                     (
                         self._input_image,
-                        widgets.Box(layout=widgets.Layout(height=BAR_SLOT)),
+                        widgets.Box(
+                            layout=widgets.Layout(height=f"{bar_font_size() + BAR_SLOT_EXTRA}px")
+                        ),
                         self._input_caption,
                     ),
                     (self._heat_image, self._heat_bar, self._heat_caption),
@@ -515,13 +523,14 @@ class LayerBrowser(WidgetBase):
             [pictures, top_header, self._top_panel],
             layout=widgets.Layout(min_width=right_width, width=right_width, flex="0 0 auto"),
         )
+        # The bottom margin is the gap once the right column wraps under the grid (a Layout
+        # has no row_gap trait: ipywidgets warns that it will raise in a future traitlets).
         left = widgets.VBox(
             [self._canvas_caption, self._canvas, self._grid_bar],
-            layout=widgets.Layout(margin="0 16px 0 0", flex="0 0 auto"),
+            layout=widgets.Layout(margin="0 12px 8px 0", flex="0 0 auto"),
         )
         main = widgets.HBox(
-            [left, right],
-            layout=full_width(flex_flow="row wrap", align_items="flex-start", row_gap="8px"),
+            [left, right], layout=full_width(flex_flow="row wrap", align_items="flex-start")
         )
         self._upload_button.layout.width = "auto"
         picker = widgets.HBox(
@@ -759,7 +768,9 @@ class LayerBrowser(WidgetBase):
     def _draw_grid(self, x: Tensor) -> None:
         acts = self.inspector.activations(x, self.layer)
         maps = acts if acts.ndim == 3 else acts.reshape(-1, 1, 1)  # a unit is a 1x1 map
-        self._grid, zoom = GridGeometry.for_tiles(len(maps), tuple(maps.shape[1:]))
+        self._grid, zoom = GridGeometry.for_tiles(
+            len(maps), tuple(maps.shape[1:]), width=GRID_WIDTH, height=GRID_HEIGHT
+        )
         heat = render.heatmap(maps)  # one colour scale for the whole layer
         tiles = [render.upscale(h, zoom) for h in heat]
         picture = render.grid(
@@ -768,7 +779,9 @@ class LayerBrowser(WidgetBase):
         self._grid_rgba = rgba(picture)
         self._redraw_canvas()
         lo, hi = float(maps.min()), float(maps.max())
-        self._grid_bar.value = render.to_png(render.colour_bar(lo, hi, picture.shape[1]))
+        self._grid_bar.value = render.to_png(
+            render.colour_bar(lo, hi, picture.shape[1], font_size=bar_font_size())
+        )
         name = self._display_name(self.layer)
         size = "×".join(str(s) for s in maps.shape[1:])
         what = f"{len(maps)} feature maps of {size}" if acts.ndim == 3 else f"{len(maps)} units"
@@ -853,7 +866,9 @@ class LayerBrowser(WidgetBase):
             heat = render.heatmap(fmap)
             text = f"map {self.channel} of {name} · max {hi:.3g} · its own colour scale"
         self._heat_image.value = render.to_png(render.upscale(heat, zoom_for(heat.shape[0])))
-        self._heat_bar.value = render.to_png(render.colour_bar(lo, hi, PICTURE_SIDE))
+        self._heat_bar.value = render.to_png(
+            render.colour_bar(lo, hi, PICTURE_SIDE, font_size=bar_font_size())
+        )
         self._heat_caption.text = text
 
     def _draw_projection(self, x: Tensor) -> None:
@@ -881,11 +896,11 @@ class LayerBrowser(WidgetBase):
         for saliency, the heat colours 0..1 for Grad-CAM."""
         if method.heat_map:  # drawn by render.heatmap: its own min..max
             lo, hi = float(signal.min()), float(signal.max())
-            return render.colour_bar(lo, hi, PICTURE_SIDE)
+            return render.colour_bar(lo, hi, PICTURE_SIDE, font_size=bar_font_size())
         top = float(signal.abs().max()) or 1.0
         if self.method == "saliency":
-            return render.colour_bar(0.0, top, PICTURE_SIDE, kind="grey")
-        return render.colour_bar(-top, top, PICTURE_SIDE, kind="signed")
+            return render.colour_bar(0.0, top, PICTURE_SIDE, kind="grey", font_size=bar_font_size())
+        return render.colour_bar(-top, top, PICTURE_SIDE, kind="signed", font_size=bar_font_size())
 
     def _class_picture(self, x: Tensor, signal: Tensor) -> tuple[np.ndarray, str]:
         """Grad-CAM and CAM as a heat map over the input; guided Grad-CAM as a signed
