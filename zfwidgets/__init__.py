@@ -31,6 +31,7 @@ _LAZY = {
     "OcclusionSlider": "zfwidgets.widgets",
     "Synthesis": "zfwidgets.widgets",
     "TrustExplorer": "zfwidgets.widgets",
+    "projector": "zfwidgets.widgets",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

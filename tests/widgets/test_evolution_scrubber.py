@@ -137,7 +137,7 @@ def test_click_selects_a_map_and_shows_its_top_9(scrubber, expected):
     listing = scrubber._top_caption.help
     shown = [int(part.split(" ")[0]) for part in listing.split("#")[1:]]
     assert shown == images[frame.maps[index]].tolist()
-    assert scrubber._top_panel.layout.display == "flex"
+    assert scrubber._top_pair.layout.visibility == "visible"
     for image in (scrubber._top_projections, scrubber._top_patches):
         assert image.value[:4] == b"\x89PNG" and len(image.value) > 200
     # the selected map is framed in cyan on the canvas, the stored frame is not touched
@@ -149,7 +149,33 @@ def test_click_selects_a_map_and_shows_its_top_9(scrubber, expected):
     shown = [int(p.split(" ")[0]) for p in scrubber._top_caption.help.split("#")[1:]]
     assert shown == expected[scrubber.epochs[-1]]["conv2"][1][frame.maps[index]].tolist()
     scrubber.selected = -1
-    assert scrubber._top_panel.layout.display == "none"
+    assert scrubber._top_pair.layout.visibility == "hidden"  # hidden, its room kept
+    assert scrubber._top_panel.layout.display != "none"
+    assert scrubber._top_caption.text.startswith("Click a map")
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk."""
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def test_the_room_reserved_for_the_top_9_holds_it_at_every_layer(scrubber):
+    # issue 32, item 9: the column and the pair's box are sized before any click; the pictures
+    # drawn at each layer (read back from their PNG headers) must fit inside that room.
+    column = int(scrubber._figure.layout.width.removesuffix("px"))
+    reserved = int(scrubber._top_pair.layout.min_height.removesuffix("px"))
+    for layer in scrubber.evolution.layers:
+        scrubber.layer = layer
+        assert scrubber.wait(120)
+        scrubber.selected = 0
+        (pw, ph), (qw, qh) = (
+            _png_size(scrubber._top_projections.value),
+            _png_size(scrubber._top_patches.value),
+        )
+        assert pw + 12 + qw <= column, (layer, pw, qw, column)
+        assert max(ph, qh) <= reserved, (layer, ph, qh, reserved)
+    widths = [c.layout.width for c in (scrubber._figure, scrubber._top_caption)]
+    assert widths == [f"{column}px"] * 2
 
 
 def test_bad_values_keep_the_state_and_say_why(scrubber):

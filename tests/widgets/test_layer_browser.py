@@ -211,14 +211,16 @@ def test_kwargs_set_the_initial_state(d, ref):
 def test_canvas_shows_the_layer_grid_and_clicks_select_maps(browser, ref, d):
     drawn = []
     browser._canvas.put_image_data = lambda data, x=0, y=0: drawn.append(data)
-    browser.layer = "conv2"  # 64 maps of 13x13: 8 columns of 39 px tiles with 3 px gaps
+    # 64 maps of 13x13: 8 columns of 26 px tiles with 3 px gaps, 235 px wide (the grid's room is
+    # 240 px: issue 32's 1280x720 screen with the file browser open)
+    browser.layer = "conv2"
     acts = ref.activations(d.dataset[0][0], "conv2")
-    tiles = [render.upscale(h, 3) for h in render.heatmap(acts)]
+    tiles = [render.upscale(h, 2) for h in render.heatmap(acts)]
     expected = render.grid(tiles, cols=8, pad=3, background=40)
     assert np.array_equal(drawn[-1][..., :3], expected) and (drawn[-1][..., 3] == 255).all()
 
     row, col = 2, 5
-    browser._on_canvas_click(3 + col * 42 + 20, 3 + row * 42 + 20)
+    browser._on_canvas_click(3 + col * 29 + 13, 3 + row * 29 + 13)
     assert browser.channel == row * 8 + col
     assert browser._channel_slider.value == row * 8 + col
     x = d.dataset[0][0]

@@ -23,6 +23,7 @@ _LAZY = {
     "OcclusionSlider": "zfwidgets.widgets.occlusion_slider",
     "Synthesis": "zfwidgets.widgets.synthesis",
     "TrustExplorer": "zfwidgets.widgets.trust_explorer",
+    "projector": "zfwidgets.widgets.base",
 }
 
 __all__ = sorted(_LAZY)

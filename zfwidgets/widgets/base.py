@@ -47,7 +47,8 @@ from torch import nn
 from zfwidgets.core.inspector import Inspector
 from zfwidgets.core.memory import release_unused_memory
 from zfwidgets.widgets import export as exporting
-from zfwidgets.widgets.parts import full_width, text_html
+from zfwidgets.widgets import parts
+from zfwidgets.widgets.parts import PROJECTOR_FONT_PX, full_width, text_html
 
 __all__ = [
     "BackgroundTask",
@@ -57,6 +58,7 @@ __all__ = [
     "class_names",
     "errors_to",
     "inspector_for",
+    "projector",
     "refusing",
 ]
 
@@ -85,7 +87,66 @@ STYLE = """<style>
   cursor: not-allowed;
 }
 .zfw-widget .jupyter-button:focus-visible { outline: 2px solid var(--jp-brand-color2, #64b5f6); }
+PROJECTOR_CSS
 </style>"""
+
+# Projector mode (zfwidgets.projector(True)): the widget root carries zfw-projector, and every
+# text (captions, status, tile labels, control labels, bqplot ticks and axis labels) is at least
+# PROJECTOR_FONT_PX, lines and axes thicker. Same boxes, so the layout does not change; text
+# inside a fixed-width caption wraps onto more lines. !important: captions and bqplot ticks
+# carry their size inline.
+_PROJECTOR_CSS = """
+.zfw-projector .zfw-caption div, .zfw-projector .zfw-status div,
+.zfw-projector .zfw-top-labels div, .zfw-projector .zfw-evolution-legend div,
+.zfw-projector .widget-html-content div {
+  font-size: {px}px !important; line-height: 1.3 !important;
+}
+.zfw-projector .widget-label, .zfw-projector .widget-label-basic,
+.zfw-projector .widget-readout,
+.zfw-projector .jupyter-button, .zfw-projector select, .zfw-projector input,
+.zfw-projector .widget-inline-hbox .widget-label {
+  font-size: {px}px !important;
+}
+.zfw-projector .jupyter-button { height: auto; min-height: 32px; }
+.zfw-projector .widget-label { width: auto; min-width: fit-content; }
+.zfw-projector .bqplot text, .zfw-projector .bqplot .tick text,
+.zfw-projector .bqplot .axislabel { font-size: {px}px !important; }
+.zfw-projector .bqplot path.line, .zfw-projector .bqplot .curve path {
+  stroke-width: 4px !important;
+}
+.zfw-projector .bqplot .axis path.domain, .zfw-projector .bqplot .tick line {
+  stroke-width: 2px !important;
+}
+""".replace("{px}", str(PROJECTOR_FONT_PX))
+STYLE = STYLE.replace("PROJECTOR_CSS", _PROJECTOR_CSS)
+
+
+def projector(on: bool | None = None) -> bool:
+    """Projector mode for every zfwidgets widget: text the back row can read (captions, ticks,
+    colour-bar numbers, tile and legend labels at 18 px or more) and thicker lines, in the same
+    layout. Switches the widgets already shown at once (their colour bars at their next redraw)
+    and every widget built afterwards; ``projector()`` with no argument says whether it is on.
+
+    Raises:
+        TypeError: ``on`` is not True, False or None.
+
+    Example:
+        >>> projector(True)
+        True
+        >>> projector(False), projector()
+        (False, False)
+    """
+    if on is None:
+        return parts.projector_mode()
+    if not isinstance(on, bool):
+        raise TypeError(
+            f"projector() takes True (on), False (off) or nothing (ask); got {on!r}: "
+            "call zfwidgets.projector(True)"
+        )
+    parts._projector["on"] = on
+    for widget in list(_LIVE):
+        widget._show_projector_mode()
+    return on
 
 
 class StatusLine(widgets.HTML):
@@ -468,6 +529,7 @@ class WidgetBase(widgets.VBox):
         )
         self._tasks = BackgroundTask(self._progress, self.status_line)
         self._build_export_controls()
+        self._show_projector_mode()
         _LIVE.add(self)
 
     # ----- public ---------------------------------------------------------------------------
@@ -552,6 +614,14 @@ class WidgetBase(widgets.VBox):
             self.children = children
             return
         exporting.track_canvases(self)
+
+    def _show_projector_mode(self) -> None:
+        """Puts the projector class on the root (the CSS in STYLE does the rest); a widget
+        with more to change (a plot's margins) extends it."""
+        if parts.projector_mode():
+            self.add_class("zfw-projector")
+        else:
+            self.remove_class("zfw-projector")
 
     # ----- for subclasses -------------------------------------------------------------------
     def _finish_building(self) -> None:

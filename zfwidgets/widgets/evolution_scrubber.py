@@ -55,18 +55,32 @@ from zfwidgets.widgets.parts import (
     full_width,
     place_patch,
     png_image,
+    projector_mode,
     rgba,
     size_canvas,
     widget_preprocessing,
 )
-from zfwidgets.widgets.top_nine import TOP_K, patch_side, top_nine_pictures, unit_picture
+from zfwidgets.widgets.top_nine import (
+    TOP_K,
+    patch_side,
+    tile_pixels,
+    top_nine_pictures,
+    unit_picture,
+)
 
 __all__ = ["EvolutionScrubber", "Frame"]
 
 CHANGED_RGB = (255, 167, 38)  # orange frame: the map's strongest image changed
 SELECTED_RGB = (41, 182, 246)  # cyan frame: the map whose top 9 is shown
 CURVE_COLOURS = {"loss": "#ef6c00", "train_acc": "#66bb6a", "val_acc": "#1e88e5"}
-GRID_WIDTH, GRID_HEIGHT = 440, 440  # about how much room the grid of maps takes, in pixels
+# About how much room the grid of maps takes, in pixels: tall and narrow, so that the grid, the
+# curves and the top 9 stand side by side in a 850 px output (JupyterLab at 1280x720 with its
+# file browser open) and fit one screen height (issue 32, item 3).
+GRID_WIDTH, GRID_HEIGHT = 240, 480
+CURVES_WIDTH, CURVES_HEIGHT = 440, 210  # the narrowest the curves get, and their height
+# Room around the plot for the tick numbers and axis labels; larger ones in projector mode.
+CURVE_MARGINS = {"top": 10, "bottom": 40, "left": 55, "right": 55}
+PROJECTOR_MARGINS = {"top": 12, "bottom": 50, "left": 72, "right": 80}
 TOPS_KEPT = 64  # top-9 pictures kept (most recent first): a long session stays bounded
 
 
@@ -369,15 +383,17 @@ class EvolutionScrubber(WidgetBase):
                  tick_style=text, label_color="#888", tick_values=[0.0, 0.25, 0.5, 0.75, 1.0]),
         ]  # fmt: skip
         self._scales = {"x": x, "loss": loss_scale}
-        self._axes = {"x": axes[0], "loss": axes[1]}
+        self._axes = {"x": axes[0], "loss": axes[1], "acc": axes[2]}
         self._figure = Figure(
             marks=[*self._curves.values(), self._snapshot_dots, self._marker],
             axes=axes,
-            fig_margin={"top": 10, "bottom": 40, "left": 55, "right": 55},
+            fig_margin=PROJECTOR_MARGINS if projector_mode() else CURVE_MARGINS,
             background_style={"fill": "transparent"},
-            layout=widgets.Layout(width="440px", height="240px"),
+            layout=widgets.Layout(width=f"{CURVES_WIDTH}px", height=f"{CURVES_HEIGHT}px"),
         )
         self._figure.add_class("zfw-evolution-curves")
+        if projector_mode():
+            self._axes["acc"].label_offset = "66px"
         # The legend under the plot, where it covers neither the curves nor the epoch marker.
         swatch = (
             '<span style="color: {colour}; font-weight: bold">━━</span> {label}'
@@ -393,7 +409,7 @@ class EvolutionScrubber(WidgetBase):
         self._legend = widgets.HTML(
             f'<div style="color: {COLOURS["body"]}; font-family: {FONT}; '
             f'font-size: var(--jp-ui-font-size1, 13px); line-height: 1.5">{legend}</div>',
-            layout=widgets.Layout(width="440px", margin="0 0 0 8px"),
+            layout=widgets.Layout(width=f"{CURVES_WIDTH - 8}px", margin="0 0 0 8px"),
         )
         self._legend.add_class("zfw-evolution-legend")
 
@@ -403,26 +419,60 @@ class EvolutionScrubber(WidgetBase):
             [self._layer_menu, self._play, self._epoch_slider, self._follow_toggle],
             layout=full_width(**wrap),
         )
-        top = widgets.VBox(
-            [widgets.HBox([self._top_projections, self._top_patches]), self._top_caption],
-            layout=widgets.Layout(margin="8px 0 0 0"),
+        # Reserved room (issue 32, item 9): the right column is as wide as the widest top-9
+        # pair of any layer and the pair's box as tall as the tallest, before any map is
+        # clicked, so showing a top 9 never widens the column nor wraps it under the grid.
+        width, height = self._top_pair_room()
+        column = max(width, CURVES_WIDTH)
+        self._top_pair = widgets.HBox(
+            [self._top_projections, self._top_patches],
+            layout=widgets.Layout(min_height=f"{height}px", visibility="hidden"),
         )
+        top = widgets.VBox(
+            [self._top_caption, self._top_pair], layout=widgets.Layout(margin="6px 0 0 0")
+        )
+        self._top_caption.layout.width = f"{column}px"
         self._top_panel = top
         left = widgets.VBox(
             [self._grid_caption, self._canvas],
-            layout=widgets.Layout(margin="0 16px 0 0", flex="0 0 auto"),
+            layout=widgets.Layout(margin="0 12px 8px 0", flex="0 0 auto"),
         )
-        # The curves with the top 9 under them, as one column as wide as the top 9 pair: on a
-        # wide notebook it stands beside the grid, on a narrower one it moves under the grid
-        # as one block (designed wrapping), at every layer alike.
+        # The curves with the top 9 under them, as one column: on a wide notebook it stands
+        # beside the grid, on a narrower one it moves under the grid as one block (designed
+        # wrapping), at every layer alike and whether or not a map is selected.
+        self._figure.layout.width = f"{column}px"
+        self._legend.layout.width = f"{column - 8}px"
         right = widgets.VBox(
-            [self._figure, self._legend, top], layout=widgets.Layout(flex="0 0 auto")
+            [self._figure, self._legend, top],
+            layout=widgets.Layout(flex="0 0 auto", width=f"{column}px"),
         )
         main = widgets.HBox(
             [left, right],
             layout=full_width(flex_flow="row wrap", align_items="flex-start"),
         )
         self.children = [controls, main, widgets.HBox([self._progress]), self.status_line]
+
+    def _top_pair_room(self) -> tuple[int, int]:
+        """Screen pixels (width, height) the top-9 pair needs at its widest and tallest layer:
+        two 3x3 grids of tiles (render.grid's 2 px pad) and the 12 px between them."""
+        inspector = self.evolution.inspector(self.run.epochs[0])
+        shape = tuple(self.evolution.image(0).shape)
+        width = height = 0
+        for layer in self.evolution.layers:
+            tile_h, tile_w = tile_pixels(patch_side(inspector, layer, shape))
+            width = max(width, 2 * (3 * tile_w + 4 * 2) + 12)
+            height = max(height, 3 * tile_h + 4 * 2)
+        return width, height
+
+    def _show_projector_mode(self) -> None:
+        """Also gives the curves' larger tick numbers and axis labels their room."""
+        super()._show_projector_mode()
+        figure = getattr(self, "_figure", None)  # None while the skeleton is being built
+        if figure is not None:
+            on = projector_mode()
+            figure.fig_margin = PROJECTOR_MARGINS if on else CURVE_MARGINS
+            # the right axis' label past its wider tick numbers ("0.75" at 18 px)
+            self._axes["acc"].label_offset = "66px" if on else None
 
     def _start(self, state: dict[str, Any], follow: bool) -> None:
         self._arrange()
@@ -576,8 +626,11 @@ class EvolutionScrubber(WidgetBase):
             self._canvas.put_image_data(picture, 0, 0)
 
     def _draw_top(self, frame: Frame | None) -> None:
-        self._top_panel.layout.display = "none" if self.selected < 0 else "flex"
+        # Hidden, not removed: its room stays reserved (the layout never moves on a click).
+        self._top_pair.layout.visibility = "hidden" if self.selected < 0 else "visible"
         if self.selected < 0:
+            self._top_caption.help = ""
+            self._top_caption.say(f"Click a map in the grid to see its top {TOP_K} here.", "muted")
             return
         if frame is None:
             self._top_projections.value = self._top_patches.value = blank_png(84)

@@ -50,6 +50,7 @@ from zfwidgets.widgets.parts import (
     PICTURE_SIDE,
     GridGeometry,
     ImageSource,
+    bar_font_size,
     blank_png,
     caption,
     full_width,
@@ -96,7 +97,18 @@ STATE = (
 SYNTHESIS_STEPS = 128  # the map's feature visualisation: Fourier + robust, this many steps
 MAX_SYNTHESIS_STEPS = 10_000
 HIGHLIGHT = "#29b6f6"  # selection frame on the feature-map grid: a cyan absent from the heat map
-BAR_SLOT = "35px"  # height of a colour bar with its values (render.colour_bar), and margins
+HIGHLIGHT_RGB = (41, 182, 246)
+# Tiles this small (ResNet's 256 maps of 16 px) get an enlarged inset of the selected map and
+# its neighbours under the grid (issue 32, item 4): INSET_REACH tiles each way, magnified by a
+# whole number to about the grid's width.
+INSET_BELOW = 20
+INSET_REACH = 1
+# The feature-map grid's room: tall and narrow, so that the grid, the three pictures and the
+# top 9 stand side by side in a 850 px output (JupyterLab at 1280x720 with its file browser
+# open) and fit one screen height (issue 32, item 3).
+GRID_WIDTH, GRID_HEIGHT = 240, 480
+# Height of a colour bar with its values (render.colour_bar: 12 + 2 + font + 6), and margins.
+BAR_SLOT_EXTRA = 22
 GAP_COLOUR = f"rgb({render.BACKGROUND}, {render.BACKGROUND}, {render.BACKGROUND})"
 
 
@@ -410,7 +422,7 @@ class LayerBrowser(WidgetBase):
         redraw_for_new_views(self._canvas, self._redraw_canvas)
         self._canvas_caption = caption(
             tooltip="Each tile is one feature map of this image; click one to select it",
-            width="370px",
+            width=f"{GRID_WIDTH}px",
         )
         self._input_image = png_image("The input image, as the model sees it", "zfw-input")
         self._heat_image = png_image(
@@ -453,6 +465,14 @@ class LayerBrowser(WidgetBase):
         )
         self._mine_button.add_class("zfw-mine-layer")
         self._mine_button.on_click(lambda _: self._mine_clicked())
+        self._inset = png_image(
+            "The selected map and its neighbours in the grid, enlarged", "zfw-grid-inset"
+        )
+        self._inset_caption = caption(tooltip=self._inset.help_text, width=f"{GRID_WIDTH}px")
+        self._inset_box = widgets.VBox(
+            [self._inset_caption, self._inset],
+            layout=widgets.Layout(display="none", margin="6px 0 0 0"),  # small tiles only
+        )
 
     def _arrange(self) -> list[widgets.Widget]:
         wrap = {"flex_flow": "row wrap", "align_items": "center"}
@@ -475,7 +495,9 @@ class LayerBrowser(WidgetBase):
                 for picture, bar, text in [
                     (
                         self._input_image,
-                        widgets.Box(layout=widgets.Layout(height=BAR_SLOT)),
+                        widgets.Box(
+                            layout=widgets.Layout(height=f"{bar_font_size() + BAR_SLOT_EXTRA}px")
+                        ),
                         self._input_caption,
                     ),
                     (self._heat_image, self._heat_bar, self._heat_caption),
@@ -517,13 +539,14 @@ class LayerBrowser(WidgetBase):
             [pictures, top_header, self._top_panel],
             layout=widgets.Layout(min_width=right_width, width=right_width, flex="0 0 auto"),
         )
+        # The bottom margin is the gap once the right column wraps under the grid (a Layout
+        # has no row_gap trait: ipywidgets warns that it will raise in a future traitlets).
         left = widgets.VBox(
-            [self._canvas_caption, self._canvas, self._grid_bar],
-            layout=widgets.Layout(margin="0 16px 0 0", flex="0 0 auto"),
+            [self._canvas_caption, self._canvas, self._grid_bar, self._inset_box],
+            layout=widgets.Layout(margin="0 12px 8px 0", flex="0 0 auto"),
         )
         main = widgets.HBox(
-            [left, right],
-            layout=full_width(flex_flow="row wrap", align_items="flex-start", row_gap="8px"),
+            [left, right], layout=full_width(flex_flow="row wrap", align_items="flex-start")
         )
         self._upload_button.layout.width = "auto"
         picker = widgets.HBox(
@@ -761,7 +784,9 @@ class LayerBrowser(WidgetBase):
     def _draw_grid(self, x: Tensor) -> None:
         acts = self.inspector.activations(x, self.layer)
         maps = acts if acts.ndim == 3 else acts.reshape(-1, 1, 1)  # a unit is a 1x1 map
-        self._grid, zoom = GridGeometry.for_tiles(len(maps), tuple(maps.shape[1:]))
+        self._grid, zoom = GridGeometry.for_tiles(
+            len(maps), tuple(maps.shape[1:]), width=GRID_WIDTH, height=GRID_HEIGHT
+        )
         heat = render.heatmap(maps)  # one colour scale for the whole layer
         tiles = [render.upscale(h, zoom) for h in heat]
         picture = render.grid(
@@ -769,8 +794,11 @@ class LayerBrowser(WidgetBase):
         )
         self._grid_rgba = rgba(picture)
         self._redraw_canvas()
+        self._draw_inset()
         lo, hi = float(maps.min()), float(maps.max())
-        self._grid_bar.value = render.to_png(render.colour_bar(lo, hi, picture.shape[1]))
+        self._grid_bar.value = render.to_png(
+            render.colour_bar(lo, hi, picture.shape[1], font_size=bar_font_size())
+        )
         name = self._display_name(self.layer)
         size = "×".join(str(s) for s in maps.shape[1:])
         what = f"{len(maps)} feature maps of {size}" if acts.ndim == 3 else f"{len(maps)} units"
@@ -795,6 +823,23 @@ class LayerBrowser(WidgetBase):
         if self._grid_rgba is not None:
             with hold_canvas():
                 self._stroke_selection()
+        self._draw_inset()
+
+    def _draw_inset(self) -> None:
+        """Under a grid of small tiles: the selected map and its neighbours, enlarged by a whole
+        number, the selection framed as on the grid; hidden when the tiles are big enough."""
+        g, picture = self._grid, self._grid_rgba
+        if g is None or picture is None or max(g.tile) > INSET_BELOW:
+            self._inset_box.layout.display = "none"
+            return
+        crop, _, _ = inset_crop(picture[..., :3], g, self.channel, INSET_REACH)
+        zoom = max(1, GRID_WIDTH // crop.shape[1])
+        self._inset.value = render.to_png(render.upscale(crop, zoom))
+        self._inset_caption.say(
+            f"Map {self.channel} and the maps around it in the grid, {zoom}x larger",
+            "muted",
+        )
+        self._inset_box.layout.display = "flex"
 
     def _stroke_selection(self) -> None:
         """Frames the selected map; the old frame is painted over in the gap colour.
@@ -855,7 +900,9 @@ class LayerBrowser(WidgetBase):
             heat = render.heatmap(fmap)
             text = f"map {self.channel} of {name} · max {hi:.3g} · its own colour scale"
         self._heat_image.value = render.to_png(render.upscale(heat, zoom_for(heat.shape[0])))
-        self._heat_bar.value = render.to_png(render.colour_bar(lo, hi, PICTURE_SIDE))
+        self._heat_bar.value = render.to_png(
+            render.colour_bar(lo, hi, PICTURE_SIDE, font_size=bar_font_size())
+        )
         self._heat_caption.text = text
 
     def _draw_projection(self, x: Tensor) -> None:
@@ -883,11 +930,11 @@ class LayerBrowser(WidgetBase):
         for saliency, the heat colours 0..1 for Grad-CAM."""
         if method.heat_map:  # drawn by render.heatmap: its own min..max
             lo, hi = float(signal.min()), float(signal.max())
-            return render.colour_bar(lo, hi, PICTURE_SIDE)
+            return render.colour_bar(lo, hi, PICTURE_SIDE, font_size=bar_font_size())
         top = float(signal.abs().max()) or 1.0
         if self.method == "saliency":
-            return render.colour_bar(0.0, top, PICTURE_SIDE, kind="grey")
-        return render.colour_bar(-top, top, PICTURE_SIDE, kind="signed")
+            return render.colour_bar(0.0, top, PICTURE_SIDE, kind="grey", font_size=bar_font_size())
+        return render.colour_bar(-top, top, PICTURE_SIDE, kind="signed", font_size=bar_font_size())
 
     def _class_picture(self, x: Tensor, signal: Tensor) -> tuple[np.ndarray, str]:
         """Grad-CAM and CAM as a heat map over the input; guided Grad-CAM as a signed
@@ -1181,6 +1228,40 @@ class LayerBrowser(WidgetBase):
             )
         parts.append(f"{entry.value:.3g}")
         return " · ".join(parts)
+
+
+def inset_crop(
+    picture: np.ndarray, grid: GridGeometry, index: int, reach: int = 1
+) -> tuple[np.ndarray, int, int]:
+    """The part of a grid ``picture`` (H, W, 3) around tile ``index``: up to ``reach`` tiles
+    each way (shifted inward at the grid's edges), gaps included, with the gap around tile
+    ``index`` painted in the selection colour. Returns ``(crop, first, last)``, the first and
+    last map index the crop shows.
+
+    Example:
+        >>> g = GridGeometry(count=9, tile=(2, 2), cols=3, pad=1)
+        >>> crop, first, last = inset_crop(np.zeros((10, 10, 3), np.uint8), g, 4, reach=0)
+        >>> crop.shape, first, last, crop[0, 0].tolist(), crop[1, 1].tolist()
+        ((4, 4, 3), 4, 4, [41, 182, 246], [0, 0, 0])
+    """
+    row, col = divmod(index, grid.cols)
+    span = 2 * reach + 1
+
+    def window(at: int, count: int) -> tuple[int, int]:
+        start = min(max(at - reach, 0), max(count - span, 0))
+        return start, min(start + span, count)
+
+    (r0, r1), (c0, c1) = window(row, grid.rows), window(col, grid.cols)
+    pitch_h, pitch_w = grid.tile[0] + grid.pad, grid.tile[1] + grid.pad
+    crop = picture[r0 * pitch_h : r1 * pitch_h + grid.pad, c0 * pitch_w : c1 * pitch_w + grid.pad]
+    crop = crop.copy()
+    y, x, pad = (row - r0) * pitch_h, (col - c0) * pitch_w, grid.pad
+    ring = np.zeros(crop.shape[:2], bool)
+    ring[y : y + pitch_h + pad, x : x + pitch_w + pad] = True
+    ring[y + pad : y + pitch_h, x + pad : x + pitch_w] = False  # the tile itself stays
+    crop[ring] = HIGHLIGHT_RGB
+    last = min(grid.count - 1, (r1 - 1) * grid.cols + c1 - 1)
+    return crop, r0 * grid.cols + c0, last
 
 
 def _png_width(png: bytes) -> int:

@@ -44,6 +44,8 @@ __all__ = [
     "fit_patch",
     "full_width",
     "nice_ticks",
+    "projector_mode",
+    "bar_font_size",
     "image_from_bytes",
     "place_patch",
     "png_image",
@@ -66,6 +68,32 @@ COLOURS = {
 }
 FONT = "var(--jp-ui-font-family, sans-serif)"
 PICTURE_SIDE = 168  # about how big the main pictures are on screen, in pixels
+# Projector mode (switched by zfwidgets.projector): text the back row of a lecture hall can
+# read. Captions, ticks and labels follow through CSS (base.STYLE); the numbers drawn into
+# colour-bar pictures follow through bar_font_size().
+PROJECTOR_FONT_PX = 18
+NORMAL_BAR_FONT_PX = 13
+_projector = {"on": False}
+
+
+def projector_mode() -> bool:
+    """Whether projector mode is on (see :func:`zfwidgets.projector`).
+
+    Example:
+        >>> projector_mode()
+        False
+    """
+    return _projector["on"]
+
+
+def bar_font_size() -> int:
+    """Pixel size of the numbers drawn under colour bars: larger in projector mode.
+
+    Example:
+        >>> bar_font_size()
+        13
+    """
+    return PROJECTOR_FONT_PX if _projector["on"] else NORMAL_BAR_FONT_PX
 
 
 def full_width(**kwargs: Any) -> widgets.Layout:
