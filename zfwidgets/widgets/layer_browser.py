@@ -66,10 +66,12 @@ from zfwidgets.widgets.top_nine import (
     TOP_K,
     TOP_TILE,
     patch_side,
+    switch_note,
     tile_labels_html,
     tile_pixels,
     top_nine_pictures,
     unit_picture,
+    unit_view,
 )
 
 __all__ = ["LayerBrowser", "METHODS", "POSITIONS", "unit_picture"]
@@ -863,13 +865,16 @@ class LayerBrowser(WidgetBase):
         if method.kind == "class":
             picture, text = self._class_picture(x, signal)
         else:
-            picture = unit_picture(signal, self.method)
+            shown = unit_view(signal, self.method)
+            picture = shown.picture
             unit = (
                 f"map {self.channel}'s strongest unit"
                 if position == "max"
                 else (f"all of map {self.channel}")
             )
             text = f"{method.label} projection of {unit}"
+            for note in (shown.note, switch_note(self.inspector, self.layer, self.method)):
+                text += f" · {note}" if note else ""
         self._projection_image.value = render.to_png(
             render.upscale(picture, zoom_for(picture.shape[0]))
         )
@@ -1158,10 +1163,13 @@ class LayerBrowser(WidgetBase):
             if method != self.method
             else ""
         )
+        switches = switch_note(self.inspector, self.layer, method)
+        warnings = [w for w in (pictures.note, switches) if w]
         self._top_caption.say(
             f"The {len(entries)} of {count:,} images that excite map {self.channel} of "
             f"{self._display_name(self.layer)} most: {method} projections (left) beside the "
-            f"image patches they see (right), strongest first{note}.",
+            f"image patches they see (right), strongest first{note}."
+            + "".join(f" ({w}.)" for w in warnings),
             "muted",
         )
 
