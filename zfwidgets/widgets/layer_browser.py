@@ -38,6 +38,12 @@ from zfwidgets.core import Inspector, render
 from zfwidgets.core import synthesis as synth
 from zfwidgets.core.cache import parameter_version
 from zfwidgets.core.data_labels import data_class_names, data_label
+from zfwidgets.core.images import (
+    background_level,
+    input_pixels,
+    inverted_input,
+    opposite_background,
+)
 from zfwidgets.core.memory import release_unused_memory
 from zfwidgets.core.methods import REGISTRY
 from zfwidgets.core.mining import LayerTopK, TopK, data_fingerprint, mine, model_fingerprint
@@ -207,6 +213,7 @@ class LayerBrowser(WidgetBase):
         self.mean = mean
         self.mining_seconds: dict[str, float] = {}
         self._upload: tuple[str, Tensor] | None = None
+        self._upload_note = ""  # what was done to the upload to match the data set, if anything
         self.classes = class_names(classes, self._class_count())
         self._mined: dict[str, TopK] = {}  # what each layer's top 9 are drawn from
         self._top: TopK | None = None  # every layer on hand (the file's and those mined here)
@@ -265,12 +272,32 @@ class LayerBrowser(WidgetBase):
         with errors_to(self.status_line, "upload"):
             x = self._prepare_upload(data, name)
             self.inspector.image(x)  # the core says clearly when it does not fit the model
+            x, self._upload_note = self._match_background(x)
             self._upload = (name, x)
             self._upload_toggle.disabled = False
             if self.show_upload:
                 self._show_upload_changed({"new": True})
             else:
                 self.show_upload = True
+            if self._upload_note:
+                self.status_line.info(f"{name!r}: {self._upload_note}")
+
+    def _match_background(self, x: Tensor) -> tuple[Tensor, str]:
+        """A grey upload whose background is the opposite of the data set's (black ink on
+        white paper for white-on-black digits) is inverted, and the note says so."""
+        count = min(len(self.source), 32)
+        if x.shape[0] != 1 or count == 0:
+            return x, ""
+        prep = self.preprocessing
+        examples = [input_pixels(self.source[i][0], prep) for i in range(count)]
+        if not opposite_background(input_pixels(x, prep), examples):
+            return x, ""
+        light = background_level(input_pixels(x, prep)) < 0.5  # the upload's is dark
+        return inverted_input(x, prep), (
+            "inverted to match the data set: its background is "
+            f"{'dark' if light else 'light'}, the model's images are "
+            f"{'dark on light' if light else 'light on dark'}"
+        )
 
     @property
     def top(self) -> TopK | None:
@@ -337,10 +364,13 @@ class LayerBrowser(WidgetBase):
             tooltip=self._methods.note or "How the selected map is projected to pixels",
             style={"button_width": "auto"},
         )
-        # Shown only when the model lacks a method: which ones, and why (hover: the reason).
+        # Shown only when the model lacks one of the paper's unit projections (deconvnet,
+        # guided): which methods, and why (hover: the reason). A missing class map alone (CAM
+        # on a net without a global-average-pooling head: every digit browser) is said once,
+        # in the method help, not on every browser.
         self._method_note = caption(
             "not offered: " + ", ".join(REGISTRY[m].label for m in self._methods.absent)
-            if self._methods.absent
+            if self._shows_absent()
             else "",
             tooltip=self._methods.note,
         )
@@ -464,7 +494,7 @@ class LayerBrowser(WidgetBase):
                 caption("unit", "body", "Which activations of the map are projected"),
                 self._position_toggle,
             ]
-            + ([self._method_note] if self._methods.absent else []),
+            + ([self._method_note] if self._shows_absent() else []),
             layout=full_width(**wrap),
         )
         for label in toggles.children[::2]:
@@ -546,6 +576,10 @@ class LayerBrowser(WidgetBase):
             tile = tile_pixels(patch_side(self.inspector, layer, shape))
             widest = max(widest, 3 * tile[1] + 4 * 2)  # render.grid's 2 px pad
         return max(pictures, 2 * widest + 12 + 8)
+
+    def _shows_absent(self) -> bool:
+        """Whether the "not offered" note is on screen: only when a unit projection is missing."""
+        return any(REGISTRY[m].kind == "unit" for m in self._methods.absent)
 
     def _method_help(self) -> str:
         text = "How the selected map is projected to pixels"
@@ -835,6 +869,7 @@ class LayerBrowser(WidgetBase):
         best = int(probs.argmax())
         if self.show_upload and self._upload is not None:
             what = f"uploaded {self._upload[0]!r}"
+            what += " (black and white swapped)" if self._upload_note else ""
         else:
             label = self.source[self.image_index][1]
             what = f"image #{self.image_index}"
