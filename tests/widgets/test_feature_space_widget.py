@@ -185,8 +185,9 @@ def test_switching_layer_reports_each_phase_in_order(digits):
         dims = features(w.inspector, data, layer, progress=False).values.shape[1]
         busy = [text for level, text in seen if level == "busy" and text]
         label = f"PCA of {layer}"
+        assert w._progress.description == label  # whole, on a label as wide as it needs
+        assert w._progress.style.description_width == "initial"
         assert busy == [
-            f"{label}…",
             f"{label}: features of image 32 of 90",
             f"{label}: features of image 64 of 90",
             f"{label}: features of image 90 of 90",

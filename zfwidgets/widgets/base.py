@@ -44,6 +44,7 @@ import ipywidgets as widgets
 import traitlets
 from torch import nn
 
+from zfwidgets.core import render
 from zfwidgets.core.inspector import Inspector
 from zfwidgets.core.memory import release_unused_memory
 from zfwidgets.widgets import export as exporting
@@ -86,7 +87,10 @@ STYLE = """<style>
   cursor: not-allowed;
 }
 .zfw-widget .jupyter-button:focus-visible { outline: 2px solid var(--jp-brand-color2, #64b5f6); }
-</style>"""
+.zfw-widget img.zfw-picture:not([class*="-bar"]) { outline: 1px solid BORDER; }
+</style>""".replace("BORDER", render.BORDER)
+# The picture's edge: a digit's black background merged with the dark theme's page and a white
+# photo's edge with the light one; a mid-grey outline shows on both and takes no layout space.
 
 
 # Glyphs that DejaVu Sans has (Debian's Chromium draws the hourglass U+23F3 as an empty box).
@@ -213,11 +217,11 @@ class BackgroundTask:
                 target=self._run, args=(generation, work, done, label or key), daemon=True
             )
             self._threads.append(thread)
-        # What runs is said in the status line, which wraps: a description on the bar was cut
-        # to a few letters ("mining fe...") by the bar's fixed label width.
+        # The label takes the width it needs: ipywidgets' fixed label width cut it to a few
+        # letters ("mining fe..."); the status line says the rest as the work reports.
         with self.progress.hold_sync():
-            self.progress.value, self.progress.description = 0, ""
-        self.status.busy(f"{label or key}…")
+            self.progress.value, self.progress.description = 0, label or key
+            self.progress.style.description_width = "initial"
         self._show_progress(True)
         thread.start()
 

@@ -190,7 +190,7 @@ def tiles_note(views: Sequence[render.Shown]) -> str:
 def tile_labels_html(texts: Sequence[str], width: int, cols: int = 3) -> str:
     """One short line per tile (``"#298 · cats · 0.132"``) in a grid of ``cols`` columns of
     ``width`` pixels, under the tiles of :func:`top_nine_pictures`; a line too long for its
-    column ends in "…" and shows in full on hover.
+    column wraps (an ellipsis cut ImageNet names to "spider monk…"), and shows on hover too.
 
     Example:
         >>> page = tile_labels_html(["#3 · cats · 1.5", "#7 · dogs · 1.2"], 84)
@@ -198,8 +198,8 @@ def tile_labels_html(texts: Sequence[str], width: int, cols: int = 3) -> str:
         2
     """
     cells = "".join(
-        f'<div title="{html.escape(t)}" style="overflow: hidden; text-overflow: ellipsis; '
-        f'white-space: nowrap">{html.escape(t)}</div>'
+        f'<div title="{html.escape(t)}" style="white-space: normal; '
+        f'overflow-wrap: anywhere">{html.escape(t)}</div>'
         for t in texts
     )
     return (
