@@ -30,7 +30,7 @@ def test_faint_projection_is_stretched_by_the_factor_its_caption_states():
     p = faint_projection()
     a = p.double().numpy()
     peak = np.abs(a).max()
-    level = np.percentile(np.abs(a), 99)
+    level = np.percentile(np.abs(a)[a != 0], 99)  # over the pixels that carry a signal
     raw_gain = peak / level
     assert raw_gain > render.FAINT_GAIN  # the pattern is a speck at the peak's contrast
     digits = 10 ** (math.floor(math.log10(raw_gain)) - 1)
@@ -51,6 +51,16 @@ def test_faint_projection_is_stretched_by_the_factor_its_caption_states():
 
 def test_a_projection_with_visible_contrast_is_drawn_as_before():
     p = torch.linspace(-1, 1, 64).reshape(1, 8, 8)
+    shown = render.shown_projection(p)
+    assert (shown.gain, shown.note) == (1.0, "")
+    np.testing.assert_array_equal(shown.picture, render.projection_image(p))
+
+
+def test_a_compact_projection_on_zero_is_small_not_faint():
+    """A unit's projection is zero outside its receptive field: a strong 6x6 patch on a zero
+    224x224 picture (0.07% of it) is drawn as it is, not stretched."""
+    p = torch.zeros(3, 224, 224)
+    p[:, 100:106, 50:56] = torch.linspace(-1, 1, 108).reshape(3, 6, 6)
     shown = render.shown_projection(p)
     assert (shown.gain, shown.note) == (1.0, "")
     np.testing.assert_array_equal(shown.picture, render.projection_image(p))
@@ -85,8 +95,8 @@ def test_tiles_note_names_the_stretched_and_empty_tiles():
 
 
 def dead_map_model() -> nn.Module:
-    """conv (2 maps) -> ReLU -> pool -> linear, for 12x12 pictures: map 0 has bias -100, so it never fires on pictures in [0, 1];
-    map 1 has bias +100, so it always does."""
+    """conv (2 maps) -> ReLU -> pool -> linear, for 12x12 pictures: map 0 has bias -100, so
+    it never fires on pictures in [0, 1]; map 1 has bias +100, so it always does."""
     torch.manual_seed(0)
     conv = nn.Conv2d(1, 2, 3)
     with torch.no_grad():

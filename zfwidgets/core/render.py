@@ -155,14 +155,14 @@ def shown_projection(p, saliency: bool = False, empty: str = "nothing reached th
     """A projection drawn so that it shows something, or says why it cannot.
 
     All zero (or not finite): a flat picture and ``"all zero: <empty>"``. Faint (99% of the
-    pixels within 1/``FAINT_GAIN`` of the peak, so it reads as a speck on grey): the contrast
-    is raised until the 99th percentile reaches full scale (at most ``MAX_GAIN``), the few
-    stronger values are clipped, and the note states the factor. Otherwise as
+    non-zero pixels within 1/``FAINT_GAIN`` of the peak, so it reads as a speck on grey): the
+    contrast is raised until their 99th percentile reaches full scale (at most ``MAX_GAIN``),
+    the few stronger values are clipped, and the note states the factor. Otherwise as
     :func:`projection_image` (or :func:`saliency_image` with ``saliency``).
 
     Example:
         >>> speck = torch.zeros(1, 20, 20)
-        >>> speck[0, 5:15, 5:15] = 0.01                   # a faint square ...
+        >>> speck[0, 4:16, 4:16] = 0.01                   # a faint square ...
         >>> speck[0, 10, 10] = 1.0                        # ... and one strong pixel
         >>> shown = shown_projection(speck)
         >>> shown.gain, shown.note.split(":")[0], int(shown.picture[5, 5])
@@ -179,7 +179,9 @@ def shown_projection(p, saliency: bool = False, empty: str = "nothing reached th
         return Shown(draw(np.zeros(a.shape)), 1.0, f"all zero: {empty}")
     peak = float(size.max())
     shown = size.max(axis=-3) if saliency and size.ndim >= 3 else size
-    level = float(np.percentile(shown, 99))
+    # Over the pixels that carry a signal: a unit's projection is zero outside its receptive
+    # field, which may be under 1% of the picture; that is a small picture, not a faint one.
+    level = float(np.percentile(shown[shown > 0], 99))
     if level <= 0 or peak / level < FAINT_GAIN:
         return Shown(draw(a))
     gain = _nice_gain(min(peak / level, MAX_GAIN))
