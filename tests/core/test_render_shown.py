@@ -128,3 +128,25 @@ def test_a_deconvnet_without_max_pooling_says_it_has_no_switches():
     assert (
         switch_note(pooled, "1", "deconvnet") != "" and switch_note(pooled, "2", "deconvnet") == ""
     )
+
+
+def test_the_projection_bar_ends_at_the_values_drawn_at_full_contrast():
+    from zfwidgets.core.methods import REGISTRY
+
+    model = dead_map_model()
+    images = torch.rand(4, 1, 12, 12)
+    browser = LayerBrowser(model, images=images, layer="1", method="deconvnet")
+    try:
+        browser.channel = 1
+        p = Inspector(model).project(images[0], "1", 1, position="max", method="deconvnet")
+        shown = render.shown_projection(p)
+        top = float(p.abs().max()) / shown.gain
+        expected = render.colour_bar(-top, top, 168, kind="signed")
+        assert browser._projection_bar.value == render.to_png(expected)
+        stretched = browser._projection_scale(p, REGISTRY["deconvnet"], 40.0)
+        ends = render.colour_bar(
+            -float(p.abs().max()) / 40, float(p.abs().max()) / 40, 168, "signed"
+        )
+        np.testing.assert_array_equal(stretched, ends)
+    finally:
+        browser.close()

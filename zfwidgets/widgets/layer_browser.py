@@ -292,11 +292,11 @@ class LayerBrowser(WidgetBase):
         examples = [input_pixels(self.source[i][0], prep) for i in range(count)]
         if not opposite_background(input_pixels(x, prep), examples):
             return x, ""
-        light = background_level(input_pixels(x, prep)) < 0.5  # the upload's is dark
+        data_light = background_level(input_pixels(x, prep)) < 0.5  # the upload's is dark
         return inverted_input(x, prep), (
             "inverted to match the data set: its background is "
-            f"{'dark' if light else 'light'}, the model's images are "
-            f"{'dark on light' if light else 'light on dark'}"
+            f"{'dark' if data_light else 'light'}, the model's images are "
+            f"{'dark on light' if data_light else 'light on dark'}"
         )
 
     @property
@@ -897,11 +897,12 @@ class LayerBrowser(WidgetBase):
         method = REGISTRY[self.method]
         position = "max" if self.position == "max" else None
         signal = method.compute(self.inspector, x, self.layer, self.channel, position, None)
+        gain = 1.0
         if method.kind == "class":
             picture, text = self._class_picture(x, signal)
         else:
             shown = unit_view(signal, self.method)
-            picture = shown.picture
+            picture, gain = shown.picture, shown.gain
             unit = (
                 f"map {self.channel}'s strongest unit"
                 if position == "max"
@@ -914,15 +915,16 @@ class LayerBrowser(WidgetBase):
             render.upscale(picture, zoom_for(picture.shape[0]))
         )
         self._projection_caption.text = text
-        self._projection_bar.value = render.to_png(self._projection_scale(signal, method))
+        self._projection_bar.value = render.to_png(self._projection_scale(signal, method, gain))
 
-    def _projection_scale(self, signal: Tensor, method) -> np.ndarray:
+    def _projection_scale(self, signal: Tensor, method, gain: float = 1.0) -> np.ndarray:
         """The bar under the projection: signed grey (0 = mid grey) on its own scale, |value|
-        for saliency, the heat colours 0..1 for Grad-CAM."""
+        for saliency, the heat colours 0..1 for Grad-CAM; a stretched (faint) projection's
+        ends are its peak / ``gain``, the values drawn at full contrast."""
         if method.heat_map:  # drawn by render.heatmap: its own min..max
             lo, hi = float(signal.min()), float(signal.max())
             return render.colour_bar(lo, hi, PICTURE_SIDE)
-        top = float(signal.abs().max()) or 1.0
+        top = float(signal.abs().max()) / gain or 1.0
         if self.method == "saliency":
             return render.colour_bar(0.0, top, PICTURE_SIDE, kind="grey")
         return render.colour_bar(-top, top, PICTURE_SIDE, kind="signed")

@@ -644,7 +644,9 @@ class OcclusionSlider(WidgetBase):
         for name, text in texts.items():
             self._map_captions[name].value = text_html(text, "muted", self._map_help(name))
         self._legend.value = self._legend_html(maps)
-        top = float(np.abs(render.as_numpy(maps.projection)).max()) or 1.0
+        # a stretched (faint) projection's bar ends at the values drawn at full contrast
+        top = float(np.abs(render.as_numpy(maps.projection)).max())
+        top = top / self._projection_view(maps).gain or 1.0
         saliency = self.inspector.projection_method == "saliency"
         bars = {
             "activity": render.colour_bar(
