@@ -188,6 +188,7 @@ def test_switching_layer_reports_each_phase_in_order(digits):
         assert w._progress.description == label  # whole, on a label as wide as it needs
         assert w._progress.style.description_width == "initial"
         assert busy == [
+            f"{label}: features of the 90 images…",
             f"{label}: features of image 32 of 90",
             f"{label}: features of image 64 of 90",
             f"{label}: features of image 90 of 90",

@@ -298,9 +298,13 @@ class FeatureSpace(WidgetBase):
 
         name = METHODS[method][0]
 
+        total = len(self._source)
+
         def work(should_stop, report):
             # Each phase says itself: the features are counted in images, the pixel vectors
             # and the embedding are not (a t-SNE of 206 photos took 6 s under "206 of 206").
+            # Said at once: the first batch of photos takes seconds, under the last status.
+            report(0, total, f"features of the {total:,} images…")
             feats = features(
                 self.inspector,
                 self.dataset,
