@@ -62,8 +62,9 @@ def unit_picture(projection: Tensor, method: str) -> np.ndarray:
 def unit_view(
     projection: Tensor, method: str, empty: str = "no unit of this map fired"
 ) -> render.Shown:
-    """A projection drawn as :func:`unit_picture` does, with the note its caption needs:
-    ``"all zero: <empty>"`` or ``"x40 contrast: ..."`` (see :func:`render.shown_projection`).
+    """A projection drawn as :func:`unit_picture` does (a faint one stretched further), with
+    the note its caption needs: ``"all zero: <empty>"`` or ``"x40 contrast: ..."`` (see
+    :func:`zfwidgets.core.render.shown_projection`).
 
     Example:
         >>> import torch
