@@ -38,10 +38,13 @@ __all__ = [
     "TOP_TILE",
     "TopPictures",
     "patch_side",
+    "switch_note",
     "tile_labels_html",
     "tile_pixels",
+    "tiles_note",
     "top_nine_pictures",
     "unit_picture",
+    "unit_view",
 ]
 
 TOP_K = 9
