@@ -17,6 +17,9 @@ LINT_PATHS   ?= zfwidgets tests benchmarks scripts
 NOTEBOOKS    := $(wildcard notebooks/*.ipynb)
 QUICKSTART   ?= notebooks/01_quickstart.ipynb
 JUPYTER_ARGS ?=
+# The URL JupyterLab prints (and opens): the quickstart itself, not the launcher, also with
+# JUPYTER_ARGS=--no-browser. Given a file, the server's root is the file's folder.
+QUICKSTART_URL = /lab/tree/$(notdir $(QUICKSTART))
 # JupyterLab refuses to start as root without --allow-root (CI and the dev machines run as root).
 ALLOW_ROOT   := $(if $(filter 0,$(shell id -u)),--allow-root)
 PYTEST_ARGS  ?=
@@ -82,7 +85,7 @@ endif
 
 demo: $(STAMP_INSTALL_TEST)
 	@test -f $(QUICKSTART) || { echo "$(QUICKSTART) does not exist yet"; exit 1; }
-	$(PY) -m jupyter lab $(ALLOW_ROOT) $(JUPYTER_ARGS) $(QUICKSTART)
+	$(PY) -m jupyter lab $(ALLOW_ROOT) --LabApp.default_url=$(QUICKSTART_URL) $(JUPYTER_ARGS) $(QUICKSTART)
 
 # ---- documentation site (docs/_build/html) ------------------------------------------------------
 # make docs       every tutorial executed, widget state embedded (a few minutes)

@@ -135,3 +135,31 @@ def test_mean_as_three_numbers():
     x = image_from_bytes(_png(pixels), channels=3, mean=mean)
     expected = torch.from_numpy(pixels.transpose(2, 0, 1) / 255.0).float() - mean[:, None, None]
     assert torch.allclose(x, expected, atol=1e-6, rtol=0)
+
+
+def test_background_level_is_the_mean_of_the_outer_ring_by_loop():
+    from zfwidgets.core.images import background_level
+
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(3, 30, 20, generator=gen)
+    ring = 2  # a tenth of the shorter side (20)
+    values = [
+        float(x[c, i, j])
+        for c in range(3)
+        for i in range(30)
+        for j in range(20)
+        if i < ring or j < ring or i >= 30 - ring or j >= 20 - ring
+    ]
+    assert background_level(x) == pytest.approx(sum(values) / len(values))
+
+
+def test_inverted_input_swaps_black_and_white_through_the_preprocessing():
+    from zfwidgets.core.images import input_pixels, inverted_input
+    from zfwidgets.core.preprocess import Preprocessing
+
+    prep = Preprocessing(mean=(0.2,), std=(0.4,), channels=1)
+    pixels = torch.tensor([[[0.0, 0.25, 1.0]]])
+    x = (pixels - 0.2) / 0.4
+    torch.testing.assert_close(inverted_input(x, prep), ((1 - pixels) - 0.2) / 0.4)
+    torch.testing.assert_close(input_pixels(inverted_input(x, prep), prep), 1 - pixels)
+    torch.testing.assert_close(inverted_input(pixels, None), 1 - pixels)

@@ -58,5 +58,11 @@ def test_clicking_a_point_shows_its_neighbours(browser_page, jupyterlab):
             first = after
             dots.nth(170).click(force=True)  # another point, another class: other neighbours
             assert changed_pixels(first, wait_for_new_screenshot(grid, first, timeout=30)) > 100
+            # the class legend sits under the plot: not under bqplot's toolbar, not on points
+            legend = widget.locator(".zfw-feature-legend").first
+            expect(legend).to_contain_text("9")
+            plot_box, legend_box = plot.bounding_box(), legend.bounding_box()
+            assert legend_box["y"] >= plot_box["y"] + plot_box["height"] - 1
+            widget.screenshot(path=str(screenshot_path("feature_space_widget")))
         finally:
             page.screenshot(path=str(screenshot_path("feature_space")), full_page=True)

@@ -39,6 +39,11 @@ def test_scatter_has_one_point_per_image_coloured_by_class(widget, digits):
     marks = widget._figure.marks[:-1]  # the last mark is the selection ring
     assert [m.labels[0] for m in marks] == [d.classes[c] for c in classes]
     assert sum(len(m.x) for m in marks) == 90
+    # the legend is under the plot, not inside it (where the toolbar covered it)
+    assert not any(m.display_legend for m in marks)
+    legend = widget._legend.value
+    positions = [legend.index(f">{d.classes[c]}</span>") for c in classes]
+    assert positions == sorted(positions)
     assert "zfw-feature-space" in widget._dom_classes
 
 
@@ -159,5 +164,37 @@ def test_tsne_of_a_dead_layer_is_a_status_line_refusal_not_a_crash(digits):
         assert w.status_line.level == "error" and "rows are identical" in w.status, w.status
         w.method = "pca"  # the widget still works
         assert w.wait(60) and w.status_line.level != "error" and w.points.shape == (90, 2)
+    finally:
+        w.close()
+
+
+def test_switching_layer_reports_each_phase_in_order(digits):
+    """The bar's count is the features' count; what follows (pixel vectors, the embedding) is
+    said as its own phase, not hidden under "90 of 90 images"."""
+    d, data = digits
+    w = FeatureSpace(d.model, data, classes=d.classes, mean=d.mean, batch_size=32)
+    try:
+        assert w.wait(60)
+        layer = next(b for b in w.inspector.blocks if b != w.layer and b.startswith("conv"))
+        seen: list[tuple[str, str]] = []
+        w.status_line.observe(
+            lambda change: seen.append((w.status_line.level, change["new"])), names="message"
+        )
+        w.layer = layer
+        assert w.wait(60)
+        dims = features(w.inspector, data, layer, progress=False).values.shape[1]
+        busy = [text for level, text in seen if level == "busy" and text]
+        label = f"PCA of {layer}"
+        assert w._progress.description == label  # whole, on a label as wide as it needs
+        assert w._progress.style.description_width == "initial"
+        assert busy == [
+            f"{label}: features of the 90 images…",
+            f"{label}: features of image 32 of 90",
+            f"{label}: features of image 64 of 90",
+            f"{label}: features of image 90 of 90",
+            f"{label}: pixel vectors of the 90 images…",
+            f"{label}: PCA of 90 feature vectors ({dims:,} numbers each)…",
+        ]
+        assert w.status_line.level == "info" and w.status_line.message.startswith("PCA of")
     finally:
         w.close()

@@ -551,3 +551,62 @@ def test_an_inspector_is_shared(d):
     browser = LayerBrowser(insp, images=d.dataset.images[:5], mean=d.mean)
     assert browser.inspector is insp and insp.cache_info().forwards >= 1
     assert len(browser.source) == 5 and "label" not in browser._input_caption.text
+
+
+def test_a_missing_class_map_alone_is_said_in_the_help_not_on_screen(browser):
+    """The digit net has no global-average-pooling head, so no CAM: said once, in the method
+    help (hover), not as a "not offered" line on every digit browser."""
+    assert set(browser.absent_methods) == {"cam"}
+    assert browser._method_note.value == "" or "not offered" not in browser._method_note.value
+    assert not any("zfw-method-note" in c._dom_classes for c in _descendants(browser))
+    assert "CAM" in browser._method_toggle.tooltip
+
+
+def _descendants(widget):
+    for child in getattr(widget, "children", ()):
+        yield child
+        yield from _descendants(child)
+
+
+def drawn_seven(ink: int, paper: int, side: int = 140) -> bytes:
+    """A 7 as a person draws it in a paint program: a bar and a slanted stroke, PNG bytes."""
+    from PIL import ImageDraw
+
+    picture = Image.new("L", (side, side), paper)
+    draw = ImageDraw.Draw(picture)
+    s = side / 28
+    draw.line([(7 * s, 7 * s), (21 * s, 7 * s)], fill=ink, width=int(3 * s))
+    draw.line([(21 * s, 7 * s), (12 * s, 23 * s)], fill=ink, width=int(3 * s))
+    buf = io.BytesIO()
+    picture.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_a_black_on_white_upload_is_inverted_for_the_white_on_black_digits(browser, d, ref):
+    from PIL import ImageOps
+
+    from zfwidgets.core.images import image_from_bytes
+
+    browser.upload(drawn_seven(ink=0, paper=255), "seven.png")
+    assert "inverted to match the data set" in browser.status
+    assert "light on dark" in browser.status
+    assert "black and white swapped" in browser._input_caption.text
+    # the reference: Pillow's own inversion of the file, prepared as the digits are
+    with Image.open(io.BytesIO(drawn_seven(ink=0, paper=255))) as im:
+        buf = io.BytesIO()
+        ImageOps.invert(im.convert("L")).save(buf, "PNG")
+    expected = image_from_bytes(buf.getvalue(), 1, preprocessing=browser.preprocessing)
+    torch.testing.assert_close(browser.image, expected, atol=1e-5, rtol=0)
+    best = int(ref.predict(expected).argmax())
+    assert f"predicted {d.classes[best]}" in browser._input_caption.text
+
+
+def test_an_upload_drawn_like_the_digits_is_left_alone(browser):
+    from zfwidgets.core.images import image_from_bytes
+
+    data = drawn_seven(ink=255, paper=0)
+    browser.upload(data, "seven.png")
+    assert "inverted" not in browser.status
+    assert "swapped" not in browser._input_caption.text
+    expected = image_from_bytes(data, 1, preprocessing=browser.preprocessing)
+    torch.testing.assert_close(browser.image, expected)

@@ -212,3 +212,28 @@ def test_the_users_model_is_unchanged(digits):
     assert before["modes"] == after["modes"]
     for key, value in before["weights"].items():
         assert torch.equal(value, after["weights"][key]), key
+
+
+def test_panel_c_says_when_the_deconvnet_has_no_switches():
+    """A net without max pooling: (c)'s deconvnet has no switches, and its caption says so
+    (tutorial 10's EfficientNet drew a uniform texture under a plain caption)."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(4 * 5 * 5, 3),
+    )  # fmt: skip
+    widget = OcclusionSlider(net, torch.rand(1, 14, 14), layer="3", size=3, stride=2)
+    try:
+        assert widget.wait(60)
+        assert widget.inspector.projection_method == "deconvnet"
+        text = html.unescape(widget._map_captions["projection"].value)
+        assert "no max pooling: the deconvnet has no switches here" in text
+    finally:
+        widget.close()
+
+
+def test_panel_c_of_a_pooled_net_has_no_switch_note(slider):
+    text = html.unescape(slider._map_captions["projection"].value)
+    assert "(c) deconvnet projection" in text and "no max pooling" not in text

@@ -316,3 +316,9 @@ def test_dream_octaves_with_a_mean_image_and_on_a_fully_connected_layer(widget):
     assert widget.wait(60), widget.status
     assert widget.result is not None and widget.result.image.shape[-2:] == (28, 28)
     assert "octaves=3" not in widget.status
+
+
+def test_digit_classes_named_by_their_number_read_once(widget, digits):
+    d = digits[0]
+    assert list(d.classes) == [str(i) for i in range(10)]  # the case: "4" names class 4
+    assert widget._target.options == tuple((str(i), i) for i in range(10))  # not "4: 4"

@@ -53,3 +53,12 @@ def test_photos_browser_right_column_fits_a_notebook():
         assert 3 * (224 + 18) <= width <= 760  # the three 224-px pictures, no more
     finally:
         browser.close()
+
+
+def test_tile_labels_wrap_instead_of_cutting_long_class_names():
+    from zfwidgets.widgets.top_nine import tile_labels_html
+
+    page = tile_labels_html(["#12 · spider monkey · 3.41"], 84)
+    assert ">#12 · spider monkey · 3.41</div>" in page  # the whole name, as text on screen
+    assert "ellipsis" not in page and "nowrap" not in page
+    assert "white-space: normal" in page

@@ -29,7 +29,14 @@ from PIL import ImageOps
 
 from zfwidgets.core.preprocess import Preprocessing, as_preprocessing
 
-__all__ = ["MAX_PIXELS", "image_from_bytes"]
+__all__ = [
+    "MAX_PIXELS",
+    "background_level",
+    "image_from_bytes",
+    "input_pixels",
+    "inverted_input",
+    "opposite_background",
+]
 
 # Largest upload decoded, in pixels (a 7,000 x 7,000 photo). Checked from the file's header
 # before any pixel is decoded: a few KiB of PNG can claim gigabytes of pixels (a
@@ -146,3 +153,67 @@ def _preprocessing(
         prep = Preprocessing(mean=(0.0,), std=(1.0,), channels=channels)
     # The older rule: the picture is resized to ``size`` only (never to the mean image's).
     return dataclasses.replace(prep, size=None if size is None else tuple(size))
+
+
+def background_level(pixels: torch.Tensor) -> float:
+    """How bright a picture's background is: the mean of its outer ring (one tenth of the
+    shorter side, at least one pixel), 0 = black, 1 = white. ``pixels`` is (C, H, W) or
+    (H, W) in [0, 1].
+
+    Example:
+        >>> seven = torch.ones(1, 28, 28)
+        >>> seven[0, 6:9, 6:22] = 0.0             # a black stroke on white paper
+        >>> background_level(seven)
+        1.0
+    """
+    a = pixels.detach().double().cpu()
+    a = a if a.ndim == 3 else a.reshape(1, *a.shape[-2:])
+    ring = max(1, min(a.shape[-2:]) // 10)
+    mask = torch.ones(a.shape[-2:], dtype=torch.bool)
+    mask[ring:-ring, ring:-ring] = False
+    return float(a[:, mask].mean())
+
+
+def opposite_background(picture: torch.Tensor, examples: list[torch.Tensor]) -> bool:
+    """Whether ``picture``'s background is light where the ``examples``' is dark, or dark where
+    theirs is light (pixels in [0, 1]): a black-on-white drawing for a model trained on
+    white-on-black digits. Both sides must be clear (median example background below 0.25 and
+    the picture's above 0.75, or the reverse); anything in between is left alone.
+
+    Example:
+        >>> digits = [torch.zeros(1, 28, 28)] * 3              # white on black
+        >>> paper = torch.ones(1, 28, 28)                      # black on white
+        >>> opposite_background(paper, digits), opposite_background(paper * 0.5, digits)
+        (True, False)
+    """
+    if not examples:
+        return False
+    theirs = float(np.median([background_level(e) for e in examples]))
+    mine = background_level(picture)
+    return (theirs < 0.25 and mine > 0.75) or (theirs > 0.75 and mine < 0.25)
+
+
+def input_pixels(x: torch.Tensor, preprocessing: Preprocessing | None) -> torch.Tensor:
+    """A model input (C, H, W) as pixels in [0, 1]: ``x * std + mean`` with a preprocessing,
+    else ``x`` itself (clipped).
+
+    Example:
+        >>> prep = Preprocessing(mean=(0.5,), std=(0.5,), channels=1)
+        >>> input_pixels(torch.tensor([[[-1.0, 1.0]]]), prep).tolist()
+        [[[0.0, 1.0]]]
+    """
+    if preprocessing is None:
+        return x.detach().float().clamp(0.0, 1.0)
+    return preprocessing.to_pixels(x)
+
+
+def inverted_input(x: torch.Tensor, preprocessing: Preprocessing | None) -> torch.Tensor:
+    """The model input of ``x``'s picture with black and white swapped (pixels ``1 - p``).
+
+    Example:
+        >>> prep = Preprocessing(mean=(0.5,), std=(0.5,), channels=1)
+        >>> inverted_input(torch.tensor([[[-1.0, 0.5]]]), prep).tolist()
+        [[[1.0, -0.5]]]
+    """
+    flipped = 1.0 - input_pixels(x, preprocessing)
+    return flipped if preprocessing is None else preprocessing.normalise(flipped)

@@ -245,6 +245,20 @@ class Inspector:
             f"through {RULE_STEPS}"
         )
 
+    def pools_below(self, layer: str) -> bool:
+        """Whether a max pool lies at or before ``layer``: only then has the deconvnet switches
+        (without them its unpooling is the identity and it draws the filters' pattern, the
+        same for every image).
+
+        Example:
+            >>> from torch import nn
+            >>> net = Inspector(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2)))
+            >>> net.pools_below("1"), net.pools_below("2")
+            (False, True)
+        """
+        last = self.layer_index(layer)
+        return any(step.kind == "maxpool" for step in self.steps[: last + 1])
+
     def check_method(self, method: str) -> None:
         """Refuses a projection method this model does not support, saying why."""
         if method not in METHODS:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import colorsys
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from numbers import Number
 
 import numpy as np
@@ -23,6 +24,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 __all__ = [
     "BACKGROUND",
+    "BORDER",
+    "FAINT_GAIN",
+    "Shown",
     "TAB10",
     "as_numpy",
     "class_colours",
@@ -34,12 +38,20 @@ __all__ = [
     "overlay",
     "projection_image",
     "saliency_image",
+    "shown_projection",
     "to_png",
     "to_rgb",
     "upscale",
 ]
 
 BACKGROUND = 40  # grey level behind tiles: reads as "nothing here" in light and dark themes
+# Image borders: a mid grey shows on a white page and on the dark theme's near-black alike
+# (black vanished on the dark theme, white on the light one).
+BORDER = "#888888"
+# A projection whose 99th percentile |value| is below 1/FAINT_GAIN of its peak shows as a speck
+# on mid grey at the peak's contrast; it is stretched further (and the caption says by how much).
+FAINT_GAIN = 4.0
+MAX_GAIN = 1000.0  # beyond this the "signal" is rounding noise: it is not stretched further
 # matplotlib's tab10: distinct, colour-blind friendlier than a rainbow, readable on dark and light
 TAB10 = [
     (31, 119, 180),
@@ -115,6 +127,71 @@ def projection_image(p, per_channel: bool = False, scale: float | None = None) -
         scale = np.abs(a).max(axis=axes, keepdims=True)
     scale = np.where(scale > 0, scale, 1.0)
     return np.clip(np.round(127.5 + 127.5 * a / scale + 0.25), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A projection as drawn, and what the caption must add so the picture does not mislead.
+
+    Attributes:
+        picture: uint8 (H, W) or (H, W, 3).
+        gain: the contrast stretch over the usual peak-to-full-scale one (1: none); values
+            beyond ``1 / gain`` of the peak are clipped.
+        note: ``""``, ``"all zero: ..."`` or ``"x40 contrast: ..."``, for the caption.
+    """
+
+    picture: np.ndarray
+    gain: float = 1.0
+    note: str = ""
+
+
+def _nice_gain(gain: float) -> float:
+    """``gain`` rounded down to two significant digits (the caption states it exactly)."""
+    digits = 10 ** (np.floor(np.log10(gain)) - 1)
+    return float(np.floor(gain / digits) * digits)
+
+
+def shown_projection(p, saliency: bool = False, empty: str = "nothing reached the pixels") -> Shown:
+    """A projection drawn so that it shows something, or says why it cannot.
+
+    All zero (or not finite): a flat picture and ``"all zero: <empty>"``. Faint (99% of the
+    non-zero pixels within 1/``FAINT_GAIN`` of the peak, so it reads as a speck on grey): the
+    contrast is raised until their 99th percentile reaches full scale (at most ``MAX_GAIN``),
+    the few stronger values are clipped, and the note states the factor. Otherwise as
+    :func:`projection_image` (or :func:`saliency_image` with ``saliency``).
+
+    Example:
+        >>> speck = torch.zeros(1, 20, 20)
+        >>> speck[0, 4:16, 4:16] = 0.01                   # a faint square ...
+        >>> speck[0, 10, 10] = 1.0                        # ... and one strong pixel
+        >>> shown = shown_projection(speck)
+        >>> shown.gain, shown.note.split(":")[0], int(shown.picture[5, 5])
+        (100.0, 'x100 contrast', 255)
+        >>> shown_projection(torch.zeros(1, 4, 4), empty="no unit of this map fired").note
+        'all zero: no unit of this map fired'
+    """
+    a = as_numpy(p)
+    size = np.abs(a)
+    draw = saliency_image if saliency else projection_image
+    if not np.isfinite(size).all():
+        return Shown(draw(np.zeros(a.shape)), 1.0, "not drawn: it holds NaN or infinite values")
+    if size.max() == 0:
+        return Shown(draw(np.zeros(a.shape)), 1.0, f"all zero: {empty}")
+    peak = float(size.max())
+    shown = size.max(axis=-3) if saliency and size.ndim >= 3 else size
+    # Over the pixels that carry a signal: a unit's projection is zero outside its receptive
+    # field, which may be under 1% of the picture; that is a small picture, not a faint one.
+    level = float(np.percentile(shown[shown > 0], 99))
+    if level <= 0 or peak / level < FAINT_GAIN:
+        return Shown(draw(a))
+    gain = _nice_gain(min(peak / level, MAX_GAIN))
+    if saliency:
+        plane = shown[0] if shown.ndim == 3 else shown
+        picture = np.round(np.clip(255 * plane * gain / peak, 0, 255)).astype(np.uint8)
+    else:
+        picture = projection_image(a, scale=peak / gain)
+    note = f"x{gain:g} contrast: faint, values above 1/{gain:g} of the peak are clipped"
+    return Shown(picture, gain, note)
 
 
 def saliency_image(p) -> np.ndarray:

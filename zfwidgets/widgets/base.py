@@ -44,6 +44,7 @@ import ipywidgets as widgets
 import traitlets
 from torch import nn
 
+from zfwidgets.core import render
 from zfwidgets.core.inspector import Inspector
 from zfwidgets.core.memory import release_unused_memory
 from zfwidgets.widgets import export as exporting
@@ -65,7 +66,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# Background work: ``work(should_stop, report)``; ``report(done, total)`` moves the progress bar.
+# Background work: ``work(should_stop, report)``; ``report(done, total)`` moves the progress bar,
+# ``report(done, total, phase)`` also names a phase that is not counted in images ("PCA...").
 Work = Callable[[Callable[[], bool], Callable[[int, int], None]], T]
 STOP_SECONDS = 10.0  # how long close() and interpreter exit wait for a cancelled worker
 
@@ -87,8 +89,15 @@ STYLE = """<style>
   cursor: not-allowed;
 }
 .zfw-widget .jupyter-button:focus-visible { outline: 2px solid var(--jp-brand-color2, #64b5f6); }
+.zfw-widget img.zfw-picture:not([class*="-bar"]) { outline: 1px solid BORDER; }
 PROJECTOR_CSS
-</style>"""
+</style>""".replace("BORDER", render.BORDER)
+# The picture's edge: a digit's black background merged with the dark theme's page and a white
+# photo's edge with the light one; a mid-grey outline shows on both and takes no layout space.
+
+
+# Glyphs that DejaVu Sans has (Debian's Chromium draws the hourglass U+23F3 as an empty box).
+MARKS = {"error": "⚠ ", "busy": "↻ ", "info": "✓ "}
 
 # Projector mode (zfwidgets.projector(True)): the widget root carries zfw-projector, and every
 # text (captions, status, tile labels, control labels, bqplot ticks and axis labels) is at least
@@ -195,7 +204,7 @@ class StatusLine(widgets.HTML):
     @traitlets.observe("message", "level", "hint")
     def _show(self, change: dict | None = None) -> None:
         if self.message:
-            mark = {"error": "⚠ ", "busy": "⏳ ", "info": "✓ "}.get(self.level, "")
+            mark = MARKS.get(self.level, "")
             self.value = STYLE + text_html(
                 mark + self.message, self.level if self.level != "hint" else "muted"
             )
@@ -223,7 +232,8 @@ class BackgroundTask:
     """Runs one long job at a time in a daemon thread, with a progress bar; newer work wins.
 
     ``start(key, work, done)`` runs ``work(should_stop, report)`` in a thread, where
-    ``report(done, total)`` moves the progress bar and ``should_stop()`` turns True once the job
+    ``report(done, total[, phase])`` moves the progress bar (and says the phase, if given, in
+    place of "done of total images") and ``should_stop()`` turns True once the job
     has been superseded (another ``start`` with a different key) or cancelled. When ``work``
     returns and is still current, ``done(result)`` runs (in the thread). An exception raised
     while current goes to the status line; one raised after ``should_stop()`` is a cancellation.
@@ -268,8 +278,11 @@ class BackgroundTask:
                 target=self._run, args=(generation, work, done, label or key), daemon=True
             )
             self._threads.append(thread)
+        # The label takes the width it needs: ipywidgets' fixed label width cut it to a few
+        # letters ("mining fe..."); the status line says the rest as the work reports.
         with self.progress.hold_sync():
-            self.progress.value, self.progress.description = 0, (label or key)[:20]
+            self.progress.value, self.progress.description = 0, label or key
+            self.progress.style.description_width = "initial"
         self._show_progress(True)
         thread.start()
 
@@ -308,11 +321,12 @@ class BackgroundTask:
         def should_stop() -> bool:
             return not self._current(generation)
 
-        def report(count: int, total: int) -> None:
+        def report(count: int, total: int, phase: str = "") -> None:
             if self._current(generation):
                 with self.progress.hold_sync():
                     self.progress.max, self.progress.value = total, count
-                self.status.busy(f"{label}: {count:,} of {total:,} images")
+                what = phase or f"{count:,} of {total:,} images"
+                self.status.busy(f"{label}: {what}")
 
         try:
             result = work(should_stop, report)
@@ -330,6 +344,8 @@ class BackgroundTask:
             if self._generation == generation:
                 self._key = None
         self._show_progress(False)
+        if self.status.level == "busy":  # the work is over: "busy" would now be a lie
+            self.status.clear()
         release_unused_memory()  # a pass's temporary activations, back to the system
 
     def _show_progress(self, visible: bool) -> None:

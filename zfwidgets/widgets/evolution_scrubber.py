@@ -655,7 +655,8 @@ class EvolutionScrubber(WidgetBase):
         )
         self._top_caption.say(
             f"Map {self.selected} of {self.layer} at epoch {self.epoch}: its {TOP_K} strongest "
-            "probe images, deconvnet projections (left) beside their patches (right).",
+            "probe images, deconvnet projections (left) beside their patches (right)."
+            + (f" ({pictures.note}.)" if pictures.note else ""),
             "muted",
         )
 

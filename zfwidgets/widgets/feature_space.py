@@ -203,13 +203,15 @@ class FeatureSpace(WidgetBase):
                 Axis(scale=self._x, label="", tick_style=text, num_ticks=0),
                 Axis(scale=self._y, side="left", tick_style=text, num_ticks=0),
             ],
-            legend_location="top-right",
-            legend_text=text,
             fig_margin={"top": 16, "bottom": 16, "left": 16, "right": 16},
             background_style={"fill": "transparent"},
             layout=widgets.Layout(width="460px", height="420px"),
         )
         self._figure.add_class("zfw-feature-plot")
+        # The class legend is HTML under the plot: drawn inside it, bqplot's toolbar covered it
+        # and it covered points.
+        self._legend = widgets.HTML(layout=widgets.Layout(width="460px"))
+        self._legend.add_class("zfw-feature-legend")
         self._query = png_image("the selected image", css_class="zfw-feature-query")
         self._query_caption = caption(tooltip=self._query.help_text)
         self._feature_grid = png_image(
@@ -237,7 +239,10 @@ class FeatureSpace(WidgetBase):
         )
         self.children = [
             controls,
-            widgets.HBox([self._figure, pictures], layout=full_width(flex_flow="row wrap")),
+            widgets.HBox(
+                [widgets.VBox([self._figure, self._legend]), pictures],
+                layout=full_width(flex_flow="row wrap"),
+            ),
             self._readout,
             widgets.HBox([self._progress], layout=full_width()),
             self.status_line,
@@ -291,22 +296,34 @@ class FeatureSpace(WidgetBase):
             self._space_done((layer, method, None, None, self._embeddings[(layer, method)]))
             return
 
+        name = METHODS[method][0]
+
+        total = len(self._source)
+
         def work(should_stop, report):
+            # Each phase says itself: the features are counted in images, the pixel vectors
+            # and the embedding are not (a t-SNE of 206 photos took 6 s under "206 of 206").
+            # Said at once: the first batch of photos takes seconds, under the last status.
+            report(0, total, f"features of the {total:,} images…")
             feats = features(
                 self.inspector,
                 self.dataset,
                 layer,
                 self.batch_size,
                 progress=False,
-                callback=report,
+                callback=lambda i, n: report(i, n, f"features of image {i:,} of {n:,}"),
                 should_stop=should_stop,
             )
+            count = len(feats.values)
+            report(count, count, f"pixel vectors of the {count:,} images…")
             pixels = pixel_values(self.dataset, should_stop=should_stop)
             if should_stop():  # a t-SNE cannot be interrupted: do not start one for nothing
                 raise FeatureSpaceCancelled(f"{method} of {layer} not started: moved on")
+            dims = feats.values.shape[1]
+            report(count, count, f"{name} of {count:,} feature vectors ({dims:,} numbers each)…")
             return layer, method, feats, pixels, embed(feats.values, method, self.seed)
 
-        label = f"{METHODS[method][0]} of {layer}"
+        label = f"{name} of {layer}"
         self._in_background(f"{layer}:{method}", work, self._space_done, label=label)
 
     def _space_done(self, result) -> None:
@@ -349,7 +366,7 @@ class FeatureSpace(WidgetBase):
                 colors=["#{:02x}{:02x}{:02x}".format(*colour)],
                 default_size=28,
                 labels=[self._class_name(group) if group is not None else "images"],
-                display_legend=group is not None,
+                display_legend=False,
                 interactions={"click": "select"},
             )
             mark.on_element_click(self._clicked(members))
@@ -369,6 +386,21 @@ class FeatureSpace(WidgetBase):
                 )
             self._figure.marks = [*marks, self._ring]
         self._marks = marks
+        self._legend.value = self._legend_html(groups, colours)
+
+    def _legend_html(self, groups: list[int | None], colours: np.ndarray) -> str:
+        """One swatch and name per class, wrapping under the plot."""
+        if groups == [None]:
+            return ""
+        items = "".join(
+            f'<span style="white-space: nowrap; margin-right: 0.9em">'
+            f'<span style="display: inline-block; width: 0.8em; height: 0.8em; '
+            f"background: rgb{tuple(int(v) for v in colour)}; vertical-align: middle; "
+            f'margin-right: 0.3em"></span>{html.escape(self._class_name(group))}</span> '
+            for group, colour in zip(groups, colours, strict=True)
+        )
+        style = f"color: {COLOURS['body']}; font-family: {FONT}; line-height: 1.6"
+        return f'<div style="{style}">{items}</div>'
 
     def _clicked(self, members: np.ndarray):
         def click(mark: Scatter, event: dict) -> None:

@@ -37,6 +37,12 @@ from torch.utils.data import DataLoader
 from zfwidgets.core import Inspector, render
 from zfwidgets.core.cache import parameter_version
 from zfwidgets.core.data_labels import data_class_names, data_label
+from zfwidgets.core.images import (
+    background_level,
+    input_pixels,
+    inverted_input,
+    opposite_background,
+)
 from zfwidgets.core.memory import release_unused_memory
 from zfwidgets.core.methods import REGISTRY
 from zfwidgets.core.mining import LayerTopK, TopK, data_fingerprint, mine, model_fingerprint
@@ -66,10 +72,12 @@ from zfwidgets.widgets.top_nine import (
     TOP_K,
     TOP_TILE,
     patch_side,
+    switch_note,
     tile_labels_html,
     tile_pixels,
     top_nine_pictures,
     unit_picture,
+    unit_view,
 )
 
 if TYPE_CHECKING:  # the synthesis package is imported when feature visualisation is drawn
@@ -219,6 +227,7 @@ class LayerBrowser(WidgetBase):
         self.mean = mean
         self.mining_seconds: dict[str, float] = {}
         self._upload: tuple[str, Tensor] | None = None
+        self._upload_note = ""  # what was done to the upload to match the data set, if anything
         self.classes = class_names(classes, self._class_count())
         self._mined: dict[str, TopK] = {}  # what each layer's top 9 are drawn from
         self._top: TopK | None = None  # every layer on hand (the file's and those mined here)
@@ -277,12 +286,32 @@ class LayerBrowser(WidgetBase):
         with errors_to(self.status_line, "upload"):
             x = self._prepare_upload(data, name)
             self.inspector.image(x)  # the core says clearly when it does not fit the model
+            x, self._upload_note = self._match_background(x)
             self._upload = (name, x)
             self._upload_toggle.disabled = False
             if self.show_upload:
                 self._show_upload_changed({"new": True})
             else:
                 self.show_upload = True
+            if self._upload_note:
+                self.status_line.info(f"{name!r}: {self._upload_note}")
+
+    def _match_background(self, x: Tensor) -> tuple[Tensor, str]:
+        """A grey upload whose background is the opposite of the data set's (black ink on
+        white paper for white-on-black digits) is inverted, and the note says so."""
+        count = min(len(self.source), 32)
+        if x.shape[0] != 1 or count == 0:
+            return x, ""
+        prep = self.preprocessing
+        examples = [input_pixels(self.source[i][0], prep) for i in range(count)]
+        if not opposite_background(input_pixels(x, prep), examples):
+            return x, ""
+        data_light = background_level(input_pixels(x, prep)) < 0.5  # the upload's is dark
+        return inverted_input(x, prep), (
+            "inverted to match the data set: its background is "
+            f"{'dark' if data_light else 'light'}, the model's images are "
+            f"{'dark on light' if data_light else 'light on dark'}"
+        )
 
     @property
     def top(self) -> TopK | None:
@@ -349,10 +378,13 @@ class LayerBrowser(WidgetBase):
             tooltip=self._methods.note or "How the selected map is projected to pixels",
             style={"button_width": "auto"},
         )
-        # Shown only when the model lacks a method: which ones, and why (hover: the reason).
+        # Shown only when the model lacks one of the paper's unit projections (deconvnet,
+        # guided): which methods, and why (hover: the reason). A missing class map alone (CAM
+        # on a net without a global-average-pooling head: every digit browser) is said once,
+        # in the method help, not on every browser.
         self._method_note = caption(
             "not offered: " + ", ".join(REGISTRY[m].label for m in self._methods.absent)
-            if self._methods.absent
+            if self._shows_absent()
             else "",
             tooltip=self._methods.note,
         )
@@ -484,7 +516,7 @@ class LayerBrowser(WidgetBase):
                 caption("unit", "body", "Which activations of the map are projected"),
                 self._position_toggle,
             ]
-            + ([self._method_note] if self._methods.absent else []),
+            + ([self._method_note] if self._shows_absent() else []),
             layout=full_width(**wrap),
         )
         for label in toggles.children[::2]:
@@ -569,6 +601,10 @@ class LayerBrowser(WidgetBase):
             tile = tile_pixels(patch_side(self.inspector, layer, shape))
             widest = max(widest, 3 * tile[1] + 4 * 2)  # render.grid's 2 px pad
         return max(pictures, 2 * widest + 12 + 8)
+
+    def _shows_absent(self) -> bool:
+        """Whether the "not offered" note is on screen: only when a unit projection is missing."""
+        return any(REGISTRY[m].kind == "unit" for m in self._methods.absent)
 
     def _method_help(self) -> str:
         text = "How the selected map is projected to pixels"
@@ -880,6 +916,7 @@ class LayerBrowser(WidgetBase):
         best = int(probs.argmax())
         if self.show_upload and self._upload is not None:
             what = f"uploaded {self._upload[0]!r}"
+            what += " (black and white swapped)" if self._upload_note else ""
         else:
             label = self.source[self.image_index][1]
             what = f"image #{self.image_index}"
@@ -909,29 +946,34 @@ class LayerBrowser(WidgetBase):
         method = REGISTRY[self.method]
         position = "max" if self.position == "max" else None
         signal = method.compute(self.inspector, x, self.layer, self.channel, position, None)
+        gain = 1.0
         if method.kind == "class":
             picture, text = self._class_picture(x, signal)
         else:
-            picture = unit_picture(signal, self.method)
+            shown = unit_view(signal, self.method)
+            picture, gain = shown.picture, shown.gain
             unit = (
                 f"map {self.channel}'s strongest unit"
                 if position == "max"
                 else (f"all of map {self.channel}")
             )
             text = f"{method.label} projection of {unit}"
+            for note in (shown.note, switch_note(self.inspector, self.layer, self.method)):
+                text += f" · {note}" if note else ""
         self._projection_image.value = render.to_png(
             render.upscale(picture, zoom_for(picture.shape[0]))
         )
         self._projection_caption.text = text
-        self._projection_bar.value = render.to_png(self._projection_scale(signal, method))
+        self._projection_bar.value = render.to_png(self._projection_scale(signal, method, gain))
 
-    def _projection_scale(self, signal: Tensor, method) -> np.ndarray:
+    def _projection_scale(self, signal: Tensor, method, gain: float = 1.0) -> np.ndarray:
         """The bar under the projection: signed grey (0 = mid grey) on its own scale, |value|
-        for saliency, the heat colours 0..1 for Grad-CAM."""
+        for saliency, the heat colours 0..1 for Grad-CAM; a stretched (faint) projection's
+        ends are its peak / ``gain``, the values drawn at full contrast."""
         if method.heat_map:  # drawn by render.heatmap: its own min..max
             lo, hi = float(signal.min()), float(signal.max())
             return render.colour_bar(lo, hi, PICTURE_SIDE, font_size=bar_font_size())
-        top = float(signal.abs().max()) or 1.0
+        top = float(signal.abs().max()) / gain or 1.0
         if self.method == "saliency":
             return render.colour_bar(0.0, top, PICTURE_SIDE, kind="grey", font_size=bar_font_size())
         return render.colour_bar(-top, top, PICTURE_SIDE, kind="signed", font_size=bar_font_size())
@@ -1210,10 +1252,13 @@ class LayerBrowser(WidgetBase):
             if method != self.method
             else ""
         )
+        switches = switch_note(self.inspector, self.layer, method)
+        warnings = [w for w in (pictures.note, switches) if w]
         self._top_caption.say(
             f"The {len(entries)} of {count:,} images that excite map {self.channel} of "
             f"{self._display_name(self.layer)} most: {method} projections (left) beside the "
-            f"image patches they see (right), strongest first{note}.",
+            f"image patches they see (right), strongest first{note}."
+            + "".join(f" ({w}.)" for w in warnings),
             "muted",
         )
 

@@ -55,7 +55,9 @@ from zfwidgets.widgets.menus import LayerMenu, display_name
 from zfwidgets.widgets.parts import (
     COLOURS,
     FONT,
+    bar_font_size,
     caption,
+    class_options,
     full_width,
     mean_colour,
     png_image,
@@ -64,7 +66,7 @@ from zfwidgets.widgets.parts import (
     widget_preprocessing,
     zoom_for,
 )
-from zfwidgets.widgets.top_nine import unit_picture
+from zfwidgets.widgets.top_nine import switch_note, unit_view
 
 __all__ = ["OcclusionSlider", "bar_labels"]
 
@@ -295,11 +297,7 @@ class OcclusionSlider(WidgetBase):
         self._x_slider, self._y_slider, self._size_slider, self._stride_slider = sliders
         self._target_menu = widgets.Dropdown(
             description="target",
-            # "3: cat", but a class named by its number reads "3", not "3: 3"
-            options=[
-                (name if name == str(i) else f"{i}: {name}", i)
-                for i, name in enumerate(self._classes)
-            ],
+            options=class_options(self._classes),
             tooltip="the class whose probability is watched in (d) and the readout",
             layout=widgets.Layout(width="320px"),
         )
@@ -624,7 +622,7 @@ class OcclusionSlider(WidgetBase):
     def _render_maps(self, maps: OcclusionMaps) -> dict[str, np.ndarray]:
         zoom = zoom_for(max(len(maps.ys), len(maps.xs)), POSITION_SIDE)
         colours = render.class_colours(len(self._classes))
-        projection = unit_picture(maps.projection, self.inspector.projection_method)
+        projection = self._projection_view(maps).picture
         return {
             "activity": render.upscale(render.heatmap(maps.activity), zoom),
             "projection": _rgb(render.upscale(projection, zoom_for(projection.shape[0], MAP_SIDE))),
@@ -639,26 +637,43 @@ class OcclusionSlider(WidgetBase):
         method = REGISTRY[self.inspector.projection_method].label
         texts = {
             "activity": f"(b) {layer} map {maps.channel}'s total activity, own scale",
-            "projection": f"(c) {method} projection of {layer} map {maps.channel}",
+            "projection": f"(c) {method} projection of {layer} map {maps.channel}"
+            + "".join(f" · {note}" for note in self._projection_notes(maps)),
             "target_prob": f"(d) p({target}), on a fixed 0..1 scale",
             "top_class": "(e) most probable class",
         }
         for name, text in texts.items():
             self._map_captions[name].value = text_html(text, "muted", self._map_help(name))
         self._legend.value = self._legend_html(maps)
-        top = float(np.abs(render.as_numpy(maps.projection)).max()) or 1.0
+        # a stretched (faint) projection's bar ends at the values drawn at full contrast
+        top = float(np.abs(render.as_numpy(maps.projection)).max())
+        top = top / self._projection_view(maps).gain or 1.0
         saliency = self.inspector.projection_method == "saliency"
+        font = bar_font_size()  # larger numbers in projector mode
         bars = {
             "activity": render.colour_bar(
-                float(activity.min()), float(activity.max()), POSITION_SIDE
+                float(activity.min()), float(activity.max()), POSITION_SIDE, font_size=font
             ),
-            "projection": render.colour_bar(0.0, top, MAP_SIDE, kind="grey")
+            "projection": render.colour_bar(0.0, top, MAP_SIDE, kind="grey", font_size=font)
             if saliency
-            else render.colour_bar(-top, top, MAP_SIDE, kind="signed"),
-            "target_prob": render.colour_bar(0.0, 1.0, POSITION_SIDE, ticks=[0.0, 0.5, 1.0]),
+            else render.colour_bar(-top, top, MAP_SIDE, kind="signed", font_size=font),
+            "target_prob": render.colour_bar(
+                0.0, 1.0, POSITION_SIDE, ticks=[0.0, 0.5, 1.0], font_size=font
+            ),
         }
         for name, bar in bars.items():
             self._map_bars[name].value = render.to_png(bar)
+
+    def _projection_view(self, maps: OcclusionMaps) -> render.Shown:
+        return unit_view(
+            maps.projection, self.inspector.projection_method, "this map did not fire here"
+        )
+
+    def _projection_notes(self, maps: OcclusionMaps) -> list[str]:
+        """What (c)'s caption adds: all zero, stretched, or a deconvnet without switches."""
+        method = self.inspector.projection_method
+        notes = (self._projection_view(maps).note, switch_note(self.inspector, self.layer, method))
+        return [n for n in notes if n]
 
     def _map_help(self, name: str) -> str:
         """A map's hover help; (c)'s also says why it is saliency when there is no deconvnet."""

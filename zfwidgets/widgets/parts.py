@@ -41,6 +41,7 @@ __all__ = [
     "ImageSource",
     "blank_png",
     "caption",
+    "class_options",
     "fit_patch",
     "full_width",
     "nice_ticks",
@@ -94,6 +95,17 @@ def bar_font_size() -> int:
         13
     """
     return PROJECTOR_FONT_PX if _projector["on"] else NORMAL_BAR_FONT_PX
+
+
+def class_options(classes: Sequence[str]) -> list[tuple[str, int]]:
+    """A class menu's ``(label, index)`` options: ``"3: cat"``, but a class named by its own
+    number reads ``"3"``, not ``"3: 3"``.
+
+    Example:
+        >>> class_options(["0", "cat"])
+        [('0', 0), ('1: cat', 1)]
+    """
+    return [(name if name == str(i) else f"{i}: {name}", i) for i, name in enumerate(classes)]
 
 
 def full_width(**kwargs: Any) -> widgets.Layout:

@@ -59,6 +59,7 @@ from zfwidgets.widgets.parts import (
     PICTURE_SIDE,
     ImageSource,
     caption,
+    class_options,
     full_width,
     nice_ticks,
     png_image,
@@ -235,7 +236,7 @@ class Synthesis(WidgetBase):
             style={"button_width": "90px"},
         )
         self._target = widgets.Dropdown(
-            options=[(f"{i}: {n}", i) for i, n in enumerate(self.classes)],
+            options=class_options(self.classes),
             description="class",
             tooltip="The class whose score gradient ascent maximises",
         )

@@ -38,10 +38,13 @@ __all__ = [
     "TOP_TILE",
     "TopPictures",
     "patch_side",
+    "switch_note",
     "tile_labels_html",
     "tile_pixels",
+    "tiles_note",
     "top_nine_pictures",
     "unit_picture",
+    "unit_view",
 ]
 
 TOP_K = 9
@@ -52,10 +55,44 @@ MAX_TILE = 112
 
 
 def unit_picture(projection: Tensor, method: str) -> np.ndarray:
-    """How a projection is drawn: |gradient| for saliency, signed grey (0 = grey) otherwise."""
+    """How a projection is drawn: |gradient| for saliency, signed grey (0 = grey) otherwise,
+    each on its own peak (:func:`unit_view` also stretches a faint one, for a captioned panel)."""
     if method == "saliency":
         return render.saliency_image(projection)
     return render.projection_image(projection)
+
+
+def unit_view(
+    projection: Tensor, method: str, empty: str = "no unit of this map fired"
+) -> render.Shown:
+    """A projection drawn as :func:`unit_picture` does (a faint one stretched further), with
+    the note its caption needs: ``"all zero: <empty>"`` or ``"x40 contrast: ..."`` (see
+    :func:`zfwidgets.core.render.shown_projection`).
+
+    Example:
+        >>> import torch
+        >>> unit_view(torch.zeros(1, 3, 3), "deconvnet").note
+        'all zero: no unit of this map fired'
+    """
+    return render.shown_projection(projection, saliency=method == "saliency", empty=empty)
+
+
+def switch_note(inspector: Inspector, layer: str, method: str) -> str:
+    """What a deconvnet caption must add when no max pool lies below ``layer`` (no switches:
+    the picture is the filters' pattern, the same for any image), else ``""``.
+
+    Example:
+        >>> from torch import nn
+        >>> net = Inspector(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()))
+        >>> switch_note(net, "1", "deconvnet").split(":")[0]
+        'no max pooling'
+    """
+    if method != "deconvnet" or inspector.pools_below(layer):
+        return ""
+    return (
+        "no max pooling: the deconvnet has no switches here, so it draws the filters' "
+        "pattern, much the same for every image (guided backprop follows this image)"
+    )
 
 
 def patch_side(inspector: Inspector, layer: str, image_shape: tuple[int, ...]) -> tuple[int, int]:
@@ -89,11 +126,14 @@ class TopPictures:
         projections: 3x3 grid of the entries' projections, strongest first.
         patches: 3x3 grid of the image patches, same order.
         listing: ``"#12 (3.41), #7 (3.02), ..."``: image index and activation of each entry.
+        note: what the caption must add: tiles drawn with more contrast (and by how much) or
+            all zero; ``""`` when every tile is drawn as usual.
     """
 
     projections: bytes
     patches: bytes
     listing: str
+    note: str = ""
 
 
 def top_nine_pictures(
@@ -113,20 +153,48 @@ def top_nine_pictures(
     if not entries:
         raise ValueError("no top entries to draw (the map never fired on the data set)")
     size = tile_pixels(side, tile)
-    projections = [fit_patch(unit_picture(e.projection, method), e.box, side) for e in entries]
+    views = [unit_view(e.projection, method) for e in entries]
+    projections = [fit_patch(v.picture, e.box, side) for v, e in zip(views, entries, strict=True)]
     patches = [fit_patch(render.input_image(e.image, mean), e.box, side) for e in entries]
     pngs = []
     for tiles in (projections, patches):
         big = [render.resize(t, size) for t in tiles]
         pngs.append(render.to_png(render.grid(big, cols=3, background=render.BACKGROUND)))
     listing = ", ".join(f"#{e.image_index} ({e.value:.3g})" for e in entries)
-    return TopPictures(pngs[0], pngs[1], listing)
+    return TopPictures(pngs[0], pngs[1], listing, tiles_note(views))
+
+
+def tiles_note(views: Sequence[render.Shown]) -> str:
+    """One caption line for the tiles drawn unusually: ``"tiles 2, 5: more contrast (x12,
+    x40), values near the peak clipped"`` and ``"tile 9: all zero"``; ``""`` if none.
+
+    Example:
+        >>> from zfwidgets.core.render import Shown
+        >>> plain, faint = Shown(np.zeros((1, 1))), Shown(np.zeros((1, 1)), 12.0, "x12 ...")
+        >>> tiles_note([plain, faint, Shown(np.zeros((1, 1)), 1.0, "all zero: ...")])
+        'tile 2: more contrast (x12), values near the peak clipped; tile 3: all zero'
+    """
+
+    def tiles(numbers: list[int]) -> str:
+        return ("tile " if len(numbers) == 1 else "tiles ") + ", ".join(map(str, numbers))
+
+    faint = [(i + 1, v.gain) for i, v in enumerate(views) if v.gain > 1]
+    empty = [i + 1 for i, v in enumerate(views) if v.note.startswith("all zero")]
+    parts = []
+    if faint:
+        gains = ", ".join(f"x{g:g}" for _, g in faint)
+        parts.append(
+            f"{tiles([i for i, _ in faint])}: more contrast ({gains}), values near the peak clipped"
+        )
+    if empty:
+        parts.append(f"{tiles(empty)}: all zero")
+    return "; ".join(parts)
 
 
 def tile_labels_html(texts: Sequence[str], width: int, cols: int = 3) -> str:
     """One short line per tile (``"#298 · cats · 0.132"``) in a grid of ``cols`` columns of
     ``width`` pixels, under the tiles of :func:`top_nine_pictures`; a line too long for its
-    column ends in "…" and shows in full on hover.
+    column wraps (an ellipsis cut ImageNet names to "spider monk…"), and shows on hover too.
 
     Example:
         >>> page = tile_labels_html(["#3 · cats · 1.5", "#7 · dogs · 1.2"], 84)
@@ -134,8 +202,8 @@ def tile_labels_html(texts: Sequence[str], width: int, cols: int = 3) -> str:
         2
     """
     cells = "".join(
-        f'<div title="{html.escape(t)}" style="overflow: hidden; text-overflow: ellipsis; '
-        f'white-space: nowrap">{html.escape(t)}</div>'
+        f'<div title="{html.escape(t)}" style="white-space: normal; '
+        f'overflow-wrap: anywhere">{html.escape(t)}</div>'
         for t in texts
     )
     return (

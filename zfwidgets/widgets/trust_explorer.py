@@ -57,6 +57,7 @@ from zfwidgets.widgets.parts import (
     FONT,
     ImageSource,
     caption,
+    class_options,
     full_width,
     png_image,
     widget_preprocessing,
@@ -231,10 +232,7 @@ class TrustExplorer(WidgetBase):
         self._image_slider.disabled = len(self._source) < 2
         self._target_menu = widgets.Dropdown(
             description="target",
-            options=[
-                (name if name == str(i) else f"{i}: {name}", i)
-                for i, name in enumerate(self._classes)
-            ],
+            options=class_options(self._classes),
             tooltip="the class whose maps and probability are explained",
             layout=widgets.Layout(width="320px"),
         )
