@@ -105,9 +105,11 @@ def test_train_reports_bad_choices(tmp_path, capsys):
     missing = str(tmp_path / "nope")
     assert main(["train", "--arch", "small-zf", "--data", missing, "--out", out]) == 2
     assert "is not a directory" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["train", "--arch", "resnet", "--data", "demo", "--out", out])
-    assert "invalid choice: 'resnet'" in capsys.readouterr().err
+    # argparse's refusals too: exit 2 and one line (not the whole usage block)
+    assert main(["train", "--arch", "resnet", "--data", "demo", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'resnet'" in err and "see zfwidgets train --help" in err
+    assert len(err.strip().splitlines()) == 1, err
 
 
 def _pictures(root, n: int = 40):
