@@ -365,10 +365,10 @@ def _not_finite(value: Any) -> bool:
     )
 
 
-def _finite(value: Any) -> Any:
+def _finite(value: Any, name: str | None = None) -> Any:
     """The check :meth:`WidgetBase.__setattr__` applies to numbers: finite, or refused."""
     if _not_finite(value):
-        raise ValueError(f"must be a finite number; got {value}")
+        raise ValueError(f"{name + ' ' if name else ''}must be a finite number; got {value}")
     return value
 
 
@@ -633,7 +633,9 @@ class WidgetBase(widgets.VBox):
         # make a bound control and its trait put each other back forever (RecursionError).
         if _not_finite(value) and name in _state_traits(type(self)):
             proposal = {"trait": self.traits()[name], "value": value}
-            kept = self._refuse(proposal, _finite)
+            # the message names the trait unless the status line adds the name itself
+            named = None if self.name_in_refusals and self._ready else name
+            kept = self._refuse(proposal, functools.partial(_finite, name=named))
             if not _not_finite(kept):
                 return
         super().__setattr__(name, value)

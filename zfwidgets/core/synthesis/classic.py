@@ -212,10 +212,14 @@ def _clamp(x: Tensor, bounds) -> Tensor:
     return torch.maximum(torch.minimum(x, hi), lo)
 
 
-def _check_settings(steps, lr, weights: dict[str, Any], **fractions) -> None:
+def _check_settings(steps, lr, weights: dict[str, Any], counts: dict[str, Any], **fractions):
     steps = as_int(steps)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int; got {steps!r}")
+    for name, value in counts.items():  # pixels and step counts: a float NaN is no count
+        value = as_int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0; got {value!r}")
     check_number("lr", lr, 0, MAX_LR, low_open=True)
     for name, value in weights.items():
         check_number(name, value, 0, MAX_WEIGHT)
@@ -257,7 +261,10 @@ def optimise(
     every ``every`` steps (for live display).
     """
     weights = {"l2": l2, "tv_weight": tv_weight, "blur_sigma": blur_sigma, "tv_beta": tv_beta}
-    _check_settings(steps, lr, weights, clip_value=clip_value, clip_contribution=clip_contribution)
+    counts = {"jitter": jitter, "blur_every": blur_every}
+    _check_settings(
+        steps, lr, weights, counts, clip_value=clip_value, clip_contribution=clip_contribution
+    )
     from tqdm.auto import tqdm  # imported here: only long loops need it
 
     generator = generator or torch.Generator().manual_seed(0)
