@@ -618,7 +618,7 @@ def _round3_a_rows(row) -> None:
         assert getattr(w, name) == used, getattr(w, name)
         return f"status line: {w.status}"
 
-    @row("r3a-synthesis-build-nan", wn, "Synthesis(..., lr=nan)", "lr must be a finite number")
+    @row("r3a-synthesis-build-nan", wn, "Synthesis(..., lr=nan)", "lr: must be a finite number")
     def _(e):
         from zfwidgets.widgets.synthesis import Synthesis
 

@@ -631,7 +631,7 @@ class WidgetBase(widgets.VBox):
         # One rule for every widget's numeric state: a NaN or infinite number is refused
         # (status line once built) before any trait logic sees it; NaN != NaN would otherwise
         # make a bound control and its trait put each other back forever (RecursionError).
-        if _not_finite(value) and name in _state_traits(type(self)):
+        if _not_finite(value) and name in _state_traits(type(self)) and self._own_check(name):
             proposal = {"trait": self.traits()[name], "value": value}
             # the message names the trait unless the status line adds the name itself
             named = None if self.name_in_refusals and self._ready else name
@@ -639,6 +639,14 @@ class WidgetBase(widgets.VBox):
             if not _not_finite(kept):
                 return
         super().__setattr__(name, value)
+
+    def _own_check(self, name: str) -> bool:
+        """Whether the NaN rule of :meth:`__setattr__` speaks for trait ``name``: always for an
+        Int (traitlets would raise its own TraitError first), else only when the widget gave
+        the trait no validator of its own (that one's message is more specific)."""
+        return isinstance(self.traits()[name], traitlets.Int) or name not in getattr(
+            self, "_trait_validators", {}
+        )
 
     def _check_state(self, state: dict[str, Any], allowed: Sequence[str]) -> None:
         """Refuses keyword arguments (initial trait values) the widget does not take."""
@@ -657,6 +665,8 @@ class WidgetBase(widgets.VBox):
         try:
             value = check(proposal["value"])
         except (ValueError, TypeError) as err:
+            if not self._ready and self.name_in_refusals:  # the same words as the status line
+                raise type(err)(f"{name}: {err}") from err
             if not self._ready:
                 raise
             self.status_line.error(f"{name}: {err}" if self.name_in_refusals else str(err))
