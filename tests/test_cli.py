@@ -105,9 +105,11 @@ def test_train_reports_bad_choices(tmp_path, capsys):
     missing = str(tmp_path / "nope")
     assert main(["train", "--arch", "small-zf", "--data", missing, "--out", out]) == 2
     assert "is not a directory" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["train", "--arch", "resnet", "--data", "demo", "--out", out])
-    assert "invalid choice: 'resnet'" in capsys.readouterr().err
+    # argparse's refusals too: exit 2 and one line (not the whole usage block)
+    assert main(["train", "--arch", "resnet", "--data", "demo", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'resnet'" in err and "see zfwidgets train --help" in err
+    assert len(err.strip().splitlines()) == 1, err
 
 
 def _pictures(root, n: int = 40):
@@ -259,3 +261,22 @@ def test_output_piped_into_a_reader_that_stops_early_is_not_an_error():
     proc.stdout.close()  # the reader goes away after one line
     assert proc.wait(timeout=120) == 0
     assert b"error" not in proc.stderr.read()
+
+
+def test_train_resume_takes_the_recorded_recipe_and_refuses_a_changed_one(tmp_path, capsys):
+    """--resume continues at the run's own learning rate; a --lr that differs is refused in
+    one line (it used to be ignored silently), and the refusal names the flag."""
+    import json
+
+    out = str(tmp_path / "run")
+    base = ["train", "--arch", "small-zf", "--data", "demo", "--limit", "32", "--no-progress"]
+    assert main([*base, "--epochs", "1", "--lr", "0.05", "--out", out]) == 0
+    capsys.readouterr()
+    assert main([*base, "--epochs", "2", "--resume", "--lr", "0.5", "--out", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--lr 0.5 differs from the 0.05" in err[0] and "drop --lr" in err[0]
+    assert main([*base, "--epochs", "1", "--out", out]) == 2  # again, without --resume
+    assert "add --resume to continue it" in capsys.readouterr().err
+    assert main([*base, "--epochs", "2", "--resume", "--out", out]) == 0
+    history = json.loads((tmp_path / "run" / "manifest.json").read_text())["history"]
+    assert [row["lr"] for row in history] == [0.05, 0.05]

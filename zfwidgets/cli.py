@@ -213,6 +213,14 @@ def _quiet_model(name: str, pretrained: bool):
     return model, shape
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its refusals on one line (what was wrong, and where the options are
+    listed) instead of the whole usage block; the exit status stays 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``zfwidgets`` command.
 
@@ -220,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         >>> build_parser().parse_args(["figures", "--out", "figs"]).limit
         1000
     """
-    parser = argparse.ArgumentParser(prog="zfwidgets", description=__doc__)
+    parser = _Parser(prog="zfwidgets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="print a model's layers, shapes and receptive fields")
     info.add_argument("--model", default="demo", help="demo (default), alexnet, vgg16, ...")
@@ -290,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
         >>> main(["info", "--model", "nope"])  # the message goes to stderr
         2
     """
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help (0) or a refused option (2, one line on stderr)
+        return int(done.code or 0)
     try:
         return args.run(args)
     except (ValueError, TypeError) as err:

@@ -67,3 +67,60 @@ def test_class_names(classes, expected):
 def test_no_classes_attribute():
     assert data_class_names(torch.zeros(2, 1, 4, 4)) is None
     assert data_class_names(TensorDataset(torch.zeros(2, 1, 4, 4))) is None
+
+
+# ----- all labels at once (feature space colours) ---------------------------------------------
+
+
+class _Targets(torch.utils.data.Dataset):
+    """torchvision's layout: ``.targets`` and ``.classes``; items are never read."""
+
+    def __init__(self, targets, classes=None, n=None):
+        self.targets, self.n = targets, len(targets) if n is None else n
+        if classes is not None:
+            self.classes = classes
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        raise AssertionError("labels never read the images")
+
+
+def test_all_labels_from_targets_samples_and_strings():
+    from zfwidgets.core.data_labels import data_labels
+
+    labels, names = data_labels(_Targets([2, 0, 1], classes=["a", "b", "c"]))
+    assert labels.tolist() == [2, 0, 1] and names == ["a", "b", "c"]
+    folder = _Targets([])
+    folder.samples = [("x.png", 1), ("y.png", 0)]
+    folder.n = 2
+    del folder.targets
+    assert data_labels(folder)[0].tolist() == [1, 0]
+    pets = ["dog", "cat", "dog", "emu"]  # strings: used as names, numbered in sorted order
+    labels, names = data_labels(_Targets(pets))
+    assert names == sorted(set(pets)) and [names[i] for i in labels] == pets
+    sub = torch.utils.data.Subset(_Targets(pets), [3, 1])
+    assert [data_labels(sub)[1][i] for i in data_labels(sub)[0]] == ["emu", "cat"]
+    assert data_labels(_Targets([1, 0], n=3)) == (None, None)  # wrong length: no labels
+    assert data_labels(_Targets([0.5, 1.5])) == (None, None)  # not class numbers
+    assert data_labels(torch.zeros(3, 1, 4, 4)) == (None, None)
+
+
+def test_features_use_targets_and_never_serve_another_data_sets_labels():
+    from zfwidgets import Inspector, demo
+    from zfwidgets.core.feature_space import features
+
+    d = demo.load()
+    insp = Inspector(d.model, device="cpu")
+    images = d.dataset.images[:6]
+
+    class Items(_Targets):
+        def __getitem__(self, i):
+            return images[i], self.targets[i]
+
+    first = features(insp, Items([3, 1, 4, 1, 5, 9]), "conv3")
+    assert first.labels.tolist() == [3, 1, 4, 1, 5, 9]
+    again = features(insp, Items(["b", "a", "b", "c", "a", "b"]), "conv3")  # same images
+    assert again.labels.tolist() == [1, 0, 1, 2, 0, 1]
+    assert torch.equal(again.values, first.values)

@@ -431,6 +431,344 @@ def in_slider(env: Env, act: Callable[[OcclusionSlider], None]) -> str:
 # ----- the rows -------------------------------------------------------------------------------
 
 
+def _round3_a_rows(row) -> None:
+    """Round 3, part A: step sizes, widget numbers, labels, training and the command line."""
+    nan, inf = float("nan"), float("inf")
+
+    def cli(e: Env, *argv: str) -> str:
+        from zfwidgets.cli import main
+
+        err, out = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            code = main(list(argv))
+        lines = err.getvalue().strip().splitlines()
+        assert code == 2 and len(lines) == 1, (code, lines)
+        return e.path_text(f"exit 2: {lines[0]}")
+
+    def train_args(e: Env, out: str, *more: str) -> list[str]:
+        base = ["train", "--arch", "small-zf", "--data", "demo", "--limit", "32"]
+        return [*base, "--no-progress", "--out", str(e.dir / out), *more]
+
+    def cli_run(e: Env, name: str) -> Path:
+        """A one-epoch command-line run at --lr 0.05 (made once)."""
+        from zfwidgets.cli import main
+
+        path = e.dir / name
+        if not path.exists():
+            with contextlib.redirect_stdout(io.StringIO()):
+                assert main(train_args(e, name, "--epochs", "1", "--lr", "0.05")) == 0
+        return path
+
+    tr = "Round 3: training recipe (TrainConfig, train)"
+    from zfwidgets.train import TrainConfig, train
+
+    for key, value, words in [
+        ("lr", nan, "finite number in (0, 10]"),
+        ("lr", inf, "got inf"),
+        ("lr", 1e30, "got 1e+30"),
+        ("lr_factor", 2.0, "(0, 1]"),
+        ("weight_decay", nan, "weight_decay must be a finite number"),
+        ("momentum", nan, "momentum must be in [0, 1)"),
+        ("batch_size", 0, "positive int"),
+    ]:
+        row(f"r3a-config-{key}-{value}", tr, f"TrainConfig({key}={value!r})", words)(
+            lambda e, k=key, v=value: error_of(lambda: TrainConfig(**{k: v}))
+        )
+
+    @row("r3a-train-diverges", tr, "a run whose first loss is NaN (an overflowing head)", "batch 1")
+    def _(e):
+        torch.manual_seed(0)
+        model = SmallZFNet()
+        with torch.no_grad():
+            model.classifier[-1].weight.fill_(3e38)
+        data = TensorDataset(e.d.dataset.images[:32], e.d.dataset.labels[:32])
+        config = TrainConfig(epochs=1, batch_size=16, init="default", mean=None)
+        return error_of(lambda: train(model, data, None, config, progress=False, device="cpu"))
+
+    cl = "Round 3: zfwidgets train (command line)"
+    for id, more, words in [
+        ("lr-nan", ("--lr", "nan"), "expected a number in (0, 10]"),
+        ("lr-huge", ("--lr", "1e30"), "got '1e30'"),
+        ("lr-negative", ("--lr", "-1"), "see zfwidgets train --help"),
+        ("epochs-zero", ("--epochs", "0"), "expected a positive number"),
+        ("batch-text", ("--batch-size", "abc"), "got 'abc'"),
+        ("arch-unknown", ("--arch", "resnet"), "invalid choice: 'resnet'"),
+    ]:
+        row(f"r3a-cli-{id}", cl, f"train {' '.join(more)}", words)(
+            lambda e, m=more, i=id: cli(e, *train_args(e, f"never-{i}", *m))
+        )
+
+    @row("r3a-cli-resume-lr", cl, "train --resume --lr 0.5 (the run was at 0.05)", "drop --lr")
+    def _(e):
+        run = cli_run(e, "cli-run")
+        return cli(e, *train_args(e, run.name, "--epochs", "2", "--resume", "--lr", "0.5"))
+
+    @row("r3a-cli-resume-seed", cl, "train --resume --seed 7 (the run used 0)", "drop --seed")
+    def _(e):
+        run = cli_run(e, "cli-run")
+        return cli(e, *train_args(e, run.name, "--epochs", "2", "--resume", "--seed", "7"))
+
+    @row("r3a-cli-resume-none", cl, "train --resume into a folder with no run", "drop --resume")
+    def _(e):
+        (e.dir / "empty-run").mkdir(exist_ok=True)
+        return cli(e, *train_args(e, "empty-run", "--resume"))
+
+    @row("r3a-cli-again", cl, "train again into a finished run, no --resume", "add --resume")
+    def _(e):
+        run = cli_run(e, "cli-run")
+        return cli(e, *train_args(e, run.name, "--epochs", "1"))
+
+    @row("r3a-cli-resume-ok", cl, "train --resume --epochs 2, no recipe flags", "recorded")
+    def _(e):
+        import json
+        import shutil
+
+        from zfwidgets.cli import main
+
+        run = e.dir / "cli-resumed"
+        shutil.copytree(cli_run(e, "cli-run"), run)
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main(train_args(e, run.name, "--epochs", "2", "--resume")) == 0
+        history = json.loads((run / "manifest.json").read_text())["history"]
+        assert [r["lr"] for r in history] == [0.05, 0.05], history
+        return "accepted: epoch 2 trained at the recorded --lr 0.05 (recorded options kept)"
+
+    sy = "Round 3: synthesis step sizes (ascend, invert, dream, visualise)"
+    from zfwidgets.core.synthesis import Fourier, ascend, class_score, dream, invert, visualise
+
+    def synth(e: Env, route: str, **kw):
+        x, shape = e.x, tuple(e.x.shape)
+        return {
+            "ascend": lambda: ascend(e.insp, class_score(3), shape=shape, steps=3, **kw),
+            "invert": lambda: invert(e.insp, x, "conv2", steps=3, **kw),
+            "dream": lambda: dream(e.insp, x, "conv2", steps=3, octaves=1, **kw),
+            "visualise": lambda: visualise(e.insp, class_score(3), Fourier(shape), steps=3, **kw),
+        }[route]
+
+    for route, key, value, words in [
+        ("ascend", "lr", nan, "lr must be a finite number in (0, 10]"),
+        ("ascend", "lr", 1e30, "got 1e+30"),
+        ("invert", "lr", inf, "got inf"),
+        ("dream", "lr", 1e30, "got 1e+30"),
+        ("visualise", "lr", -inf, "got -inf"),
+        ("ascend", "l2", inf, "l2 must be a finite number in [0, 1e+06]"),
+        ("invert", "tv_weight", nan, "tv_weight must be a finite number"),
+        ("dream", "jitter", nan, "jitter must be an int >= 0; got nan"),
+        ("ascend", "blur_every", 2.5, "blur_every must be an int >= 0; got 2.5"),
+    ]:
+        row(f"r3a-{route}-{key}-{value}", sy, f"{route}(..., {key}={value!r})", words)(
+            lambda e, r=route, k=key, v=value: error_of(synth(e, r, **{k: v}))
+        )
+
+    def overflowing(e: Env) -> Env:
+        """An Env-like holder whose inspector reads the demo model with weights times 1e30."""
+        import copy
+
+        model = copy.deepcopy(e.d.model)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(1e30)
+        holder = type("Holder", (), {})()
+        holder.x, holder.insp = e.x, Inspector(model, device="cpu")
+        return holder
+
+    for route, words in [("ascend", "step 1 of 3"), ("dream", "step 1 of 3"),
+                         ("invert", "before step 1")]:  # fmt: skip
+        row(f"r3a-{route}-overflow", sy, f"{route} on a model whose outputs overflow", words)(
+            lambda e, r=route: error_of(synth(overflowing(e), r))
+        )
+
+    wn = "Round 3: widget numbers (NaN, inf, values a control clamps)"
+
+    def refused(w, name: str, value, words: str | None = None) -> str:
+        before = getattr(w, name)
+        setattr(w, name, value)
+        assert getattr(w, name) == before, (name, getattr(w, name))
+        assert w.status_line.level == "error" and w.status, w.status
+        return f"status line: {w.status} (still {before!r})"
+
+    def synthesis_widget(e: Env):
+        from zfwidgets.widgets.synthesis import Synthesis
+
+        if "_r3a_synthesis" not in e.__dict__:
+            e.__dict__["_r3a_synthesis"] = Synthesis(e.d.model, images=e.d.dataset.images[:3])
+        return e.__dict__["_r3a_synthesis"]
+
+    for name, value in [("lr", nan), ("steps", inf), ("seed", nan), ("tv_weight", -inf),
+                        ("blur_every", -1)]:  # fmt: skip
+        row(f"r3a-synthesis-{name}-{value}", wn, f"Synthesis: {name} = {value!r}", "got")(
+            lambda e, n=name, v=value: refused(synthesis_widget(e), n, v)
+        )
+
+    @row("r3a-synthesis-slider-nan", wn, "Synthesis: the step-size slider sends NaN", "finite")
+    def _(e):
+        w = synthesis_widget(e)
+        w._sliders["lr"].value = nan  # a broken front end; it used to recurse forever
+        assert w.lr == 0.1 and w._sliders["lr"].value == 0.1
+        return f"status line: {w.status}"
+
+    for name, value, used in [("lr", 1e30, 1.0), ("octaves", 99, 5), ("jitter", 100, 8),
+                              ("steps", 10_000, 500)]:  # fmt: skip
+        row(f"r3a-synthesis-clamp-{name}", wn, f"Synthesis: {name} = {value!r}", "was used")(
+            lambda e, n=name, v=value, u=used: _clamped(synthesis_widget(e), n, v, u)
+        )
+
+    def _clamped(w, name, value, used) -> str:
+        setattr(w, name, value)
+        assert getattr(w, name) == used, getattr(w, name)
+        return f"status line: {w.status}"
+
+    @row("r3a-synthesis-build-nan", wn, "Synthesis(..., lr=nan)", "lr: must be a finite number")
+    def _(e):
+        from zfwidgets.widgets.synthesis import Synthesis
+
+        return error_of(lambda: Synthesis(e.d.model, images=e.d.dataset.images[:3], lr=nan))
+
+    @row("r3a-slider-size-nan", wn, "OcclusionSlider: size = nan", "finite number")
+    def _(e):
+        return refused(e.slider, "size", nan)
+
+    @row("r3a-slider-x-inf", wn, "OcclusionSlider: x = inf", "finite number")
+    def _(e):
+        return refused(e.slider, "x", inf)
+
+    @row("r3a-browser-channel-nan", wn, "LayerBrowser: channel = nan", "channel must be a finite")
+    def _(e):
+        return in_browser(e, lambda b: setattr(b, "channel", nan))
+
+    def feature_space(e: Env):
+        from zfwidgets import FeatureSpace
+
+        if "_r3a_fs" not in e.__dict__:
+            w = FeatureSpace(e.d.model, e.d.dataset.images[:24], mean=e.d.mean)
+            assert w.wait(120)
+            e.__dict__["_r3a_fs"] = w
+        return e.__dict__["_r3a_fs"]
+
+    @row("r3a-space-k-nan", wn, "FeatureSpace: k = nan", "finite number")
+    def _(e):
+        return refused(feature_space(e), "k", nan)
+
+    @row("r3a-space-selected-inf", wn, "FeatureSpace: selected = -inf", "finite number")
+    def _(e):
+        return refused(feature_space(e), "selected", -inf)
+
+    @row("r3a-trust-steps-nan", wn, "TrustExplorer: steps = nan", "finite number")
+    def _(e):
+        from zfwidgets import TrustExplorer
+
+        w = TrustExplorer(e.d.model, e.d.dataset.images[:2], mean=e.d.mean)
+        try:
+            return refused(w, "steps", nan)
+        finally:
+            w.close()
+
+    lab = "Round 3: labels (features, FeatureSpace, widgets)"
+
+    class Labelled(torch.utils.data.Dataset):
+        """torchvision's layout: items (image, label), the labels also in ``.targets``."""
+
+        def __init__(self, imgs, targets, classes=None, in_targets=True):
+            self.imgs, self.items = imgs, list(targets)
+            if in_targets:
+                self.targets = list(targets)
+            if classes is not None:
+                self.classes = classes
+
+        def __len__(self):
+            return len(self.imgs)
+
+        def __getitem__(self, i):
+            return self.imgs[i], self.items[i]
+
+    def pets(e: Env, **kw) -> Labelled:
+        imgs = e.d.dataset.images[100:112]
+        return Labelled(imgs, ["cat", "dog", "emu"] * 4, **kw)
+
+    def digits(e: Env) -> Labelled:
+        imgs = e.d.dataset.images[::100][:12]
+        labels = e.d.dataset.labels[::100][:12].tolist()
+        return Labelled(imgs, labels, classes=e.d.classes)
+
+    @row("r3a-features-targets", lab, "features() of a torchvision-style set (.targets)", "used")
+    def _(e):
+        from zfwidgets.core.feature_space import features
+
+        data = digits(e)
+        got = features(e.insp, data, "conv3", progress=False).labels
+        assert got.tolist() == data.targets, got
+        return f"accepted: labels {got.tolist()[:6]}... used from .targets"
+
+    @row("r3a-features-strings", lab, "features() of a set labelled 'cat'/'dog'/'emu'", "names")
+    def _(e):
+        from zfwidgets.core.data_labels import data_labels
+        from zfwidgets.core.feature_space import features
+
+        data = pets(e)
+        got = features(e.insp, data, "conv3", progress=False).labels
+        names = data_labels(data)[1]
+        assert [names[i] for i in got] == data.targets
+        return f"accepted: labels numbered by the sorted names {names}"
+
+    @row("r3a-features-relabelled", lab, "features() of the same images labelled otherwise", "own")
+    def _(e):
+        from zfwidgets.core.feature_space import features
+
+        data = pets(e)
+        first = features(e.insp, data, "conv3", progress=False).labels.tolist()
+        other = Labelled(data.imgs, [3] * 12)
+        again = features(e.insp, other, "conv3", progress=False).labels.tolist()
+        assert again == [3] * 12 and first != again
+        return "accepted: the cached table comes back with the new set's own labels"
+
+    def space_groups(e: Env, data) -> str:
+        from zfwidgets import FeatureSpace
+
+        w = FeatureSpace(e.d.model, data, mean=e.d.mean)
+        try:
+            assert w.wait(120), w.status
+            groups = sorted({w.classes[i] for i in w._features.labels.tolist()})
+            assert w.status_line.level != "error", w.status
+            return f"accepted: the scatter is coloured in {len(groups)} classes {groups}"
+        finally:
+            w.close()
+
+    @row("r3a-space-targets", lab, "FeatureSpace of a torchvision-style set (.targets)", "coloured")
+    def _(e):
+        return space_groups(e, digits(e))
+
+    @row("r3a-space-strings", lab, "FeatureSpace of a set labelled 'cat'/'dog'/'emu'", "'emu'")
+    def _(e):
+        return space_groups(e, pets(e))
+
+    @row("r3a-space-item-strings", lab, "FeatureSpace: string labels in the items only", "images")
+    def _(e):
+        from zfwidgets import FeatureSpace
+
+        w = FeatureSpace(e.d.model, pets(e, in_targets=False), mean=e.d.mean)
+        try:
+            assert w.wait(120) and w.status_line.level != "error", w.status
+            assert w._features.labels is None
+            return "accepted: drawn in one colour ('images'): item labels are not read ahead"
+        finally:
+            w.close()
+
+    @row("r3a-browser-strings", lab, "LayerBrowser over a set labelled 'cat'/'dog'", "accepted")
+    def _(e):
+        b = LayerBrowser(e.d.model, dataset=pets(e), mean=e.d.mean)
+        try:
+            assert b.wait(120) and b.status_line.level != "error", b.status
+            return "accepted: the images are shown; a string label is not taken as a class"
+        finally:
+            b.close()
+
+    @row("r3a-mine-strings", lab, "mine() over a set labelled 'cat'/'dog'", "accepted")
+    def _(e):
+        top = mine(e.insp, pets(e), ["conv1"], progress=False)
+        assert top.count == 12 and top.k == 9, (top.count, top.k)
+        return "accepted: mining ranks images, labels are not needed"
+
+
 def _cases() -> list[Case]:
     rows: list[Case] = []
 
@@ -1525,6 +1863,7 @@ def _cases() -> list[Case]:
                 words,
             )
         )
+    _round3_a_rows(row)
     _round3_b_rows(row)
     return rows
 

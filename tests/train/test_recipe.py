@@ -7,10 +7,12 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 from trainkit import tiny_data, tiny_model
 
 from zfwidgets.train import TrainConfig, renorm_conv_filters, train
 from zfwidgets.train.recipe import _augment, _lr_after, paper_init, pixel_mean
+from zfwidgets.zoo import SmallZFNet
 
 
 def test_renorm_caps_the_rms_exactly_and_leaves_smaller_filters_alone():
@@ -144,7 +146,13 @@ def test_pixel_mean_is_the_per_pixel_average():
     ("kwargs", "message"),
     [
         ({"epochs": 0}, "epochs must be a positive int"),
-        ({"lr": -1.0}, "lr must be a positive number"),
+        ({"lr": -1.0}, r"lr must be a finite number in \(0, 10\]; got -1.0"),
+        ({"lr": float("nan")}, r"lr must be a finite number in \(0, 10\]; got nan"),
+        ({"lr": float("inf")}, r"lr must be a finite number in \(0, 10\]; got inf"),
+        ({"lr": 1e30}, r"lr must be a finite number in \(0, 10\]; got 1e\+30"),
+        ({"lr_factor": 2.0}, r"lr_factor must be a finite number in \(0, 1\]; got 2.0"),
+        ({"weight_decay": float("nan")}, r"weight_decay must be a finite number in \[0, 1\]"),
+        ({"momentum": float("nan")}, "momentum must be in"),
         ({"schedule": "cosine"}, "schedule must be one of plateau, milestones; got 'cosine'"),
         ({"init": "xavier"}, "init must be one of paper, default; got 'xavier'"),
         ({"renorm_radius": 0}, "renorm_radius must be positive or None"),
@@ -166,3 +174,23 @@ def test_bad_train_arguments():
         train("net", train_set)
     with pytest.raises(ValueError, match="device 'nonsense' is not a device"):
         train(tiny_model(), train_set, device="nonsense")
+
+
+def test_a_diverging_run_stops_naming_the_batch():
+    """A learning rate that makes the loss NaN stops the run at that batch, before a NaN
+    snapshot: the weights hold no NaN from an earlier step (they are checked after the stop)."""
+    from zfwidgets.train import TrainingDiverged
+
+    torch.manual_seed(0)
+    images, labels = torch.rand(48, 1, 28, 28), torch.arange(48) % 10
+    data = TensorDataset(images, labels)
+    model = SmallZFNet()
+    with torch.no_grad():  # an overflowing head: the very first loss is inf - inf = NaN
+        model.classifier[-1].weight.fill_(3e38)
+    config = TrainConfig(epochs=2, batch_size=16, init="default", renorm_radius=None, mean=None)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, batch 1: the loss became nan") as info:
+        train(model, data, None, config, progress=False, device="cpu")
+    assert "lower the learning rate" in str(info.value)
+    # stopped before the optimiser stepped on the NaN loss: no weight was changed
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -198,3 +198,29 @@ def test_switching_layer_reports_each_phase_in_order(digits):
         assert w.status_line.level == "info" and w.status_line.message.startswith("PCA of")
     finally:
         w.close()
+
+
+def test_torchvision_targets_and_string_labels_colour_the_scatter():
+    """``.targets`` (torchvision) and string labels give one coloured group per class, named."""
+    from zfwidgets import FeatureSpace, demo
+
+    d = demo.load()
+    images = d.dataset.images[:12]
+
+    class Pets(torch.utils.data.Dataset):
+        targets = ["cat", "dog", "emu"] * 4
+
+        def __len__(self):
+            return 12
+
+        def __getitem__(self, i):
+            return images[i], self.targets[i]
+
+    w = FeatureSpace(d.model, Pets(), mean=d.mean)
+    try:
+        assert w.wait(120), w.status
+        assert w.classes == ["cat", "dog", "emu"]
+        assert [w.classes[i] for i in w._features.labels] == Pets.targets
+        assert "⚠" not in w.status_line.value
+    finally:
+        w.close()

@@ -29,9 +29,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
-__all__ = ["data_class_names", "data_label"]
+__all__ = ["as_label", "data_class_names", "data_label", "data_labels"]
 
 _LABEL_LISTS = ("targets", "labels")
 
@@ -49,8 +49,13 @@ def _unwrap(data: Any, index: int | None = None) -> tuple[Any, int | None]:
             return data, index
 
 
-def _as_label(value: Any) -> int | None:
-    """``value`` as an int label, or None when it is not one (a mask, a string, a box)."""
+def as_label(value: Any) -> int | None:
+    """``value`` as an int label, or None when it is not one (a mask, a string, a box).
+
+    Example:
+        >>> as_label(torch.tensor(3)), as_label("cat"), as_label(True)
+        (3, None, None)
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -82,15 +87,15 @@ def data_label(data: Any, index: int) -> int | None:
     for name in _LABEL_LISTS:
         labels = getattr(base, name, None)
         if labels is not None and hasattr(labels, "__getitem__") and not callable(labels):
-            return _as_label(labels[i])
+            return as_label(labels[i])
     samples = getattr(base, "samples", None)
     if isinstance(samples, Sequence) and not isinstance(samples, str):
         sample = samples[i]
         if isinstance(sample, tuple | list) and len(sample) > 1:
-            return _as_label(sample[1])
+            return as_label(sample[1])
     item = base[i]
     if isinstance(item, tuple | list) and len(item) > 1:
-        return _as_label(item[1])
+        return as_label(item[1])
     return None
 
 
@@ -108,3 +113,63 @@ def data_class_names(data: Any) -> list[str] | None:
     if classes is None or isinstance(classes, str) or not isinstance(classes, Sequence):
         return None
     return [str(c) for c in classes]
+
+
+def _label_list(base: Any) -> Any:
+    """The whole label list of a data set, looked up as :func:`data_label` does (never an
+    item): a TensorDataset's second tensor, ``.targets``, ``.samples``' labels, ``.labels``."""
+    if isinstance(base, TensorDataset):
+        return base.tensors[1] if len(base.tensors) > 1 else None
+    labels = getattr(base, "targets", None)
+    if labels is not None and hasattr(labels, "__len__") and not callable(labels):
+        return labels
+    samples = getattr(base, "samples", None)
+    if isinstance(samples, Sequence) and not isinstance(samples, str) and samples:
+        if all(isinstance(s, tuple | list) and len(s) > 1 for s in samples):
+            return [s[1] for s in samples]
+    labels = getattr(base, "labels", None)
+    if labels is not None and hasattr(labels, "__len__") and not callable(labels):
+        return labels
+    return None
+
+
+def data_labels(data: Any) -> tuple[torch.Tensor | None, list[str] | None]:
+    """Every label of a data set as an (N,) int64 tensor, and the names of those labels.
+
+    Labels come from ``.targets``, ``.samples``, ``.labels`` or a TensorDataset's second
+    tensor, without reading images. Int labels are named by the data set's ``.classes`` (None
+    when it has none). String labels (``"cat"``, ``"dog"``) are used as names: label i is the
+    i-th name in sorted order. Labels of any other kind (boxes, masks, floats) or a list of the
+    wrong length give ``(None, None)``: no labels rather than wrong ones.
+
+    Example:
+        >>> class Pets(torch.utils.data.Dataset):
+        ...     targets = ["dog", "cat", "dog"]
+        ...     def __len__(self):
+        ...         return 3
+        >>> labels, names = data_labels(Pets())
+        >>> labels.tolist(), names
+        ([1, 0, 1], ['cat', 'dog'])
+    """
+    if isinstance(data, Subset):
+        labels, names = data_labels(data.dataset)
+        if labels is None:
+            return None, None
+        return labels[torch.as_tensor([int(i) for i in data.indices], dtype=torch.long)], names
+    base, _ = _unwrap(data)
+    if isinstance(base, Subset):
+        return data_labels(base)
+    raw = _label_list(base)
+    if raw is None or isinstance(base, torch.Tensor) or isinstance(raw, str):
+        return None, None
+    values = raw.tolist() if hasattr(raw, "tolist") else list(raw)
+    if len(values) != len(base):
+        return None, None
+    if values and all(isinstance(v, str) for v in values):
+        names = sorted(set(values))
+        index = {name: i for i, name in enumerate(names)}
+        return torch.tensor([index[v] for v in values], dtype=torch.long), names
+    ints = [as_label(v) for v in values]
+    if any(v is None for v in ints):
+        return None, None
+    return torch.tensor(ints, dtype=torch.long), data_class_names(base)

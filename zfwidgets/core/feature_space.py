@@ -27,14 +27,14 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Subset, TensorDataset
 
 from zfwidgets.core.checks import as_int, check_batch, check_count
+from zfwidgets.core.data_labels import data_labels
 from zfwidgets.core.inspector import Inspector
 from zfwidgets.core.mining import (
     _batches,
@@ -134,6 +134,16 @@ def _remember(cache: OrderedDict, key, value: Features) -> Features:
     return value
 
 
+def _with_labels(found: Features, data) -> Features:
+    """A cached table with ``data``'s own labels (the cache keys on the images alone: the
+    same images labelled otherwise must not show another data set's classes)."""
+    labels = _labels_of(data)
+    same = (labels is None and found.labels is None) or (
+        labels is not None and found.labels is not None and torch.equal(labels, found.labels)
+    )
+    return found if same else replace(found, labels=labels)
+
+
 def _recall(cache: OrderedDict, key) -> Features | None:
     with _CACHE_LOCK:
         found = cache.get(key)
@@ -175,8 +185,8 @@ def features(
     with _CACHE_LOCK:
         cache = _CACHES.setdefault(insp, OrderedDict())
     found = _recall(cache, key)
-    if found is not None:
-        return found
+    if found is not None:  # the key is the images only: the labels are this data set's own
+        return _with_labels(found, data)
 
     def one_batch(batch: Tensor) -> Tensor:
         return insp.run_batch(batch, [name])[name].flatten(1).float().cpu()
@@ -206,7 +216,7 @@ def pixel_values(
     key = data_fingerprint(data)
     found = _recall(_PIXEL_CACHE, key)
     if found is not None:
-        return found
+        return _with_labels(found, data)
 
     def one_batch(batch: Tensor) -> Tensor:
         return batch.flatten(1).to("cpu", torch.float32)
@@ -245,22 +255,14 @@ def _stream(data, batch_size, one_batch, total, what, progress, callback, should
 
 
 def _labels_of(data) -> Tensor | None:
-    """The data's labels without loading its images: a ``labels`` attribute, a
-    TensorDataset's second tensor, or a Subset of one of these; else None."""
+    """The data's labels without loading its images (``.targets``, ``.samples``, ``.labels``,
+    a TensorDataset's second tensor, through Subsets; string labels numbered in sorted order,
+    see :func:`~zfwidgets.core.data_labels.data_labels`); else None."""
     items = as_indexable(data)
-    if isinstance(items, Subset):
-        parent = _labels_of(items.dataset)
-        return None if parent is None else parent[torch.as_tensor(list(items.indices))]
-    if isinstance(items, TensorDataset) and len(items.tensors) > 1:
-        labels = items.tensors[1]
-    else:
-        labels = getattr(items, "labels", None)
-    if labels is None or isinstance(items, Tensor):
+    if isinstance(items, Tensor):
         return None
-    labels = torch.as_tensor(np.asarray(labels) if not isinstance(labels, Tensor) else labels)
-    if labels.ndim != 1 or len(labels) != len(items):
-        return None
-    return labels.to("cpu", torch.long)
+    labels, _ = data_labels(items)
+    return labels
 
 
 # ----- neighbours ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -23,8 +24,14 @@ from torch import nn
 import zfwidgets.zoo as zoo
 from zfwidgets.core.files import check_output_path
 from zfwidgets.train.data import demo_data, demo_mean, image_folder, subset_evenly
-from zfwidgets.train.recipe import INITS, SCHEDULES, TrainConfig, train
-from zfwidgets.train.snapshots import DEFAULT_EPOCHS, SnapshotError, SnapshotRecorder
+from zfwidgets.train.recipe import INITS, MAX_LR, SCHEDULES, TrainConfig, train
+from zfwidgets.train.snapshots import (
+    DEFAULT_EPOCHS,
+    MANIFEST,
+    SnapshotError,
+    SnapshotRecorder,
+    read_manifest_config,
+)
 
 __all__ = ["ARCHITECTURES", "add_parser", "build_model", "run"]
 
@@ -70,14 +77,53 @@ def _epochs(text: str) -> tuple[int, ...]:
     return epochs
 
 
-def _positive(kind):
+# The recipe options a resumed run takes from its own record: flag -> (args attribute, the
+# TrainConfig field it sets, its default on a fresh run). A flag given with --resume must agree
+# with the record: the run continues its own recipe (weights, optimiser and schedule restored).
+RECIPE_FLAGS = {
+    "--lr": ("lr", "lr", 1e-2),
+    "--batch-size": ("batch_size", "batch_size", 128),
+    "--schedule": ("schedule", "schedule", "plateau"),
+    "--milestones": ("milestones", "milestones", ()),
+    "--init": ("init", "init", "default"),
+    "--radius": ("radius", "renorm_radius", 0.1),
+    "--seed": ("seed", "seed", 0),
+}
+
+
+def _recipe_options(args: argparse.Namespace) -> None:
+    """Fills the recipe options not given: defaults on a fresh run, the recorded values on
+    ``--resume``; a given one that differs from the record is refused (never ignored)."""
+    recorded = read_manifest_config(args.out) if args.resume else None
+    for flag, (dest, field_name, default) in RECIPE_FLAGS.items():
+        given = getattr(args, dest)
+        if recorded is None or field_name not in recorded:
+            setattr(args, dest, default if given is None else given)
+            continue
+        was = recorded[field_name]
+        if field_name == "renorm_radius":
+            was = 0.0 if was is None else was
+        if given is None:
+            setattr(args, dest, tuple(was) if isinstance(was, list) else was)
+        elif (list(given) if isinstance(given, tuple) else given) != was:
+            raise ValueError(
+                f"{flag} {given} differs from the {was!r} that {args.out} was recorded with, and a "
+                f"resumed run continues its own recipe; drop {flag} to resume, or train into a "
+                "new --out"
+            )
+
+
+def _positive(kind, high: float = math.inf):
+    """A parser of positive finite numbers of ``kind`` up to ``high`` (NaN and inf refused)."""
+    allowed = "a positive number" if high == math.inf else f"a number in (0, {high:g}]"
+
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError as err:
-            raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}") from err
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {allowed}; got {text!r}") from err
+        if not math.isfinite(value) or not 0 < value <= high:
+            raise argparse.ArgumentTypeError(f"expected {allowed}; got {text!r}")
         return value
 
     return parse
@@ -94,8 +140,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="'demo' (bundled digits) or an ImageFolder path")
     p.add_argument("--out", required=True, type=Path, help="run directory (new, or resumed)")
     p.add_argument("--epochs", type=_positive(int), default=10)
-    p.add_argument("--lr", type=_positive(float), default=1e-2)
-    p.add_argument("--batch-size", type=_positive(int), default=128)
+    p.add_argument("--lr", type=_positive(float, MAX_LR), help="learning rate (default 0.01)")
+    p.add_argument("--batch-size", type=_positive(int), help="default 128")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1...")
     p.add_argument("--limit", type=_positive(int), help="train on N images only (quick runs)")
     p.add_argument(
@@ -104,20 +150,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
         default=DEFAULT_EPOCHS,
         help="comma-separated epochs to save (default 1,2,5,10,20,30,40,64; the last always)",
     )
-    p.add_argument("--schedule", choices=SCHEDULES, default="plateau")
-    p.add_argument("--milestones", type=_epochs, default=(), help="for --schedule milestones")
+    p.add_argument("--schedule", choices=SCHEDULES, help="default plateau")
+    p.add_argument("--milestones", type=_epochs, help="for --schedule milestones")
     p.add_argument(
         "--init",
         choices=INITS,
-        default="default",
         help="default: PyTorch's (trains at once); paper: N(0, 0.01), which left small-zf at "
         "chance for 4 epochs on 1,000 digits",
     )
-    p.add_argument("--radius", type=float, default=0.1, help="filter RMS radius; 0 turns it off")
+    p.add_argument("--radius", type=float, help="filter RMS radius (default 0.1); 0: off")
     p.add_argument("--size", type=_positive(int), help="input side (default 28 demo, 32 folders)")
     p.add_argument("--channels", type=int, choices=(1, 3), help="1 or 3 (default 1 demo, 3)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, help="random h-flips")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help="default 0")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
@@ -147,6 +192,11 @@ class _Data:
 
 def _run(args: argparse.Namespace) -> int:
     check_output_path("--out", args.out)  # before any data is read or epoch trained
+    if args.resume and not (args.out / MANIFEST).is_file():
+        raise ValueError(
+            f"--resume: {args.out} holds no run ({MANIFEST} is missing); drop --resume to start one"
+        )
+    _recipe_options(args)
     torch.manual_seed(args.seed)
     is_demo = args.data == "demo"
     channels = args.channels or (1 if is_demo else 3)
@@ -165,6 +215,7 @@ def _run(args: argparse.Namespace) -> int:
         model_kwargs=kwargs,
         data=data.manifest,
         extra={"arch": args.arch, "command": "zfwidgets train"},
+        advice="add --resume to continue it, or give another --out",
     )
     print(
         f"training {name}({', '.join(f'{k}={v}' for k, v in kwargs.items())}) on "

@@ -37,6 +37,7 @@ __all__ = [
     "History",
     "TrainConfig",
     "TrainContext",
+    "TrainingDiverged",
     "evaluate",
     "paper_init",
     "pixel_mean",
@@ -46,6 +47,22 @@ __all__ = [
 ]
 
 INITS = ("paper", "default")
+# SGD moves each weight by about lr * gradient per batch: past 10 every run diverges at once,
+# so a larger learning rate is a typo (1e30, 1e2 for 1e-2), refused before the first batch.
+MAX_LR = 10.0
+
+
+class TrainingDiverged(ValueError):
+    """Raised when the training loss stops being finite: the weights are NaN from then on.
+
+    Example:
+        >>> raise TrainingDiverged("epoch 1, batch 3: the loss became nan")
+        Traceback (most recent call last):
+        ...
+        zfwidgets.train.recipe.TrainingDiverged: epoch 1, batch 3: the loss became nan
+    """
+
+
 SCHEDULES = ("plateau", "milestones")
 
 
@@ -116,10 +133,15 @@ class TrainConfig:
 
         for name in ("epochs", "batch_size", "eval_batch_size"):
             positive_int(name)
-        for name in ("lr", "lr_factor"):
+        for name, high in (("lr", MAX_LR), ("lr_factor", 1.0), ("weight_decay", 1.0)):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or not value > 0 or not math.isfinite(value):
-                raise ValueError(f"TrainConfig.{name} must be a positive number; got {value!r}")
+            low_ok = value >= 0 if name == "weight_decay" else value > 0
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or not low_ok or value > high:
+                low = "[0" if name == "weight_decay" else "(0"
+                raise ValueError(
+                    f"TrainConfig.{name} must be a finite number in {low}, {high:g}]; got {value!r}"
+                )
         if not 0 <= self.momentum < 1:
             raise ValueError(f"TrainConfig.momentum must be in [0, 1); got {self.momentum!r}")
         if self.schedule not in SCHEDULES:
@@ -561,6 +583,12 @@ def _train_epoch(
             y = y.to(dev)
             logits = model(x)
             loss = loss_fn(logits, y)
+            if not torch.isfinite(loss):  # one NaN step makes every weight NaN: stop here
+                raise TrainingDiverged(
+                    f"epoch {epoch}, batch {start // config.batch_size + 1}: the loss became "
+                    f"{loss.item()} (lr {context.lr_state['lr']:g}); lower the learning rate "
+                    "(TrainConfig.lr, --lr) and check the data for NaN pixels"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

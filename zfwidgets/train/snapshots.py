@@ -54,6 +54,7 @@ __all__ = [
     "SnapshotError",
     "SnapshotRecorder",
     "load_run",
+    "read_manifest_config",
 ]
 
 DEFAULT_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)
@@ -192,6 +193,8 @@ class SnapshotRecorder:
         keep_state: ``"last"`` keeps the resume state of the latest snapshot only, ``"all"``
             keeps it for every snapshot, ``"none"`` stores none (weights only; not resumable).
         extra: JSON values stored under ``manifest["extra"]``.
+        advice: what the refusal of a directory that already holds a run tells the user to do
+            (the command line names its ``--resume`` flag instead of the Python call).
     """
 
     def __init__(
@@ -203,6 +206,7 @@ class SnapshotRecorder:
         dtype: torch.dtype = torch.float32,
         keep_state: str = "last",
         extra: dict[str, Any] | None = None,
+        advice: str = "resume it with train(..., resume=run_dir) or record into a new directory",
     ) -> None:
         epochs = sorted({int(e) for e in epochs})
         if not epochs or epochs[0] < 1:
@@ -219,6 +223,7 @@ class SnapshotRecorder:
         self.dtype = dtype
         self.keep_state = keep_state
         self.extra = extra or {}
+        self.advice = advice
         self.manifest: dict[str, Any] | None = None
         self._context = None
 
@@ -244,8 +249,7 @@ class SnapshotRecorder:
             return
         if manifest_path.exists():
             raise SnapshotError(
-                f"{self.run_dir} already holds a run ({manifest_path} exists); resume it with "
-                "train(..., resume=run_dir) or record into a new directory"
+                f"{self.run_dir} already holds a run ({manifest_path} exists); {self.advice}"
             )
         model = context.model
         data = dict(self.data)
@@ -327,6 +331,22 @@ def _json_default(value: Any) -> Any:
 
 
 # ----- loading ---------------------------------------------------------------------------------
+def read_manifest_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The :class:`~zfwidgets.train.TrainConfig` a run was recorded with, as JSON values
+    (``{}`` for a manifest without one); the command line's ``--resume`` checks its options
+    against it.
+
+    Example:
+        >>> try:
+        ...     read_manifest_config("no/such/run")
+        ... except SnapshotError as err:
+        ...     print(err)  # doctest: +ELLIPSIS
+        no/such/run/manifest.json does not exist: ...
+    """
+    config = _read_manifest(Path(run_dir)).get("config")
+    return dict(config) if isinstance(config, dict) else {}
+
+
 def _read_manifest(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / MANIFEST
     try:

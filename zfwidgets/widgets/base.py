@@ -31,6 +31,8 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
+import math
+import numbers
 import os
 import threading
 import time
@@ -431,6 +433,36 @@ def refusing(*names: str) -> traitlets.ValidateHandler:
     return decorate
 
 
+def _not_finite(value: Any) -> bool:
+    """Whether ``value`` is a real number that is NaN or infinite (bools and ints never are)."""
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, numbers.Integral)
+        and not math.isfinite(value)
+    )
+
+
+def _finite(value: Any, name: str | None = None) -> Any:
+    """The check :meth:`WidgetBase.__setattr__` applies to numbers: finite, or refused."""
+    if _not_finite(value):
+        raise ValueError(f"{name + ' ' if name else ''}must be a finite number; got {value}")
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality that holds for NaN and NaN (a control and its trait agree on it)."""
+    return bool(a == b) or (_not_finite(a) and _not_finite(b) and a != a and b != b)
+
+
+def _control_range(control: widgets.ValueWidget) -> str:
+    """The values a ranged control allows, as text (a log slider's exponents turned to values)."""
+    base = getattr(control, "base", None)
+    lo, hi = control.min, control.max
+    if base is not None:
+        lo, hi = base**lo, base**hi
+    return f"{lo:g}..{hi:g}"
+
+
 @functools.cache
 def _state_traits(cls: type) -> frozenset[str]:
     """The traits a widget class adds to VBox's (its state), without ``status``."""
@@ -665,16 +697,42 @@ class WidgetBase(widgets.VBox):
             if change["new"] is None:  # a selection control between two lists of options
                 return
             setattr(self, trait, change["new"])
-            if control.value != getattr(self, trait):
+            if not _same(control.value, getattr(self, trait)):
                 control.value = getattr(self, trait)
 
         def from_trait(change: dict) -> None:
-            if control.value != change["new"]:
+            if not _same(control.value, change["new"]):
                 control.value = change["new"]
+                if not _same(control.value, change["new"]):  # the control clamped it: say so
+                    self.status_line.error(
+                        f"{trait}: {change['new']!r} is outside the control's range "
+                        f"{_control_range(control)}; {control.value!r} was used"
+                    )
 
         control.value = getattr(self, trait)
         control.observe(from_control, names="value")
         self.observe(from_trait, names=trait)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # One rule for every widget's numeric state: a NaN or infinite number is refused
+        # (status line once built) before any trait logic sees it; NaN != NaN would otherwise
+        # make a bound control and its trait put each other back forever (RecursionError).
+        if _not_finite(value) and name in _state_traits(type(self)) and self._own_check(name):
+            proposal = {"trait": self.traits()[name], "value": value}
+            # the message names the trait unless the status line adds the name itself
+            named = None if self.name_in_refusals and self._ready else name
+            kept = self._refuse(proposal, functools.partial(_finite, name=named))
+            if not _not_finite(kept):
+                return
+        super().__setattr__(name, value)
+
+    def _own_check(self, name: str) -> bool:
+        """Whether the NaN rule of :meth:`__setattr__` speaks for trait ``name``: always for an
+        Int (traitlets would raise its own TraitError first), else only when the widget gave
+        the trait no validator of its own (that one's message is more specific)."""
+        return isinstance(self.traits()[name], traitlets.Int) or name not in getattr(
+            self, "_trait_validators", {}
+        )
 
     def _check_state(self, state: dict[str, Any], allowed: Sequence[str]) -> None:
         """Refuses keyword arguments (initial trait values) the widget does not take."""
@@ -693,6 +751,8 @@ class WidgetBase(widgets.VBox):
         try:
             value = check(proposal["value"])
         except (ValueError, TypeError) as err:
+            if not self._ready and self.name_in_refusals:  # the same words as the status line
+                raise type(err)(f"{name}: {err}") from err
             if not self._ready:
                 raise
             self.status_line.error(f"{name}: {err}" if self.name_in_refusals else str(err))

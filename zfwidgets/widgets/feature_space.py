@@ -33,6 +33,7 @@ from bqplot import Axis, Figure, LinearScale, Scatter
 from torch import Tensor, nn
 
 from zfwidgets.core import render
+from zfwidgets.core.data_labels import data_labels
 from zfwidgets.core.feature_space import (
     EMBEDDINGS,
     FeatureSpaceCancelled,
@@ -136,7 +137,9 @@ class FeatureSpace(WidgetBase):
             raise ValueError(f"dataset has {len(self._source)} images; give at least 3")
         self.image_shape = self._source.shape
         self.mean, self.seed, self.batch_size = mean, seed, batch_size
-        self.classes = class_names(classes, None)
+        # Without names given, the data set's own: .classes for int labels, the labels
+        # themselves for string labels ("cat", "dog"), so the scatter's legend reads them.
+        self.classes = class_names(classes, None) or data_labels(dataset)[1]
         self._embeddings: dict[tuple[str, str], np.ndarray] = {}
         self._features = None
         self._pixels = None

@@ -31,6 +31,7 @@ import torch
 import traitlets
 
 from zfwidgets.core import render
+from zfwidgets.core.data_labels import as_label
 from zfwidgets.core.images import image_from_bytes
 from zfwidgets.core.preprocess import Preprocessing, as_preprocessing
 from zfwidgets.core.receptive import Box
@@ -193,7 +194,8 @@ class ImageSource:
         """``(image, label)``; label is None when the items carry none."""
         item = self.images[index]
         if isinstance(item, tuple | list):
-            return item[0], (int(item[1]) if len(item) > 1 else None)
+            # a label that is not a class number ("cat", a box) is no label, not a crash
+            return item[0], (as_label(item[1]) if len(item) > 1 else None)
         return item, None
 
     @property

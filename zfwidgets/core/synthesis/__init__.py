@@ -23,6 +23,7 @@ Example:
 from zfwidgets.core.synthesis.classic import (
     Synthesis,
     SynthesisCancelled,
+    SynthesisDiverged,
     ascend,
     bounds_for,
     dream,
@@ -82,6 +83,7 @@ __all__ = [
     "Scale",
     "Synthesis",
     "SynthesisCancelled",
+    "SynthesisDiverged",
     "Unit",
     "Visualisation",
     "as_objective",

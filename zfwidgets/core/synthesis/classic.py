@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ __all__ = [
     "ClassScore",
     "Synthesis",
     "SynthesisCancelled",
+    "SynthesisDiverged",
     "Unit",
     "ascend",
     "bounds_for",
@@ -62,6 +64,54 @@ __all__ = [
 
 class SynthesisCancelled(RuntimeError):
     """Raised when ``should_stop()`` asked a synthesis to stop."""
+
+
+class SynthesisDiverged(ValueError):
+    """Raised when a synthesis' objective or image stopped being finite (a NaN picture).
+
+    Example:
+        >>> try:
+        ...     stop_if_not_finite(3, 10, float("nan"), torch.zeros(1), 5.0)
+        ... except SynthesisDiverged as err:
+        ...     print(str(err)[:45])
+        step 3 of 10: the objective became nan (lr 5)
+    """
+
+
+# Adam's step is about lr per pixel per step; past 10 (model-input units) every picture is noise
+# or overflows, so a larger value is a typo, not a setting.
+MAX_LR = 10.0
+MAX_WEIGHT = 1e6  # regulariser weights (l2, tv_weight): beyond this the objective is ignored
+
+
+def check_number(name: str, value: Any, low: float, high: float, low_open: bool = False) -> None:
+    """Refuses ``value`` unless it is a finite real number in ``[low, high]`` (``(low, high]``
+    when ``low_open``), naming what was given and what is allowed.
+
+    Example:
+        >>> check_number("lr", float("inf"), 0, MAX_LR, low_open=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: lr must be a finite number in (0, 10]; got inf
+    """
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if (not number or not math.isfinite(value) or value > high or value < low
+            or (low_open and value == low)):  # fmt: skip
+        raise ValueError(f"{name} must be a finite number in {interval}; got {value!r}")
+
+
+def stop_if_not_finite(step: int, steps: int, value: float, x: Tensor, lr: float) -> None:
+    """Raises :class:`SynthesisDiverged` naming the step once the objective or image is NaN
+    or infinite: every later step would draw a NaN picture."""
+    bad = None if math.isfinite(value) else f"the objective became {value}"
+    if bad is None and not bool(torch.isfinite(x).all()):
+        bad = "the image holds NaN or infinite pixels"
+    if bad is not None:
+        raise SynthesisDiverged(
+            f"step {step} of {steps}: {bad} (lr {lr:g}); lower the step size (lr) or the "
+            "regulariser weights, or check that the model's outputs are finite"
+        )
 
 
 @dataclass(frozen=True)
@@ -162,14 +212,19 @@ def _clamp(x: Tensor, bounds) -> Tensor:
     return torch.maximum(torch.minimum(x, hi), lo)
 
 
-def _check_settings(steps, lr, **fractions) -> None:
+def _check_settings(steps, lr, weights: dict[str, Any], counts: dict[str, Any], **fractions):
     steps = as_int(steps)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int; got {steps!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive; got {lr!r}")
+    for name, value in counts.items():  # pixels and step counts: a float NaN is no count
+        value = as_int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0; got {value!r}")
+    check_number("lr", lr, 0, MAX_LR, low_open=True)
+    for name, value in weights.items():
+        check_number(name, value, 0, MAX_WEIGHT)
     for name, value in fractions.items():
-        if not 0 <= value < 1:
+        if not 0 <= value < 1:  # NaN fails this too
             raise ValueError(f"{name} must be a fraction in [0, 1); got {value!r}")
 
 
@@ -205,7 +260,11 @@ def optimise(
     ``on_image(step, image, values)`` gets the image (C, H, W, CPU) and the values so far
     every ``every`` steps (for live display).
     """
-    _check_settings(steps, lr, clip_value=clip_value, clip_contribution=clip_contribution)
+    weights = {"l2": l2, "tv_weight": tv_weight, "blur_sigma": blur_sigma, "tv_beta": tv_beta}
+    counts = {"jitter": jitter, "blur_every": blur_every}
+    _check_settings(
+        steps, lr, weights, counts, clip_value=clip_value, clip_contribution=clip_contribution
+    )
     from tqdm.auto import tqdm  # imported here: only long loops need it
 
     generator = generator or torch.Generator().manual_seed(0)
@@ -234,6 +293,7 @@ def optimise(
                 y = clip_small_contribution(y, grad, clip_contribution)
                 x.copy_(y)
             values.append(float(value.detach()))
+            stop_if_not_finite(step, steps, values[-1], x.detach(), lr)
             bar.update(1)
             if callback is not None:
                 callback(step, steps)
@@ -357,6 +417,11 @@ def invert(
     with torch.no_grad():
         target = forward(x_ref).detach()
     norm = target.pow(2).sum().clamp_min(1e-12)
+    if not bool(torch.isfinite(norm)):  # an infinite norm would report every start as perfect
+        raise SynthesisDiverged(
+            f"before step 1: the features of {layer!r} on the image to invert are not finite "
+            "(the model overflows on it); check the model's weights and the image's scale"
+        )
 
     def score(x: Tensor) -> tuple[Tensor, Tensor]:
         distance = (forward(x) - target).pow(2).sum() / norm

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,12 @@ from torch import Tensor
 
 from zfwidgets.core.checks import as_int
 from zfwidgets.core.layers import run_graph
-from zfwidgets.core.synthesis.classic import SynthesisCancelled
+from zfwidgets.core.synthesis.classic import (
+    MAX_LR,
+    SynthesisCancelled,
+    check_number,
+    stop_if_not_finite,
+)
 from zfwidgets.core.synthesis.objectives import as_objective
 from zfwidgets.core.synthesis.parametrisations import Fourier, Parametrisation
 from zfwidgets.core.synthesis.transforms import standard
@@ -35,7 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["Visualisation", "bind", "gradient", "visualise"]
 
 MAX_STEPS = 100_000
-MAX_LR = 10.0
 
 
 @dataclass(frozen=True)
@@ -108,9 +111,7 @@ def _check(steps, lr, seed) -> None:
     steps = as_int(steps)
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
         raise ValueError(f"steps must be an int in 1..{MAX_STEPS}; got {steps!r}")
-    if (isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr)
-            or not 0 < lr <= MAX_LR):  # fmt: skip
-        raise ValueError(f"lr must be a finite number in (0, {MAX_LR:g}]; got {lr!r}")
+    check_number("lr", lr, 0, MAX_LR, low_open=True)
     seed = as_int(seed)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an int >= 0; got {seed!r}")
@@ -186,6 +187,7 @@ def visualise(
                 (-value).backward()
             opt.step()
             values.append(float(value.detach()))
+            stop_if_not_finite(step, steps, values[-1], x.detach(), lr)
             bar.update(1)
             if callback is not None:
                 callback(step, steps)
