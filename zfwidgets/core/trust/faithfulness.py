@@ -176,7 +176,9 @@ def deletion_insertion(
         chosen = rank.unsqueeze(0).unsqueeze(0) < n  # (B, 1, H, W): changed pixels
         base = torch.cat([j[0] for j in chunk])
         new = torch.cat([j[1] for j in chunk])
-        batch = torch.where(chosen, new, base)
+        # channels-last: the CPU's (oneDNN) and the GPU's convolutions run it without a
+        # per-layer reorder (measured ~1.5x on AlexNet's batches); the values are the same
+        batch = torch.where(chosen, new, base).contiguous(memory_format=torch.channels_last)
         scores = insp.run_batch(batch, [last])[last]
         probs.append(torch.softmax(scores.float(), dim=1)[:, target])
     curve = torch.cat(probs).cpu()
