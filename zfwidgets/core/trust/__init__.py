@@ -24,6 +24,7 @@ from zfwidgets.core.trust.randomise import (
     cascade,
     randomised_inspector,
 )
+from zfwidgets.core.trust.road import road_impute
 from zfwidgets.core.trust.similarity import hog_similarity, spearman, ssim
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "deletion_insertion",
     "hog_similarity",
     "randomised_inspector",
+    "road_impute",
     "spearman",
     "ssim",
     "trust_methods",
