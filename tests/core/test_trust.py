@@ -337,3 +337,43 @@ def test_road_bad_fill_names_the_choices(digits):
         trust.deletion_insertion(insp, x, "saliency", fill="blur")
     with pytest.raises(ValueError, match="road_noise must be"):
         trust.deletion_insertion(insp, x, "saliency", fill="road", road_noise=float("nan"))
+
+
+class _ViewNet(torch.nn.Module):
+    """A max-pool then ``x.view``: a view needs the plain layout the channels-last run undoes."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 6, 3, padding=1)
+        self.pool = torch.nn.MaxPool2d(2)
+        self.bn = torch.nn.BatchNorm2d(6)
+        self.fc = torch.nn.Linear(6 * 8 * 8, 5)
+
+    def forward(self, x):
+        x = self.bn(self.pool(torch.relu(self.conv(x))))
+        return self.fc(x.view(x.size(0), -1))
+
+
+@pytest.mark.parametrize("name", ["zf_like", "digits", "resnet18", "view"])
+def test_channels_last_scores_equal_the_inspectors_and_the_models(name):
+    import torchvision
+
+    torch.manual_seed(0)
+    model, shape = {
+        "zf_like": lambda: (zf_like(), (3, 32, 32)),
+        "digits": lambda: (demo.load().model, (1, 28, 28)),
+        "resnet18": lambda: (torchvision.models.resnet18(num_classes=7), (3, 64, 64)),
+        "view": lambda: (_ViewNet(), (3, 16, 16)),
+    }[name]()
+    model.eval()
+    if name == "view":  # running statistics that are not the identity
+        model.bn.running_mean.uniform_(-1, 1)
+        model.bn.running_var.uniform_(0.5, 2)
+    insp = Inspector(model, device="cpu")
+    batch = torch.randn(5, *shape, generator=torch.Generator().manual_seed(3))
+    insp.image(batch[0])  # the shape verified, as deletion_insertion does first
+    last = insp.layers[-1]
+    got = faithfulness.class_scores(insp, batch)
+    torch.testing.assert_close(got, insp.run_batch(batch, [last])[last], atol=1e-5, rtol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(got, model(batch), atol=1e-5, rtol=0)

@@ -4,6 +4,8 @@
 - :func:`cascade`: cascading (or independent) randomisation of the blocks, top down, with the
   Spearman, SSIM and HOG similarity of each map to the trained one (Adebayo et al., 2018).
 - :func:`deletion_insertion`: deletion and insertion curves and their AUC (Petsiuk et al., 2018).
+- :func:`road_impute`: ROAD's noisy linear imputation of removed pixels (Rong et al., 2022),
+  the ``fill="road"`` of :func:`deletion_insertion`.
 
 Example:
     >>> from zfwidgets import Inspector, demo

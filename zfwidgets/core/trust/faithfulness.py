@@ -28,10 +28,19 @@ from torch import Tensor
 
 from zfwidgets.core.checks import as_int, check_count, check_fill
 from zfwidgets.core.inspector import Inspector
+from zfwidgets.core.layers import evaluate_in_place, pool_geometry, run_graph
 from zfwidgets.core.trust.maps import check_trust_method, class_map, heat_map
 from zfwidgets.core.trust.road import road_impute
 
-__all__ = ["Curves", "auc", "blurred", "deletion_insertion", "pixel_order", "step_counts"]
+__all__ = [
+    "Curves",
+    "auc",
+    "blurred",
+    "class_scores",
+    "deletion_insertion",
+    "pixel_order",
+    "step_counts",
+]
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,55 @@ def _fill_image(fill, img: Tensor) -> Tensor:
     if values.ndim == 1:
         values = values.view(-1, 1, 1)
     return values.expand(img.shape[1:]).unsqueeze(0)
+
+
+# Steps that take a channels-last tensor as it is (and give one back); any other step gets
+# its 4-D inputs made plain contiguous first (a view or a generic step may need that).
+_CHANNELS_LAST_SAFE = frozenset({"conv", "relu", "relu6", "bn", "dropout", "identity", "lrn"})
+
+
+def _channels_last_step(step, w, env, kept):
+    """One step of :func:`class_scores`: as the inspector computes it, in channels-last."""
+    x = env.get(step.node.args[0]) if step.node.args else None
+    channels_last = isinstance(x, Tensor) and x.ndim == 4 and not x.is_contiguous()
+    pool = step.module if step.kind == "maxpool" else None
+    if pool is not None and channels_last and not pool.return_indices:
+        g = pool_geometry(pool)  # layers.max_pool would return it NCHW: one copy more
+        return F.max_pool2d(x, g.kernel, g.stride, g.padding, g.dilation, g.ceil_mode)
+    if step.kind not in _CHANNELS_LAST_SAFE:
+        for node in step.node.all_input_nodes:
+            value = env.get(node)
+            if isinstance(value, Tensor) and value.ndim == 4 and not value.is_contiguous():
+                env[node] = value.contiguous()
+    return evaluate_in_place(step, w, env, kept)
+
+
+def class_scores(insp: Inspector, batch: Tensor) -> Tensor:
+    """The class scores of a batch of images (N, C, H, W) of a shape the inspector verified,
+    run channels-last: the CPU's (oneDNN) and the GPU's convolutions and max-pools take it
+    without reordering every layer's input and output (AlexNet's 224-px batches: about 1.5x
+    faster). Same values as ``insp.run_batch(batch, [insp.layers[-1]])`` (tested to 1e-5).
+
+    Example:
+        >>> from zfwidgets import Inspector, demo
+        >>> insp = Inspector(demo.load().model)
+        >>> x = insp.image(demo.load().dataset[0][0])
+        >>> last = insp.layers[-1]
+        >>> torch.allclose(class_scores(insp, x), insp.run_batch(x, [last])[last], atol=1e-5)
+        True
+    """
+    last = len(insp.steps) - 1
+    chunk = insp._batch_chunk(batch, {last: insp.layers[-1]})  # the memory guard of run_batch
+    weights = insp.current_weights()
+    kept: frozenset = frozenset()  # nothing but the scores is read back: ReLUs may run in place
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(batch), chunk):
+            h = batch[start : start + chunk].to(insp.device, torch.float32)
+            h = h.contiguous(memory_format=torch.channels_last)
+            step = lambda s, w, env: _channels_last_step(s, w, env, kept)  # noqa: E731
+            out.append(run_graph(insp.graph, weights, h, last, set(), compute=step)[last])
+    return torch.cat(out) if len(out) > 1 else out[0]
 
 
 def _is_road(fill) -> bool:
@@ -226,14 +284,9 @@ def deletion_insertion(
     else:
         make = _fill_steps(img, rank, counts, _fill_image(fill, img), blurred(img, blur_sigma))
     jobs = 2 * len(counts)  # every step image: deletion's then insertion's
-    last = insp.layers[-1]
     probs = []
     for begin in range(0, jobs, batch_size):
-        # channels-last: the CPU's (oneDNN) and the GPU's convolutions run it without a
-        # per-layer reorder (measured ~1.5x on AlexNet's batches); the values are the same
-        batch = make(begin, min(begin + batch_size, jobs))
-        batch = batch.contiguous(memory_format=torch.channels_last)
-        scores = insp.run_batch(batch, [last])[last]
+        scores = class_scores(insp, make(begin, min(begin + batch_size, jobs)))
         probs.append(torch.softmax(scores.float(), dim=1)[:, target])
     curve = torch.cat(probs).cpu()
     fractions = torch.tensor(counts, dtype=torch.float64) / rank.numel()
