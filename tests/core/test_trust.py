@@ -223,3 +223,157 @@ def test_cascade_is_cached_per_stage(digits, monkeypatch):
     again = trust.cascade(insp, x, methods=["saliency", "guided"], blocks=["fc5"], seed=11)
     assert len(calls) == 2  # guided at both stages; saliency from the cache
     assert torch.equal(again.maps["saliency"]["fc5"], first.maps["saliency"]["fc5"])
+
+
+# ----- ROAD (noisy linear imputation) -------------------------------------------------------
+def _dense_road(img, removed):
+    """Reference: per removed pixel, v * (sum of in-image neighbour weights) = the weighted sum
+    of its neighbours (known values or unknowns), assembled one pixel at a time, dense solve."""
+    c, h, w = img.shape
+    cells = [(y, x) for y in range(h) for x in range(w) if removed[y, x]]
+    number = {p: i for i, p in enumerate(cells)}
+    a = np.zeros((len(cells), len(cells)))
+    b = np.zeros((len(cells), c))
+    for i, (y, x) in enumerate(cells):
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                ny, nx = y + dy, x + dx
+                if (dy, dx) == (0, 0) or not (0 <= ny < h and 0 <= nx < w):
+                    continue
+                weight = 1 / 12 if dy and dx else 1 / 6
+                a[i, i] += weight
+                if (ny, nx) in number:
+                    a[i, number[(ny, nx)]] -= weight
+                else:
+                    b[i] += weight * img[:, ny, nx].double().numpy()
+    out = img.clone()
+    if cells:
+        v = np.linalg.solve(a, b)
+        for i, (y, x) in enumerate(cells):
+            out[:, y, x] = torch.from_numpy(v[i])
+    return out
+
+
+def test_road_one_pixel_is_its_neighbours_weighted_mean():
+    img = torch.randn(2, 4, 4, generator=torch.Generator().manual_seed(3))
+    for y, x in ((1, 2), (0, 0), (3, 1)):
+        removed = torch.zeros(4, 4, dtype=torch.bool)
+        removed[y, x] = True
+        got = trust.road_impute(img, removed, noise=0.0)
+        total, weights = torch.zeros(2), 0.0
+        for dy, dx, weight in ((-1, 0, 2), (1, 0, 2), (0, -1, 2), (0, 1, 2), (-1, -1, 1),
+                               (-1, 1, 1), (1, -1, 1), (1, 1, 1)):  # fmt: skip
+            if 0 <= y + dy < 4 and 0 <= x + dx < 4:  # edge neighbours count twice the corners
+                total += weight * img[:, y + dy, x + dx]
+                weights += weight
+        torch.testing.assert_close(got[:, y, x], total / weights, atol=1e-6, rtol=0)
+        keep = ~removed
+        assert torch.equal(got[:, keep], img[:, keep])  # known pixels untouched
+
+
+def test_road_constant_stays_constant_and_equals_a_dense_solve():
+    removed = torch.rand(9, 11, generator=torch.Generator().manual_seed(4)) < 0.6
+    const = torch.full((3, 9, 11), -0.7)
+    torch.testing.assert_close(trust.road_impute(const, removed, 0.0), const, atol=1e-6, rtol=0)
+    img = torch.randn(3, 9, 11, generator=torch.Generator().manual_seed(5))
+    want = _dense_road(img, removed)
+    torch.testing.assert_close(trust.road_impute(img, removed, 0.0), want, atol=1e-5, rtol=0)
+    everything = torch.ones(9, 11, dtype=torch.bool)  # nothing anchors: the 'empty' value
+    assert torch.equal(
+        trust.road_impute(img, everything, 0.0, empty=0.5), torch.full_like(img, 0.5)
+    )
+
+
+def test_road_noise_only_on_removed_pixels_seeded_and_rng_untouched():
+    img = torch.randn(1, 64, 64, generator=torch.Generator().manual_seed(6))
+    removed = torch.rand(64, 64, generator=torch.Generator().manual_seed(7)) < 0.5
+    clean = trust.road_impute(img, removed, 0.0)
+    state = torch.get_rng_state()
+    a = trust.road_impute(img, removed, 0.1, torch.Generator().manual_seed(8))
+    b = trust.road_impute(img, removed, 0.1, torch.Generator().manual_seed(8))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a, b)
+    assert torch.equal(a[:, ~removed], img[:, ~removed])
+    assert float((a - clean)[:, removed].std()) == pytest.approx(0.1, rel=0.05)
+    with pytest.raises(ValueError, match="road_noise must be a finite number >= 0; got -1"):
+        trust.road_impute(img, removed, -1)
+
+
+def test_road_curves_equal_a_loop_of_imputed_images():
+    model = zf_like().eval()
+    ref = copy.deepcopy(model)
+    insp = Inspector(model, device="cpu")
+    x = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(1))
+    saliency = torch.randn(32, 32, generator=torch.Generator().manual_seed(2))
+    steps = 4
+    c = trust.deletion_insertion(
+        insp, x, saliency, 3, steps, fill="road", road_noise=0.0, batch_size=4
+    )
+    order = torch.argsort(saliency.flatten(), descending=True, stable=True)
+    want = {"deletion": [], "insertion": []}
+    with torch.no_grad():
+        for k in range(steps + 1):
+            taken = torch.zeros(1024, dtype=torch.bool)
+            taken[order[: math.ceil(k * 1024 / steps)]] = True
+            taken = taken.view(32, 32)
+            for name, removed in (("deletion", taken), ("insertion", ~taken)):
+                im = _dense_road(x, removed) if not removed.all() else torch.zeros_like(x)
+                want[name].append(float(torch.softmax(ref(im[None]), 1)[0, 3]))
+    torch.testing.assert_close(c.deletion, torch.tensor(want["deletion"]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(c.insertion, torch.tensor(want["insertion"]), atol=1e-5, rtol=0)
+    # with noise: seeded per step, so the batching does not change the curves
+    noisy = [
+        trust.deletion_insertion(insp, x, saliency, 3, steps, fill="road", batch_size=b, seed=2)
+        for b in (1, 7)
+    ]
+    torch.testing.assert_close(noisy[0].deletion, noisy[1].deletion, atol=1e-6, rtol=0)
+    torch.testing.assert_close(noisy[0].insertion, noisy[1].insertion, atol=1e-6, rtol=0)
+    assert not torch.equal(noisy[0].deletion, c.deletion)  # the noise is there
+
+
+def test_road_bad_fill_names_the_choices(digits):
+    _, insp, x = digits
+    with pytest.raises(ValueError, match="or 'road'; got 'blur'"):
+        trust.deletion_insertion(insp, x, "saliency", fill="blur")
+    with pytest.raises(ValueError, match="road_noise must be"):
+        trust.deletion_insertion(insp, x, "saliency", fill="road", road_noise=float("nan"))
+
+
+class _ViewNet(torch.nn.Module):
+    """A max-pool then ``x.view``: a view needs the plain layout the channels-last run undoes."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 6, 3, padding=1)
+        self.pool = torch.nn.MaxPool2d(2)
+        self.bn = torch.nn.BatchNorm2d(6)
+        self.fc = torch.nn.Linear(6 * 8 * 8, 5)
+
+    def forward(self, x):
+        x = self.bn(self.pool(torch.relu(self.conv(x))))
+        return self.fc(x.view(x.size(0), -1))
+
+
+@pytest.mark.parametrize("name", ["zf_like", "digits", "resnet18", "view"])
+def test_channels_last_scores_equal_the_inspectors_and_the_models(name):
+    import torchvision
+
+    torch.manual_seed(0)
+    model, shape = {
+        "zf_like": lambda: (zf_like(), (3, 32, 32)),
+        "digits": lambda: (demo.load().model, (1, 28, 28)),
+        "resnet18": lambda: (torchvision.models.resnet18(num_classes=7), (3, 64, 64)),
+        "view": lambda: (_ViewNet(), (3, 16, 16)),
+    }[name]()
+    model.eval()
+    if name == "view":  # running statistics that are not the identity
+        model.bn.running_mean.uniform_(-1, 1)
+        model.bn.running_var.uniform_(0.5, 2)
+    insp = Inspector(model, device="cpu")
+    batch = torch.randn(5, *shape, generator=torch.Generator().manual_seed(3))
+    insp.image(batch[0])  # the shape verified, as deletion_insertion does first
+    last = insp.layers[-1]
+    got = faithfulness.class_scores(insp, batch)
+    torch.testing.assert_close(got, insp.run_batch(batch, [last])[last], atol=1e-5, rtol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(got, model(batch), atol=1e-5, rtol=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import time
@@ -174,3 +175,25 @@ def test_legends_under_the_plots_carry_the_labels(explorer):
     ):
         for label in lines.labels:
             assert label in explorer._legends[name].value, (name, label)
+
+
+def test_weights_changed_in_place_give_new_curves(d):
+    """The curve cache follows the weights' version: a stale curve is never served."""
+    model = copy.deepcopy(d.model)
+    w = TrustExplorer(model, d.dataset, methods=["saliency"], blocks=["fc5"], steps=STEPS)
+    try:
+        assert w.wait(120)
+        before = w.curves["saliency"].deletion.clone()
+        last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        with torch.no_grad():
+            last.bias.add_(torch.linspace(-3.0, 3.0, last.bias.numel()))  # in place
+        w.steps = STEPS + 1  # any new run; then back to the cached setting
+        assert w.wait(120)
+        w.steps = STEPS
+        assert w.wait(120)
+        want = deletion_insertion(Inspector(model), w.image, "saliency", w.target, steps=STEPS)
+        got = w.curves["saliency"].deletion
+        assert torch.allclose(got, want.deletion, atol=1e-6)
+        assert not torch.allclose(got, before, atol=1e-3)  # the change shows in the curve
+    finally:
+        w.close()

@@ -37,6 +37,7 @@ from bqplot import Axis, Figure, LinearScale, Lines, OrdinalScale
 from torch import Tensor, nn
 
 from zfwidgets.core import render
+from zfwidgets.core.cache import module_tree, parameter_version
 from zfwidgets.core.checks import check_fill
 from zfwidgets.core.inspector import Inspector
 from zfwidgets.core.methods import REGISTRY
@@ -184,7 +185,8 @@ class TrustExplorer(WidgetBase):
         self.result: Randomisation | None = None
         self.curves: dict[str, Curves] = {}
         self.shown_maps: dict[str, Tensor] = {}
-        self._curve_cache: dict[tuple, Curves] = {}
+        self._curve_cache: dict[tuple, Curves] = {}  # of the weights of _curve_version
+        self._curve_version: tuple | None = None
         self._build()
         self.image_index = state.get("image_index", 0)
         self.target = self._predicted() if target is None else target
@@ -499,6 +501,12 @@ class TrustExplorer(WidgetBase):
                 self.inspector, img, methods, target, blocks, seed=seed, callback=progress
             )
             curves = {}
+            # the weights' version (as the inspector and the cascade's cache read it): a model
+            # changed in place since a curve was cached gets a new curve, never the old one
+            version = (module_tree(self.inspector.model), parameter_version(self.inspector.model))
+            if version != self._curve_version:
+                self._curve_cache.clear()  # curves of old weights are never asked for again
+                self._curve_version = version
             for i, m in enumerate(methods):
                 ckey = (index, target, m, steps, repr(fill))
                 if ckey not in self._curve_cache:

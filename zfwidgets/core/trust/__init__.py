@@ -4,6 +4,8 @@
 - :func:`cascade`: cascading (or independent) randomisation of the blocks, top down, with the
   Spearman, SSIM and HOG similarity of each map to the trained one (Adebayo et al., 2018).
 - :func:`deletion_insertion`: deletion and insertion curves and their AUC (Petsiuk et al., 2018).
+- :func:`road_impute`: ROAD's noisy linear imputation of removed pixels (Rong et al., 2022),
+  the ``fill="road"`` of :func:`deletion_insertion`.
 
 Example:
     >>> from zfwidgets import Inspector, demo
@@ -24,6 +26,7 @@ from zfwidgets.core.trust.randomise import (
     cascade,
     randomised_inspector,
 )
+from zfwidgets.core.trust.road import road_impute
 from zfwidgets.core.trust.similarity import hog_similarity, spearman, ssim
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "deletion_insertion",
     "hog_similarity",
     "randomised_inspector",
+    "road_impute",
     "spearman",
     "ssim",
     "trust_methods",
