@@ -161,6 +161,7 @@ def test_guided_stays_saliency_falls_on_digits(digits):
     [
         ({"steps": 0}, "steps must be an int >= 1"),
         ({"steps": 2.5}, "steps must be an int >= 1"),
+        ({"steps": 785}, "more than the image's 784 pixels; .*use 1..784"),
         ({"fill": float("nan")}, "fill has NaN"),
         ({"saliency": "nope"}, "unknown method 'nope'; allowed methods: deconvnet"),
         ({"saliency": "cam"}, "method 'cam' is not available .*allowed methods"),

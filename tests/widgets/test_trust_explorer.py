@@ -108,6 +108,7 @@ def test_curves_one_line_per_method_with_cores_auc(d, explorer):
         ("methods", ["guided", "cam"], "method 'cam' is not available"),
         ("methods", ["wizardry"], "unknown method 'wizardry'"),
         ("steps", 0, "steps must be an int >= 1"),
+        ("steps", 10**6, "more than the image's 784 pixels"),
         ("fill", float("nan"), "fill has NaN"),
         ("stage", "layer9", "unknown stage"),
         ("metric", "psnr", "unknown metric"),

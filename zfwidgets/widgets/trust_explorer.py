@@ -51,6 +51,7 @@ from zfwidgets.core.trust import (
     deletion_insertion,
     trust_methods,
 )
+from zfwidgets.core.trust.faithfulness import check_steps
 from zfwidgets.core.trust.maps import OCCLUSION, check_trust_method, heat_map
 from zfwidgets.widgets.base import WidgetBase, class_names, inspector_for, refusing
 from zfwidgets.widgets.parts import (
@@ -412,11 +413,7 @@ class TrustExplorer(WidgetBase):
 
     @refusing("steps")
     def _check_steps(self, steps: int) -> int:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(
-                f"steps must be an int >= 1 (the number of equal shares); got {steps!r}"
-            )
-        return steps
+        return check_steps(steps, self.image.shape[-2] * self.image.shape[-1])
 
     @refusing("fill")
     def _check_fill(self, fill: Any) -> Any:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +45,7 @@ __all__ = [
     "Curves",
     "auc",
     "blurred",
+    "check_steps",
     "class_scores",
     "deletion_insertion",
     "pixel_order",
@@ -83,6 +85,30 @@ def auc(fractions: Tensor, values: Tensor) -> float:
     x = fractions.detach().double().cpu()
     y = values.detach().double().cpu()
     return float(((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2).sum())
+
+
+def check_steps(steps: Any, pixels: int) -> int:
+    """``steps`` as an int in 1..``pixels``: each step must change at least one pixel (more
+    steps only repeat forward passes: 10**6 steps on a 28x28 image would run 2,000,002).
+
+    Example:
+        >>> check_steps(100, 784)
+        100
+        >>> try:
+        ...     check_steps(10**6, 784)
+        ... except ValueError as err:
+        ...     print(str(err)[:50])
+        steps=1000000 is more than the image's 784 pixels;
+    """
+    steps = as_int(steps)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1 (the number of equal shares); got {steps!r}")
+    if steps > pixels:
+        raise ValueError(
+            f"steps={steps} is more than the image's {pixels} pixels; each step changes at least "
+            f"one pixel: use 1..{pixels} ({min(100, pixels)} is usual)"
+        )
+    return steps
 
 
 def step_counts(pixels: int, steps: int) -> list[int]:
@@ -264,9 +290,7 @@ def deletion_insertion(
             one the model lacks, a map of the wrong shape.
     """
     img = insp.image(x)
-    steps = as_int(steps)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1 (the number of equal shares); got {steps!r}")
+    steps = check_steps(steps, img.shape[-2] * img.shape[-1])
     batch_size = check_count("batch_size", batch_size)
     road = _is_road(fill)
     if not road:
