@@ -198,3 +198,28 @@ def test_weights_changed_in_place_give_new_curves(d):
         assert not torch.allclose(got, before, atol=1e-3)  # the change shows in the curve
     finally:
         w.close()
+
+
+def test_road_fill_gives_cores_road_curves_seeded(d):
+    """fill='road' is accepted and draws the core's ROAD curves for the widget's seed; another
+    seed (other imputation noise) is another curve, not a cached one."""
+    w = TrustExplorer(
+        d.model, d.dataset, methods=["saliency"], blocks=["fc5"], steps=STEPS, fill="road", seed=3
+    )
+    try:
+        assert w.wait(120), w.status
+        insp = Inspector(d.model)
+        want = deletion_insertion(insp, w.image, "saliency", w.target, steps=STEPS, fill="road",
+                                  seed=3)  # fmt: skip
+        got = w.curves["saliency"]
+        assert torch.allclose(got.deletion, want.deletion, atol=1e-6)
+        assert torch.allclose(got.insertion, want.insertion, atol=1e-6)
+        w.seed = 4
+        assert w.wait(120), w.status
+        other = deletion_insertion(insp, w.image, "saliency", w.target, steps=STEPS, fill="road",
+                                   seed=4)  # fmt: skip
+        assert torch.allclose(w.curves["saliency"].deletion, other.deletion, atol=1e-6)
+        w.fill = "roads"  # a typo is refused, the widget keeps ROAD
+        assert w.fill == "road" and "or 'road'; got 'roads'" in w.status, w.status
+    finally:
+        w.close()

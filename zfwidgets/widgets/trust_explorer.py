@@ -51,7 +51,7 @@ from zfwidgets.core.trust import (
     deletion_insertion,
     trust_methods,
 )
-from zfwidgets.core.trust.faithfulness import check_steps
+from zfwidgets.core.trust.faithfulness import check_steps, is_road
 from zfwidgets.core.trust.maps import OCCLUSION, check_trust_method, heat_map
 from zfwidgets.widgets.base import WidgetBase, class_names, inspector_for, refusing
 from zfwidgets.widgets.parts import (
@@ -126,7 +126,8 @@ class TrustExplorer(WidgetBase):
         blocks: the stages of the cascade, top first; default every block with weights.
         steps: the deletion / insertion steps (equal shares of the pixels).
         fill: what deleted pixels become (model-input units); default the preprocessing's fill
-            (0: the mean).
+            (0: the mean); ``"road"`` imputes them from their neighbours (ROAD, seeded by
+            ``seed``; see :func:`~zfwidgets.core.trust.deletion_insertion`).
         seed: the seed of the re-initialisation.
         **state: initial ``stage``, ``metric``, ``image_index``.
 
@@ -417,7 +418,7 @@ class TrustExplorer(WidgetBase):
 
     @refusing("fill")
     def _check_fill(self, fill: Any) -> Any:
-        return check_fill(fill, self.image)
+        return fill if is_road(fill) else check_fill(fill, self.image)
 
     # ----- reacting -----------------------------------------------------------------------
     @traitlets.observe("image_index")
@@ -505,10 +506,10 @@ class TrustExplorer(WidgetBase):
                 self._curve_cache.clear()  # curves of old weights are never asked for again
                 self._curve_version = version
             for i, m in enumerate(methods):
-                ckey = (index, target, m, steps, repr(fill))
+                ckey = (index, target, m, steps, repr(fill), seed)
                 if ckey not in self._curve_cache:
                     self._curve_cache[ckey] = deletion_insertion(
-                        self.inspector, img, m, target, steps=steps, fill=fill
+                        self.inspector, img, m, target, steps=steps, fill=fill, seed=seed
                     )
                 curves[m] = self._curve_cache[ckey]
                 progress(len(blocks) + 2 + i, total)

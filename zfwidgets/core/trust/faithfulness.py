@@ -48,6 +48,7 @@ __all__ = [
     "check_steps",
     "class_scores",
     "deletion_insertion",
+    "is_road",
     "pixel_order",
     "step_counts",
 ]
@@ -204,7 +205,13 @@ def class_scores(insp: Inspector, batch: Tensor) -> Tensor:
     return torch.cat(out) if len(out) > 1 else out[0]
 
 
-def _is_road(fill) -> bool:
+def is_road(fill: Any) -> bool:
+    """Whether ``fill`` asks for ROAD's imputation (``"road"``); any other string is refused.
+
+    Example:
+        >>> is_road("road"), is_road(0.0)
+        (True, False)
+    """
     if not isinstance(fill, str):
         return False
     if fill != "road":
@@ -292,7 +299,7 @@ def deletion_insertion(
     img = insp.image(x)
     steps = check_steps(steps, img.shape[-2] * img.shape[-1])
     batch_size = check_count("batch_size", batch_size)
-    road = _is_road(fill)
+    road = is_road(fill)
     if not road:
         check_fill(fill, img)
     target = insp.target_class(img, target)
