@@ -27,6 +27,9 @@ from zfwidgets.core.occlusion import occlusion_sweep
 
 SIDE = 64
 ZOOM = 3  # 64 px pictures are drawn about 168 px wide
+# ... but in the LayerBrowser 3x (192 px) is wider than the 178 px each of its three pictures has
+# beside the grid in the 840 px it is arranged for: 2x.
+BROWSER_ZOOM = 2
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
 NO_RULE = ("deconvnet", "guided", "guided_gradcam")
@@ -80,6 +83,10 @@ def png(picture: np.ndarray, zoom: int = ZOOM) -> bytes:
     return render.to_png(render.upscale(picture, zoom))
 
 
+def browser_png(picture: np.ndarray) -> bytes:
+    return png(picture, BROWSER_ZOOM)
+
+
 def decode(png_bytes: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(png_bytes)) as im:
         return np.asarray(im.convert("RGB"))
@@ -90,15 +97,15 @@ def expected_projection(ref, x, layer, channel, method, position) -> bytes:
     cam_layer = cam_layer_for(ref, layer, x)
     if method == "gradcam":
         heat = render.heatmap(upsample(gradcam(ref, x, cam_layer), (SIDE, SIDE)))
-        return png(render.overlay(render.input_image(x), heat))
+        return browser_png(render.overlay(render.input_image(x), heat))
     if method == "guided_gradcam":
-        return png(render.projection_image(guided_gradcam(ref, x, cam_layer)))
+        return browser_png(render.projection_image(guided_gradcam(ref, x, cam_layer)))
     if method == "cam":  # always at the layer that feeds the global average pool
         heat = render.heatmap(upsample(cam(ref, x), (SIDE, SIDE)))
-        return png(render.overlay(render.input_image(x), heat))
+        return browser_png(render.overlay(render.input_image(x), heat))
     p = ref.project(x, layer, channel, "max" if position == "max" else None, method=method)
     picture = render.saliency_image(p) if method == "saliency" else render.projection_image(p)
-    return png(picture)
+    return browser_png(picture)
 
 
 # ----- LayerBrowser ------------------------------------------------------------------------------

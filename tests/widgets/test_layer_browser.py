@@ -610,3 +610,113 @@ def test_an_upload_drawn_like_the_digits_is_left_alone(browser):
     assert "swapped" not in browser._input_caption.text
     expected = image_from_bytes(data, 1, preprocessing=browser.preprocessing)
     torch.testing.assert_close(browser.image, expected)
+
+
+# ----- issue 32, item 3: a 224 px model beside the grid at 1280x720 with the sidebar open -----
+
+
+def _photo_model() -> torch.nn.Module:
+    """A tiny convnet on 3x224x224 inputs (random weights, fixed seed)."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 7, stride=4, padding=3),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 5),
+    ).eval()
+
+
+def _png_pixels(value: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(value)))
+
+
+def _block_means_by_hand(picture: np.ndarray, k: int) -> np.ndarray:
+    """Each output pixel the rounded mean of its k x k block (the edge's: of what it has)."""
+    h, w = picture.shape[:2]
+    out = np.zeros(((h + k - 1) // k, (w + k - 1) // k) + picture.shape[2:], picture.dtype)
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            block = [
+                picture[y, x].astype(float)
+                for y in range(i * k, min(h, i * k + k))
+                for x in range(j * k, min(w, j * k + k))
+            ]
+            out[i, j] = np.rint(sum(block) / len(block))
+    return out
+
+
+def test_area_downscale_equals_the_block_means_worked_by_hand():
+    from zfwidgets.widgets.parts import area_downscale
+
+    small = np.array([[0, 2, 4, 4], [2, 4, 8, 8], [10, 10, 1, 2], [10, 11, 3, 4]], np.uint8)
+    # (0+2+2+4)/4 = 2, (4+4+8+8)/4 = 6, (10+10+10+11)/4 = 10.25, (1+2+3+4)/4 = 2.5 -> 2 (even)
+    assert area_downscale(small, 2).tolist() == [[2, 6], [10, 2]]
+    rng = np.random.default_rng(3)
+    for shape, k in [((224, 224, 3), 2), ((7, 9), 2), ((10, 11, 3), 3)]:
+        picture = rng.integers(0, 256, shape, dtype=np.uint8)
+        assert np.array_equal(area_downscale(picture, k), _block_means_by_hand(picture, k))
+    with pytest.raises(ValueError, match=r"factor must be a whole number >= 1; got 0"):
+        area_downscale(small, 0)
+
+
+def test_a_224_px_model_is_shown_at_one_half_beside_the_grid_and_whole_on_a_wide_screen():
+    from zfwidgets.widgets.layer_browser import GRID_WIDTH
+    from zfwidgets.widgets.parts import PICTURE_SIDE
+
+    model = _photo_model()
+    images = torch.rand(3, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    browser = LayerBrowser(model, images=images, method="saliency", position="map")
+    whole = render.input_image(images[0])  # the picture at 1:1, min..max stretched
+    assert whole.shape[:2] == (224, 224)
+    drawn = _png_pixels(browser._input_image.value)
+    assert np.array_equal(drawn, _block_means_by_hand(whole, 2))
+    assert browser._input_caption.text.endswith(" · shown at 1/2")
+    assert _png_pixels(browser._projection_image.value).shape[:2] == (112, 112)
+    assert browser._projection_caption.text.endswith(" · shown at 1/2")
+    heat = _png_pixels(browser._heat_image.value)  # 28x28 maps: enlarged 6x, not reduced
+    assert heat.shape[:2] == (PICTURE_SIDE, PICTURE_SIDE)
+    assert "shown at" not in browser._heat_caption.text
+    # Grid, pictures and top-9 pair side by side in the 840 px the browser is arranged for.
+    assert GRID_WIDTH + 12 + browser._right_base <= 840
+    wide = LayerBrowser(model, images=images, fit_width=1200)
+    assert np.array_equal(_png_pixels(wide._input_image.value), whole)
+    assert "shown at" not in wide._input_caption.text
+    for bad in (300, 840.0, "wide", True):
+        with pytest.raises(ValueError, match=r"fit_width must be .* from 480 to 8000 .*got"):
+            LayerBrowser(model, images=images, fit_width=bad)
+
+
+def test_digits_are_drawn_as_before_at_six_times(d):
+    browser = LayerBrowser(d.model, images=d.dataset.images[:2], mean=d.mean)
+    drawn = _png_pixels(browser._input_image.value)
+    assert drawn.shape[:2] == (28 * ZOOM, 28 * ZOOM)
+    by_hand = render.input_image(d.dataset.images[0], d.mean)
+    assert np.array_equal(drawn, by_hand.repeat(ZOOM, 0).repeat(ZOOM, 1))
+    assert "shown at" not in browser._input_caption.text
+
+
+def test_switching_projector_mode_redraws_the_colour_bars_at_once(d):
+    import zfwidgets
+    from zfwidgets.widgets.parts import NORMAL_BAR_FONT_PX, PROJECTOR_FONT_PX
+
+    browser = LayerBrowser(d.model, images=d.dataset.images[:2], mean=d.mean)
+    bars = (browser._grid_bar, browser._heat_bar, browser._projection_bar)
+    before = [_png_pixels(b.value).shape[0] for b in bars]
+    try:
+        zfwidgets.projector(True)
+        grown = PROJECTOR_FONT_PX - NORMAL_BAR_FONT_PX  # the bar's text row is font + 6 px
+        assert [_png_pixels(b.value).shape[0] for b in bars] == [h + grown for h in before]
+        assert browser._bar_slot.layout.height == f"{PROJECTOR_FONT_PX + 22}px"
+        # The same values, only larger numbers: drawn by hand at the projector's font size.
+        acts = Inspector(d.model).activations(browser.image, browser.layer)[browser.channel]
+        lo, hi = float(acts.min()), float(acts.max())
+        expected = render.colour_bar(lo, hi, 168, font_size=PROJECTOR_FONT_PX)
+        assert np.array_equal(_png_pixels(browser._heat_bar.value), expected)
+    finally:
+        zfwidgets.projector(False)
+    assert [_png_pixels(b.value).shape[0] for b in bars] == before
+    assert browser._bar_slot.layout.height == f"{NORMAL_BAR_FONT_PX + 22}px"

@@ -99,6 +99,10 @@ def unit_pixels(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy((pixels / 255.0).transpose(2, 0, 1).astype(np.float32))
 
 
+# Room for the whole 224 px picture (in the default 840 px it is shown at 1/2, block means).
+WIDE = 1200
+
+
 def input_picture(browser: LayerBrowser) -> np.ndarray:
     picture = decode(browser._input_image.value)
     zoom = picture.shape[0] // 224
@@ -121,7 +125,7 @@ def test_upload_equals_the_weights_transforms(model, transforms, prep, given):
 
 
 def test_uploaded_input_is_drawn_in_true_colours(model, transforms, prep):
-    browser = LayerBrowser(model, preprocessing=prep)
+    browser = LayerBrowser(model, preprocessing=prep, fit_width=WIDE)
     picture = photo(333, 500)
     browser.upload(png_bytes(picture), "photo.png")
     drawn = input_picture(browser)
@@ -131,7 +135,7 @@ def test_uploaded_input_is_drawn_in_true_colours(model, transforms, prep):
 
 
 def test_a_grey_photo_stays_grey(model, transforms, prep):
-    browser = LayerBrowser(model, preprocessing=prep)
+    browser = LayerBrowser(model, preprocessing=prep, fit_width=WIDE)
     picture = photo(grey=True)
     browser.upload(png_bytes(picture), "grey.png")
     drawn = input_picture(browser).astype(int)
@@ -157,7 +161,7 @@ def test_render_draws_imagenet_inputs_in_true_colours(prep):
 
 def test_browser_images_are_drawn_in_true_colours(model, prep):
     pixels = np.asarray(photo(224, 224))
-    browser = LayerBrowser(model, images=by_hand(pixels)[None], preprocessing=prep)
+    browser = LayerBrowser(model, images=by_hand(pixels)[None], preprocessing=prep, fit_width=WIDE)
     drawn = input_picture(browser)
     assert np.abs(drawn.astype(int) - pixels.astype(int)).max() <= 1
 
@@ -182,7 +186,7 @@ def test_mean_image_does_not_clip(model):
     assert np.abs(drawn.astype(int) - pixels.astype(int)).max() <= 1
     clipped = np.isin(drawn, (0, 255)).mean()
     assert clipped == np.isin(pixels, (0, 255)).mean()
-    browser = LayerBrowser(model, images=x[None], mean=mean_image)
+    browser = LayerBrowser(model, images=x[None], mean=mean_image, fit_width=WIDE)
     assert np.abs(input_picture(browser).astype(int) - pixels.astype(int)).max() <= 1
 
 
@@ -193,7 +197,7 @@ def test_browser_with_three_number_mean(model):
         torch.from_numpy((pixels / 255.0).transpose(2, 0, 1).astype(np.float32))
         - mean[:, None, None]
     )
-    browser = LayerBrowser(model, images=x[None], mean=mean)
+    browser = LayerBrowser(model, images=x[None], mean=mean, fit_width=WIDE)
     assert np.abs(input_picture(browser).astype(int) - pixels.astype(int)).max() <= 1
     assert browser.preprocessing is not None and browser.preprocessing.channels == 3
 

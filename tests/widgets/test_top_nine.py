@@ -45,14 +45,19 @@ def test_the_drawn_grid_has_the_announced_tile_size(side):
 
 
 def test_photos_browser_right_column_fits_a_notebook():
-    """EfficientNet-Lite0's deep layers see all 224 px: the pair used to need 1,380 px."""
+    """EfficientNet-Lite0's deep layers see all 224 px: the pair used to need 1,380 px. In the
+    840 px a browser is arranged for by default, grid (240 + 12) and right column fit side by
+    side (pictures at 1/2, tiles of 92 px); with room for them, the three 224-px pictures."""
     p = demo.photos()
     browser = LayerBrowser(p.model, images=p.dataset, classes=p.classes)
+    wide = LayerBrowser(p.model, images=p.dataset, classes=p.classes, fit_width=1200)
     try:
         width = browser._right_column_width()
-        assert 3 * (224 + 18) <= width <= 760  # the three 224-px pictures, no more
+        assert 3 * (168 + 18) <= width <= 840 - 240 - 12
+        assert 3 * (224 + 18) <= wide._right_column_width() <= 760
     finally:
         browser.close()
+        wide.close()
 
 
 def test_tile_labels_wrap_instead_of_cutting_long_class_names():

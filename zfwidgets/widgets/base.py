@@ -135,7 +135,7 @@ STYLE = STYLE.replace("PROJECTOR_CSS", _PROJECTOR_CSS)
 def projector(on: bool | None = None) -> bool:
     """Projector mode for every zfwidgets widget: text the back row can read (captions, ticks,
     colour-bar numbers, tile and legend labels at 18 px or more) and thicker lines, in the same
-    layout. Switches the widgets already shown at once (their colour bars at their next redraw)
+    layout. Switches the widgets already shown at once (colour bars included: redrawn now)
     and every widget built afterwards; ``projector()`` with no argument says whether it is on.
 
     Raises:

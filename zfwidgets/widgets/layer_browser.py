@@ -61,14 +61,16 @@ from zfwidgets.widgets.parts import (
     caption,
     full_width,
     image_from_bytes,
+    picture_scale,
     png_image,
     rgba,
+    show_at,
     size_canvas,
     uploaded_files,
     widget_preprocessing,
-    zoom_for,
 )
 from zfwidgets.widgets.top_nine import (
+    MAX_TILE,
     TOP_K,
     TOP_TILE,
     patch_side,
@@ -115,6 +117,14 @@ INSET_REACH = 1
 # top 9 stand side by side in a 850 px output (JupyterLab at 1280x720 with its file browser
 # open) and fit one screen height (issue 32, item 3).
 GRID_WIDTH, GRID_HEIGHT = 240, 480
+# The notebook output width the browser arranges itself for unless told (``fit_width=``):
+# JupyterLab at 1280x720 with its file browser open gives about 848 px; a few spare. Beside the
+# grid's 252 px this leaves each of the three pictures 178 px (28 px digits at 6x: 168 fit; a
+# 224 px photo is shown at 1/2) and each top-9 tile 92 px (issue 32, item 3).
+FIT_WIDTH = 840
+FIT_WIDTHS = (480, 8000)  # what fit_width may be, in CSS px
+PICTURE_COLUMN_EXTRA = 12 + 6  # a picture's column: caption padding and margin beside it
+TOP_PAIR_EXTRA = 4 * 2 * 2 + 12 + 8  # two 3x3 grids: render.grid's 2 px pads, gap, margin
 # Height of a colour bar with its values (render.colour_bar: 12 + 2 + font + 6), and margins.
 BAR_SLOT_EXTRA = 22
 GAP_COLOUR = f"rgb({render.BACKGROUND}, {render.BACKGROUND}, {render.BACKGROUND})"
@@ -147,7 +157,13 @@ class LayerBrowser(WidgetBase):
         dataset_classes: the data set's class names, indexed by its labels (default its
             ``.classes``, e.g. an ``ImageFolder``'s folders); shown with its label beside each
             top-9 tile, apart from the model's ``classes``.
-        **state: initial values of the traits below.
+        fit_width: the notebook output width (CSS px) the browser arranges itself for
+            (default ``FIT_WIDTH``, 840: JupyterLab at 1280x720 with the file browser open):
+            pictures too wide for a third of the room beside the grid are shown at a
+            whole-number reduction (block means, "shown at 1/2" in the caption) and top-9
+            tiles shrink to fit, so the grid, the clicked map's pictures and its top 9 stand
+            side by side. Pass e.g. ``fit_width=1200`` on a wide screen to see 224 px photos
+            at full size. Digits (28 px, shown at 6x) look the same at any width from 840.
 
     Traits (set them from code; the controls follow):
         layer: a block or alias (``"conv2"``, ``"layer3"``) or any step name; default the
@@ -212,10 +228,13 @@ class LayerBrowser(WidgetBase):
         top: TopK | str | os.PathLike | None = None,
         dataset_classes: Sequence[str] | None = None,
         preprocessing: Any = None,
+        fit_width: int = FIT_WIDTH,
         **state: Any,
     ) -> None:
         super().__init__()
         self._check_state(state, STATE)
+        self.fit_width = _check_fit_width(fit_width)
+        self._bars: dict[widgets.Image, tuple[float, float, int, dict]] = {}
         self.inspector = inspector_for(model_or_inspector)
         self.preprocessing: Preprocessing | None = widget_preprocessing(
             "LayerBrowser", preprocessing, mean, self.inspector.in_channels
@@ -474,7 +493,11 @@ class LayerBrowser(WidgetBase):
         self._projection_caption = caption(
             tooltip=self._projection_image.help_text, width=side, min_height=lines
         )
-        # Colour bars: which values the colours stand for, and on which scale.
+        # Colour bars: which values the colours stand for, and on which scale; under the
+        # input picture an empty slot as tall, so the three captions line up.
+        self._bar_slot = widgets.Box(
+            layout=widgets.Layout(height=f"{bar_font_size() + BAR_SLOT_EXTRA}px")
+        )
         self._grid_bar = png_image("The colour scale of the whole grid", "zfw-grid-bar")
         self._heat_bar = png_image("The selected map's colour scale", "zfw-heat-bar")
         self._projection_bar = png_image("The projection's grey scale", "zfw-projection-bar")
@@ -525,13 +548,7 @@ class LayerBrowser(WidgetBase):
             [
                 widgets.VBox([picture, bar, text], layout=widgets.Layout(margin="0 6px 0 0"))
                 for picture, bar, text in [
-                    (
-                        self._input_image,
-                        widgets.Box(
-                            layout=widgets.Layout(height=f"{bar_font_size() + BAR_SLOT_EXTRA}px")
-                        ),
-                        self._input_caption,
-                    ),
+                    (self._input_image, self._bar_slot, self._input_caption),
                     (self._heat_image, self._heat_bar, self._heat_caption),
                     (self._projection_image, self._projection_bar, self._projection_caption),
                 ]  # fmt: skip
@@ -593,18 +610,52 @@ class LayerBrowser(WidgetBase):
         the widest top-9 pair of any layer with feature maps."""
         shape = self._input_shape()
         if shape is None:
-            return 3 * (PICTURE_SIDE + 12 + 6)
-        picture = max(shape[-2:]) * zoom_for(max(shape[-2:]))  # as drawn, not the nominal side
-        pictures = 3 * (max(picture, PICTURE_SIDE) + 12 + 6)
+            return 3 * (PICTURE_SIDE + PICTURE_COLUMN_EXTRA)
+        side = max(shape[-2:])
+        zoom, shrink = picture_scale(side, self._picture_room())
+        picture = side * zoom if shrink == 1 else -(-side // shrink)  # as drawn
+        pictures = 3 * (max(picture, PICTURE_SIDE) + PICTURE_COLUMN_EXTRA)
         widest = 0
         for layer in self.inspector.map_layers(shape):
-            tile = tile_pixels(patch_side(self.inspector, layer, shape))
+            tile = tile_pixels(patch_side(self.inspector, layer, shape), largest=self._tile_room())
             widest = max(widest, 3 * tile[1] + 4 * 2)  # render.grid's 2 px pad
         return max(pictures, 2 * widest + 12 + 8)
 
     def _shows_absent(self) -> bool:
         """Whether the "not offered" note is on screen: only when a unit projection is missing."""
         return any(REGISTRY[m].kind == "unit" for m in self._methods.absent)
+
+    def _picture_room(self) -> int:
+        """Screen pixels each of the three main pictures may take beside the grid."""
+        return (self.fit_width - GRID_WIDTH - 12) // 3 - PICTURE_COLUMN_EXTRA
+
+    def _tile_room(self) -> int:
+        """The most screen pixels a top-9 tile may take: two 3x3 grids fit beside the grid."""
+        return max(1, min(MAX_TILE, (self.fit_width - GRID_WIDTH - 12 - TOP_PAIR_EXTRA) // 6))
+
+    def _shown(self, picture: np.ndarray) -> tuple[np.ndarray, str]:
+        """``picture`` at a whole-number scale that fits its room, and the caption's note when
+        it is reduced (a 224 px photo in 840 px: " · shown at 1/2")."""
+        zoom, shrink = picture_scale(max(picture.shape[:2]), self._picture_room())
+        note = f" · shown at 1/{shrink}" if shrink > 1 else ""
+        return show_at(picture, zoom, shrink), note
+
+    def _draw_bar(self, image: widgets.Image, lo: float, hi: float, width: int, **kw) -> None:
+        """A colour bar with its values at the projector mode's size; kept, to redraw when the
+        mode switches."""
+        self._bars[image] = (lo, hi, width, kw)
+        bar = render.colour_bar(lo, hi, width, font_size=bar_font_size(), **kw)
+        image.value = render.to_png(bar)
+
+    def _show_projector_mode(self) -> None:
+        """Also redraws the colour bars at once, their numbers at the mode's size."""
+        super()._show_projector_mode()
+        if not hasattr(self, "_bars"):  # still being built
+            return
+        with self._lock:
+            for image, (lo, hi, width, kw) in list(self._bars.items()):
+                self._draw_bar(image, lo, hi, width, **kw)
+            self._bar_slot.layout.height = f"{bar_font_size() + BAR_SLOT_EXTRA}px"
 
     def _method_help(self) -> str:
         text = "How the selected map is projected to pixels"
@@ -832,9 +883,7 @@ class LayerBrowser(WidgetBase):
         self._redraw_canvas()
         self._draw_inset()
         lo, hi = float(maps.min()), float(maps.max())
-        self._grid_bar.value = render.to_png(
-            render.colour_bar(lo, hi, picture.shape[1], font_size=bar_font_size())
-        )
+        self._draw_bar(self._grid_bar, lo, hi, picture.shape[1])
         name = self._display_name(self.layer)
         size = "×".join(str(s) for s in maps.shape[1:])
         what = f"{len(maps)} feature maps of {size}" if acts.ndim == 3 else f"{len(maps)} units"
@@ -911,7 +960,8 @@ class LayerBrowser(WidgetBase):
 
     def _draw_input(self, x: Tensor) -> None:
         picture = render.input_image(x, preprocessing=self.preprocessing)
-        self._input_image.value = render.to_png(render.upscale(picture, zoom_for(picture.shape[0])))
+        picture, note = self._shown(picture)
+        self._input_image.value = render.to_png(picture)
         probs = self.inspector.predict(x)
         best = int(probs.argmax())
         if self.show_upload and self._upload is not None:
@@ -922,7 +972,7 @@ class LayerBrowser(WidgetBase):
             what = f"image #{self.image_index}"
             what += "" if label is None else f" · label {self._class_name(label)}"
         guess = f"predicted {self._class_name(best)} ({float(probs[best]):.0%})"
-        self._input_caption.text = f"{what} · {guess}"
+        self._input_caption.text = f"{what} · {guess}{note}"
 
     def _draw_heat(self, x: Tensor) -> None:
         acts = self.inspector.activations(x, self.layer)
@@ -936,11 +986,10 @@ class LayerBrowser(WidgetBase):
             lo, hi = float(fmap.min()), float(fmap.max())
             heat = render.heatmap(fmap)
             text = f"map {self.channel} of {name} · max {hi:.3g} · its own colour scale"
-        self._heat_image.value = render.to_png(render.upscale(heat, zoom_for(heat.shape[0])))
-        self._heat_bar.value = render.to_png(
-            render.colour_bar(lo, hi, PICTURE_SIDE, font_size=bar_font_size())
-        )
-        self._heat_caption.text = text
+        heat, note = self._shown(heat)
+        self._heat_image.value = render.to_png(heat)
+        self._draw_bar(self._heat_bar, lo, hi, PICTURE_SIDE)
+        self._heat_caption.text = text + note
 
     def _draw_projection(self, x: Tensor) -> None:
         method = REGISTRY[self.method]
@@ -960,23 +1009,29 @@ class LayerBrowser(WidgetBase):
             text = f"{method.label} projection of {unit}"
             for note in (shown.note, switch_note(self.inspector, self.layer, self.method)):
                 text += f" · {note}" if note else ""
-        self._projection_image.value = render.to_png(
-            render.upscale(picture, zoom_for(picture.shape[0]))
-        )
-        self._projection_caption.text = text
-        self._projection_bar.value = render.to_png(self._projection_scale(signal, method, gain))
+        picture, note = self._shown(picture)
+        self._projection_image.value = render.to_png(picture)
+        self._projection_caption.text = text + note
+        lo, hi, kind = self._projection_range(signal, method, gain)
+        self._draw_bar(self._projection_bar, lo, hi, PICTURE_SIDE, **kind)
 
     def _projection_scale(self, signal: Tensor, method, gain: float = 1.0) -> np.ndarray:
         """The bar under the projection: signed grey (0 = mid grey) on its own scale, |value|
         for saliency, the heat colours 0..1 for Grad-CAM; a stretched (faint) projection's
         ends are its peak / ``gain``, the values drawn at full contrast."""
+        lo, hi, kind = self._projection_range(signal, method, gain)
+        return render.colour_bar(lo, hi, PICTURE_SIDE, font_size=bar_font_size(), **kind)
+
+    def _projection_range(
+        self, signal: Tensor, method, gain: float = 1.0
+    ) -> tuple[float, float, dict]:
+        """The ends and kind of :meth:`_projection_scale`'s bar (kept to redraw it)."""
         if method.heat_map:  # drawn by render.heatmap: its own min..max
-            lo, hi = float(signal.min()), float(signal.max())
-            return render.colour_bar(lo, hi, PICTURE_SIDE, font_size=bar_font_size())
+            return float(signal.min()), float(signal.max()), {}
         top = float(signal.abs().max()) / gain or 1.0
         if self.method == "saliency":
-            return render.colour_bar(0.0, top, PICTURE_SIDE, kind="grey", font_size=bar_font_size())
-        return render.colour_bar(-top, top, PICTURE_SIDE, kind="signed", font_size=bar_font_size())
+            return 0.0, top, {"kind": "grey"}
+        return -top, top, {"kind": "signed"}
 
     def _class_picture(self, x: Tensor, signal: Tensor) -> tuple[np.ndarray, str]:
         """Grad-CAM and CAM as a heat map over the input; guided Grad-CAM as a signed
@@ -1152,7 +1207,8 @@ class LayerBrowser(WidgetBase):
         """The picture as tall as the top-9 grid beside it (whole-number zoom: crisp)."""
         pixels = render.input_image(vis.images[0], preprocessing=self.preprocessing)
         side = patch_side(self.inspector, self.layer, tuple(vis.images.shape[-3:]))
-        target = 3 * tile_pixels(side)[0] + 4 * 2  # the grid's height (render.grid's pad)
+        tile = tile_pixels(side, largest=self._tile_room())
+        target = 3 * tile[0] + 4 * 2  # the grid's height (render.grid's pad)
         zoom = max(1, target // max(pixels.shape[:2]))
         picture = render.upscale(pixels, zoom)
         self._fviz_image.value = render.to_png(picture)
@@ -1240,11 +1296,12 @@ class LayerBrowser(WidgetBase):
 
     def _draw_top(self, entries: list[TopEntry], method: str, count: int) -> None:
         side = patch_side(self.inspector, self.layer, tuple(entries[0].image.shape))
-        pictures = top_nine_pictures(entries, method, self.preprocessing, side)
+        largest = self._tile_room()
+        pictures = top_nine_pictures(entries, method, self.preprocessing, side, largest=largest)
         self._top_projections.value = pictures.projections
         self._top_patches.value = pictures.patches
         self._top_labels.value = tile_labels_html(
-            [self._tile_text(e) for e in entries], tile_pixels(side)[1]
+            [self._tile_text(e) for e in entries], tile_pixels(side, largest=largest)[1]
         )
         self._top_caption.help = f"Image index (activation), strongest first: {pictures.listing}"
         note = (
@@ -1273,6 +1330,23 @@ class LayerBrowser(WidgetBase):
             )
         parts.append(f"{entry.value:.3g}")
         return " · ".join(parts)
+
+
+def _check_fit_width(fit_width: Any) -> int:
+    """``fit_width`` if it is a whole number of CSS pixels in ``FIT_WIDTHS``; else a one-line
+    error naming what was given, what is allowed and what to do."""
+    low, high = FIT_WIDTHS
+    if isinstance(fit_width, bool) or not isinstance(fit_width, int | np.integer):
+        ok = False
+    else:
+        ok = low <= fit_width <= high
+    if not ok:
+        raise ValueError(
+            f"fit_width must be a whole number of CSS pixels from {low} to {high} (the notebook "
+            f"output's width); got {fit_width!r}: leave it out for {FIT_WIDTH} (1280x720 with "
+            "JupyterLab's file browser open) or pass e.g. fit_width=1200 on a wide screen"
+        )
+    return int(fit_width)
 
 
 def inset_crop(

@@ -58,6 +58,9 @@ __all__ = [
     "mean_colour",
     "widget_preprocessing",
     "zoom_for",
+    "area_downscale",
+    "picture_scale",
+    "show_at",
 ]
 
 # JupyterLab theme variables, with fallbacks for front ends without them (classic, Voila).
@@ -349,6 +352,62 @@ def blank_png(side: int = PICTURE_SIDE) -> bytes:
 def zoom_for(size: int, target: int = PICTURE_SIDE) -> int:
     """The whole-number enlargement that brings ``size`` pixels closest to ``target``."""
     return max(1, round(target / max(size, 1)))
+
+
+def picture_scale(size: int, largest: int, target: int = PICTURE_SIDE) -> tuple[int, int]:
+    """``(zoom, shrink)`` for a picture of ``size`` pixels in ``largest`` pixels of room: the
+    whole-number enlargement closest to ``target`` (shrink 1), or, when even 1:1 is wider than
+    the room, the smallest whole-number reduction that fits (zoom 1). Whole numbers keep every
+    pixel crisp; a reduction averages blocks of pixels (:func:`area_downscale`).
+
+    Example:
+        >>> picture_scale(28, 180), picture_scale(224, 180), picture_scale(224, 400)
+        ((6, 1), (1, 2), (1, 1))
+    """
+    zoom = zoom_for(size, target)
+    if size * zoom <= largest:
+        return zoom, 1
+    if size <= largest:  # a smaller enlargement fits
+        return largest // size, 1
+    return 1, -(-size // max(largest, 1))  # ceil: the fewest times smaller that fits
+
+
+def area_downscale(picture: np.ndarray, factor: int) -> np.ndarray:
+    """``picture`` (H, W) or (H, W, C) made ``factor`` times smaller: each pixel the mean of a
+    ``factor`` x ``factor`` block (a partial block at the edge: the mean of the pixels it has),
+    rounded to the input's integer type, so no detail is dropped and no colour invented.
+
+    Example:
+        >>> area_downscale(np.array([[0, 2, 4, 4], [2, 4, 8, 8]], np.uint8), 2).tolist()
+        [[2, 6]]
+    """
+    if not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"area_downscale: factor must be a whole number >= 1; got {factor!r}")
+    if factor == 1:
+        return picture
+    starts = [np.arange(0, n, factor) for n in picture.shape[:2]]
+    sums = picture.astype(np.float64)
+    for axis, at in enumerate(starts):
+        sums = np.add.reduceat(sums, at, axis=axis)
+    height, width = picture.shape[:2]
+    rows = np.diff(np.append(starts[0], height))  # pixels in each block (the last: the rest)
+    cols = np.diff(np.append(starts[1], width))
+    counts = np.outer(rows, cols)
+    mean = sums / counts.reshape(counts.shape + (1,) * (picture.ndim - 2))
+    if np.issubdtype(picture.dtype, np.integer):
+        return np.rint(mean).astype(picture.dtype)
+    return mean.astype(picture.dtype)
+
+
+def show_at(picture: np.ndarray, zoom: int, shrink: int) -> np.ndarray:
+    """``picture`` enlarged ``zoom`` times (nearest: crisp) or reduced ``shrink`` times (block
+    means), as :func:`picture_scale` chose.
+
+    Example:
+        >>> show_at(np.ones((224, 224), np.uint8), 1, 2).shape
+        (112, 112)
+    """
+    return area_downscale(picture, shrink) if shrink > 1 else render.upscale(picture, zoom)
 
 
 def size_canvas(canvas: Any, height: int, width: int) -> None:

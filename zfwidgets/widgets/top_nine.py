@@ -103,18 +103,21 @@ def patch_side(inspector: Inspector, layer: str, image_shape: tuple[int, ...]) -
     return min(size, h), min(size, w)
 
 
-def tile_pixels(side: tuple[int, int], tile: int = TOP_TILE) -> tuple[int, int]:
+def tile_pixels(
+    side: tuple[int, int], tile: int = TOP_TILE, largest: int = MAX_TILE
+) -> tuple[int, int]:
     """On-screen size (h, w) of a tile of ``side`` pixels: small patches are enlarged by a
-    whole number (crisp pixels), large ones shrink to at most ``MAX_TILE`` on their long side.
+    whole number (crisp pixels), large ones shrink to at most ``largest`` (default
+    ``MAX_TILE``) on their long side.
 
     Example:
         >>> tile_pixels((10, 10)), tile_pixels((224, 224))
         ((80, 80), (112, 112))
     """
     zoom = zoom_for(max(side), tile)
-    if max(side) * zoom <= MAX_TILE:
+    if max(side) * zoom <= largest:
         return side[0] * zoom, side[1] * zoom
-    scale = MAX_TILE / max(side)
+    scale = largest / max(side)
     return max(1, round(side[0] * scale)), max(1, round(side[1] * scale))
 
 
@@ -142,17 +145,18 @@ def top_nine_pictures(
     mean: Preprocessing | Tensor | None,
     side: tuple[int, int],
     tile: int = TOP_TILE,
+    largest: int = MAX_TILE,
 ) -> TopPictures:
     """Draws ``entries`` (from :func:`~zfwidgets.core.top_views.top_projections`) as Fig. 2 does.
 
     ``mean`` is the model's :class:`~zfwidgets.core.preprocess.Preprocessing` (the patches are
     drawn in their true colours, ``x * std + mean``), or the older mean image (added back); None
     stretches each patch min..max. ``side`` comes from :func:`patch_side`; ``tile`` is about
-    how many screen pixels each tile gets.
+    how many screen pixels each tile gets, ``largest`` the most (see :func:`tile_pixels`).
     """
     if not entries:
         raise ValueError("no top entries to draw (the map never fired on the data set)")
-    size = tile_pixels(side, tile)
+    size = tile_pixels(side, tile, largest)
     views = [unit_view(e.projection, method) for e in entries]
     projections = [fit_patch(v.picture, e.box, side) for v, e in zip(views, entries, strict=True)]
     patches = [fit_patch(render.input_image(e.image, mean), e.box, side) for e in entries]
