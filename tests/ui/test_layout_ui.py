@@ -246,6 +246,16 @@ COMPACT = {
         ".zfw-feature-maps",
         [".zfw-feature-maps", ".zfw-projection", ".zfw-top-projections", ".zfw-top-patches"],
     ),
+    # A 224 px ImageNet model (tutorial 10's EfficientNet-Lite0 and photos, all from installed
+    # packages): its pictures are shown at 1/2 so that they stand beside the grid.
+    "layer_browser_photos": (
+        "zfw-layer-browser",
+        "from zfwidgets import LayerBrowser\np = demo.photos()\n"
+        "w = LayerBrowser(p.model, images=p.dataset, dataset=p.probe, classes=p.classes,"
+        " layer='features.5', show_top=True)\nw.wait()\nw",
+        ".zfw-feature-maps",
+        [".zfw-feature-maps", ".zfw-projection", ".zfw-top-projections", ".zfw-top-patches"],
+    ),
     "evolution_scrubber": (
         "zfw-evolution-scrubber",
         "from zfwidgets import EvolutionScrubber\nw = EvolutionScrubber(demo.snapshots())\n"
@@ -294,11 +304,12 @@ def test_the_clicked_map_its_picture_and_top_9_fit_a_1280x720_screen_with_the_si
             page.wait_for_timeout(600)
             before = page.evaluate(_BOXES_JS, [css, selectors])
             canvas = widget.locator(grid).first
-            geometry = "w.grid" if name == "layer_browser" else "w.frame.geometry"
+            browser = name.startswith("layer_browser")
+            geometry = "w.grid" if browser else "w.frame.geometry"
             x, y = _kernel_value(page, f"{geometry}.center({map_index})")
             click_canvas_at(canvas, x, y)
             wait_for_kernel_idle(page)
-            chosen = "w.channel" if name == "layer_browser" else "w.selected"
+            chosen = "w.channel" if browser else "w.selected"
             _wait_for_kernel_value(page, f"{chosen} == {map_index} and w.wait(60)")
             page.wait_for_timeout(2500)  # pictures decoded and laid out
             after = page.evaluate(_BOXES_JS, [css, selectors])
@@ -311,13 +322,36 @@ def test_the_clicked_map_its_picture_and_top_9_fit_a_1280x720_screen_with_the_si
             problems += [f"{label}: {p}" for p in out]
             top = min(boxes[s]["top"] for s in selectors)
             seen[label] = {
+                "output_px": page.evaluate(_OUTPUT_WIDTH_JS, css),
                 "together_px": round(max(boxes[s]["bottom"] for s in selectors) - top),
                 "visible_px": round(boxes["view"]["height"]),
                 "second_box_before_after_click": [before[selectors[1]], after[selectors[1]]],
             }
             page.screenshot(path=str(screenshot_path(f"compact_{name}_{label}")))
+            if name == "layer_browser_photos":  # 224 px pictures at 1/2, and said so
+                problems += [f"{label}: {p}" for p in _photos_at_one_half(page, widget)]
     print(json.dumps(seen, indent=1))
     assert not problems, "\n".join(problems)
+
+
+_OUTPUT_WIDTH_JS = """(css) => Math.round(document.querySelector('.' + css)
+  .closest('.jp-OutputArea-output').getBoundingClientRect().width)"""
+
+
+def _photos_at_one_half(page, widget) -> list[str]:
+    """The input and projection pictures of a 224 px model: 112 px PNGs shown at 1:1 (whole
+    pixels), and their captions say "shown at 1/2"."""
+    problems = []
+    for part in ("input", "projection"):
+        img = widget.locator(f"img.zfw-{part}").first
+        own, shown = img.evaluate("(el) => [el.naturalWidth, el.getBoundingClientRect().width]")
+        if (own, round(shown)) != (112, 112):
+            problems.append(f"the {part} picture is {own} px shown at {shown:.1f} (want 112)")
+    for part in ("input", "projection"):
+        text = _kernel_value(page, f"w._{part}_caption.text")
+        if "shown at 1/2" not in text:
+            problems.append(f"the {part} caption does not say 'shown at 1/2': {text!r}")
+    return problems
 
 
 def _kernel_value(page, expression: str):

@@ -18,6 +18,7 @@ from lab_harness import (
     run_all_cells,
     screenshot_path,
     temporary_notebook,
+    wait_for_kernel_idle,
 )
 
 pytestmark = pytest.mark.ui
@@ -115,5 +116,34 @@ def test_projector_mode_reads_from_the_back_row_and_still_fits(browser_page, jup
             # render.colour_bar: 12 px bar + 2 + font + 6 under it: an 18 px font makes 38.
             if name == "layer_browser" and m["bars"] != [12 + 2 + TARGET_PX + 6] * 2:
                 problems.append(f"{name}: colour-bar pictures {m['bars']} px tall (want 38)")
+        problems += _bars_follow_the_switch(page)
     print(json.dumps(seen, indent=1))
     assert not problems, "\n".join(problems)
+
+
+_BAR_HEIGHTS_JS = """() => [...document.querySelector('.zfw-layer-browser')
+  .querySelectorAll('img.zfw-heat-bar, img.zfw-grid-bar, img.zfw-projection-bar')]
+  .map((img) => img.naturalHeight)"""
+
+
+def _bars_follow_the_switch(page) -> list[str]:
+    """Switching projector mode off and on again in the kernel redraws the LayerBrowser's
+    colour bars at once (no click, no redraw of the widget): 12 + 2 + font + 6 px tall."""
+    problems = []
+    page.locator(".zfw-layer-browser").first.scroll_into_view_if_needed()
+    for on, font in ((False, 13), (True, TARGET_PX)):
+        reply = page.evaluate(
+            """async (code) => {
+  const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  return (await k.requestExecute({code, store_history: false}).done).content.status;
+}""",
+            f"zfwidgets.projector({on})",
+        )
+        wait_for_kernel_idle(page)
+        page.wait_for_timeout(1500)  # the new PNGs decoded
+        heights = page.evaluate(_BAR_HEIGHTS_JS)
+        page.screenshot(path=str(screenshot_path(f"projector_switched_{'on' if on else 'off'}")))
+        if reply != "ok" or heights != [12 + 2 + font + 6] * 3:
+            want = 12 + 2 + font + 6
+            problems.append(f"projector({on}): {reply}, colour bars {heights} px (want {want})")
+    return problems

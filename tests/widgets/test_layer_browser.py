@@ -676,7 +676,9 @@ def test_a_224_px_model_is_shown_at_one_half_beside_the_grid_and_whole_on_a_wide
     assert np.array_equal(drawn, _block_means_by_hand(whole, 2))
     assert browser._input_caption.text.endswith(" · shown at 1/2")
     assert _png_pixels(browser._projection_image.value).shape[:2] == (112, 112)
-    assert browser._projection_caption.text.endswith(" · shown at 1/2")
+    assert browser._projection_caption.text.startswith(
+        "saliency projection of all of map 0 · shown at 1/2"
+    ), browser._projection_caption.text
     heat = _png_pixels(browser._heat_image.value)  # 28x28 maps: enlarged 6x, not reduced
     assert heat.shape[:2] == (PICTURE_SIDE, PICTURE_SIDE)
     assert "shown at" not in browser._heat_caption.text

@@ -483,15 +483,14 @@ class LayerBrowser(WidgetBase):
             "The selected map projected down to pixels (grey = 0)", "zfw-projection"
         )
         side = f"{PICTURE_SIDE + 12}px"
-        lines = "4.2em"  # room for three lines, so a longer caption never moves what is below
-        self._input_caption = caption(
-            tooltip=self._input_image.help_text, width=side, min_height=lines
-        )
-        self._heat_caption = caption(
-            tooltip=self._heat_image.help_text, width=side, min_height=lines
-        )
+        # Room for three lines, so a longer caption never moves what is below; a long one (a
+        # method's note) grows to four and scrolls beyond, so that the top 9 under the pictures
+        # stay on a 600 px screen (issue 32, item 3).
+        lines = {"min_height": "4.2em", "max_height": "5.6em", "overflow": "hidden auto"}
+        self._input_caption = caption(tooltip=self._input_image.help_text, width=side, **lines)
+        self._heat_caption = caption(tooltip=self._heat_image.help_text, width=side, **lines)
         self._projection_caption = caption(
-            tooltip=self._projection_image.help_text, width=side, min_height=lines
+            tooltip=self._projection_image.help_text, width=side, **lines
         )
         # Colour bars: which values the colours stand for, and on which scale; under the
         # input picture an empty slot as tall, so the three captions line up.
@@ -1009,9 +1008,10 @@ class LayerBrowser(WidgetBase):
             text = f"{method.label} projection of {unit}"
             for note in (shown.note, switch_note(self.inspector, self.layer, self.method)):
                 text += f" · {note}" if note else ""
-        picture, note = self._shown(picture)
+        picture, scale = self._shown(picture)
         self._projection_image.value = render.to_png(picture)
-        self._projection_caption.text = text + note
+        head, dot, notes = text.partition(" · ")  # the scale first, before a long note
+        self._projection_caption.text = head + scale + dot + notes
         lo, hi, kind = self._projection_range(signal, method, gain)
         self._draw_bar(self._projection_bar, lo, hi, PICTURE_SIDE, **kind)
 
