@@ -66,3 +66,15 @@ def test_big_tiles_need_no_inset():
     assert max(browser.grid.tile) > 20
     assert browser._inset_box.layout.display == "none"
     browser.close()
+
+
+def test_a_feature_extractor_opens_and_says_it_predicts_nothing():
+    """A model whose output is maps (no class head) opens: no class menu, no softmax over the
+    wrong axis, the caption says why nothing is predicted; the maps still project."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)).eval()
+    browser = LayerBrowser(model, torch.rand(2, 3, 16, 16))
+    assert browser.classes is None
+    assert "no class scores (the model's output is feature maps)" in browser._input_caption.text
+    browser.channel = 5
+    assert browser.status_line.level != "error", browser.status

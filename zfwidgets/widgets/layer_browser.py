@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -704,9 +705,15 @@ class LayerBrowser(WidgetBase):
         return maps[0] if maps else self.inspector.default_layer(shape)
 
     def _class_count(self) -> int | None:
-        """How many classes the model has, or None while there is no image to ask it with."""
-        x = self.image
-        return None if x is None else int(self.inspector.predict(x).numel())
+        """How many classes the model has; None while there is no image to ask it with, or
+        when its output is maps, not class scores (a feature extractor: nothing predicted)."""
+        shape = self._input_shape()
+        if shape is None:
+            return None
+        out = tuple(self.inspector.shapes(shape)[-1][1:])
+        if len(out) > 1 and any(side != 1 for side in out[1:]):
+            return None
+        return math.prod(out)
 
     def _display_name(self, layer: str) -> str:
         """The block or alias a layer is known by (``conv2``, ``layer3``), else its name."""
@@ -961,8 +968,6 @@ class LayerBrowser(WidgetBase):
         picture = render.input_image(x, preprocessing=self.preprocessing)
         picture, note = self._shown(picture)
         self._input_image.value = render.to_png(picture)
-        probs = self.inspector.predict(x)
-        best = int(probs.argmax())
         if self.show_upload and self._upload is not None:
             what = f"uploaded {self._upload[0]!r}"
             what += " (black and white swapped)" if self._upload_note else ""
@@ -970,8 +975,15 @@ class LayerBrowser(WidgetBase):
             label = self.source[self.image_index][1]
             what = f"image #{self.image_index}"
             what += "" if label is None else f" · label {self._class_name(label)}"
-        guess = f"predicted {self._class_name(best)} ({float(probs[best]):.0%})"
-        self._input_caption.text = f"{what} · {guess}{note}"
+        self._input_caption.text = f"{what} · {self._prediction(x)}{note}"
+
+    def _prediction(self, x: Tensor) -> str:
+        """ "predicted <class> (p%)"; for a model whose output is maps, says there is none."""
+        if self._class_count() is None:
+            return "no class scores (the model's output is feature maps)"
+        probs = self.inspector.predict(x)
+        best = int(probs.argmax())
+        return f"predicted {self._class_name(best)} ({float(probs[best]):.0%})"
 
     def _draw_heat(self, x: Tensor) -> None:
         acts = self.inspector.activations(x, self.layer)
