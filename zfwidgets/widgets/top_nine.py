@@ -89,9 +89,9 @@ def switch_note(inspector: Inspector, layer: str, method: str) -> str:
     """
     if method != "deconvnet" or inspector.pools_below(layer):
         return ""
+    # short: it sits in a caption beside the picture (guided backprop follows the image)
     return (
-        "no max pooling: the deconvnet has no switches here, so it draws the filters' "
-        "pattern, much the same for every image (guided backprop follows this image)"
+        "no max pooling: no switches, so it draws the filters' pattern, much the same for any image"
     )
 
 
