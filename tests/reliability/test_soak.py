@@ -174,7 +174,9 @@ def _photos_browser(d):
     """The real-photo model on one photo (EfficientNet-Lite0, 224 px, no mining: a light mix)."""
     p = demo.photos()
     insp = Inspector(p.model, device="cpu", cache_bytes=BUDGET)
-    b = LayerBrowser(insp, images=[p.dataset[0][0]], classes=p.classes)
+    # fit_width=1200: pictures at full size (the expected picture is not shrunk for a narrow
+    # notebook, as the default 840 px arrangement shows 224 px pictures at 1/2)
+    b = LayerBrowser(insp, images=[p.dataset[0][0]], classes=p.classes, fit_width=1200)
     # Warm-up: every layer and method drawn once, so that its 224-px buffers are allocated
     # before the RSS baseline (its few events would otherwise first reach some after it).
     for layer in PHOTO_LAYERS:

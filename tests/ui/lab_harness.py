@@ -658,6 +658,7 @@ def check_tutorial_03_browser(widget, where: str) -> None:
     map 9 selects it, redraws the projection and leaves the grid drawn (``where``: the app)."""
     from playwright.sync_api import expect
 
+    from zfwidgets.widgets.layer_browser import GRID_HEIGHT, GRID_WIDTH
     from zfwidgets.widgets.parts import GridGeometry
 
     widget.scroll_into_view_if_needed()
@@ -673,7 +674,9 @@ def check_tutorial_03_browser(widget, where: str) -> None:
     expect(readout).to_have_text(str(_T03_START))
     projection = widget.locator("img.zfw-projection").first
     before = projection.screenshot()
-    geometry, _ = GridGeometry.for_tiles(_T03_MAPS, _T03_MAP_SIZE)
+    geometry, _ = GridGeometry.for_tiles(
+        _T03_MAPS, _T03_MAP_SIZE, width=GRID_WIDTH, height=GRID_HEIGHT
+    )
     click_canvas_at(canvas, *geometry.center(_T03_CLICKED))
     expect(readout, "clicking a map did not select it").to_have_text(str(_T03_CLICKED))
     wait_for_new_screenshot(projection, before, timeout=30)

@@ -16,6 +16,7 @@ from lab_harness import (
     wait_for_new_screenshot,
 )
 
+from zfwidgets.widgets.layer_browser import GRID_HEIGHT, GRID_WIDTH
 from zfwidgets.widgets.parts import GridGeometry
 
 pytestmark = pytest.mark.ui
@@ -28,7 +29,7 @@ CLICKED = 9
 
 def _click_map(page, canvas, channel: int) -> None:
     """Clicks the centre of ``channel``'s tile, scaling canvas pixels to CSS pixels."""
-    geometry, _ = GridGeometry.for_tiles(MAPS, MAP_SIZE)
+    geometry, _ = GridGeometry.for_tiles(MAPS, MAP_SIZE, width=GRID_WIDTH, height=GRID_HEIGHT)
     box = canvas.bounding_box()
     assert box and box["width"] > 0, "the feature-map canvas has no size"
     width, height = geometry.size

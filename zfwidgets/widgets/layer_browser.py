@@ -650,7 +650,7 @@ class LayerBrowser(WidgetBase):
     def _show_projector_mode(self) -> None:
         """Also redraws the colour bars at once, their numbers at the mode's size."""
         super()._show_projector_mode()
-        if not hasattr(self, "_bars"):  # still being built
+        if not self._ready:  # being built (or its build failed): it draws its bars when built
             return
         with self._lock:
             for image, (lo, hi, width, kw) in list(self._bars.items()):
