@@ -70,3 +70,31 @@ def test_a_bad_switch_is_refused_and_says_how(bad):
     with pytest.raises(TypeError, match=r"projector\(\) takes True .* got .*zfwidgets\.projector"):
         zfwidgets.projector(bad)
     assert zfwidgets.projector() is False
+
+
+def test_the_occlusion_sliders_colour_bars_switch_at_once():
+    """The OcclusionSlider's three colour bars redraw with the mode (text row font + 6 px)."""
+    from zfwidgets import OcclusionSlider
+    from zfwidgets.widgets.parts import NORMAL_BAR_FONT_PX
+
+    d = demo.load()
+    slider = OcclusionSlider(d.model, d.dataset.images[0], mean=d.mean, layer="conv2")
+    try:
+        assert slider.wait(120), slider.status
+
+        def heights():
+            return [_png_height(slider._map_bars[n].value) for n in sorted(slider._map_bars)]
+
+        before = heights()
+        zfwidgets.projector(True)
+        grown = PROJECTOR_FONT_PX - NORMAL_BAR_FONT_PX
+        assert heights() == [h + grown for h in before]
+        zfwidgets.projector(False)
+        assert heights() == before
+    finally:
+        zfwidgets.projector(False)
+        slider.close()
+
+
+def _png_height(png: bytes) -> int:
+    return Image.open(io.BytesIO(png)).height
