@@ -440,12 +440,18 @@ def _refuse_unreadable(name: str, module: nn.Module) -> None:
             "zfwidgets computes in float32 on its own copy of the weights; pass the float model "
             "(the one before quantize_dynamic or convert)"
         )
-    if any(type(h).__name__ == "WeightNorm" for h in module._forward_pre_hooks.values()):
+    _refuse_old_norm(name, module, "WeightNorm", "weight_norm")
+
+
+def _refuse_old_norm(name: str, module: nn.Module, hook: str, norm: str) -> None:
+    """The old ``torch.nn.utils.<norm>`` sets the weight in a forward pre-hook (class ``hook``),
+    which zfwidgets never runs: refused, naming the parametrization to use instead."""
+    if any(type(h).__name__ == hook for h in module._forward_pre_hooks.values()):
         raise UnsupportedModelError(
-            f"'{name}' uses the old torch.nn.utils.weight_norm, which sets its weight in a "
+            f"'{name}' uses the old torch.nn.utils.{norm}, which sets its weight in a "
             "forward pre-hook, and zfwidgets never runs hooks: use "
-            "torch.nn.utils.parametrizations.weight_norm, or call "
-            "torch.nn.utils.remove_weight_norm on the module first"
+            f"torch.nn.utils.parametrizations.{norm}, or call "
+            f"torch.nn.utils.remove_{norm} on the module first"
         )
 
 
@@ -467,13 +473,7 @@ def _refuse_unready(name: str, module: nn.Module) -> None:
             f"reads the network itself: pass a model whose '{name}' is the network inside it "
             f"(its .module, the same weights)"
         )
-    if any(type(h).__name__ == "SpectralNorm" for h in module._forward_pre_hooks.values()):
-        raise UnsupportedModelError(
-            f"'{name}' uses the old torch.nn.utils.spectral_norm, which sets its weight in a "
-            "forward pre-hook, and zfwidgets never runs hooks: use "
-            "torch.nn.utils.parametrizations.spectral_norm, or call "
-            "torch.nn.utils.remove_spectral_norm on the module first"
-        )
+    _refuse_old_norm(name, module, "SpectralNorm", "spectral_norm")
     if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():
         raise UnsupportedModelError(
             f"'{name}' is a {type(module).__name__} whose parameters are not initialised yet "
