@@ -229,7 +229,7 @@ def test_panel_c_says_when_the_deconvnet_has_no_switches():
         assert widget.wait(60)
         assert widget.inspector.projection_method == "deconvnet"
         text = html.unescape(widget._map_captions["projection"].value)
-        assert "no max pooling: no switches, so it draws the filters' pattern" in text
+        assert "no max pooling: no switches; it shows the filters' pattern" in text
     finally:
         widget.close()
 

@@ -90,9 +90,7 @@ def switch_note(inspector: Inspector, layer: str, method: str) -> str:
     if method != "deconvnet" or inspector.pools_below(layer):
         return ""
     # short: it sits in a caption beside the picture (guided backprop follows the image)
-    return (
-        "no max pooling: no switches, so it draws the filters' pattern, much the same for any image"
-    )
+    return "no max pooling: no switches; it shows the filters' pattern"
 
 
 def patch_side(inspector: Inspector, layer: str, image_shape: tuple[int, ...]) -> tuple[int, int]:
