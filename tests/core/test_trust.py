@@ -378,3 +378,64 @@ def test_channels_last_scores_equal_the_inspectors_and_the_models(name):
     torch.testing.assert_close(got, insp.run_batch(batch, [last])[last], atol=1e-5, rtol=0)
     with torch.no_grad():
         torch.testing.assert_close(got, model(batch), atol=1e-5, rtol=0)
+
+
+def test_the_classifier_runs_from_its_input_alone_and_gives_the_same_scores():
+    import torchvision
+
+    from zfwidgets.core.layers import narrow_after, run_graph
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=7).eval()
+    insp = Inspector(model, device="cpu")
+    names = [s.name for s in insp.steps]
+    # inside a residual block the addition still reads the block's input: not narrow
+    assert not narrow_after(insp.graph, names.index("layer1.0.conv1"))
+    split = faithfulness.tail_start(insp)
+    assert insp.steps[split + 1].kind == "linear" and split > names.index("layer4.1.relu#2")
+    batch = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    weights = insp.current_weights()
+    with torch.no_grad():
+        middle = run_graph(insp.graph, weights, batch, split)[split]
+        resumed = run_graph(insp.graph, weights, None, resume=(split, middle))
+        torch.testing.assert_close(resumed[len(names) - 1], model(batch), atol=1e-5, rtol=0)
+
+
+class _MapHead(torch.nn.Module):
+    """An all-convolutional net whose output is (N, classes, 1, 1): no classifier to split."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 6, 3, stride=2)
+        self.head = torch.nn.Conv2d(6, 4, 7)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)))
+
+
+@pytest.mark.parametrize("case", ["1x1 map head", "classifier in batches (TAIL_BYTES)"])
+def test_curves_equal_the_loop_on_a_map_head_and_without_the_one_pass_classifier(case, monkeypatch):
+    model = _MapHead().eval() if case == "1x1 map head" else zf_like().eval()
+    if case != "1x1 map head":
+        monkeypatch.setattr(faithfulness, "TAIL_BYTES", 0)
+    ref = copy.deepcopy(model)
+    insp = Inspector(model, device="cpu")
+    side = 15 if case == "1x1 map head" else 32
+    x = torch.randn(3, side, side, generator=torch.Generator().manual_seed(5))
+    saliency = torch.randn(side, side, generator=torch.Generator().manual_seed(6))
+    c = trust.deletion_insertion(insp, x, saliency, target=2, steps=6, batch_size=4)
+    start = trust.blurred(x[None])
+    with torch.no_grad():
+        flat = lambda t: t.flatten(1)  # noqa: E731
+        probe = lambda im: float(torch.softmax(flat(ref(im)), 1)[0, 2])  # noqa: E731
+        order = torch.argsort(saliency.flatten(), descending=True, stable=True)
+        dele, ins = [], []
+        for k in range(7):
+            n = math.ceil(k * side * side / 6)
+            mask = torch.zeros(side * side, dtype=torch.bool)
+            mask[order[:n]] = True
+            mask = mask.view(side, side)
+            dele.append(probe(torch.where(mask, torch.zeros(()), x[None])))
+            ins.append(probe(torch.where(mask, x[None], start)))
+    torch.testing.assert_close(c.deletion, torch.tensor(dele), atol=1e-5, rtol=0)
+    torch.testing.assert_close(c.insertion, torch.tensor(ins), atol=1e-5, rtol=0)

@@ -301,6 +301,25 @@ def evaluate_in_place(
     return evaluate(step, w, env)
 
 
+def narrow_after(graph: Graph, index: int) -> bool:
+    """Whether no node after step ``index`` reads a node before it: the rest of the network
+    can be run from that step's output alone (``run_graph(..., resume=(index, value))``).
+
+    Example:
+        >>> from zfwidgets.core.graph import build_graph
+        >>> graph = build_graph(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten()))
+        >>> narrow_after(graph, 1)
+        True
+    """
+    start = graph.nodes.index(graph.steps[index].node)
+    positions = {node: p for p, node in enumerate(graph.nodes)}
+    return all(
+        positions.get(arg, -1) >= start
+        for node in graph.nodes[start + 1 :]
+        for arg in node.all_input_nodes
+    )
+
+
 def _side_value(node: torch.fx.Node, weights: Weights, env: dict) -> Any:
     if node.op == "get_attr":
         return weights.attrs[node.target]
@@ -321,6 +340,7 @@ def run_graph(
     keep: set[int] = frozenset(),
     compute=None,
     side: dict | None = None,
+    resume: tuple[int, Any] | None = None,
 ) -> dict[int, Any]:
     """Runs ``x`` through steps ``0..last``; returns the outputs of ``keep`` and of ``last``.
 
@@ -329,12 +349,20 @@ def run_graph(
     reads. Other values are dropped as soon as no later step reads them, so a pass holds
     little more than the widest point of the network. ``side``, when given, receives the
     values computed beside the image path (shapes read, parameters), by fx node.
+    ``resume=(k, value)`` starts after step ``k`` with ``value`` as its output (``x`` unused);
+    only valid where :func:`narrow_after` says nothing later reads an earlier node.
     """
     compute = compute or evaluate
     last = len(graph.steps) - 1 if last is None else last
     env: dict[torch.fx.Node, Any] = {}
     kept: dict[int, Any] = {}
+    skip = -1
+    if resume is not None:
+        node = graph.steps[resume[0]].node
+        skip, env[node] = graph.nodes.index(node), resume[1]
     for position, node in enumerate(graph.nodes):
+        if position <= skip:
+            continue
         index = graph.step_of.get(node)
         if index is not None and index > last:
             break
