@@ -247,8 +247,9 @@ def test_a_widget_not_drawn_yet_switches_without_failing(d):
     drawn afterwards is at the mode's size."""
     from zfwidgets import FeatureSpace, OcclusionSlider
 
-    slider = OcclusionSlider(d.model, d.dataset.images[1], mean=d.mean, layer="conv2")
     space = FeatureSpace(d.model, d.dataset.images[:40], mean=d.mean)  # no labels, no click
+    assert space.wait(60), space.status  # one worker at a time (see the test below)
+    slider = OcclusionSlider(d.model, d.dataset.images[1], mean=d.mean, layer="conv2")
     try:
         with slider._lock:  # the sweep's end waits for the lock: no maps drawn meanwhile
             assert slider.maps is None
@@ -257,7 +258,7 @@ def test_a_widget_not_drawn_yet_switches_without_failing(d):
                 for w in (slider, space):
                     assert ("zfw-projector" in w._dom_classes) is on
                     assert w.status_line.level != "error", w.status
-        assert slider.wait(120) and space.wait(60), (slider.status, space.status)
+        assert slider.wait(120), slider.status
         font = render.colour_bar(0.0, 1.0, 100, font_size=PROJECTOR_FONT_PX).shape[0]
         assert _height(slider._map_bars["target_prob"].value) == font  # drawn at 18 px
         assert space.status_line.level != "error", space.status
@@ -283,10 +284,12 @@ def test_an_error_while_redrawing_goes_to_the_status_line(d, make, monkeypatch):
     """The widget's drawing fails: the status line says so, the other widgets still switch,
     and once the drawing works again the widget switches and redraws as before."""
     w = make(d)
+    assert w.wait(120), w.status
+    # built once w's worker is done: a forward pass while another thread traces a model
+    # (torch.fx patches nn.Module.__call__ for every thread) fails, and would be another test
     other = _layer_browser(d)
     try:
-        assert w.wait(120) and other.wait(120), w.status
-        assert w.status_line.level != "error", w.status
+        assert other.wait(120) and w.status_line.level != "error", w.status
         calls = []
 
         def broken(*args, **kwargs):
