@@ -320,10 +320,18 @@ def grid(
     pad: int = 2,
     background: int = BACKGROUND,
     labels: Sequence[str] | None = None,
+    label_px: int | None = None,
 ) -> np.ndarray:
     """Tiles equally sized uint8 images (grey or RGB) into one RGB picture, row by row.
 
-    ``labels``, if given, are written in the top-left corner of each tile.
+    ``labels``, if given, are written in the top-left corner of each tile, ``label_px``
+    pixels high (default: as large as the tile allows, 9 to 16 px), smaller where a label
+    would not fit its tile's width.
+
+    Example:
+        >>> tiles = [np.zeros((84, 84), np.uint8)] * 2
+        >>> grid(tiles, cols=2, labels=["#1 one", "#2 two"], label_px=18).shape
+        (88, 174, 3)
     """
     if not images:
         raise ValueError("grid needs at least one image")
@@ -336,16 +344,22 @@ def grid(
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         out[y : y + h, x : x + w] = tile
     if labels:
-        out = _label_tiles(out, labels, cols, (h, w), pad)
+        out = _label_tiles(out, labels, cols, (h, w), pad, label_px)
     return out
 
 
 def _label_tiles(
-    out: np.ndarray, labels: Sequence[str], cols: int, tile: tuple[int, int], pad: int
+    out: np.ndarray,
+    labels: Sequence[str],
+    cols: int,
+    tile: tuple[int, int],
+    pad: int,
+    label_px: int | None = None,
 ) -> np.ndarray:
-    """Writes each label at the top of its tile: white text on a darkened band, in a font as
-    large as the tile allows (9 to 16 px), so it reads on any picture (a photo, a bright
-    digit) and from the back of a room. The picture keeps its size."""
+    """Writes each label at the top of its tile: white text on a darkened band, in a font of
+    ``label_px`` or, by default, as large as the tile allows (9 to 16 px), so it reads on any
+    picture (a photo, a bright digit) and from the back of a room; shrunk (to 9 px at least)
+    where it would not fit the tile's width. The picture keeps its size."""
     h, w = tile
     pic = Image.fromarray(out)
     draw = ImageDraw.Draw(pic)
@@ -354,7 +368,7 @@ def _label_tiles(
             continue
         r, c = divmod(i, cols)
         x0, y0 = pad + c * (w + pad), pad + r * (h + pad)
-        size = int(min(16, max(9, h // 7)))
+        size = int(min(16, max(9, h // 7))) if label_px is None else int(label_px)
         font = _font(size)
         while size > 9 and draw.textlength(text, font=font) > w - 6:
             size -= 1

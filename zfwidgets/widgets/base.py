@@ -504,7 +504,10 @@ class WidgetBase(widgets.VBox):
        :meth:`_finish_building` and draw once.
     3. Handlers return early unless :attr:`_live` (built, and not inside :meth:`_quietly`);
        redraws take ``self._lock``, which also guards what the worker changes.
-    4. Long work goes to :meth:`_in_background` (``work(should_stop, report)`` runs in the
+    4. Anything drawn at a size that follows projector mode but that CSS cannot reach (text
+       drawn into a picture: :func:`~zfwidgets.widgets.parts.bar_font_size`) is redrawn by
+       overriding :meth:`_redraw_for_projector`, one call to the widget's own drawing.
+    5. Long work goes to :meth:`_in_background` (``work(should_stop, report)`` runs in the
        worker without the lock, on the shared Inspector, which is thread-safe; ``done(result)``
        runs under the lock). Starting new work cancels the old; :meth:`close` and interpreter
        exit stop the worker; :meth:`wait` blocks until it is done.
@@ -664,12 +667,25 @@ class WidgetBase(widgets.VBox):
         exporting.track_canvases(self)
 
     def _show_projector_mode(self) -> None:
-        """Puts the projector class on the root (the CSS in STYLE does the rest); a widget
-        with more to change (a plot's margins) extends it."""
+        """Puts the projector class on the root (the CSS in STYLE does the rest), then has a
+        built widget redraw at once what CSS cannot reach (:meth:`_redraw_for_projector`),
+        under the widget's lock; an error there goes to the status line and the widget goes
+        on. A widget being built (or whose build failed) redraws nothing: it draws at the
+        mode's size when it is built."""
         if parts.projector_mode():
             self.add_class("zfw-projector")
         else:
             self.remove_class("zfw-projector")
+        if not getattr(self, "_ready", False):
+            return
+        with self._lock, errors_to(self.status_line, "projector mode"):
+            self._redraw_for_projector()
+
+    def _redraw_for_projector(self) -> None:
+        """Redraws what follows projector mode but not CSS: text drawn into pictures
+        (colour-bar numbers, tile labels) and a plot's room for its ticks. Only drawing, from
+        what the widget shows: nothing is recomputed. Called by :meth:`_show_projector_mode`
+        when the mode switches; the default draws nothing (CSS is enough)."""
 
     # ----- for subclasses -------------------------------------------------------------------
     def _finish_building(self) -> None:

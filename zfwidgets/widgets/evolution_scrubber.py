@@ -387,13 +387,12 @@ class EvolutionScrubber(WidgetBase):
         self._figure = Figure(
             marks=[*self._curves.values(), self._snapshot_dots, self._marker],
             axes=axes,
-            fig_margin=PROJECTOR_MARGINS if projector_mode() else CURVE_MARGINS,
+            fig_margin=CURVE_MARGINS,
             background_style={"fill": "transparent"},
             layout=widgets.Layout(width=f"{CURVES_WIDTH}px", height=f"{CURVES_HEIGHT}px"),
         )
         self._figure.add_class("zfw-evolution-curves")
-        if projector_mode():
-            self._axes["acc"].label_offset = "66px"
+        self._make_room_for_ticks()
         # The legend under the plot, where it covers neither the curves nor the epoch marker.
         swatch = (
             '<span style="color: {colour}; font-weight: bold">━━</span> {label}'
@@ -464,15 +463,16 @@ class EvolutionScrubber(WidgetBase):
             height = max(height, 3 * tile_h + 4 * 2)
         return width, height
 
-    def _show_projector_mode(self) -> None:
-        """Also gives the curves' larger tick numbers and axis labels their room."""
-        super()._show_projector_mode()
-        figure = getattr(self, "_figure", None)  # None while the skeleton is being built
-        if figure is not None:
-            on = projector_mode()
-            figure.fig_margin = PROJECTOR_MARGINS if on else CURVE_MARGINS
-            # the right axis' label past its wider tick numbers ("0.75" at 18 px)
-            self._axes["acc"].label_offset = "66px" if on else None
+    def _redraw_for_projector(self) -> None:
+        self._make_room_for_ticks()
+
+    def _make_room_for_ticks(self) -> None:
+        """The curves' margins and the right axis' label offset at the mode's tick size (the
+        ticks themselves follow CSS; this widget draws no text into its pictures)."""
+        on = projector_mode()
+        self._figure.fig_margin = PROJECTOR_MARGINS if on else CURVE_MARGINS
+        # the right axis' label past its wider tick numbers ("0.75" at 18 px)
+        self._axes["acc"].label_offset = "66px" if on else None
 
     def _start(self, state: dict[str, Any], follow: bool) -> None:
         self._arrange()

@@ -51,11 +51,13 @@ from zfwidgets.widgets.menus import LayerMenu
 from zfwidgets.widgets.parts import (
     COLOURS,
     FONT,
+    PROJECTOR_FONT_PX,
     ImageSource,
     blank_png,
     caption,
     full_width,
     png_image,
+    projector_mode,
     widget_preprocessing,
 )
 from zfwidgets.widgets.top_nine import tile_pixels
@@ -422,13 +424,22 @@ class FeatureSpace(WidgetBase):
             feats, _ = nearest(self._features.values, self._features.values[i], self.k, exclude=i)
             near, _ = nearest(self._pixels.values, self._pixels.values[i], self.k, exclude=i)
             self.feature_neighbours, self.pixel_neighbours = feats.tolist(), near.tolist()
-            self._draw_grid(self._query, [i])
-            self._draw_grid(self._feature_grid, self.feature_neighbours)
-            self._draw_grid(self._pixel_grid, self.pixel_neighbours)
+            self._draw_grids()
             self._query_caption.say(f"image {i}: {self._label_text(i)}", "body")
             self._feature_caption.say(f"{self.k} nearest in feature space ({self.layer})", "body")
             self._pixel_caption.say(f"{self.k} nearest in pixel space", "body")
             self._readout.value = self._agreement(i)
+
+    def _redraw_for_projector(self) -> None:
+        self._draw_grids()
+
+    def _draw_grids(self) -> None:
+        """The selected image and its neighbours again (their labels at the mode's size); the
+        neighbours are not searched again."""
+        if self.selected >= 0 and self._features is not None:
+            self._draw_grid(self._query, [self.selected])
+            self._draw_grid(self._feature_grid, self.feature_neighbours)
+            self._draw_grid(self._pixel_grid, self.pixel_neighbours)
 
     def _show_nothing(self, i: int) -> None:
         self.feature_neighbours, self.pixel_neighbours = [], []
@@ -454,7 +465,9 @@ class FeatureSpace(WidgetBase):
             for i in indices
         ]
         names = [f"#{i} {self._label_text(i)}" for i in indices]
-        grid = render.grid(tiles, cols=len(tiles), pad=3, labels=names)
+        # projector mode: the labels at its size where they fit (redrawn when it switches)
+        size = PROJECTOR_FONT_PX if projector_mode() else None
+        grid = render.grid(tiles, cols=len(tiles), pad=3, labels=names, label_px=size)
         with picture.hold_sync():
             picture.value = render.to_png(grid)
             picture.layout.width, picture.layout.height = (f"{n}px" for n in grid.shape[1::-1])

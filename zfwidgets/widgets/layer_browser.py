@@ -647,15 +647,14 @@ class LayerBrowser(WidgetBase):
         bar = render.colour_bar(lo, hi, width, font_size=bar_font_size(), **kw)
         image.value = render.to_png(bar)
 
-    def _show_projector_mode(self) -> None:
-        """Also redraws the colour bars at once, their numbers at the mode's size."""
-        super()._show_projector_mode()
-        if not self._ready:  # being built (or its build failed): it draws its bars when built
-            return
-        with self._lock:
-            for image, (lo, hi, width, kw) in list(self._bars.items()):
-                self._draw_bar(image, lo, hi, width, **kw)
-            self._bar_slot.layout.height = f"{bar_font_size() + BAR_SLOT_EXTRA}px"
+    def _redraw_bars(self) -> None:
+        """The colour bars drawn so far, again, their numbers at the mode's size."""
+        for image, (lo, hi, width, kw) in list(self._bars.items()):
+            self._draw_bar(image, lo, hi, width, **kw)
+        self._bar_slot.layout.height = f"{bar_font_size() + BAR_SLOT_EXTRA}px"
+
+    def _redraw_for_projector(self) -> None:
+        self._redraw_bars()
 
     def _method_help(self) -> str:
         text = "How the selected map is projected to pixels"

@@ -630,13 +630,13 @@ class OcclusionSlider(WidgetBase):
             "top_class": render.upscale(colours[render.as_numpy(maps.top_class).astype(int)], zoom),
         }
 
-    def _show_projector_mode(self) -> None:
-        """Also redraws the captions and colour bars of the maps shown, at the mode's size."""
-        super()._show_projector_mode()
-        maps = getattr(self, "maps", None)
-        if self._ready and maps is not None and self._maps_current():
-            with errors_to(self.status_line, "maps"):
-                self._label_maps(maps)
+    def _redraw_for_projector(self) -> None:
+        self._relabel_maps()
+
+    def _relabel_maps(self) -> None:
+        """The captions and colour bars of the maps shown, again (the maps are not swept)."""
+        if self._maps_current():
+            self._label_maps(self.maps)
 
     def _label_maps(self, maps: OcclusionMaps) -> None:
         activity = render.as_numpy(maps.activity)
