@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import operator
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,11 @@ SUPPORTED = ", ".join(sorted({t.__name__ for t in _MODULE_KINDS}))
 
 # Functions and tensor methods that are linear (affine) in the image path's tensors: their
 # backward is the exact vector-Jacobian product, which does not depend on the input values.
+# torch.fx patches nn.Module.__call__ for the whole process while it traces: a forward pass
+# in another thread at that moment goes through the tracer and fails ("not installed as a
+# submodule"). Tracing and our runs of a model's own forward (the probe) take this lock.
+FX_LOCK = threading.RLock()
+
 _LINEAR_FUNCTIONS = {
     operator.add,
     operator.sub,
@@ -290,7 +296,8 @@ def _trace(model: nn.Module) -> torch.fx.Graph:
     try:
         for m, _ in modes:
             m.training = False
-        return _Tracer().trace(model)
+        with FX_LOCK:
+            return _Tracer().trace(model)
     except Exception as err:  # fx raises many types; we re-raise with what it means for users
         raise UnsupportedModelError(
             f"could not read the forward pass of {type(model).__name__} with torch.fx "

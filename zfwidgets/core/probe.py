@@ -32,7 +32,7 @@ import torch
 import torch.nn.modules.module as torch_module
 from torch import Tensor, nn
 
-from zfwidgets.core.graph import Graph, Step, UnsupportedModelError
+from zfwidgets.core.graph import FX_LOCK, Graph, Step, UnsupportedModelError
 from zfwidgets.core.layers import Weights, evaluate, run_graph
 
 __all__ = ["check_reading", "probe_input", "tolerance"]
@@ -206,7 +206,8 @@ def check_reading(
     mine = _hook_free_copy(model, device)
     try:
         try:
-            theirs, seen = _model_outputs(graph, mine, x)
+            with FX_LOCK:  # no trace may patch module calls meanwhile
+                theirs, seen = _model_outputs(graph, mine, x)
         except Exception as err:  # the model's own code: any type
             raise UnsupportedModelError(
                 f"{name}'s own forward fails on an image of shape {tuple(input_shape)} "
