@@ -200,7 +200,7 @@ def _tiles_and_names(w, indices):
         render.resize(render.input_image(w._source[i][0], preprocessing=w.preprocessing), side)
         for i in indices
     ]
-    return tiles, [f"#{i} {w._label_text(i)}" for i in indices]
+    return tiles, [f"#{i} · {w._label_text(i)}" for i in indices]
 
 
 def _ink_rows(labelled: np.ndarray, plain: np.ndarray) -> int:

@@ -464,7 +464,7 @@ class FeatureSpace(WidgetBase):
             render.resize(render.input_image(self._source[i][0], preprocessing=prep), side)
             for i in indices
         ]
-        names = [f"#{i} {self._label_text(i)}" for i in indices]
+        names = [f"#{i} · {self._label_text(i)}" for i in indices]  # as the top 9 write it
         # projector mode: the labels at its size where they fit (redrawn when it switches)
         size = PROJECTOR_FONT_PX if projector_mode() else None
         grid = render.grid(tiles, cols=len(tiles), pad=3, labels=names, label_px=size)
