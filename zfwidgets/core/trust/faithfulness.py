@@ -4,7 +4,9 @@ Pixels are taken in order of the map's importance (heat maps by value, picture s
 magnitude). Deletion sets the first ``k/steps`` of them to the occluder fill and reads the class
 probability; insertion puts them back into a blurred copy of the image. A faithful map makes the
 deletion curve fall fast (low AUC) and the insertion curve rise fast (high AUC). Several steps
-run in one batched forward pass through the inspector, channels-last (:func:`class_scores`).
+run in one batched forward pass through the inspector, channels-last (:func:`class_scores`),
+up to the classifier, which then runs once over every step (:func:`tail_start`); the first
+deletion step and the last insertion step are the image itself, read from the inspector.
 ``fill="road"`` imputes the removed pixels from their neighbours instead (ROAD, Rong et al.
 2022; :func:`road_impute`): one sparse solve per step image (0.06-0.4 s at 224 px on one
 CPU core), so slower than a plain fill.
@@ -12,7 +14,9 @@ CPU core), so slower than a plain fill.
 Why no incremental recomputation (as occlusion does): consecutive steps change pixels
 scattered over the whole image (in the map's order), so the region a step's change reaches
 covers nearly every position after the first layers; on AlexNet the first convolution, the
-only layer where reuse would pay, is about a tenth of the work.
+only layer where reuse would pay, is about a tenth of the work, and adding each changed pixel's
+share to its outputs (it is linear) costs as much memory traffic as the convolution itself
+(tried: 53 ms against 41-63 ms for a batch of 32).
 
 Example:
     >>> from zfwidgets import Inspector, demo
