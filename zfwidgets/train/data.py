@@ -44,7 +44,11 @@ PixelDataset = DigitDataset
 
 
 def demo_data() -> tuple[PixelDataset, PixelDataset]:
-    """The bundled digits as ``(train, held-out)`` pixels in [0, 1] (4,000 and 1,000 digits)."""
+    """The bundled digits as ``(train, held-out)`` pixels in [0, 1] (4,000 and 1,000 digits).
+
+    The training split is sorted by class; the held-out split is interleaved by class (item ``i``
+    is a digit ``i % 10``), as :func:`zfwidgets.demo.pixels` stores them.
+    """
     p = pixels()
 
     def split(images: np.ndarray, labels: np.ndarray) -> PixelDataset:
