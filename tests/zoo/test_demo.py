@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,6 +113,33 @@ def test_training_split_is_the_one_the_shipped_run_was_trained_on() -> None:
     with np.load(DATA.joinpath("mnist_5k.npz").open("rb")) as npz:
         train_idx = npz["train_idx"]
     assert (np.diff(train_idx.astype(np.int64)) > 0).all()  # sorted, as documented
+
+
+def test_the_script_turns_the_class_sorted_split_into_the_shipped_one(tmp_path) -> None:
+    """scripts/make_demo_data.py --interleave-existing on the old file (held-out indices sorted,
+    so 0s first) writes exactly the shipped arrays, and a second run changes nothing."""
+    spec = importlib.util.spec_from_file_location(
+        "make_demo_data", Path(__file__).resolve().parents[2] / "scripts" / "make_demo_data.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with np.load(DATA.joinpath("mnist_5k.npz").open("rb")) as npz:
+        shipped = {key: npz[key] for key in npz.files}
+    old = tmp_path / "old.npz"
+    np.savez_compressed(old, **dict(shipped, test_idx=np.sort(shipped["test_idx"])))
+    with np.load(old) as npz:
+        assert npz["labels"][npz["test_idx"][:100]].tolist() == [0] * 100  # the issue
+    script.interleave_existing(old)
+    with np.load(old) as npz:
+        rewritten = {key: npz[key] for key in npz.files}
+    assert rewritten.keys() == shipped.keys()
+    for key, value in shipped.items():
+        assert rewritten[key].dtype == value.dtype and np.array_equal(rewritten[key], value), key
+    before = old.read_bytes()
+    script.interleave_existing(old)
+    assert old.read_bytes() == before
+    with pytest.raises(AssertionError, match="train_idx changed"):
+        script.check_interleaved(shipped, dict(shipped, train_idx=shipped["train_idx"][::-1]))
 
 
 def test_shipped_weights_reproduce_recorded_accuracy(loaded: demo.Demo) -> None:
