@@ -60,7 +60,13 @@ from zfwidgets.core.invariance import TRANSFORMS, UNITS, default_amounts, invari
 from zfwidgets.core.mining import TopK, data_fingerprint, mine
 from zfwidgets.core.occlusion import occlusion_sweep
 from zfwidgets.core.preprocess import as_preprocessing
-from zfwidgets.figure_data import FigureData, _stderr_line, load_figure_data, shape_is_imagenet
+from zfwidgets.figure_data import (
+    FigureData,
+    _stderr_line,
+    load_figure_data,
+    shape_is_imagenet,
+    stratified,
+)
 
 __all__ = [
     "FIGURES",
@@ -316,8 +322,10 @@ def architecture(
         )
         for name, build in builds.items()
     }
-    # Every other image: the figure data is sorted by class, so its first half lacks classes.
-    report = compare_architectures(models, fd.images[::2], fd.labels[::2], device="cpu")
+    # Half the images, taken in turn from each class, so every class is present whatever the
+    # data's order (the demo digits are interleaved by class, a folder's sorted by class).
+    half = stratified(fd.labels.tolist(), (len(fd.labels) + 1) // 2)
+    report = compare_architectures(models, fd.images[half], fd.labels[half], device="cpu")
     return architecture_picture(report)
 
 

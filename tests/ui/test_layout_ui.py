@@ -39,14 +39,14 @@ CASES = {
     "occlusion_slider": (
         "zfw-occlusion-slider",
         "from zfwidgets import OcclusionSlider\n"
-        "w = OcclusionSlider(d.model, d.dataset[16][0], classes=d.classes, mean=d.mean,"
+        "w = OcclusionSlider(d.model, d.dataset[160][0], classes=d.classes, mean=d.mean,"
         " size=8, stride=2)\nw.wait()\nw",
         [(layer, f"w.layer = {layer!r}; w.wait()") for layer in ("conv1", "conv2", "conv3")],
     ),
     "invariance_explorer": (
         "zfw-invariance-explorer",
         "from zfwidgets import InvarianceExplorer\n"
-        "picks = [210, 330, 420, 730, 850]\n"
+        "picks = [102, 303, 204, 307, 508]\n"
         "w = InvarianceExplorer(d.model, [d.dataset[i][0] for i in picks],"
         " [d.dataset[i][1] for i in picks], classes=d.classes, mean=d.mean)\nw.wait()\nw",
         [

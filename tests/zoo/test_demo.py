@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from zfwidgets import demo
+from zfwidgets.core.mining import data_fingerprint
+from zfwidgets.train.data import demo_data
 from zfwidgets.zoo import SmallZFNet
 
 DATA = resources.files("zfwidgets.zoo").joinpath("data")
@@ -74,6 +78,68 @@ def test_split_sizes_disjoint_and_stratified() -> None:
     assert np.bincount(labels[test_idx], minlength=10).tolist() == [100] * 10
     d = demo.load()
     assert len(d.dataset) == 1000 and len(d.train) == 4000
+
+
+def test_held_out_split_is_interleaved_by_class(loaded: demo.Demo) -> None:
+    """Held-out digit i is a digit i % 10, so the first images show every class, not 0s.
+
+    Within a class the digits keep their order in the file (increasing index): together with
+    the split being the complement of the (unchanged) training split, this pins the held-out
+    order exactly to the class-sorted split of before, interleaved.
+    """
+    with np.load(DATA.joinpath("mnist_5k.npz").open("rb")) as npz:
+        labels, train_idx, test_idx = npz["labels"], npz["train_idx"], npz["test_idx"]
+    assert test_idx.dtype == np.uint16
+    expected = [i % 10 for i in range(1000)]
+    assert labels[test_idx].tolist() == expected
+    assert loaded.dataset.labels.tolist() == expected
+    assert demo.pixels().test_labels.tolist() == expected
+    for c in range(10):
+        assert (np.diff(test_idx[c::10].astype(np.int64)) > 0).all()
+    # The same 1,000 digits as the training split leaves out (checked below to be unchanged).
+    held_out = np.setdiff1d(np.arange(5000), train_idx.astype(np.int64))
+    assert np.array_equal(np.sort(test_idx.astype(np.int64)), held_out)
+    # Held-out image i is the stored image test_idx[i] (no other reordering on the way).
+    raw = torch.from_numpy(labels[test_idx.astype(np.int64)].astype(np.int64))
+    assert torch.equal(loaded.dataset.labels, raw)
+
+
+def test_training_split_is_the_one_the_shipped_run_was_trained_on() -> None:
+    """The training digits, in order, match the fingerprint the demo run recorded when trained."""
+    train_set, _ = demo_data()
+    recorded = json.loads((demo.run_dir() / "manifest.json").read_text(encoding="utf-8"))["data"]
+    assert recorded["split"] == "train" and recorded["size"] == len(train_set) == 4000
+    assert data_fingerprint(train_set) == recorded["fingerprint"]
+    with np.load(DATA.joinpath("mnist_5k.npz").open("rb")) as npz:
+        train_idx = npz["train_idx"]
+    assert (np.diff(train_idx.astype(np.int64)) > 0).all()  # sorted, as documented
+
+
+def test_the_script_turns_the_class_sorted_split_into_the_shipped_one(tmp_path) -> None:
+    """scripts/make_demo_data.py --interleave-existing on the old file (held-out indices sorted,
+    so 0s first) writes exactly the shipped arrays, and a second run changes nothing."""
+    spec = importlib.util.spec_from_file_location(
+        "make_demo_data", Path(__file__).resolve().parents[2] / "scripts" / "make_demo_data.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with np.load(DATA.joinpath("mnist_5k.npz").open("rb")) as npz:
+        shipped = {key: npz[key] for key in npz.files}
+    old = tmp_path / "old.npz"
+    np.savez_compressed(old, **dict(shipped, test_idx=np.sort(shipped["test_idx"])))
+    with np.load(old) as npz:
+        assert npz["labels"][npz["test_idx"][:100]].tolist() == [0] * 100  # the issue
+    script.interleave_existing(old)
+    with np.load(old) as npz:
+        rewritten = {key: npz[key] for key in npz.files}
+    assert rewritten.keys() == shipped.keys()
+    for key, value in shipped.items():
+        assert rewritten[key].dtype == value.dtype and np.array_equal(rewritten[key], value), key
+    before = old.read_bytes()
+    script.interleave_existing(old)
+    assert old.read_bytes() == before
+    with pytest.raises(AssertionError, match="train_idx changed"):
+        script.check_interleaved(shipped, dict(shipped, train_idx=shipped["train_idx"][::-1]))
 
 
 def test_shipped_weights_reproduce_recorded_accuracy(loaded: demo.Demo) -> None:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from zfwidgets.core.data_labels import data_labels
 from zfwidgets.train.recipe import center_crop
 from zfwidgets.zoo.demo import DigitDataset, pixels
 
@@ -43,7 +44,11 @@ PixelDataset = DigitDataset
 
 
 def demo_data() -> tuple[PixelDataset, PixelDataset]:
-    """The bundled digits as ``(train, held-out)`` pixels in [0, 1] (4,000 and 1,000 digits)."""
+    """The bundled digits as ``(train, held-out)`` pixels in [0, 1] (4,000 and 1,000 digits).
+
+    The training split is sorted by class; the held-out split is interleaved by class (item ``i``
+    is a digit ``i % 10``), as :func:`zfwidgets.demo.pixels` stores them.
+    """
     p = pixels()
 
     def split(images: np.ndarray, labels: np.ndarray) -> PixelDataset:
@@ -142,17 +147,41 @@ def image_folder(
 
 
 def subset_evenly(data, n: int):
-    """``n`` items spread evenly over ``data`` (so class-sorted data keep every class)."""
+    """``n`` items spread evenly over ``data``, keeping every class that ``n`` items can hold.
+
+    Spreading keeps every class of class-sorted data (the demo's training split, ImageFolder
+    trees). Data in a periodic class order can defeat it (every 10th digit of the interleaved
+    held-out split is the same class), so when the data's labels are known and the spread
+    holds fewer classes than ``min(n, classes)``, the items are taken round-robin over the
+    classes instead (each class's first items, in order).
+
+    Example:
+        >>> _, val_set = demo_data()   # interleaved: held-out digit i is a digit i % 10
+        >>> sorted(set(subset_evenly(val_set, 100).labels.tolist())) == list(range(10))
+        True
+    """
     from torch.utils.data import Subset
 
     if n >= len(data):
         return data
     step = len(data) / n
     indices = [int(i * step) for i in range(n)]
+    labels = data.labels if isinstance(data, PixelDataset) else data_labels(data)[0]
+    if labels is not None:
+        classes = labels.unique()
+        if len(labels[indices].unique()) < min(n, len(classes)):
+            indices = _round_robin(labels, classes, n)
     if isinstance(data, PixelDataset):
         idx = torch.tensor(indices)
         return PixelDataset(data.images[idx], data.labels[idx])
     return Subset(data, indices)
+
+
+def _round_robin(labels: Tensor, classes: Tensor, n: int) -> list[int]:
+    """The first ``n`` indices taken in turn from each class (each class's in order), sorted."""
+    queues = [torch.nonzero(labels == c).flatten().tolist() for c in classes]
+    picks = [q[rank] for rank in range(max(map(len, queues))) for q in queues if rank < len(q)]
+    return sorted(picks[:n])
 
 
 def probe_from_manifest(data: dict[str, Any], mean: Tensor | None, crop: int | None):

@@ -10,7 +10,7 @@ Example:
     >>> from zfwidgets import demo
     >>> from zfwidgets.widgets.feature_space import FeatureSpace
     >>> d = demo.load()
-    >>> some = Subset(d.dataset, range(0, 1000, 8))   # every class: the digits are sorted
+    >>> some = Subset(d.dataset, range(125))   # every class: the digits are interleaved
     >>> w = FeatureSpace(d.model, some, classes=d.classes, mean=d.mean)
     >>> w.wait()                              # features and the PCA embedding are ready
     True

@@ -10,6 +10,8 @@ the zoo never imports train):
 >>> image, label = d.dataset[0]          # image: float32 (1, 28, 28), mean-subtracted
 >>> tuple(d.model(image[None]).shape)    # logits
 (1, 10)
+>>> [d.dataset[i][1] for i in range(12)]  # the held-out digits are interleaved by class
+[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
 
 The data, its split and its licence are described in ``zfwidgets/zoo/data/README.md``; the weights
 come from ``scripts/train_demo.py``, which also records the training run itself (snapshots at
@@ -81,8 +83,10 @@ class Demo:
     Attributes:
         model: the trained :class:`~zfwidgets.zoo.SmallZFNet`, in eval mode, a fresh copy per
             :func:`load` call (change it freely).
-        dataset: the held-out split (1,000 digits, 100 per class), never seen in training.
-        train: the training split (4,000 digits).
+        dataset: the held-out split (1,000 digits, 100 per class), never seen in training,
+            interleaved by class: ``dataset[i]`` is a digit ``i % 10`` (the first ten are a 0,
+            a 1, ..., a 9), so any run of images from the start shows every class.
+        train: the training split (4,000 digits), sorted by class (all 0s first).
         classes: class names, ``["0", ..., "9"]``; index = label.
         mean: float32 ``(1, 28, 28)``, per-pixel mean of the training images in [0, 1]. Add it
             back to a dataset image to get pixels in [0, 1].
@@ -115,7 +119,8 @@ class DigitPixels:
     Attributes:
         train_images: uint8 ``(4000, 28, 28)``, the training split.
         train_labels: int64 ``(4000,)``.
-        test_images: uint8 ``(1000, 28, 28)``, the held-out split (100 per class).
+        test_images: uint8 ``(1000, 28, 28)``, the held-out split (100 per class), interleaved
+            by class: image ``i`` is a digit ``i % 10``.
         test_labels: int64 ``(1000,)``.
     """
 
