@@ -131,7 +131,7 @@ def _feature_space(d):
 
     from zfwidgets import FeatureSpace
 
-    w = FeatureSpace(d.model, Subset(d.dataset, range(0, 600, 10)), classes=d.classes, mean=d.mean)
+    w = FeatureSpace(d.model, Subset(d.dataset, range(60)), classes=d.classes, mean=d.mean)
     assert w.wait(60), w.status
     w.selected = 7
     return w
