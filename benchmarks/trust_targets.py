@@ -11,13 +11,15 @@
   stage, a deep copy with the same blocks re-initialised, one forward + backward of the class
   score per gradient method, and the occlusion sweep's images through the model (batches of 64).
 
-Full: AlexNet with random weights at 224 px, 100 steps. ``--quick``: the digits demo (28 px).
-CPU, one torch thread (see core_targets).
+Full: random weights at 224 px; the curves on AlexNet, 100 steps; the cascade on
+EfficientNet-Lite0 (11 stages, 7 methods: about 4 minutes). ``--quick``: the digits demo.
+CPU, one torch thread (see core_targets); the curves row also at torch's default thread count.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 
 import torch
 from core_targets import format_table, row, timed
@@ -42,6 +44,16 @@ def _model(quick: bool):
     return model, torch.randn(3, 224, 224, generator=torch.Generator().manual_seed(0))
 
 
+def _cascade_model(quick: bool):
+    """The issue's model for the cascade: EfficientNet-Lite0 (random weights, 224 px)."""
+    if quick:
+        return _model(quick)
+    from zfwidgets.zoo.efficientnet_lite import EfficientNetLite0
+
+    model = EfficientNetLite0().eval()
+    return model, torch.randn(3, 224, 224, generator=torch.Generator().manual_seed(0))
+
+
 def _loop_curves(model, img, saliency, target, steps, fill=0.0):
     """The reference: one forward pass of the model per step image."""
     rank = faithfulness.pixel_order(saliency, False)
@@ -56,7 +68,18 @@ def _loop_curves(model, img, saliency, target, steps, fill=0.0):
     return torch.tensor(out)
 
 
-def curve_rows(quick: bool, repeats: int) -> list[dict]:
+def curve_rows(quick: bool, repeats: int, threads: int | None = None) -> list[dict]:
+    """The curves row at the current torch thread count, or at ``threads`` (restored after)."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _curve_rows(quick, repeats)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _curve_rows(quick: bool, repeats: int) -> list[dict]:
     model, x = _model(quick)
     ref = copy.deepcopy(model).eval()
     insp = Inspector(model, device="cpu")
@@ -77,7 +100,8 @@ def curve_rows(quick: bool, repeats: int) -> list[dict]:
     name = "digits demo" if quick else "AlexNet"
     return [
         row(
-            f"deletion + insertion, {side} px, {steps} steps ({name})",
+            f"deletion + insertion, {side} px, {steps} steps ({name}, "
+            f"{_threads(torch.get_num_threads())})",
             "cpu",
             ours,
             loop,
@@ -115,7 +139,7 @@ def _autograd_cascade(insp: Inspector, x, methods, blocks, target) -> None:
 
 
 def cascade_rows(quick: bool, repeats: int) -> list[dict]:
-    model, x = _model(quick)
+    model, x = _cascade_model(quick)
     insp = Inspector(model, device="cpu")
     methods = trust.trust_methods(insp)
     blocks = list(reversed(insp.blocks))
@@ -127,7 +151,7 @@ def cascade_rows(quick: bool, repeats: int) -> list[dict]:
 
     reference = lambda: _autograd_cascade(insp, x, methods, blocks, target)  # noqa: E731
     mine, ref = timed([ours, reference], repeats, warmup=False)
-    name = "digits demo" if quick else "AlexNet"
+    name = "digits demo" if quick else "EfficientNet-Lite0"
     return [
         row(
             f"full cascade, {len(blocks)} stages, {len(methods)} methods ({name})",
@@ -141,12 +165,28 @@ def cascade_rows(quick: bool, repeats: int) -> list[dict]:
     ]
 
 
+def _threads(n: int) -> str:
+    return f"{n} torch thread" + ("s" if n > 1 else "")
+
+
+def _every_core() -> int:
+    """The threads torch starts with: OMP_NUM_THREADS, else every core this process may use
+    (read from the OS: an earlier bench module may have pinned torch to one thread)."""
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    return int(given) if given.isdigit() and int(given) > 0 else len(os.sched_getaffinity(0))
+
+
 def run(quick: bool = False, threads: int | None = 1) -> dict:
-    """Both rows on the CPU; returns the rows and the table."""
+    """Both rows on the CPU; returns the rows and the table. The curves row runs at ``threads``
+    and again at torch's default (every core), what a class's machine runs: batches of step
+    images share out over the cores, one image at a time much less."""
     if threads:
         torch.set_num_threads(threads)
     repeats = 1 if quick else 3
-    rows = curve_rows(quick, repeats) + cascade_rows(quick, 1)
+    rows = curve_rows(quick, repeats)
+    if _every_core() != torch.get_num_threads():
+        rows += curve_rows(quick, repeats, _every_core())
+    rows += cascade_rows(quick, 1)
     return {
         "name": NAME,
         "quick": quick,
