@@ -327,3 +327,28 @@ def test_figures_refusals_exit_2_with_one_line(folder, tmp_path, capsys, extra, 
     argv = ["figures", "--model", "small_zfnet", "--data", str(folder), "--limit", "3"]
     assert main([*argv, "--out", str(tmp_path / "figs"), *extra]) == 2
     assert message in _one_error_line(capsys.readouterr().err)
+
+
+def test_architecture_trains_on_every_class_when_limited(monkeypatch):
+    """Fig. 6 with ``train_limit``: the demo's training split is sorted by class, so its first
+    200 digits are all 0s; the limited set must hold every class."""
+    import zfwidgets.train
+    from zfwidgets.figures import architecture
+
+    seen = {}
+
+    class _Stop(Exception):
+        pass
+
+    def record(build, train_set, *args, **kwargs):
+        seen["labels"] = [int(train_set[i][1]) for i in range(len(train_set))]
+        raise _Stop
+
+    monkeypatch.setattr(zfwidgets.train, "train_briefly", record)
+    d = demo.load()
+    assert {int(d.train[i][1]) for i in range(200)} == {0}  # why it matters
+    fd = type("FD", (), {"train": d.train})()
+    with pytest.raises(_Stop):
+        architecture(fd, epochs=1, train_limit=200)
+    assert len(seen["labels"]) == 200
+    assert sorted(set(seen["labels"])) == list(range(10))

@@ -300,7 +300,8 @@ def architecture(
     progress: bool = False,
 ) -> np.ndarray | None:
     """Fig. 6: the small ZF net against the small Krizhevsky net, trained here for ``epochs``
-    on the first ``train_limit`` training images (all by default).
+    on ``train_limit`` training images spread over every class (all by default: the demo's
+    training split is sorted by class, so its first 400 are all 0s).
 
     Both train as tutorial 08 does (batch 32, PyTorch's default initialisation): with the
     paper's recipe (batch 128, weights drawn at 1e-2) these small nets stay at chance for the
@@ -309,10 +310,12 @@ def architecture(
     if fd.train is None:
         return None
     train_set = fd.train
-    if train_limit is not None and train_limit < len(train_set):
-        train_set = torch.utils.data.Subset(train_set, range(train_limit))
     from zfwidgets.core.selection import compare_architectures
     from zfwidgets.train import train_briefly
+    from zfwidgets.train.data import subset_evenly
+
+    if train_limit is not None:
+        train_set = subset_evenly(train_set, train_limit)
     from zfwidgets.zoo import SmallKrizhevskyNet, SmallZFNet
 
     builds = {"ZF 5x5/1": SmallZFNet, "Krizhevsky 9x9/2": SmallKrizhevskyNet}
