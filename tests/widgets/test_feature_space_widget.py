@@ -85,6 +85,32 @@ def test_method_and_layer_toggles_recompute_then_come_from_the_cache(widget):
     assert "PCA" in widget.status
 
 
+def test_a_cached_view_is_not_overwritten_by_the_job_it_replaced(widget, monkeypatch):
+    """Back to a cached layer while another layer's embedding is still being computed: the
+    older job is cancelled, so it cannot report over (or clear) the status of what is shown."""
+    import threading
+
+    import zfwidgets.widgets.feature_space as fs
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow_pixels(data, **kwargs):
+        if threading.current_thread() is not threading.main_thread():  # the job, not a redraw
+            started.set()
+            release.wait(10)
+        return pixel_values(data, **kwargs)
+
+    monkeypatch.setattr(fs, "pixel_values", slow_pixels)
+    widget.layer = "conv3"  # not cached: a job starts, waits, then would report its next phase
+    assert started.wait(30)
+    widget.layer = "fc4"  # cached: drawn at once
+    assert "PCA" in widget.status and "fc4" in widget.status
+    release.set()
+    assert widget.wait(30)
+    assert "PCA" in widget.status and "fc4" in widget.status, widget.status
+    assert widget.layer == "fc4" and widget.points.shape == (90, 2)
+
+
 def test_bad_values_are_refused_and_kept(widget):
     widget.selected = 5
     widget.selected = 500

@@ -298,6 +298,8 @@ class FeatureSpace(WidgetBase):
     def _compute(self) -> None:
         layer, method = self.layer, self.method
         if (layer, method) in self._embeddings:
+            # newer work wins: an older job must not report over (or clear) what this draws
+            self._tasks.cancel()
             self._space_done((layer, method, None, None, self._embeddings[(layer, method)]))
             return
 
