@@ -30,6 +30,9 @@ BUILD = (
     "b = LayerBrowser(d.model, dataset=d.dataset, mean=d.mean, classes=d.classes,"
     " show_top=True)\nb.wait()\ndisplay(b)\n"
     "s = EvolutionScrubber(demo.snapshots())\ns.wait()\ns.selected = 3\ns.wait()\ndisplay(s)\n"
+    "from zfwidgets import InvarianceExplorer\n"
+    "v = InvarianceExplorer(d.model, d.dataset.images[:3], mean=d.mean, classes=d.classes)\n"
+    "v.wait()\ndisplay(v)\n"
 )
 
 # Every visible text node's computed font size inside the widget, by kind; the thickest
@@ -66,7 +69,21 @@ _MEASURE_JS = """(css) => {
   }
   const bars = [...widget.querySelectorAll('img.zfw-heat-bar, img.zfw-grid-bar')]
     .map((img) => img.naturalHeight);
-  return {sizes, lines, reach, culprit, bars, root: widget.classList.contains('zfw-projector'),
+  // An axis title must clear its tick numbers (the room fit_ticks makes).
+  const overlaps = [];
+  for (const axis of widget.querySelectorAll('.bqplot .axis')) {
+    const title = axis.querySelector('.axislabel');
+    if (!title || title.textContent.trim() === '') continue;
+    const t = title.getBoundingClientRect();
+    for (const tick of axis.querySelectorAll('.tick text')) {
+      const r = tick.getBoundingClientRect();
+      if (r.width && r.left < t.right && t.left < r.right && r.top < t.bottom && t.top < r.bottom) {
+        overlaps.push(title.textContent + ' / ' + tick.textContent);
+      }
+    }
+  }
+  return {sizes, lines, reach, culprit, bars, overlaps,
+          root: widget.classList.contains('zfw-projector'),
           scroll: widget.scrollWidth - widget.clientWidth};
 }"""
 
@@ -75,6 +92,10 @@ WIDGETS = {
     "evolution_scrubber": (
         "zfw-evolution-scrubber",
         ["caption", "status", "legend", "control_labels", "ticks", "axis_labels"],
+    ),
+    "invariance_explorer": (
+        "zfw-invariance-explorer",
+        ["caption", "status", "control_labels", "ticks", "axis_labels"],
     ),
 }
 
@@ -111,6 +132,8 @@ def test_projector_mode_reads_from_the_back_row_and_still_fits(browser_page, jup
                 problems.append(
                     f"{name}: reaches {m['reach']:.0f} px past the cell ({m['culprit']})"
                 )
+            if m["overlaps"]:
+                problems.append(f"{name}: axis titles on their ticks: {m['overlaps'][:3]}")
             if name == "evolution_scrubber" and not (m["lines"] and min(m["lines"]) >= 4):
                 problems.append(f"{name}: curve strokes {m['lines']} px (want 4)")
             # render.colour_bar: 12 px bar + 2 + font + 6 under it: an 18 px font makes 38.

@@ -342,3 +342,46 @@ def _descendants(widget):
     for child in getattr(widget, "children", ()):
         yield child
         yield from _descendants(child)
+
+
+@pytest.mark.parametrize(
+    "make", [_invariance_explorer, _trust_explorer, _synthesis], ids=lambda f: f.__name__
+)
+def test_their_plots_make_room_for_the_larger_ticks_and_give_it_back(d, make):
+    """The 18 px tick numbers of projector mode need room: each plot's margins on its axes'
+    sides (and px title offsets) grow by PROJECTOR_ROOM at once, and return exactly; a widget
+    built in projector mode starts with the room."""
+    from bqplot import Figure
+
+    from zfwidgets.widgets.parts import PROJECTOR_ROOM
+
+    w = make(d)
+    try:
+        assert w.wait(120), w.status
+        figures = [c for c in _descendants(w) if isinstance(c, Figure)]
+        assert figures and set(map(id, figures)) == set(map(id, w._tick_figures()))
+        own = [dict(f.fig_margin) for f in figures]
+        offsets = [[a.label_offset for a in f.axes] for f in figures]
+        zfwidgets.projector(True)
+        for f, margin in zip(figures, own, strict=True):
+            assert f.fig_margin["left"] == round(margin["left"] * PROJECTOR_ROOM)
+            assert f.fig_margin["bottom"] == round(margin["bottom"] * PROJECTOR_ROOM)
+            assert f.fig_margin["top"] == margin["top"]
+        for f, given in zip(figures, offsets, strict=True):
+            for axis, offset in zip(f.axes, given, strict=True):
+                if offset is not None:
+                    assert float(axis.label_offset[:-2]) == round(float(offset[:-2]) * 1.4)
+        built_on = make(d)
+        try:
+            assert built_on.wait(120), built_on.status
+            assert [f.fig_margin for f in built_on._tick_figures()] == [
+                f.fig_margin for f in figures
+            ]
+        finally:
+            built_on.close()
+        zfwidgets.projector(False)
+        assert [dict(f.fig_margin) for f in figures] == own
+        assert [[a.label_offset for a in f.axes] for f in figures] == offsets
+    finally:
+        zfwidgets.projector(False)
+        w.close()

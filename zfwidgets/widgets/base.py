@@ -679,6 +679,8 @@ class WidgetBase(widgets.VBox):
         if not getattr(self, "_ready", False):
             return
         with self._lock, errors_to(self.status_line, "projector mode"):
+            for figure in self._tick_figures():
+                parts.fit_ticks(figure)
             self._redraw_for_projector()
 
     def _redraw_for_projector(self) -> None:
@@ -687,9 +689,17 @@ class WidgetBase(widgets.VBox):
         what the widget shows: nothing is recomputed. Called by :meth:`_show_projector_mode`
         when the mode switches; the default draws nothing (CSS is enough)."""
 
+    def _tick_figures(self) -> list:
+        """The bqplot figures whose margins and axis-title offsets follow the mode's text
+        size (:func:`~zfwidgets.widgets.parts.fit_ticks`), at build and at each switch."""
+        return []
+
     # ----- for subclasses -------------------------------------------------------------------
     def _finish_building(self) -> None:
-        """Marks the widget built: refusals now go to the status line instead of raising."""
+        """Marks the widget built: refusals now go to the status line instead of raising;
+        its plots get the room for the mode's tick size."""
+        for figure in self._tick_figures():
+            parts.fit_ticks(figure)
         self._ready = True
         exporting.track_canvases(self)
 

@@ -352,6 +352,9 @@ class InvarianceExplorer(WidgetBase):
         )
         return figure, others, current, point, x_axis
 
+    def _tick_figures(self) -> list[Figure]:
+        return [figure for figure, *_ in getattr(self, "_plots", [])]
+
     def _start(self, state: dict[str, Any]) -> None:
         self.kind = state.get("kind", "translate")
         self._set_amount_options()

@@ -101,6 +101,40 @@ def bar_font_size() -> int:
     return PROJECTOR_FONT_PX if _projector["on"] else NORMAL_BAR_FONT_PX
 
 
+# Projector mode's 18 px tick numbers need about this much more room than the usual 13 px.
+PROJECTOR_ROOM = 1.4
+
+
+def fit_ticks(figure: Any) -> None:
+    """Gives a bqplot figure's tick numbers and axis titles room for the mode's text size.
+
+    In projector mode the margin on each side that holds an axis, and each axis title's
+    offset given in px, grow by ``PROJECTOR_ROOM``; out of it they are the figure's own again
+    (recorded at the first call). The plot keeps its size: only the room inside it moves.
+
+    Example:
+        >>> from bqplot import Axis, Figure, LinearScale
+        >>> y = Axis(scale=LinearScale(), orientation="vertical", label_offset="40px")
+        >>> fig = Figure(axes=[y], fig_margin={"top": 10, "bottom": 40, "left": 50, "right": 10})
+        >>> _projector["on"] = True; fit_ticks(fig); fig.fig_margin["left"], y.label_offset
+        (70, '56px')
+        >>> _projector["on"] = False; fit_ticks(fig); fig.fig_margin["left"], y.label_offset
+        (50, '40px')
+    """
+    own = getattr(figure, "_zfw_own_room", None)
+    if own is None:
+        own = (dict(figure.fig_margin), [axis.label_offset for axis in figure.axes])
+        figure._zfw_own_room = own
+    margin, offsets = dict(own[0]), own[1]
+    grow = PROJECTOR_ROOM if _projector["on"] else 1.0
+    for axis, offset in zip(figure.axes, offsets, strict=False):  # axes added later: as given
+        side = axis.side or ("left" if axis.orientation == "vertical" else "bottom")
+        margin[side] = round(own[0][side] * grow)
+        if isinstance(offset, str) and offset.endswith("px"):
+            axis.label_offset = f"{round(float(offset[:-2]) * grow)}px"
+    figure.fig_margin = margin
+
+
 def class_options(classes: Sequence[str]) -> list[tuple[str, int]]:
     """A class menu's ``(label, index)`` options: ``"3: cat"``, but a class named by its own
     number reads ``"3"``, not ``"3: 3"``.

@@ -333,6 +333,10 @@ class Synthesis(WidgetBase):
         ]:
             self._bind(trait, control)
 
+    def _tick_figures(self) -> list[Figure]:
+        figure = getattr(self, "_figure", None)
+        return [] if figure is None else [figure]
+
     def _plot(self) -> tuple[Lines, Figure]:
         x, y = LinearScale(min=0.0, max=1.0), LinearScale(min=0.0, max=1.0)
         line = Lines(x=[0.0], y=[0.0], scales={"x": x, "y": y}, colors=[CURVE_COLOUR])

@@ -290,6 +290,10 @@ class TrustExplorer(WidgetBase):
             self.status_line,
         ]
 
+    def _tick_figures(self) -> list[Figure]:
+        names = ("_similarity_figure", "_deletion_figure", "_insertion_figure")
+        return [getattr(self, n) for n in names if hasattr(self, n)]
+
     def _build_figures(self) -> None:
         text = {"fill": COLOURS["body"], "font-family": FONT}
         self._stage_caption = caption(role="body")
