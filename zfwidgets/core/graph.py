@@ -69,13 +69,13 @@ _MODULE_KINDS: dict[type, str] = {
 
 SUPPORTED = ", ".join(sorted({t.__name__ for t in _MODULE_KINDS}))
 
-# Functions and tensor methods that are linear (affine) in the image path's tensors: their
-# backward is the exact vector-Jacobian product, which does not depend on the input values.
 # torch.fx patches nn.Module.__call__ for the whole process while it traces: a forward pass
 # in another thread at that moment goes through the tracer and fails ("not installed as a
 # submodule"). Tracing and our runs of a model's own forward (the probe) take this lock.
 FX_LOCK = threading.RLock()
 
+# Functions and tensor methods that are linear (affine) in the image path's tensors: their
+# backward is the exact vector-Jacobian product, which does not depend on the input values.
 _LINEAR_FUNCTIONS = {
     operator.add,
     operator.sub,

@@ -201,10 +201,19 @@ def class_scores(insp: Inspector, batch: Tensor) -> Tensor:
         >>> torch.allclose(class_scores(insp, x), insp.run_batch(x, [last])[last], atol=1e-5)
         True
     """
+    return _scores(insp, [batch], len(batch), tuple(batch.shape[1:]))
+
+
+def _scores(insp: Inspector, batches, count: int, image: tuple) -> Tensor:
+    """The class scores of ``count`` images of shape ``image`` given in ``batches``: each
+    batch through the trunk, then the classifier once over all of them where its inputs fit
+    in ``TAIL_BYTES`` (:func:`tail_start`), else each batch through the whole network."""
     split = tail_start(insp)
-    if split is None:
-        return insp.class_scores(_trunk(insp, batch, len(insp.steps) - 1))
-    return _tail(insp, _trunk(insp, batch, split), split)
+    if split is not None and math.prod(insp.shapes(image)[split]) * 4 * count > TAIL_BYTES:
+        split = None
+    last = len(insp.steps) - 1 if split is None else split
+    out = torch.cat([_trunk(insp, batch, last) for batch in batches])
+    return insp.class_scores(out) if split is None else _tail(insp, out, split)
 
 
 def tail_start(insp: Inspector) -> int | None:
@@ -314,18 +323,9 @@ def _probabilities(
     insp: Inspector, make, image: tuple, begin: int, end: int, batch_size: int, target: int
 ) -> Tensor:
     """The target's probability for step images ``begin..end`` (each of shape ``image``)
-    made by ``make``, in batches of ``batch_size``; the classifier runs once over all of
-    them where their inputs fit in 64 MiB (:func:`tail_start`)."""
-    split = tail_start(insp)
-    if split is not None:
-        shape = insp.shapes(image)[split]
-        split = split if math.prod(shape) * 4 * (end - begin) <= TAIL_BYTES else None
-    last = len(insp.steps) - 1 if split is None else split
-    parts = [
-        _trunk(insp, make(b, min(b + batch_size, end)), last) for b in range(begin, end, batch_size)
-    ]
-    out = torch.cat(parts)
-    scores = insp.class_scores(out) if split is None else _tail(insp, out, split)
+    made by ``make``, in batches of ``batch_size`` (:func:`_scores`)."""
+    batches = (make(b, min(b + batch_size, end)) for b in range(begin, end, batch_size))
+    scores = _scores(insp, batches, end - begin, image)
     return torch.softmax(scores.float(), dim=1)[:, target].cpu()
 
 
