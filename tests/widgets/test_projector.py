@@ -55,19 +55,6 @@ def test_one_switch_reaches_built_and_new_widgets(d):
     after.close()
 
 
-def test_the_curves_get_room_for_larger_ticks():
-    from zfwidgets import EvolutionScrubber
-    from zfwidgets.widgets.evolution_scrubber import CURVE_MARGINS, PROJECTOR_MARGINS
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # bqscales' own
-        scrubber = EvolutionScrubber(demo.snapshots(), device="cpu")
-    assert scrubber._figure.fig_margin == CURVE_MARGINS
-    zfwidgets.projector(True)
-    assert scrubber._figure.fig_margin == PROJECTOR_MARGINS
-    scrubber.close()
-
-
 @pytest.mark.parametrize("bad", ["yes", 1, None.__class__])
 def test_a_bad_switch_is_refused_and_says_how(bad):
     with pytest.raises(TypeError, match=r"projector\(\) takes True .* got .*zfwidgets\.projector"):
@@ -161,7 +148,7 @@ def _synthesis(d):
 DRAWING = {
     _layer_browser: "_redraw_bars",
     _occlusion_slider: "_relabel_maps",
-    _evolution_scrubber: "_make_room_for_ticks",
+    _evolution_scrubber: "_tick_figures",
     _feature_space: "_draw_grids",
 }
 
@@ -229,15 +216,22 @@ def test_the_layer_browsers_shown_bars_grow_and_return(d):
 
 
 def test_the_curves_room_follows_the_switch_both_ways():
-    from zfwidgets.widgets.evolution_scrubber import CURVE_MARGINS, PROJECTOR_MARGINS
+    """The EvolutionScrubber's curves get their room from the shared fit_ticks: margins on the
+    axes' sides (left, right, bottom) and the right axis title's offset 1.4x, then back."""
+    from zfwidgets.widgets.evolution_scrubber import CURVE_MARGINS
+    from zfwidgets.widgets.parts import PROJECTOR_ROOM
 
     w = _evolution_scrubber(None)
     try:
+        assert w._figure.fig_margin == CURVE_MARGINS and w._axes["acc"].label_offset == "40px"
         zfwidgets.projector(True)
-        assert w._figure.fig_margin == PROJECTOR_MARGINS and w._axes["acc"].label_offset
+        grown = {k: round(v * PROJECTOR_ROOM) for k, v in CURVE_MARGINS.items()}
+        assert w._figure.fig_margin == {**grown, "top": CURVE_MARGINS["top"]}
+        assert w._axes["acc"].label_offset == f"{round(40 * PROJECTOR_ROOM)}px"
         zfwidgets.projector(False)
-        assert w._figure.fig_margin == CURVE_MARGINS and w._axes["acc"].label_offset is None
+        assert w._figure.fig_margin == CURVE_MARGINS and w._axes["acc"].label_offset == "40px"
     finally:
+        zfwidgets.projector(False)
         w.close()
 
 

@@ -55,7 +55,6 @@ from zfwidgets.widgets.parts import (
     full_width,
     place_patch,
     png_image,
-    projector_mode,
     rgba,
     size_canvas,
     widget_preprocessing,
@@ -78,9 +77,9 @@ CURVE_COLOURS = {"loss": "#ef6c00", "train_acc": "#66bb6a", "val_acc": "#1e88e5"
 # file browser open) and fit one screen height (issue 32, item 3).
 GRID_WIDTH, GRID_HEIGHT = 240, 480
 CURVES_WIDTH, CURVES_HEIGHT = 440, 210  # the narrowest the curves get, and their height
-# Room around the plot for the tick numbers and axis labels; larger ones in projector mode.
+# Room around the plot for the tick numbers and axis labels (parts.fit_ticks: 1.4x in
+# projector mode).
 CURVE_MARGINS = {"top": 10, "bottom": 40, "left": 55, "right": 55}
-PROJECTOR_MARGINS = {"top": 12, "bottom": 50, "left": 72, "right": 80}
 TOPS_KEPT = 64  # top-9 pictures kept (most recent first): a long session stays bounded
 
 
@@ -379,7 +378,7 @@ class EvolutionScrubber(WidgetBase):
                  tick_values=epoch_ticks(self.run.epochs), tick_format="d"),
             Axis(scale=loss_scale, side="left", label="loss",
                  tick_style=text, label_color="#888", tick_values=round_ticks(1.0)),
-            Axis(scale=acc_scale, side="right", label="accuracy",
+            Axis(scale=acc_scale, side="right", label="accuracy", label_offset="40px",
                  tick_style=text, label_color="#888", tick_values=[0.0, 0.25, 0.5, 0.75, 1.0]),
         ]  # fmt: skip
         self._scales = {"x": x, "loss": loss_scale}
@@ -392,7 +391,6 @@ class EvolutionScrubber(WidgetBase):
             layout=widgets.Layout(width=f"{CURVES_WIDTH}px", height=f"{CURVES_HEIGHT}px"),
         )
         self._figure.add_class("zfw-evolution-curves")
-        self._make_room_for_ticks()
         # The legend under the plot, where it covers neither the curves nor the epoch marker.
         swatch = (
             '<span style="color: {colour}; font-weight: bold">━━</span> {label}'
@@ -463,16 +461,9 @@ class EvolutionScrubber(WidgetBase):
             height = max(height, 3 * tile_h + 4 * 2)
         return width, height
 
-    def _redraw_for_projector(self) -> None:
-        self._make_room_for_ticks()
-
-    def _make_room_for_ticks(self) -> None:
-        """The curves' margins and the right axis' label offset at the mode's tick size (the
-        ticks themselves follow CSS; this widget draws no text into its pictures)."""
-        on = projector_mode()
-        self._figure.fig_margin = PROJECTOR_MARGINS if on else CURVE_MARGINS
-        # the right axis' label past its wider tick numbers ("0.75" at 18 px)
-        self._axes["acc"].label_offset = "66px" if on else None
+    def _tick_figures(self) -> list[Figure]:
+        figure = getattr(self, "_figure", None)
+        return [] if figure is None else [figure]
 
     def _start(self, state: dict[str, Any], follow: bool) -> None:
         self._arrange()
