@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zfwidgets import Inspector, demo
+from zfwidgets import Inspector
 from zfwidgets.core.correspondence import correspondence
 from zfwidgets.core.gradcam import gradcam
 from zfwidgets.core.graph import UnsupportedModelError
@@ -42,16 +42,6 @@ class Body(nn.Module):
 
     def forward(self, x):
         return self.fc(self.body(self, self.conv(x)).flatten(1))
-
-
-@pytest.fixture(scope="module")
-def d():
-    return demo.load()
-
-
-@pytest.fixture(scope="module")
-def insp(d):
-    return Inspector(d.model, device="cpu")
 
 
 def image(side: int = 16) -> torch.Tensor:

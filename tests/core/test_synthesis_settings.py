@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from zfwidgets import Inspector, demo
+from zfwidgets import Inspector
 from zfwidgets.core.synthesis import (
     Fourier,
     SynthesisDiverged,
@@ -21,16 +21,6 @@ from zfwidgets.core.synthesis import (
 )
 
 NAN, INF = float("nan"), float("inf")
-
-
-@pytest.fixture(scope="module")
-def d():
-    return demo.load()
-
-
-@pytest.fixture(scope="module")
-def insp(d):
-    return Inspector(d.model, device="cpu")
 
 
 def routes(insp, x):

@@ -7,16 +7,11 @@ import pytest
 import torch
 from torch.utils.data import Dataset, Subset
 
-from zfwidgets import Inspector, LayerBrowser, demo
+from zfwidgets import Inspector, LayerBrowser
 from zfwidgets.core.data_labels import data_label
 from zfwidgets.core.mining import mine
 from zfwidgets.core.top_views import top_projections
 from zfwidgets.zoo import SmallZFNet
-
-
-@pytest.fixture(scope="module")
-def d():
-    return demo.load()
 
 
 @pytest.fixture(scope="module")

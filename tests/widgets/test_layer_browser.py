@@ -25,11 +25,6 @@ ZOOM = 6  # 28x28 digits are drawn 168 px wide
 
 
 @pytest.fixture(scope="module")
-def d():
-    return demo.load()
-
-
-@pytest.fixture(scope="module")
 def ref(d):
     """An independent inspector for expected values."""
     return Inspector(d.model, device="cpu")

@@ -11,14 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from zfwidgets import demo
 from zfwidgets.core import synthesis as synth
 from zfwidgets.widgets.layer_browser import LayerBrowser
-
-
-@pytest.fixture(scope="module")
-def d():
-    return demo.load()
 
 
 @pytest.fixture(scope="module")

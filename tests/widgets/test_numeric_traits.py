@@ -6,15 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from zfwidgets import OcclusionSlider, demo
+from zfwidgets import OcclusionSlider
 from zfwidgets.widgets.synthesis import Synthesis
 
 NAN, INF = float("nan"), float("inf")
-
-
-@pytest.fixture(scope="module")
-def d():
-    return demo.load()
 
 
 @pytest.fixture(scope="module")

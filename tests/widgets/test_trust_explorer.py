@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from zfwidgets import Inspector, TrustExplorer, demo
+from zfwidgets import Inspector, TrustExplorer
 from zfwidgets.core import render
 from zfwidgets.core.trust import cascade, deletion_insertion, trust_methods
 from zfwidgets.widgets.parts import blank_png
@@ -18,11 +18,6 @@ from zfwidgets.widgets.trust_explorer import map_picture, method_label
 
 METHODS = ["guided", "saliency", "gradcam"]
 STEPS = 4
-
-
-@pytest.fixture(scope="module")
-def d():
-    return demo.load()
 
 
 @pytest.fixture(scope="module")
