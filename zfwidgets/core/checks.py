@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ __all__ = [
     "check_class",
     "check_count",
     "check_fill",
+    "check_number",
     "check_finite_weights",
     "check_position",
     "closest_names",
@@ -69,6 +71,23 @@ def as_int(value):
 
 
 _INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
+def check_number(name: str, value: Any, low: float, high: float, low_open: bool = False) -> None:
+    """Refuses ``value`` unless it is a finite real number in ``[low, high]`` (``(low, high]``
+    when ``low_open``), naming what was given and what is allowed.
+
+    Example:
+        >>> check_number("lr", float("inf"), 0, 10, low_open=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: lr must be a finite number in (0, 10]; got inf
+    """
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if (not number or not math.isfinite(value) or value > high or value < low
+            or (low_open and value == low)):  # fmt: skip
+        raise ValueError(f"{name} must be a finite number in {interval}; got {value!r}")
 
 
 def check_count(name: str, value) -> int:

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zfwidgets.core.checks import resolve_device
+from zfwidgets.core.checks import check_number, resolve_device
 
 __all__ = [
     "History",
@@ -134,14 +134,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             positive_int(name)
         for name, high in (("lr", MAX_LR), ("lr_factor", 1.0), ("weight_decay", 1.0)):
-            value = getattr(self, name)
-            low_ok = value >= 0 if name == "weight_decay" else value > 0
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if not number or not math.isfinite(value) or not low_ok or value > high:
-                low = "[0" if name == "weight_decay" else "(0"
-                raise ValueError(
-                    f"TrainConfig.{name} must be a finite number in {low}, {high:g}]; got {value!r}"
-                )
+            low_open = name != "weight_decay"  # no decay is a setting; no step size is not
+            check_number(f"TrainConfig.{name}", getattr(self, name), 0, high, low_open)
         if not 0 <= self.momentum < 1:
             raise ValueError(f"TrainConfig.momentum must be in [0, 1); got {self.momentum!r}")
         if self.schedule not in SCHEDULES:

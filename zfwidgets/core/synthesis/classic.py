@@ -29,7 +29,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zfwidgets.core import render
-from zfwidgets.core.checks import as_int, check_channel, check_class, check_position
+from zfwidgets.core.checks import (
+    as_int,
+    check_channel,
+    check_class,
+    check_number,
+    check_position,
+)
 from zfwidgets.core.layers import run_graph
 from zfwidgets.core.synthesis.objectives import ClassScore, Unit, class_score, unit
 from zfwidgets.core.synthesis.regularisers import (
@@ -82,23 +88,6 @@ class SynthesisDiverged(ValueError):
 # or overflows, so a larger value is a typo, not a setting.
 MAX_LR = 10.0
 MAX_WEIGHT = 1e6  # regulariser weights (l2, tv_weight): beyond this the objective is ignored
-
-
-def check_number(name: str, value: Any, low: float, high: float, low_open: bool = False) -> None:
-    """Refuses ``value`` unless it is a finite real number in ``[low, high]`` (``(low, high]``
-    when ``low_open``), naming what was given and what is allowed.
-
-    Example:
-        >>> check_number("lr", float("inf"), 0, MAX_LR, low_open=True)
-        Traceback (most recent call last):
-        ...
-        ValueError: lr must be a finite number in (0, 10]; got inf
-    """
-    interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if (not number or not math.isfinite(value) or value > high or value < low
-            or (low_open and value == low)):  # fmt: skip
-        raise ValueError(f"{name} must be a finite number in {interval}; got {value!r}")
 
 
 def stop_if_not_finite(step: int, steps: int, value: float, x: Tensor, lr: float) -> None:

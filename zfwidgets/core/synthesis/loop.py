@@ -21,14 +21,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from zfwidgets.core.checks import as_int
+from zfwidgets.core.checks import as_int, check_number
 from zfwidgets.core.layers import run_graph
-from zfwidgets.core.synthesis.classic import (
-    MAX_LR,
-    SynthesisCancelled,
-    check_number,
-    stop_if_not_finite,
-)
+from zfwidgets.core.synthesis.classic import MAX_LR, SynthesisCancelled, stop_if_not_finite
 from zfwidgets.core.synthesis.objectives import as_objective
 from zfwidgets.core.synthesis.parametrisations import Fourier, Parametrisation
 from zfwidgets.core.synthesis.transforms import standard
